@@ -1,0 +1,1 @@
+"""Katib (Experiment, Trial) on Ray Tune for the local runtime."""
