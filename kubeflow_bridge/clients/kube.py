@@ -1,7 +1,16 @@
-"""Custom-object client for Kubeflow resources (sync on ``kubernetes``, async on ``kubernetes_asyncio``)."""
+"""Custom-object client for Kubeflow resources: the public facade.
+
+``KubeflowObjectClient`` (sync, on ``kubernetes``) and ``AsyncKubeflowObjectClient`` (async, on
+``kubernetes_asyncio``; its ``wait`` shares one watch per (API server, kind, namespace) across the
+process) create-or-reattach, read, patch, delete, wait for terminal states, cancel and read job logs.
+Neither Kubernetes client is imported until a client is built.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from kubeflow_bridge.clients._common import IDENTITY_LABEL, CreateResult, IfExists, WaitOutcome
 from kubeflow_bridge.clients._kinds import (
     ALL_KINDS,
     EXPERIMENT,
@@ -13,15 +22,48 @@ from kubeflow_bridge.clients._kinds import (
     ResourceKind,
     kind_named,
 )
+from kubeflow_bridge.clients._retry import (
+    AlreadyExistsError,
+    IdentityMismatchError,
+    KubeApiError,
+    RetryPolicy,
+)
+
+if TYPE_CHECKING:
+    from kubeflow_bridge.clients._async import AsyncKubeflowObjectClient
+    from kubeflow_bridge.clients._sync import KubeflowObjectClient
 
 __all__ = [
     "ALL_KINDS",
     "EXPERIMENT",
+    "IDENTITY_LABEL",
     "INFERENCESERVICE",
     "JOB",
     "POD",
     "PYTORCHJOB",
     "TRIAL",
+    "AlreadyExistsError",
+    "AsyncKubeflowObjectClient",
+    "CreateResult",
+    "IdentityMismatchError",
+    "IfExists",
+    "KubeApiError",
+    "KubeflowObjectClient",
     "ResourceKind",
+    "RetryPolicy",
+    "WaitOutcome",
     "kind_named",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The client classes import kubernetes / kubernetes_asyncio; load them only when asked for.
+    if name == "KubeflowObjectClient":
+        from kubeflow_bridge.clients._sync import KubeflowObjectClient
+
+        return KubeflowObjectClient
+    if name == "AsyncKubeflowObjectClient":
+        from kubeflow_bridge.clients._async import AsyncKubeflowObjectClient
+
+        return AsyncKubeflowObjectClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
