@@ -1,0 +1,66 @@
+"""Operator extra links to the Kubeflow UIs, built from the connection's dashboard URL.
+
+The task pushes each link's full URL to XCom under the link's ``xcom_key`` (Airflow 3's API server
+reads it from there); ``get_link`` reads the same value back.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
+
+from airflow.sdk import BaseOperatorLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+    from airflow.sdk.definitions.context import Context
+    from airflow.sdk.types import TaskInstanceKey
+
+
+class KubeflowLink(BaseOperatorLink):
+    """A link to one Kubeflow object; subclasses set ``name`` and ``url_template``.
+
+    ``url_template`` fields: ``{dashboard}`` (no trailing slash), ``{namespace}``, ``{name}`` (object
+    name or KFP run id). A connection extra ``<key>_url_template`` overrides the template.
+    """
+
+    name: ClassVar[str] = "Kubeflow"  # type: ignore[misc]
+    key: ClassVar[str] = "kubeflow"
+    url_template: ClassVar[str] = "{dashboard}"
+
+    @classmethod
+    def format_url(
+        cls, dashboard: str | None, *, namespace: str, name: str, template: str | None = None
+    ) -> str | None:
+        """The link's URL, or None when no dashboard URL is configured."""
+        if not dashboard:
+            return None
+        return (template or cls.url_template).format(
+            dashboard=dashboard.rstrip("/"), namespace=quote(namespace, safe=""), name=quote(name, safe="")
+        )
+
+    @classmethod
+    def persist(
+        cls,
+        context: Context,
+        dashboard: str | None,
+        *,
+        namespace: str,
+        name: str,
+        template: str | None = None,
+    ) -> str | None:
+        """Push the URL to XCom under this link's key (no-op without a dashboard URL)."""
+        url = cls.format_url(dashboard, namespace=namespace, name=name, template=template)
+        if url:
+            context["ti"].xcom_push(key=cls.xcom_key_for(), value=url)
+        return url
+
+    @classmethod
+    def xcom_key_for(cls) -> str:
+        return f"_link_{cls.__name__}"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        value: Any = XCom.get_value(ti_key=ti_key, key=self.xcom_key)
+        return str(value) if value else ""

@@ -1,0 +1,15 @@
+"""Link to a PyTorchJob (the dashboard has no training UI by default: set ``pytorchjob_url_template``)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from kubeflow_bridge.links.base import KubeflowLink
+
+
+class PyTorchJobLink(KubeflowLink):
+    """The PyTorchJob's page (a configured URL template, else the dashboard's resource view)."""
+
+    name: ClassVar[str] = "PyTorchJob"  # type: ignore[misc]
+    key: ClassVar[str] = "pytorchjob"
+    url_template: ClassVar[str] = "{dashboard}/_/pytorchjobs/details/{namespace}/{name}"

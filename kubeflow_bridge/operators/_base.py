@@ -1,0 +1,376 @@
+"""What every Kubeflow custom-object operator shares: submit once, wait, reattach, cancel.
+
+Flow of one try:
+
+1. Validate the inputs (after templating) and build the manifest: nothing is created if that fails.
+2. Create the object under a deterministic name (dag_id, task_id, run_id, map_index) with identity
+   labels. A 409 for an object with our identity is a reattach: if it already finished with success,
+   the result is returned; if it failed or was cancelled, a retry replaces it with a new one.
+3. Remember the name in ``task_state_store`` (Airflow 3.3's ``ResumableJobMixin`` on the sync path).
+4. Wait: defer to :class:`KubeflowObjectTrigger` (always with a timeout), or wait on the worker.
+5. ``execute_complete`` turns any event but ``succeeded`` into a clear error; a cancelled remote job is
+   never a success.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator, ResumableJobMixin
+
+from kubeflow_bridge.hooks.kubeflow import KubeflowHook, resolve_kind
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
+
+    from kubeflow_bridge.links.base import KubeflowLink
+    from kubeflow_bridge.resources.names import Identity
+
+IF_EXISTS_VALUES = ("reattach", "fail", "replace")
+ON_KILL_ACTIONS = ("delete", "keep")
+#: The task_state_store key holding ``namespace/name`` of the object this task created.
+STATE_KEY = "kubeflow_object"
+
+
+class KubeflowOperatorError(RuntimeError):
+    """The remote job did not succeed (failed, cancelled, timed out) or could not be waited for."""
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable``; our operators defer when it is unset."""
+    from airflow.sdk.configuration import conf
+
+    return conf.getboolean("operators", "default_deferrable", fallback=True)
+
+
+def check_choice(field: str, value: Any, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{field} must be one of {', '.join(allowed)}, not {value!r}")
+    return str(value)
+
+
+def as_seconds(field: str, value: Any, *, allow_zero: bool = False) -> float:
+    """A positive number of seconds from a number, a numeric string (templated) or a timedelta."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field} must be a number of seconds, not {value!r}") from None
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ValueError(f"{field} must be greater than 0 seconds, not {value!r}")
+    return seconds
+
+
+def identity_from_context(context: Context) -> Identity:
+    """The task instance's identity (dag_id, task_id, run_id, map_index)."""
+    from kubeflow_bridge.resources.names import Identity
+
+    ti = context["ti"]
+    map_index = getattr(ti, "map_index", -1)
+    return Identity.airflow(ti.dag_id, ti.task_id, ti.run_id, -1 if map_index is None else map_index)
+
+
+def raise_for_event(event: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    """Return the event when it says ``succeeded``; raise a clear error for anything else."""
+    if not isinstance(event, dict) or "status" not in event:
+        raise KubeflowOperatorError(f"{what}: the trigger sent no usable event ({event!r})")
+    status = event["status"]
+    if status == "succeeded":
+        return event
+    reason = event.get("reason") or ""
+    message = event.get("message") or ""
+    hints = {
+        "failed": "see the job's logs and events",
+        "cancelled": "it was cancelled or deleted outside this task; a cancelled job is never a success",
+        "timeout": "raise timeout= or check why it is slow",
+        "error": "the wait itself failed (API or connection problem); a retry reattaches",
+    }
+    raise KubeflowOperatorError(
+        f"{what} {status}: {reason} {message}".rstrip() + f" ({hints.get(status, 'unexpected state')})"
+    )
+
+
+class KubeflowObjectOperator(ResumableJobMixin, BaseOperator):
+    """Base of the operators that create one Kubernetes custom object and wait for it.
+
+    Args:
+        kubeflow_conn_id: The ``kubeflow`` connection.
+        kubernetes_conn_id: Overrides the connection's cncf ``kubernetes`` connection id.
+        namespace: Overrides the connection's namespace.
+        name: Object name; default: deterministic from dag_id, task_id, run_id and map_index.
+        deferrable: Wait in the triggerer (default: ``[operators] default_deferrable``, else True).
+        poll_interval: Seconds between log reads while waiting on the worker.
+        timeout: Seconds to wait before the task fails with a timeout.
+        if_exists: ``reattach`` (a retry reattaches to the object it created), ``fail`` or ``replace``.
+        on_kill_action: ``delete`` the object when the task is killed, or ``keep`` it.
+        wait_for_completion: False submits and returns at once.
+    """
+
+    template_fields: Sequence[str] = ("name", "namespace", "kubeflow_conn_id", "kubernetes_conn_id")
+    external_id_key = STATE_KEY
+    kind_name: ClassVar[str] = ""
+    link_class: ClassVar[type[KubeflowLink] | None] = None
+    #: Longest generated name (children append suffixes such as ``-master-0``).
+    name_max_length: ClassVar[int] = 40
+    ui_color = "#4285f4"
+
+    def __init__(
+        self,
+        *,
+        kubeflow_conn_id: str = KubeflowHook.default_conn_name,
+        kubernetes_conn_id: str | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
+        deferrable: bool | None = None,
+        poll_interval: float = 10.0,
+        timeout: float | timedelta = 24 * 3600,
+        if_exists: str = "reattach",
+        on_kill_action: str = "delete",
+        wait_for_completion: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.kubeflow_conn_id = kubeflow_conn_id
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.namespace = namespace
+        self.name = name
+        self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
+        self.poll_interval = as_seconds("poll_interval", poll_interval)
+        self.timeout = as_seconds("timeout", timeout)
+        self.if_exists = check_choice("if_exists", if_exists, IF_EXISTS_VALUES)
+        self.on_kill_action = check_choice("on_kill_action", on_kill_action, ON_KILL_ACTIONS)
+        self.wait_for_completion = wait_for_completion
+        self._resource_name: str | None = None
+        self._resource_namespace: str | None = None
+        self._submit_generation: int | None = None
+
+    # --- subclass API -------------------------------------------------------------------------
+    def build_manifest(self, context: Context, name: str, namespace: str) -> dict[str, Any]:
+        """The validated manifest to create (raise ValueError saying what to fix)."""
+        raise NotImplementedError
+
+    def build_result(self, obj: dict[str, Any], context: Context) -> Any:
+        """The small XCom result from the finished object."""
+        raise NotImplementedError
+
+    def min_generation(self, obj: dict[str, Any]) -> int | None:
+        """The generation whose terminal state counts (InferenceService), else None."""
+        return None
+
+    def after_wait(self, context: Context, name: str, namespace: str) -> None:
+        """Called once the wait ended, before results (PyTorchJob prints the master's log)."""
+
+    # --- plumbing -----------------------------------------------------------------------------
+    @property
+    def hook(self) -> KubeflowHook:
+        if not hasattr(self, "_hook"):
+            self._hook = KubeflowHook(
+                self.kubeflow_conn_id, kubernetes_conn_id=self.kubernetes_conn_id, namespace=self.namespace
+            )
+        return self._hook
+
+    def object_client(self) -> Any:
+        """The sync object client (the seam tests replace)."""
+        return self.hook.get_object_client()
+
+    @property
+    def kind(self) -> Any:
+        return resolve_kind(self.kind_name)
+
+    def _target(self, context: Context) -> tuple[str, str]:
+        from kubeflow_bridge.resources.names import dns1035_problem
+
+        namespace = self.hook.namespace
+        if self.name:
+            problem = dns1035_problem(self.name, 63)
+            if problem:
+                raise ValueError(f"{self.kind_name} name: {problem}")
+            return self.name, namespace
+        return identity_from_context(context).resource_name(max_length=self.name_max_length), namespace
+
+    def _classify(self, obj: dict[str, Any] | None, min_generation: int | None = None) -> str:
+        """``active``, ``succeeded``, ``failed``, ``cancelled`` or ``missing`` for an object."""
+        if obj is None:
+            return "missing"
+        from kubeflow_bridge.clients.status import classify
+
+        found = classify(self.kind, obj, min_generation=min_generation)
+        return "active" if found is None else found.state
+
+    def _if_exists_value(self, value: str) -> Any:
+        try:
+            from kubeflow_bridge.clients.kube import IfExists
+
+            return IfExists(value)
+        except ImportError:
+            return value
+
+    def submit_job(self, context: Context) -> str:
+        """Validate, build and create (or reattach to) the object; return ``namespace/name``."""
+        from kubeflow_bridge.resources.names import with_identity
+
+        name, namespace = self._target(context)
+        manifest = self.build_manifest(context, name, namespace)
+        manifest = with_identity(manifest, identity_from_context(context))
+        client = self.object_client()
+        result = client.create(
+            self.kind, manifest, namespace=namespace, if_exists=self._if_exists_value(self.if_exists)
+        )
+        obj = result.obj
+        if not result.created:
+            state = self._classify(obj, self.min_generation(obj))
+            if state in ("failed", "cancelled"):
+                self.log.info(
+                    "%s %s/%s %s before: starting a new one", self.kind_name, namespace, name, state
+                )
+                obj = client.create(
+                    self.kind, manifest, namespace=namespace, if_exists=self._if_exists_value("replace")
+                ).obj
+            else:
+                self.log.info("reattached to %s %s/%s (%s)", self.kind_name, namespace, name, state)
+        else:
+            self.log.info("created %s %s/%s", self.kind_name, namespace, name)
+        self._remember(context, name, namespace, obj)
+        return f"{namespace}/{name}"
+
+    def _remember(self, context: Context, name: str, namespace: str, obj: dict[str, Any]) -> None:
+        self._resource_name, self._resource_namespace = name, namespace
+        self._submit_generation = self.min_generation(obj)
+        ti = context["ti"]
+        ti.xcom_push(
+            key="kubeflow_resource", value={"kind": self.kind_name, "name": name, "namespace": namespace}
+        )
+        if self.link_class is not None:
+            self.link_class.persist(context, self.hook.dashboard_url, namespace=namespace, name=name)
+
+    @staticmethod
+    def _split(external_id: Any) -> tuple[str, str]:
+        namespace, _, name = str(external_id).partition("/")
+        return name, namespace
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        name, namespace = self._split(external_id)
+        obj = self.object_client().get(self.kind, name, namespace=namespace)
+        return self._classify(obj, self.min_generation(obj) if obj else None)
+
+    def is_job_active(self, status: str) -> bool:
+        return status == "active"
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return status == "succeeded"
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> Any:
+        """Wait on the worker in slices of ``poll_interval`` (so logs can stream); raise unless succeeded."""
+        name, namespace = self._split(external_id)
+        self._resource_name, self._resource_namespace = name, namespace
+        client = self.object_client()
+        if self._submit_generation is None:
+            current = client.get(self.kind, name, namespace=namespace)
+            self._submit_generation = self.min_generation(current) if current else None
+        deadline = time.monotonic() + self.timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                outcome_event = {
+                    "status": "timeout",
+                    "reason": "Timeout",
+                    "message": f"after {self.timeout:g}s",
+                }
+                break
+            outcome = client.wait(
+                self.kind,
+                name,
+                namespace=namespace,
+                timeout=min(self.poll_interval, remaining),
+                min_generation=self._submit_generation,
+            )
+            self.on_poll(context, name, namespace)
+            if outcome.state != "timeout":
+                outcome_event = {
+                    "status": outcome.state,
+                    "reason": outcome.reason,
+                    "message": outcome.message,
+                }
+                break
+        self.after_wait(context, name, namespace)
+        raise_for_event(outcome_event, f"{self.kind_name} {namespace}/{name}")
+        return self.get_job_result(external_id, context)
+
+    def on_poll(self, context: Context, name: str, namespace: str) -> None:
+        """Called after each wait slice on the worker (PyTorchJob streams new log lines)."""
+
+    def get_job_result(self, external_id: Any, context: Context) -> Any:
+        name, namespace = self._split(external_id)
+        obj = self.object_client().get(self.kind, name, namespace=namespace)
+        if obj is None:
+            raise KubeflowOperatorError(
+                f"{self.kind_name} {namespace}/{name} is gone; cannot read its result"
+            )
+        return self.build_result(obj, context)
+
+    # --- Airflow entry points -----------------------------------------------------------------
+    def execute(self, context: Context) -> Any:
+        if not self.wait_for_completion:
+            submitted = self.submit_job(context)
+            name, namespace = self._split(submitted)
+            return {"name": name, "namespace": namespace, "state": "submitted"}
+        if not self.deferrable:
+            return self.execute_resumable(context)
+        store = context.get("task_state_store")
+        external_id: Any = store.get(self.external_id_key) if store is not None else None
+        if external_id:
+            status = self.get_job_status(external_id, context)
+            if status == "succeeded":
+                self.log.info("%s %s already succeeded in an earlier try", self.kind_name, external_id)
+                return self.get_job_result(external_id, context)
+            if status != "active":
+                external_id = None  # failed, cancelled or gone: a real failure, start a new one
+        if external_id:
+            name, namespace = self._split(external_id)
+            obj = self.object_client().get(self.kind, name, namespace=namespace) or {}
+            self._remember(context, name, namespace, obj)
+        else:
+            external_id = self.submit_job(context)
+            if store is not None:
+                store.set(self.external_id_key, external_id)
+        self._defer_wait(external_id)
+
+    def _defer_wait(self, external_id: str) -> None:
+        from kubeflow_bridge.triggers.kubeflow import KubeflowObjectTrigger
+
+        name, namespace = self._split(external_id)
+        self.defer(
+            trigger=KubeflowObjectTrigger(
+                kind=self.kind_name,
+                name=name,
+                namespace=namespace,
+                deadline=time.time() + self.timeout,
+                kubeflow_conn_id=self.kubeflow_conn_id,
+                kubernetes_conn_id=self.kubernetes_conn_id,
+                min_generation=self._submit_generation,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout + 60),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger: raise unless the object succeeded, then read the result."""
+        name = (event or {}).get("name") or self._resource_name or ""
+        namespace = (event or {}).get("namespace") or self._resource_namespace or ""
+        self._resource_name, self._resource_namespace = name, namespace
+        self.after_wait(context, name, namespace)
+        raise_for_event(event, f"{self.kind_name} {namespace}/{name}")
+        return self.get_job_result(f"{namespace}/{name}", context)
+
+    def on_kill(self) -> None:
+        """Delete the object (``on_kill_action='delete'``) or leave it running (``keep``)."""
+        if not self._resource_name or self.on_kill_action == "keep":
+            return
+        self.log.info(
+            "task killed: deleting %s %s/%s", self.kind_name, self._resource_namespace, self._resource_name
+        )
+        self.object_client().cancel(self.kind, self._resource_name, namespace=self._resource_namespace)

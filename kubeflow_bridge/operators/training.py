@@ -1,0 +1,217 @@
+"""``PyTorchJobOperator``: run a PyTorchJob (Master plus Workers) and wait for it."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from kubeflow_bridge.links.training import PyTorchJobLink
+from kubeflow_bridge.operators._base import KubeflowObjectOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
+
+
+def _as_int(field: str, value: Any, *, minimum: int) -> int:
+    """An int from an int or a rendered string; bools and fractions are rejected."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"{field} must be an integer >= {minimum}, not {value!r}")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{field} must be an integer >= {minimum}, not {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"{field} must be an integer >= {minimum}, not {value!r}")
+    return number
+
+
+def _as_command(field: str, value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise ValueError(
+            f"{field} must be a list of strings (e.g. ['python', '-m', 'trainer']), not a string"
+        )
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, int, float)) for v in value):
+        raise ValueError(f"{field} must be a list of strings, not {value!r}")
+    return [str(v) for v in value]
+
+
+class PyTorchJobOperator(KubeflowObjectOperator):
+    """Create a PyTorchJob and wait for it; the master's log goes to the task log.
+
+    Args:
+        image: Container image (the trainer image, e.g. ``kubeflow-bridge/trainer:latest``).
+        command: Container command, a list.
+        args: Container args, a list.
+        env: Environment variables (mapping).
+        workers: Worker replicas besides the Master (0: master only).
+        gpus: ``nvidia.com/gpu`` per replica.
+        cpu: CPU request and limit per replica (e.g. ``"2"``).
+        memory: Memory request and limit per replica (e.g. ``"4Gi"``).
+        nproc_per_node: ``spec.nprocPerNode``.
+        backoff_limit: Retries of failed replicas before the job fails.
+        clean_pod_policy: ``All``, ``Running`` or ``None``.
+        pytorchjob: A full PyTorchJob manifest instead of the fields above (name and identity are set).
+        log_lines: Lines of the master's log printed at the end in deferrable mode.
+        **kwargs: See :class:`KubeflowObjectOperator` (namespace, deferrable, timeout, if_exists, ...).
+
+    Returns:
+        ``{"name", "namespace", "state", "reason", "replica_statuses"}``.
+    """
+
+    template_fields: Sequence[str] = (
+        *KubeflowObjectOperator.template_fields,
+        "image",
+        "command",
+        "args",
+        "env",
+        "workers",
+        "gpus",
+        "cpu",
+        "memory",
+        "pytorchjob",
+    )
+    template_fields_renderers = {"pytorchjob": "json", "env": "json"}
+    kind_name: ClassVar[str] = "PyTorchJob"
+    link_class = PyTorchJobLink
+    operator_extra_links = (PyTorchJobLink(),)
+
+    def __init__(
+        self,
+        *,
+        image: str | None = None,
+        command: list[str] | None = None,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        workers: int | str = 0,
+        gpus: int | str = 0,
+        cpu: str | None = None,
+        memory: str | None = None,
+        nproc_per_node: str | int | None = None,
+        backoff_limit: int | None = None,
+        clean_pod_policy: str | None = None,
+        pytorchjob: dict[str, Any] | None = None,
+        log_lines: int = 200,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.image = image
+        self.command = command
+        self.args = args
+        self.env = env
+        self.workers = workers
+        self.gpus = gpus
+        self.cpu = cpu
+        self.memory = memory
+        self.nproc_per_node = nproc_per_node
+        self.backoff_limit = backoff_limit
+        self.clean_pod_policy = clean_pod_policy
+        self.pytorchjob = pytorchjob
+        self.log_lines = log_lines
+        self._log_offsets: dict[str, int] = {}
+
+    def build_manifest(self, context: Context, name: str, namespace: str) -> dict[str, Any]:
+        from kubeflow_bridge.resources.training import (
+            PyTorchJobSpec,
+            RunPolicy,
+            resource_requirements,
+            validate_pytorchjob,
+        )
+
+        if self.pytorchjob is not None:
+            if not isinstance(self.pytorchjob, dict):
+                raise ValueError(
+                    f"pytorchjob must be a PyTorchJob manifest (a dict), not {type(self.pytorchjob).__name__}"
+                )
+            manifest = copy.deepcopy(self.pytorchjob)
+            metadata = manifest.setdefault("metadata", {})
+            if isinstance(metadata, dict):
+                metadata["name"] = name
+                metadata["namespace"] = namespace
+            validate_pytorchjob(manifest)
+            self._check_gpus(manifest)
+            return manifest
+        if not self.image or not isinstance(self.image, str):
+            raise ValueError(
+                "image is required: the container image to run (e.g. 'kubeflow-bridge/trainer:latest')"
+            )
+        workers = _as_int("workers", self.workers, minimum=0)
+        gpus = _as_int("gpus", self.gpus, minimum=0)
+        if self.env is not None and not isinstance(self.env, dict):
+            raise ValueError(f"env must be a mapping of names to values, not {self.env!r}")
+        run_policy = None
+        if self.backoff_limit is not None or self.clean_pod_policy is not None:
+            run_policy = RunPolicy(
+                backoff_limit=None
+                if self.backoff_limit is None
+                else _as_int("backoff_limit", self.backoff_limit, minimum=0),
+                clean_pod_policy=self.clean_pod_policy,
+            )
+        manifest = PyTorchJobSpec(
+            name=name,
+            namespace=namespace,
+            image=self.image,
+            command=_as_command("command", self.command),
+            args=_as_command("args", self.args),
+            env={str(k): str(v) for k, v in (self.env or {}).items()},
+            resources=resource_requirements(cpu=self.cpu, memory=self.memory, gpu=gpus) or None,
+            workers=workers,
+            nproc_per_node=self.nproc_per_node,
+            run_policy=run_policy,
+        ).to_dict()
+        validate_pytorchjob(manifest)
+        self._check_gpus(manifest)
+        return manifest
+
+    def _check_gpus(self, manifest: dict[str, Any]) -> None:
+        if self.hook.settings.gpus_available is not False:
+            return
+        for rtype, replica in (manifest.get("spec", {}).get("pytorchReplicaSpecs") or {}).items():
+            for container in ((replica or {}).get("template") or {}).get("spec", {}).get("containers", []):
+                limits = (container.get("resources") or {}).get("limits") or {}
+                if str(limits.get("nvidia.com/gpu", "0")) not in ("0", ""):
+                    raise ValueError(
+                        f"{rtype} requests nvidia.com/gpu but connection {self.kubeflow_conn_id!r} says the "
+                        "cluster has no GPUs (gpus_available=false): set gpus=0 or use a GPU cluster"
+                    )
+
+    def _read_logs(self, name: str, namespace: str) -> dict[str, str]:
+        try:
+            return self.object_client().job_logs(self.kind, name, namespace=namespace, role="master")
+        except Exception as err:  # logs are a courtesy; never fail the task for them
+            self.log.warning("could not read the logs of %s/%s: %s", namespace, name, err)
+            return {}
+
+    def on_poll(self, context: Context, name: str, namespace: str) -> None:
+        """Print the master's new log lines since the last slice (sync mode streams this way)."""
+        for pod, text in sorted(self._read_logs(name, namespace).items()):
+            start = self._log_offsets.get(pod, 0)
+            if len(text) < start:  # a restarted pod starts a new log
+                start = 0
+            new = text[start:]
+            self._log_offsets[pod] = len(text)
+            for line in new.splitlines():
+                self.log.info("[%s] %s", pod, line)
+
+    def after_wait(self, context: Context, name: str, namespace: str) -> None:
+        if self.deferrable and name:
+            logs = self._read_logs(name, namespace)
+            for pod, text in sorted(logs.items()):
+                for line in text.splitlines()[-self.log_lines :]:
+                    self.log.info("[%s] %s", pod, line)
+        elif name:
+            self.on_poll(context, name, namespace)
+
+    def build_result(self, obj: dict[str, Any], context: Context) -> dict[str, Any]:
+        from kubeflow_bridge.clients.results import job_outcome
+
+        outcome = job_outcome(obj)
+        return {
+            "name": outcome.name,
+            "namespace": (obj.get("metadata") or {}).get("namespace", ""),
+            "state": outcome.state,
+            "reason": outcome.reason,
+            "replica_statuses": outcome.replica_statuses,
+        }

@@ -1,0 +1,97 @@
+"""Trigger that waits for a Kubeflow Pipelines run to finish (KFP has no watch: it polls ``get_run``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from kubeflow_bridge.triggers.kubeflow import event_payload
+
+#: KFP run states (``clients.kfp.run_state``) that end a wait, and the event state each becomes.
+KFP_TERMINAL = {"succeeded": "succeeded", "failed": "failed", "cancelled": "cancelled", "skipped": "failed"}
+
+
+class KubeflowPipelineRunTrigger(BaseTrigger):
+    """Wait for a KFP run to reach a terminal state.
+
+    Args:
+        run_id: The KFP run id.
+        deadline: Epoch seconds after which the wait ends with a ``timeout`` event.
+        kubeflow_conn_id: The ``kubeflow`` connection.
+        poll_interval: Seconds between ``get_run`` calls.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        deadline: float,
+        kubeflow_conn_id: str = "kubeflow_default",
+        poll_interval: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.deadline = float(deadline)
+        self.kubeflow_conn_id = kubeflow_conn_id
+        self.poll_interval = float(poll_interval)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "run_id": self.run_id,
+                "deadline": self.deadline,
+                "kubeflow_conn_id": self.kubeflow_conn_id,
+                "poll_interval": self.poll_interval,
+            },
+        )
+
+    def _kfp_client(self) -> Any:
+        """The async KFP client (the seam tests replace)."""
+        from kubeflow_bridge.hooks.kubeflow import KubeflowHook
+
+        return KubeflowHook(self.kubeflow_conn_id).get_async_kfp_client()
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        detail = {"run_id": self.run_id}
+        try:
+            from kubeflow_bridge.clients.kfp import run_state
+
+            client = self._kfp_client()
+            try:
+                while True:
+                    run = await client.get_run(self.run_id)
+                    state = run_state(run)
+                    if state in KFP_TERMINAL:
+                        error = (run.get("error") or {}).get("message", "") if isinstance(run, dict) else ""
+                        payload = event_payload(
+                            KFP_TERMINAL[state],
+                            reason=str(run.get("state", state)),
+                            message=error or f"run {self.run_id} {state}",
+                            **detail,
+                        )
+                        break
+                    remaining = self.deadline - time.time()
+                    if remaining <= 0:
+                        payload = event_payload(
+                            "timeout",
+                            reason="Timeout",
+                            message=f"run {self.run_id} still {state} at the deadline",
+                            **detail,
+                        )
+                        break
+                    await asyncio.sleep(min(self.poll_interval, remaining))
+            finally:
+                close = getattr(client, "aclose", None) or getattr(client, "close", None)
+                if close is not None:
+                    result = close()
+                    if asyncio.iscoroutine(result):
+                        await result
+        except Exception as err:
+            self.log.warning("wait for KFP run %s failed: %s", self.run_id, err)
+            payload = event_payload("error", reason=type(err).__name__, message=str(err), **detail)
+        yield TriggerEvent(payload)

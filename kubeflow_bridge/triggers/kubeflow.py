@@ -1,0 +1,112 @@
+"""Trigger that waits for a Kubernetes custom object (PyTorchJob, Experiment, InferenceService) to finish.
+
+The trigger only reads: the worker created the object before deferring. It waits with the async
+object client, whose ``wait`` shares one watch per (kind, namespace) across every waiter in the
+triggerer process, and yields exactly one event. The deadline is absolute (epoch seconds), so a
+trigger re-created after a triggerer restart keeps the original timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+#: Every state a trigger event can carry; only ``succeeded`` lets a task succeed.
+EVENT_STATES = ("succeeded", "failed", "cancelled", "timeout", "error")
+
+
+def event_payload(state: str, *, reason: str = "", message: str = "", **detail: Any) -> dict[str, Any]:
+    """A JSON-safe trigger event payload; unknown states become ``error`` (never success)."""
+    if state not in EVENT_STATES:
+        message = f"unexpected state {state!r}: {message}"
+        state = "error"
+    return {"status": state, "reason": reason, "message": message, **detail}
+
+
+class KubeflowObjectTrigger(BaseTrigger):
+    """Wait for a custom object to reach a terminal state.
+
+    Args:
+        kind: Kind or plural name (``PyTorchJob``, ``experiments``, ``InferenceService``).
+        name: Object name.
+        namespace: Object namespace.
+        deadline: Epoch seconds after which the wait ends with a ``timeout`` event.
+        kubeflow_conn_id: The ``kubeflow`` connection.
+        kubernetes_conn_id: Overrides the connection's cncf ``kubernetes`` connection id.
+        min_generation: For InferenceServices: the generation whose readiness counts.
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        name: str,
+        namespace: str,
+        deadline: float,
+        kubeflow_conn_id: str = "kubeflow_default",
+        kubernetes_conn_id: str | None = None,
+        min_generation: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.kind = kind
+        self.name = name
+        self.namespace = namespace
+        self.deadline = float(deadline)
+        self.kubeflow_conn_id = kubeflow_conn_id
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.min_generation = min_generation
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "kind": self.kind,
+                "name": self.name,
+                "namespace": self.namespace,
+                "deadline": self.deadline,
+                "kubeflow_conn_id": self.kubeflow_conn_id,
+                "kubernetes_conn_id": self.kubernetes_conn_id,
+                "min_generation": self.min_generation,
+            },
+        )
+
+    def _object_client(self) -> AbstractAsyncContextManager[Any]:
+        """The async object client (the seam tests replace)."""
+        from kubeflow_bridge.hooks.kubeflow import KubeflowHook
+
+        hook = KubeflowHook(self.kubeflow_conn_id, kubernetes_conn_id=self.kubernetes_conn_id)
+        return hook.async_object_client()
+
+    def _detail(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "namespace": self.namespace}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        remaining = self.deadline - time.time()
+        if remaining <= 0:
+            yield TriggerEvent(
+                event_payload("timeout", reason="Timeout", message="deadline passed", **self._detail())
+            )
+            return
+        try:
+            from kubeflow_bridge.hooks.kubeflow import resolve_kind
+
+            resource_kind = resolve_kind(self.kind)
+            async with self._object_client() as client:
+                outcome = await client.wait(
+                    resource_kind,
+                    self.name,
+                    namespace=self.namespace,
+                    timeout=remaining,
+                    min_generation=self.min_generation,
+                )
+            payload = event_payload(
+                outcome.state, reason=outcome.reason, message=outcome.message, **self._detail()
+            )
+        except Exception as err:  # one event, always: the task fails with what went wrong
+            self.log.warning("wait for %s %s/%s failed: %s", self.kind, self.namespace, self.name, err)
+            payload = event_payload("error", reason=type(err).__name__, message=str(err), **self._detail())
+        yield TriggerEvent(payload)

@@ -1,0 +1,200 @@
+"""Fixtures for operator unit tests: an in-memory object client at the operator's ``object_client`` seam."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from kubeflow_bridge.clients.status import classify
+from kubeflow_bridge.resources.names import IDENTITY_LABEL
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    obj: dict
+    created: bool
+
+
+@dataclass(frozen=True)
+class WaitOutcome:
+    state: str
+    reason: str
+    message: str
+    obj: dict | None
+
+
+class AlreadyExists(RuntimeError):
+    pass
+
+
+class FakeObjectClient:
+    """Speaks the Client API contract of ``KubeflowObjectClient`` over a dict, recording every call."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.logs: dict[str, str] = {}
+        #: Called with the object on each wait; returns the status to write (simulates the controller).
+        self.progress: Any = None
+        self.generation = 0
+
+    def _key(self, kind: Any, name: str, namespace: str) -> tuple[str, str, str]:
+        return (kind.plural, namespace, name)
+
+    def create(self, kind: Any, body: dict, *, namespace: str, if_exists: Any = "reattach") -> CreateResult:
+        json.dumps(body)  # the body must be JSON-safe, as on the wire
+        name = body["metadata"]["name"]
+        self.calls.append(("create", name))
+        key = self._key(kind, name, namespace)
+        mode = getattr(if_exists, "value", if_exists)
+        existing = self.objects.get(key)
+        if existing is not None:
+            same = (
+                existing["metadata"].get("labels", {}).get(IDENTITY_LABEL)
+                == body["metadata"]["labels"][IDENTITY_LABEL]
+            )
+            if mode == "reattach" and same:
+                return CreateResult(copy.deepcopy(existing), False)
+            if mode != "replace":
+                raise AlreadyExists(f"{kind.kind} {name} already exists")
+            del self.objects[key]
+        obj = copy.deepcopy(body)
+        obj["metadata"].update(namespace=namespace, generation=1, uid=f"uid-{len(self.calls)}")
+        self.objects[key] = obj
+        return CreateResult(copy.deepcopy(obj), True)
+
+    def get(self, kind: Any, name: str, *, namespace: str) -> dict | None:
+        self.calls.append(("get", name))
+        obj = self.objects.get(self._key(kind, name, namespace))
+        return copy.deepcopy(obj) if obj else None
+
+    def patch(self, kind: Any, name: str, patch: dict, *, namespace: str) -> dict:
+        self.calls.append(("patch", name))
+        obj = self.objects[self._key(kind, name, namespace)]
+        if "spec" in patch:
+            obj["spec"] = _merge(obj.get("spec", {}), patch["spec"])
+            obj["metadata"]["generation"] += 1
+        if "metadata" in patch:
+            obj["metadata"] = _merge(obj["metadata"], patch["metadata"])
+        return copy.deepcopy(obj)
+
+    def delete(self, kind: Any, name: str, *, namespace: str, propagation: str = "Foreground") -> bool:
+        self.calls.append(("delete", name))
+        return self.objects.pop(self._key(kind, name, namespace), None) is not None
+
+    def cancel(self, kind: Any, name: str, *, namespace: str) -> None:
+        self.calls.append(("cancel", name))
+        self.objects.pop(self._key(kind, name, namespace), None)
+
+    def wait(
+        self, kind: Any, name: str, *, namespace: str, timeout: float, min_generation: int | None = None
+    ) -> WaitOutcome:
+        self.calls.append(("wait", name))
+        key = self._key(kind, name, namespace)
+        obj = self.objects.get(key)
+        if obj is None:
+            return WaitOutcome("cancelled", "Deleted", "object was deleted", None)
+        if self.progress is not None:
+            obj["status"] = self.progress(obj)
+        found = classify(kind, obj, min_generation=min_generation)
+        if found is None:
+            return WaitOutcome("timeout", "Timeout", "still running", copy.deepcopy(obj))
+        return WaitOutcome(found.state, found.reason, found.message, copy.deepcopy(obj))
+
+    def job_logs(
+        self, kind: Any, name: str, *, namespace: str, role: str = "master", tail_lines: int | None = None
+    ) -> dict[str, str]:
+        return dict(self.logs)
+
+    def creates(self) -> list[str]:
+        return [name for op, name in self.calls if op == "create"]
+
+
+def _merge(base: dict, patch: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def succeeded_pytorchjob(obj: dict) -> dict:
+    return {
+        "conditions": [
+            {"type": "Created", "status": "True", "reason": "PyTorchJobCreated"},
+            {"type": "Succeeded", "status": "True", "reason": "PyTorchJobSucceeded", "message": "done"},
+        ],
+        "replicaStatuses": {"Master": {"succeeded": 1}},
+    }
+
+
+def failed_pytorchjob(obj: dict) -> dict:
+    return {
+        "conditions": [{"type": "Failed", "status": "True", "reason": "PyTorchJobFailed", "message": "boom"}],
+        "replicaStatuses": {"Master": {"failed": 1}},
+    }
+
+
+class FakeStore:
+    """The task_state_store surface the operators use (get/set)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any, **_: Any) -> None:
+        self.data[key] = value
+
+
+class FakeTI:
+    def __init__(
+        self, dag_id: str = "dag", task_id: str = "task", run_id: str = "manual__1", map_index: int = -1
+    ) -> None:
+        self.dag_id, self.task_id, self.run_id, self.map_index = dag_id, task_id, run_id, map_index
+        self.xcoms: dict[str, Any] = {}
+        self.stats_tags: dict[str, str] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+
+@pytest.fixture
+def kubeflow_conn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_KUBEFLOW_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "kubeflow",
+                "host": "http://127.0.0.1:9",
+                "extra": {
+                    "namespace": "team-a",
+                    "dashboard_url": "http://dash.example",
+                    "gpus_available": False,
+                },
+            }
+        ),
+    )
+
+
+@pytest.fixture
+def fake_client(monkeypatch: pytest.MonkeyPatch, kubeflow_conn: None) -> FakeObjectClient:
+    from kubeflow_bridge.operators._base import KubeflowObjectOperator
+
+    client = FakeObjectClient()
+    monkeypatch.setattr(KubeflowObjectOperator, "object_client", lambda self: client)
+    return client
+
+
+@pytest.fixture
+def context() -> dict[str, Any]:
+    return {"ti": FakeTI(), "task_state_store": FakeStore()}

@@ -1,0 +1,219 @@
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from kubeflow_bridge.triggers.kfp import KubeflowPipelineRunTrigger
+from kubeflow_bridge.triggers.kubeflow import KubeflowObjectTrigger
+
+FUTURE = time.time() + 3600
+
+TRIGGERS: list[BaseTrigger] = [
+    KubeflowObjectTrigger(kind="PyTorchJob", name="job-1", namespace="ns", deadline=FUTURE),
+    KubeflowObjectTrigger(
+        kind="InferenceService",
+        name="isvc",
+        namespace="ns",
+        deadline=FUTURE,
+        kubeflow_conn_id="kf",
+        kubernetes_conn_id="k8s",
+        min_generation=3,
+    ),
+    KubeflowObjectTrigger(kind="Experiment", name="exp", namespace="ns", deadline=FUTURE),
+    KubeflowPipelineRunTrigger(run_id="run-1", deadline=FUTURE, kubeflow_conn_id="kf", poll_interval=0.5),
+]
+
+
+@pytest.mark.parametrize("trigger", TRIGGERS, ids=lambda t: type(t).__name__)
+def test_serialize_round_trip_through_airflow_trigger_model(
+    trigger: BaseTrigger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.models import crypto
+    from airflow.models.trigger import Trigger
+    from cryptography.fernet import Fernet
+
+    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", Fernet.generate_key().decode())
+    crypto.get_fernet.cache_clear()
+    from importlib import import_module
+
+    classpath, kwargs = trigger.serialize()
+    json.dumps(kwargs)  # JSON-safe
+    row = Trigger.from_object(trigger)
+    assert trigger.serialize()[1].get("name", "run-1") not in row.encrypted_kwargs  # stored encrypted
+    module, _, name = row.classpath.rpartition(".")
+    rebuilt = getattr(import_module(module), name)(**row.kwargs)
+    assert type(rebuilt) is type(trigger)
+    assert rebuilt.serialize() == (classpath, kwargs)
+    crypto.get_fernet.cache_clear()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str
+    reason: str
+    message: str
+    obj: dict | None = None
+
+
+class FakeAsyncObjectClient:
+    def __init__(self, result: Outcome | Exception) -> None:
+        self.result = result
+        self.waits: list[dict[str, Any]] = []
+
+    async def wait(
+        self, kind: Any, name: str, *, namespace: str, timeout: float, min_generation: int | None = None
+    ) -> Outcome:
+        self.waits.append(
+            {
+                "kind": kind.kind,
+                "name": name,
+                "namespace": namespace,
+                "timeout": timeout,
+                "min_generation": min_generation,
+            }
+        )
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+async def collect(trigger: BaseTrigger) -> list[TriggerEvent]:
+    return [event async for event in trigger.run()]
+
+
+def object_trigger(
+    monkeypatch: pytest.MonkeyPatch, client: FakeAsyncObjectClient, **kwargs: Any
+) -> KubeflowObjectTrigger:
+    @contextlib.asynccontextmanager
+    async def seam(self: KubeflowObjectTrigger) -> AsyncIterator[FakeAsyncObjectClient]:
+        yield client
+
+    monkeypatch.setattr(KubeflowObjectTrigger, "_object_client", seam)
+    base: dict[str, Any] = {
+        "kind": "pytorchjobs",
+        "name": "j",
+        "namespace": "ns",
+        "deadline": time.time() + 60,
+    }
+    base.update(kwargs)
+    return KubeflowObjectTrigger(**base)
+
+
+@pytest.mark.parametrize("state", ["succeeded", "failed", "cancelled", "timeout"])
+async def test_object_trigger_yields_exactly_one_event_with_the_outcome(
+    monkeypatch: pytest.MonkeyPatch, state: str
+) -> None:
+    client = FakeAsyncObjectClient(Outcome(state, "Why", "detail"))
+    events = await collect(object_trigger(monkeypatch, client, min_generation=2))
+    assert len(events) == 1
+    assert events[0].payload == {
+        "status": state,
+        "reason": "Why",
+        "message": "detail",
+        "kind": "pytorchjobs",
+        "name": "j",
+        "namespace": "ns",
+    }
+    (call,) = client.waits
+    assert call["kind"] == "PyTorchJob" and call["min_generation"] == 2 and 0 < call["timeout"] <= 60
+
+
+async def test_object_trigger_turns_client_errors_into_one_error_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = await collect(object_trigger(monkeypatch, FakeAsyncObjectClient(ConnectionError("api down"))))
+    assert [e.payload["status"] for e in events] == ["error"]
+    assert events[0].payload["message"] == "api down" and events[0].payload["reason"] == "ConnectionError"
+
+
+async def test_object_trigger_unknown_state_is_error_never_success(monkeypatch: pytest.MonkeyPatch) -> None:
+    events = await collect(object_trigger(monkeypatch, FakeAsyncObjectClient(Outcome("Complete", "", ""))))
+    assert events[0].payload["status"] == "error"
+
+
+async def test_object_trigger_past_deadline_times_out_without_calling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = FakeAsyncObjectClient(Outcome("succeeded", "", ""))
+    events = await collect(object_trigger(monkeypatch, client, deadline=time.time() - 1))
+    assert events[0].payload["status"] == "timeout" and client.waits == []
+
+
+async def test_object_trigger_unknown_kind_is_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    events = await collect(
+        object_trigger(monkeypatch, FakeAsyncObjectClient(Outcome("succeeded", "", "")), kind="Widget")
+    )
+    assert events[0].payload["status"] == "error"
+
+
+class FakeAsyncKfp:
+    def __init__(self, states: list[str | Exception]) -> None:
+        self.states = states
+        self.gets = 0
+        self.closed = False
+
+    async def get_run(self, run_id: str) -> dict:
+        self.gets += 1
+        item = self.states[min(self.gets - 1, len(self.states) - 1)]
+        if isinstance(item, Exception):
+            raise item
+        return {
+            "run_id": run_id,
+            "state": item,
+            "error": {"message": "task x failed"} if item == "FAILED" else {},
+        }
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def kfp_trigger(
+    monkeypatch: pytest.MonkeyPatch, client: FakeAsyncKfp, deadline: float | None = None
+) -> KubeflowPipelineRunTrigger:
+    monkeypatch.setattr(KubeflowPipelineRunTrigger, "_kfp_client", lambda self: client)
+    return KubeflowPipelineRunTrigger(run_id="r1", deadline=deadline or time.time() + 30, poll_interval=0.01)
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        (["PENDING", "RUNNING", "SUCCEEDED"], "succeeded"),
+        (["RUNNING", "FAILED"], "failed"),
+        (["RUNNING", "CANCELING"], "cancelled"),
+        (["CANCELED"], "cancelled"),
+        (["SKIPPED"], "failed"),
+    ],
+)
+async def test_kfp_trigger_maps_run_states(
+    monkeypatch: pytest.MonkeyPatch, states: list[str], expected: str
+) -> None:
+    pytest.importorskip("kubeflow_bridge.clients.kfp", reason="clients.kfp (run_state) not landed yet")
+    client = FakeAsyncKfp(states)
+    events = await collect(kfp_trigger(monkeypatch, client))
+    assert [e.payload["status"] for e in events] == [expected]
+    assert client.closed
+
+
+async def test_kfp_trigger_timeout_and_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("kubeflow_bridge.clients.kfp", reason="clients.kfp (run_state) not landed yet")
+    events = await collect(kfp_trigger(monkeypatch, FakeAsyncKfp(["RUNNING"]), deadline=time.time() + 0.05))
+    assert events[0].payload["status"] == "timeout"
+    events = await collect(kfp_trigger(monkeypatch, FakeAsyncKfp([RuntimeError("401 expired")])))
+    assert events[0].payload["status"] == "error" and "401 expired" in events[0].payload["message"]
+
+
+async def test_triggerer_restart_recreated_trigger_finishes_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = FakeAsyncObjectClient(Outcome("succeeded", "PyTorchJobSucceeded", ""))
+    original = object_trigger(monkeypatch, client)
+    _classpath, kwargs = original.serialize()
+    rebuilt = KubeflowObjectTrigger(**json.loads(json.dumps(kwargs)))
+    events = await collect(rebuilt)
+    assert events[0].payload["status"] == "succeeded"
+    assert client.waits[0]["timeout"] <= kwargs["deadline"] - time.time() + 1  # same deadline, not a new one
