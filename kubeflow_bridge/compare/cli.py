@@ -1,0 +1,121 @@
+"""``kubeflow-bridge compare``: collect both orchestrators' runs and write the comparison report.
+
+Examples::
+
+    kubeflow-bridge compare --airflow-dag-id anomaly_retraining --kfp-run-id RUN_ID
+    kubeflow-bridge compare --input runs.json --out reports      # re-render recorded runs
+
+Sources: Airflow's metadata DB (AIRFLOW_HOME/AIRFLOW_CONFIG), the KFP API at ``--kfp-host`` (default
+``$KFP_HOST`` or ``$KFP_ENDPOINT``, which the local runtime's env file exports), or JSON files holding
+recorded runs (a run, a list of runs, or a previous ``comparison.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kubeflow_bridge.compare.model import OrchestratorRun
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The ``compare`` arguments (pass a subparser to mount them under another command)."""
+    parser = parser or argparse.ArgumentParser(
+        prog="kubeflow-bridge compare", description="Compare one workflow run by Airflow and by KFP."
+    )
+    parser.add_argument("--airflow-dag-id", help="DAG whose run to collect from Airflow's metadata DB")
+    parser.add_argument("--airflow-run-id", help="DAG run id (default: the DAG's latest run)")
+    parser.add_argument("--kfp-run-id", help="KFP run id to collect from the KFP API")
+    parser.add_argument(
+        "--kfp-host",
+        default=os.environ.get("KFP_HOST") or os.environ.get("KFP_ENDPOINT"),
+        help="KFP API endpoint (default: $KFP_HOST or $KFP_ENDPOINT)",
+    )
+    parser.add_argument("--kfp-namespace", default=None, help="KFP namespace (multi-user deployments)")
+    parser.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="JSON file with recorded runs (a run, a list, or a comparison.json); repeatable",
+    )
+    parser.add_argument("--out", default="reports", help="output folder (default: reports)")
+    parser.add_argument(
+        "--rel-tol", type=float, default=1e-6, help="relative tolerance when comparing numbers (default 1e-6)"
+    )
+    return parser
+
+
+def load_runs(path: str | os.PathLike[str]) -> list[OrchestratorRun]:
+    """Read recorded runs from a JSON file: one run, a list of runs, or a comparison document."""
+    try:
+        data: Any = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ValueError(f"--input {path}: no such file") from exc
+    except ValueError as exc:
+        raise ValueError(f"--input {path}: not valid JSON ({exc})") from exc
+    if isinstance(data, dict) and "inputs" in data:
+        data = data["inputs"]
+    items = data if isinstance(data, list) else [data]
+    if not all(isinstance(item, dict) for item in items):
+        raise ValueError(f"--input {path}: expected a run object or a list of them")
+    return [OrchestratorRun.from_dict(item) for item in items]
+
+
+def collect(args: argparse.Namespace) -> list[OrchestratorRun]:
+    """Gather the runs the arguments name (recorded inputs first, then Airflow, then KFP)."""
+    runs: list[OrchestratorRun] = []
+    for path in args.input:
+        runs.extend(load_runs(path))
+    if args.airflow_dag_id:
+        from kubeflow_bridge.compare.airflow_collector import collect_airflow_run
+
+        runs.append(collect_airflow_run(args.airflow_dag_id, args.airflow_run_id))
+    if args.kfp_run_id:
+        if not args.kfp_host:
+            raise ValueError(
+                "--kfp-run-id needs the KFP API endpoint: pass --kfp-host URL or set KFP_HOST "
+                "(`source .state/local/env` after `kubeflow-bridge local up` sets it for the local runtime)"
+            )
+        from kubeflow_bridge.compare.kfp_collector import collect_kfp_run
+
+        runs.append(collect_kfp_run(args.kfp_host, args.kfp_run_id, namespace=args.kfp_namespace))
+    if not runs:
+        raise ValueError("nothing to compare: give --airflow-dag-id, --kfp-run-id and/or --input FILE")
+    return runs
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute parsed ``compare`` arguments; print where the report went. Returns the exit code."""
+    from kubeflow_bridge.compare.report import write_report
+
+    try:
+        runs = collect(args)
+        paths, comparison = write_report(runs, args.out, rel_tol=args.rel_tol)
+    except (ValueError, LookupError) as exc:
+        print(f"kubeflow-bridge compare: {exc}", file=sys.stderr)
+        return 2
+    for summary in comparison["runs"]:
+        wall = summary["wall_seconds"]
+        overhead = summary["overhead_seconds"]
+        print(
+            f"{summary['orchestrator']}: run {summary['run_id']} {summary['state']}, wall "
+            f"{'?' if wall is None else f'{wall:.1f}s'}, overhead {'?' if overhead is None else f'{overhead:.1f}s'}"
+        )
+    verdict = "same outcome" if comparison["outcome_equality"]["equal"] else "outcomes differ"
+    print(f"{verdict}; report: {paths.html_path} and {paths.json_path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m kubeflow_bridge.compare.cli ...``."""
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""Write the comparison as ``comparison.json`` and a self-contained ``comparison.html``."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubeflow_bridge.compare.analysis import build_comparison
+from kubeflow_bridge.compare.html import render_html
+from kubeflow_bridge.compare.model import OrchestratorRun
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Where the report went.
+
+    Attributes:
+        json_path: The comparison document.
+        html_path: The HTML page (open it in a browser; it needs no network).
+    """
+
+    json_path: Path
+    html_path: Path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # Write then rename, so a half-written report never looks complete.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(
+    runs: list[OrchestratorRun], out_dir: str | os.PathLike[str] = "reports", *, rel_tol: float = 1e-6
+) -> tuple[ReportPaths, dict[str, Any]]:
+    """Compare ``runs`` and write ``<out_dir>/comparison.json`` and ``<out_dir>/comparison.html``.
+
+    Returns:
+        The paths written and the comparison document.
+    """
+    comparison = build_comparison(runs, rel_tol=rel_tol)
+    comparison["inputs"] = [run.to_dict() for run in runs]
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = ReportPaths(json_path=folder / "comparison.json", html_path=folder / "comparison.html")
+    _write_atomic(paths.json_path, json.dumps(comparison, indent=2, sort_keys=False, default=str) + "\n")
+    _write_atomic(paths.html_path, render_html(comparison))
+    return paths, comparison

@@ -1,0 +1,97 @@
+"""The written report (JSON + self-contained HTML) and the `compare` command line."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from kubeflow_bridge.compare.cli import main
+from kubeflow_bridge.compare.model import OrchestratorRun, Outcome, StepRecord
+from kubeflow_bridge.compare.report import write_report
+
+
+@pytest.fixture
+def two_runs(linear_steps: list[StepRecord], rec: Callable[..., StepRecord]) -> list[OrchestratorRun]:
+    airflow = OrchestratorRun(
+        "airflow",
+        "manual__1",
+        [
+            *linear_steps[:3],
+            rec(
+                "train",
+                82,
+                90,
+                None,
+                state="failed",
+                upstream=("tune",),
+                error="replica <worker-1> exited 137",
+            ),
+            rec("evaluate", None, None, None, state="upstream_failed", upstream=("train",)),
+        ],
+        outcome=Outcome(best_params={"lr": 0.01}, f_score=None, deployed=False),
+        state="failed",
+    )
+    kfp = OrchestratorRun(
+        "kfp",
+        "run-7",
+        linear_steps,
+        outcome=Outcome(best_params={"lr": 0.01}, f_score=0.8, deployed=True),
+        state="succeeded",
+    )
+    return [airflow, kfp]
+
+
+def test_report_files(tmp_path: Path, two_runs: list[OrchestratorRun]) -> None:
+    paths, _doc = write_report(two_runs, tmp_path / "reports")
+    data = json.loads(paths.json_path.read_text())
+    assert data["schema"] == "kubeflow-bridge/comparison/v1"
+    assert [r["orchestrator"] for r in data["runs"]] == ["airflow", "kfp"]
+    assert data["runs"][1]["overhead_seconds"] == pytest.approx(30.0)
+    assert data["outcome_equality"]["equal"] is False
+    assert data["outcome_equality"]["fields"]["best_params"]["equal"] is True
+    # The inputs are kept, so the report can be re-rendered later.
+    assert [OrchestratorRun.from_dict(r) for r in data["inputs"]] == two_runs
+
+    html = paths.html_path.read_text()
+    assert html.count("<svg") == 2
+    # Self-contained: nothing fetched from elsewhere (the SVG namespace is an identifier, not a fetch).
+    assert not re.search(r"<script|<link|src=|https://|url\(", html)
+    # The failure is shown, escaped, and the other steps are still there.
+    assert "replica &lt;worker-1&gt; exited 137" in html
+    for step in ("ingest", "preprocess", "tune", "train", "evaluate"):
+        assert f"<th>{step}</th>" in html
+    assert "outcomes differ" in html
+    assert not list((tmp_path / "reports").glob(".*"))  # no temp files left behind
+
+
+def test_cli_renders_recorded_runs(
+    tmp_path: Path, two_runs: list[OrchestratorRun], capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs_file = tmp_path / "runs.json"
+    runs_file.write_text(json.dumps([r.to_dict() for r in two_runs]))
+    assert main(["--input", str(runs_file), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "kfp: run run-7 succeeded, wall 110.0s, overhead 30.0s" in out
+    assert "outcomes differ" in out
+    # A previous comparison.json is accepted as input too.
+    again = tmp_path / "again"
+    assert main(["--input", str(tmp_path / "out" / "comparison.json"), "--out", str(again)]) == 0
+    first = json.loads((tmp_path / "out" / "comparison.json").read_text())
+    second = json.loads((again / "comparison.json").read_text())
+    assert first["runs"] == second["runs"]
+
+
+def test_cli_errors_say_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--out", str(tmp_path)]) == 2
+    assert "give --airflow-dag-id, --kfp-run-id and/or --input" in capsys.readouterr().err
+    assert main(["--kfp-run-id", "x", "--kfp-host", "", "--out", str(tmp_path)]) == 2
+    assert "--kfp-host" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["--input", str(bad), "--out", str(tmp_path)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert not (tmp_path / "comparison.json").exists()
