@@ -58,3 +58,16 @@ def sync_client(apiserver, fast_retry):  # type: ignore[no-untyped-def]
     c = KubeflowObjectClient(client.ApiClient(configuration), retry=fast_retry)
     yield c
     c.close()
+
+
+@pytest.fixture
+async def async_client(apiserver, fast_retry):  # type: ignore[no-untyped-def]
+    from kubernetes_asyncio import client
+
+    from kubeflow_bridge.clients.kube import AsyncKubeflowObjectClient
+
+    configuration = client.Configuration()
+    configuration.host = apiserver.url
+    c = AsyncKubeflowObjectClient(client.ApiClient(configuration), retry=fast_retry)
+    yield c
+    await c.close()
