@@ -1,0 +1,206 @@
+"""Executes one KFP run with kfp.local and reports task progress as JSON lines.
+
+Started by the local KFP API as its own process group::
+
+    python -m kubeflow_bridge.local.kfp.executor --spec SPEC.json --params PARAMS.json \
+        --pipeline-root DIR --events EVENTS.jsonl [--cache-root DIR]
+
+The compiled pipeline spec is loaded as a component (`load_component_from_text`) and called under
+`kfp.local.init(runner=SubprocessRunner(use_venv=False))`. Progress comes from a wrapper around
+`kfp.local.orchestrator.task_executor.execute_single_task`, the one function both kfp.local
+orchestrators call per leaf task; each component process's output is teed to find its error line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*)$")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class EventWriter:
+    """Appends one JSON object per line; thread safe (kfp.local runs tasks on threads)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+
+    def emit(self, event: str, **fields: Any) -> None:
+        line = json.dumps({"event": event, "time": _now(), **fields}, default=str)
+        with self._lock, self._path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+def _split_outputs(outputs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    params: dict[str, Any] = {}
+    artifacts: dict[str, str] = {}
+    for name, value in (outputs or {}).items():
+        uri = getattr(value, "uri", None)
+        if isinstance(uri, str):
+            artifacts[name] = uri
+        elif isinstance(value, list) and value and isinstance(getattr(value[0], "uri", None), str):
+            artifacts[name] = value[0].uri
+        else:
+            params[name] = _jsonable(value)
+    return params, artifacts
+
+
+def _error_from_output(lines: list[str]) -> str:
+    for line in reversed(lines):
+        match = _ERROR_LINE.match(line.strip())
+        if match:
+            return match.group(1)
+    tail = [ln.strip() for ln in lines if ln.strip()]
+    return tail[-1] if tail else "the component exited with a non-zero status"
+
+
+def _install_hooks(events: EventWriter) -> list[str]:
+    """Wraps kfp.local's per-task seam; returns the list that collects executed task names."""
+    from kfp.local import status as kfp_status
+    from kfp.local import subprocess_task_handler
+    from kfp.local.orchestrator import task_executor
+
+    local = threading.local()
+    executed: list[str] = []
+    original_execute = task_executor.execute_single_task
+    counter = {"n": 0}
+    counter_lock = threading.Lock()
+
+    def run_local_subprocess(full_command: list[str], env_vars: dict[str, str] | None = None) -> int:
+        import os
+        import subprocess
+
+        env = {**os.environ, **(env_vars or {})}
+        captured: list[str] = getattr(local, "lines", [])
+        with subprocess.Popen(
+            full_command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env=env,
+        ) as process:
+            assert process.stdout is not None
+            for line in iter(process.stdout.readline, ""):
+                print(line, end="", flush=True)
+                captured.append(line.rstrip("\n"))
+                del captured[:-200]
+            return process.wait()
+
+    def execute_single_task(*args: Any, **kwargs: Any) -> Any:
+        task_name = kwargs.get("task_name", args[0] if args else "task")
+        parent = kwargs.get("pipeline_resource_name", "")
+        with counter_lock:
+            counter["n"] += 1
+            seq = counter["n"]
+        executed.append(task_name)
+        local.lines = []
+        events.emit("task_started", seq=seq, task=task_name, parent=parent)
+        try:
+            outputs, task_status = original_execute(*args, **kwargs)
+        except BaseException as exc:
+            events.emit("task_finished", seq=seq, task=task_name, state="FAILED", error=f"{exc}")
+            raise
+        if task_status == kfp_status.Status.SUCCESS:
+            params, artifacts = _split_outputs(outputs)
+            events.emit(
+                "task_finished",
+                seq=seq,
+                task=task_name,
+                state="SUCCEEDED",
+                output_parameters=params,
+                output_artifacts=artifacts,
+            )
+        else:
+            events.emit(
+                "task_finished",
+                seq=seq,
+                task=task_name,
+                state="FAILED",
+                error=_error_from_output(local.lines),
+            )
+        return outputs, task_status
+
+    task_executor.execute_single_task = execute_single_task
+    subprocess_task_handler.run_local_subprocess = run_local_subprocess
+    return executed
+
+
+def _all_leaf_tasks(spec: dict[str, Any]) -> list[str]:
+    components = spec.get("components", {})
+    dags = [spec.get("root", {}), *components.values()]
+    names: list[str] = []
+    for comp in dags:
+        for name, task in (comp.get("dag", {}).get("tasks", {}) or {}).items():
+            ref = task.get("componentRef", {}).get("name", "")
+            if "executorLabel" in components.get(ref, {}):
+                names.append(name)
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kubeflow_bridge.local.kfp.executor")
+    parser.add_argument("--spec", required=True, type=Path)
+    parser.add_argument("--params", required=True, type=Path)
+    parser.add_argument("--pipeline-root", required=True)
+    parser.add_argument("--events", required=True, type=Path)
+    parser.add_argument("--cache-root", default=None)
+    parser.add_argument("--run-id", default="", help="the run this process executes (identifies it in ps)")
+    args = parser.parse_args(argv)
+
+    events = EventWriter(args.events)
+    events.emit("run_started")
+    try:
+        import yaml
+        from kfp import components, local
+
+        spec = json.loads(args.spec.read_text())
+        params = json.loads(args.params.read_text())
+        executed = _install_hooks(events)
+        local.init(
+            runner=local.SubprocessRunner(use_venv=False),
+            pipeline_root=args.pipeline_root,
+            raise_on_error=True,
+            enable_caching=args.cache_root is not None,
+            cache_root=args.cache_root,
+        )
+        pipeline = components.load_component_from_text(yaml.safe_dump(spec))
+        outputs = pipeline(**params)
+    except BaseException as exc:  # report every failure, including a KeyboardInterrupt
+        traceback.print_exc()
+        events.emit("run_finished", state="FAILED", error=_ANSI.sub("", f"{type(exc).__name__}: {exc}"))
+        return 1
+    for name in _all_leaf_tasks(spec):
+        if name not in executed:
+            events.emit("task_skipped", task=name)
+    del outputs
+    events.emit("run_finished", state="SUCCEEDED")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

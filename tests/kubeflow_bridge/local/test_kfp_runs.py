@@ -1,0 +1,238 @@
+"""The local KFP v2beta1 API against the official kfp.Client (kfp 2.17) and raw HTTP: real runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+
+def _load_fixtures() -> Any:
+    name = "kfp_fixtures"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("kfp_fixtures.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+fx = _load_fixtures()
+kfp_server = fx.kfp_server
+http = fx.http
+kfp_client = fx.kfp_client
+packages = fx.packages
+
+pytestmark = pytest.mark.e2e
+
+
+def test_kfp_client_runs_a_pipeline_with_outputs_artifacts_and_a_skipped_branch(
+    kfp_client: Any, http: httpx.Client, packages: dict[str, Path]
+) -> None:
+    result = kfp_client.create_run_from_pipeline_package(
+        str(packages["demo"]), arguments={"a": 3, "b": 4}, run_name="demo-ok", experiment_name="kfp-tests"
+    )
+    done = kfp_client.wait_for_run_completion(result.run_id, timeout=90, sleep_duration=0.5)
+    assert done.state == "SUCCEEDED"
+    assert done.experiment_id == kfp_client.get_experiment(experiment_name="kfp-tests").experiment_id
+
+    run = http.get(f"/apis/v2beta1/runs/{result.run_id}").json()
+    assert run["finished_at"] >= run["created_at"] and run["finished_at"] != "1970-01-01T00:00:00Z"
+    assert [h["state"] for h in run["state_history"]] == ["PENDING", "RUNNING", "SUCCEEDED"]
+    tasks = fx.tasks_by_name(run)
+    assert tasks["add"]["state"] == "SUCCEEDED"
+    assert tasks["add"]["output_parameters"] == {"Output": 7}
+    assert tasks["report"]["output_parameters"] == {"Output": "reported 7"}
+    data_uri = tasks["report"]["output_artifacts"]["data"]
+    assert Path(data_uri).read_text() == "7"
+    assert "metrics" in tasks["report"]["output_artifacts"]
+    assert tasks["boom"]["state"] == "SKIPPED"  # the dsl.If branch was false
+    root = tasks["demo"]
+    assert {c["task_id"] for c in root["child_tasks"]} == {
+        tasks[n]["task_id"] for n in ("add", "report", "boom")
+    }
+    for name in ("add", "report"):
+        task = tasks[name]
+        assert task["parent_task_id"] == root["task_id"]
+        assert task["start_time"] <= task["end_time"]
+        assert [h["state"] for h in task["state_history"]] == ["RUNNING", "SUCCEEDED"]
+        assert task["pod_name"] and task["execution_id"]
+
+
+def test_failing_component_fails_the_run_with_the_task_error(
+    kfp_client: Any, packages: dict[str, Path]
+) -> None:
+    result = kfp_client.create_run_from_pipeline_package(
+        str(packages["demo"]),
+        arguments={"a": 1, "fail": True},
+        run_name="demo-fail",
+        experiment_name="kfp-tests",
+    )
+    done = kfp_client.wait_for_run_completion(result.run_id, timeout=90, sleep_duration=0.5)
+    assert done.state == "FAILED"
+    assert "boom 3" in done.error.message
+    tasks = {t.display_name: t for t in done.run_details.task_details}
+    assert tasks["boom"].state == "FAILED"
+    assert tasks["boom"].error.message == "ValueError: boom 3"
+    assert tasks["add"].state == "SUCCEEDED"
+
+
+def test_create_run_from_pipeline_func_with_default_experiment(kfp_client: Any, http: httpx.Client) -> None:
+    result = kfp_client.create_run_from_pipeline_func(
+        fx.demo_pipeline, arguments={"b": 40}, run_name="from-func"
+    )
+    done = kfp_client.wait_for_run_completion(result.run_id, timeout=90, sleep_duration=0.5)
+    assert done.state == "SUCCEEDED"
+    run = http.get(f"/apis/v2beta1/runs/{result.run_id}").json()
+    assert fx.tasks_by_name(run)["add"]["output_parameters"] == {"Output": 41}
+    default = http.get(f"/apis/v2beta1/experiments/{run['experiment_id']}").json()
+    assert default["display_name"] == "Default"
+
+
+def test_terminate_kills_the_process_group_and_the_run_stays_canceling(
+    kfp_client: Any, http: httpx.Client, packages: dict[str, Path], tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    result = kfp_client.create_run_from_pipeline_package(
+        str(packages["slow"]), arguments={"pid_file": str(pid_file)}, run_name="slow"
+    )
+    fx.wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, what="the component to start")
+    pid = int(pid_file.read_text())
+    assert fx.pid_alive(pid)
+    running = http.get(f"/apis/v2beta1/runs/{result.run_id}").json()
+    assert running["state"] == "RUNNING"
+    assert fx.tasks_by_name(running)["sleeper"]["state"] == "RUNNING"
+
+    kfp_client.terminate_run(result.run_id)
+    assert kfp_client.get_run(result.run_id).state == "CANCELING"
+    fx.wait_for(lambda: not fx.pid_alive(pid), 15, what="the component process to be killed")
+    time.sleep(0.5)
+    run = http.get(f"/apis/v2beta1/runs/{result.run_id}").json()
+    assert run["state"] == "CANCELING"  # as on Argo-backed KFP: never CANCELED
+    assert fx.tasks_by_name(run)["sleeper"]["state"] == "CANCELED"
+    again = http.post(f"/apis/v2beta1/runs/{result.run_id}:terminate")
+    assert again.status_code == 200
+
+
+def test_retry_re_executes_a_failed_run(
+    http: httpx.Client, packages: dict[str, Path], tmp_path: Path
+) -> None:
+    import yaml
+
+    body = {
+        "display_name": "flaky",
+        "pipeline_spec": yaml.safe_load(packages["flaky"].read_text()),
+        "runtime_config": {"parameters": {"marker": str(tmp_path / "marker")}},
+    }
+    run_id = http.post("/apis/v2beta1/runs", json=body).json()["run_id"]
+    failed = fx.wait_run(http, run_id)
+    assert failed["state"] == "FAILED"
+    assert "first attempt fails on purpose" in failed["error"]["message"]
+
+    assert http.post(f"/apis/v2beta1/runs/{run_id}:retry").status_code == 200
+    retried = fx.wait_run(http, run_id)
+    assert retried["state"] == "SUCCEEDED"
+    assert retried["error"] is None
+    states = [h["state"] for h in retried["state_history"]]
+    assert states == ["PENDING", "RUNNING", "FAILED", "PENDING", "RUNNING", "SUCCEEDED"]
+    assert fx.tasks_by_name(retried)["fail-once"]["state"] == "SUCCEEDED"
+
+    refused = http.post(f"/apis/v2beta1/runs/{run_id}:retry")
+    assert refused.status_code == 400
+    assert "SUCCEEDED" in refused.json()["message"]
+
+
+def test_upload_pipeline_and_version_then_run_from_the_version(
+    kfp_client: Any, http: httpx.Client, packages: dict[str, Path]
+) -> None:
+    pipeline = kfp_client.upload_pipeline(
+        str(packages["demo"]), pipeline_name="demo-uploaded", description="d"
+    )
+    assert pipeline.pipeline_id and pipeline.display_name == "demo-uploaded"
+    version = kfp_client.upload_pipeline_version(
+        str(packages["demo"]), pipeline_version_name="v2", pipeline_id=pipeline.pipeline_id
+    )
+    versions = kfp_client.list_pipeline_versions(pipeline.pipeline_id).pipeline_versions
+    assert {v.display_name for v in versions} == {"demo-uploaded", "v2"}
+    assert kfp_client.get_pipeline_id("demo-uploaded") == pipeline.pipeline_id
+
+    experiment = kfp_client.create_experiment("versions")
+    run = kfp_client.run_pipeline(
+        experiment_id=experiment.experiment_id,
+        job_name="from-version",
+        pipeline_id=pipeline.pipeline_id,
+        version_id=version.pipeline_version_id,
+        params={"a": 5},
+    )
+    done = kfp_client.wait_for_run_completion(run.run_id, timeout=90, sleep_duration=0.5)
+    assert done.state == "SUCCEEDED"
+    assert done.pipeline_version_reference.pipeline_version_id == version.pipeline_version_id
+    raw = http.get(f"/apis/v2beta1/runs/{run.run_id}").json()
+    assert fx.tasks_by_name(raw)["add"]["output_parameters"] == {"Output": 7}
+
+    duplicate = http.post(
+        "/apis/v2beta1/pipelines/upload",
+        params={"name": "demo-uploaded"},
+        files={"uploadfile": ("demo.yaml", packages["demo"].read_bytes())},
+    )
+    assert duplicate.status_code == 409
+    assert duplicate.json()["code"] == 6
+    wrong_param = http.post(
+        "/apis/v2beta1/runs",
+        json={
+            "display_name": "x",
+            "pipeline_version_reference": {
+                "pipeline_id": pipeline.pipeline_id,
+                "pipeline_version_id": version.pipeline_version_id,
+            },
+            "runtime_config": {"parameters": {"nope": 1}},
+        },
+    )
+    assert wrong_param.status_code == 400 and "nope" in wrong_param.json()["message"]
+
+
+def test_recurring_run_fires_on_schedule_until_disabled(
+    kfp_client: Any, http: httpx.Client, packages: dict[str, Path]
+) -> None:
+    experiment = kfp_client.create_experiment("recurring")
+    rec = kfp_client.create_recurring_run(
+        experiment_id=experiment.experiment_id,
+        job_name="every-2s",
+        interval_second=2,
+        max_concurrency=2,
+        pipeline_package_path=str(packages["demo"]),
+        params={"a": 10},
+    )
+    assert rec.status == "ENABLED"
+    flt = json.dumps(
+        {
+            "predicates": [
+                {"key": "recurring_run_id", "operation": "EQUALS", "string_value": rec.recurring_run_id}
+            ]
+        }
+    )
+
+    def scheduled() -> list[dict[str, Any]]:
+        runs = http.get("/apis/v2beta1/runs", params={"filter": flt}).json()["runs"]
+        return runs if len(runs) >= 2 else []
+
+    runs = fx.wait_for(scheduled, 30, what="two scheduled runs")
+    kfp_client.disable_recurring_run(rec.recurring_run_id)
+    assert kfp_client.get_recurring_run(rec.recurring_run_id).status == "DISABLED"
+    assert all(r["experiment_id"] == experiment.experiment_id for r in runs)
+    times = sorted(r["scheduled_at"] for r in runs)
+    assert times[0] < times[1]
+    count = len(http.get("/apis/v2beta1/runs", params={"filter": flt}).json()["runs"])
+    time.sleep(2.5)
+    assert len(http.get("/apis/v2beta1/runs", params={"filter": flt}).json()["runs"]) == count
+    listed = kfp_client.list_recurring_runs(experiment_id=experiment.experiment_id).recurring_runs
+    assert [r.recurring_run_id for r in listed] == [rec.recurring_run_id]
+    kfp_client.delete_recurring_run(rec.recurring_run_id)
+    assert http.get(f"/apis/v2beta1/recurringruns/{rec.recurring_run_id}").status_code == 404
