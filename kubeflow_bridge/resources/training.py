@@ -196,9 +196,8 @@ class PyTorchJobSpec:
         spec: dict[str, Any] = {"pytorchReplicaSpecs": replica_specs}
         if self.nproc_per_node is not None:
             spec["nprocPerNode"] = str(self.nproc_per_node)
-        run_policy: Any = self.run_policy.to_dict() if self.run_policy else {}
-        if run_policy:
-            spec["runPolicy"] = run_policy
+        # Always present: the kubeflow-training SDK's model requires it and sends ``{}`` by default.
+        spec["runPolicy"] = self.run_policy.to_dict() if self.run_policy else {}
         return spec
 
     def to_dict(self) -> dict[str, Any]:
