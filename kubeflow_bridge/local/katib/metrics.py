@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
 UNAVAILABLE = "unavailable"
@@ -117,18 +118,18 @@ def observation(logs: list[MetricLog], metric_names: list[str]) -> dict[str, lis
     return {"metrics": metrics}
 
 
-def objective_available(obs: dict[str, object] | None, objective_name: str) -> bool:
+def objective_available(obs: dict[str, Any] | None, objective_name: str) -> bool:
     """True when the observation holds a real (not "unavailable") value of the objective metric."""
-    for metric in (obs or {}).get("metrics") or []:  # type: ignore[attr-defined]
+    for metric in (obs or {}).get("metrics") or []:
         if metric.get("name") == objective_name and metric.get("latest") not in (None, "", UNAVAILABLE):
             return True
     return False
 
 
-def metric_value(obs: dict[str, object] | None, name: str, strategy: str) -> str | None:
+def metric_value(obs: dict[str, Any] | None, name: str, strategy: str) -> str | None:
     """The value Katib compares for a metric: min, max or latest per strategy, latest when min/max are
     unavailable; None when the metric is absent."""
-    for metric in (obs or {}).get("metrics") or []:  # type: ignore[attr-defined]
+    for metric in (obs or {}).get("metrics") or []:
         if metric.get("name") != name:
             continue
         if strategy in ("min", "max") and metric.get(strategy) not in (None, UNAVAILABLE):

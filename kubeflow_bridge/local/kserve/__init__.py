@@ -1,0 +1,1 @@
+"""KServe (InferenceService) for the local runtime: predictor revisions, canary proxy, status."""
