@@ -1,0 +1,279 @@
+"""Admission: defaults and validation run before an object is stored (API writes and controllers' creates).
+
+Validation of the Kubeflow kinds uses the resources layer's validators (the webhooks' rules);
+structural checks here cover the parts the API server itself would reject (wrong field types,
+missing required fields). Every problem is returned as a 422 Invalid ``Status`` with causes.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from kubeflow_bridge.local import apierrors
+from kubeflow_bridge.local.kinds import ResourceType
+from kubeflow_bridge.local.store import Obj
+
+Cause = dict[str, str]
+
+# resource key -> (module, function) of the resources layer's validator.
+VALIDATORS: dict[str, tuple[str, str]] = {
+    "kubeflow.org/pytorchjobs": ("kubeflow_bridge.resources.training", "validate_pytorchjob"),
+    "kubeflow.org/experiments": ("kubeflow_bridge.resources.katib", "validate_experiment"),
+    "serving.kserve.io/inferenceservices": ("kubeflow_bridge.resources.kserve", "validate_inference_service"),
+}
+
+PYTORCHJOB_PORT = 23456
+
+
+def _lookup_validator(key: str) -> Callable[[dict[str, Any]], None] | None:
+    target = VALIDATORS.get(key)
+    if target is None:
+        return None
+    try:
+        module = importlib.import_module(target[0])
+    except ImportError:
+        return None
+    fn = getattr(module, target[1], None)
+    return fn if callable(fn) else None
+
+
+def _cause(field: str, message: str, reason: str = "FieldValueInvalid") -> Cause:
+    return {"reason": reason, "message": message, "field": field}
+
+
+def _type_name(value: Any) -> str:
+    return {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+    }.get(type(value), type(value).__name__)
+
+
+def _expect(causes: list[Cause], path: str, value: Any, kind: type, what: str) -> bool:
+    if value is None:
+        return False
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        causes.append(_cause(path, f"Invalid value: {_type_name(value)}: {path} must be an integer"))
+        return False
+    if not isinstance(value, kind):
+        causes.append(_cause(path, f"Invalid value: {_type_name(value)}: {path} must be {what}"))
+        return False
+    return True
+
+
+def _string_map(causes: list[Cause], path: str, value: Any) -> None:
+    if _expect(causes, path, value, dict, "an object of strings"):
+        for k, v in value.items():
+            if not isinstance(v, str):
+                causes.append(_cause(f"{path}.{k}", f"Invalid value: {_type_name(v)}: must be a string"))
+
+
+def check_metadata(causes: list[Cause], obj: Obj) -> None:
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        causes.append(_cause("metadata", "metadata must be an object", "FieldValueRequired"))
+        return
+    _string_map(causes, "metadata.labels", meta.get("labels"))
+    _string_map(causes, "metadata.annotations", meta.get("annotations"))
+    fin = meta.get("finalizers")
+    if fin is not None and (not isinstance(fin, list) or not all(isinstance(f, str) for f in fin)):
+        causes.append(_cause("metadata.finalizers", "finalizers must be a list of strings"))
+    refs = meta.get("ownerReferences")
+    if refs is not None and not isinstance(refs, list):
+        causes.append(_cause("metadata.ownerReferences", "ownerReferences must be a list"))
+
+
+def check_pod_spec(causes: list[Cause], path: str, spec: Any) -> None:
+    """Structural checks of a PodSpec (containers with name and image, typed command/args/env)."""
+    if not _expect(causes, path, spec, dict, "an object"):
+        if spec is None:
+            causes.append(_cause(path, "Required value", "FieldValueRequired"))
+        return
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        causes.append(
+            _cause(f"{path}.containers", "Required value: at least one container", "FieldValueRequired")
+        )
+        return
+    names = set()
+    for i, c in enumerate(containers):
+        cp = f"{path}.containers[{i}]"
+        if not _expect(causes, cp, c, dict, "an object"):
+            continue
+        if not isinstance(c.get("name"), str) or not c.get("name"):
+            causes.append(_cause(f"{cp}.name", "Required value", "FieldValueRequired"))
+        elif c["name"] in names:
+            causes.append(_cause(f"{cp}.name", f'Duplicate value: "{c["name"]}"', "FieldValueDuplicate"))
+        else:
+            names.add(c["name"])
+        if not isinstance(c.get("image"), str) or not c.get("image"):
+            causes.append(_cause(f"{cp}.image", "Required value", "FieldValueRequired"))
+        for key in ("command", "args"):
+            v = c.get(key)
+            if v is not None and (not isinstance(v, list) or not all(isinstance(a, str) for a in v)):
+                causes.append(_cause(f"{cp}.{key}", f"Invalid value: {key} must be a list of strings"))
+        env = c.get("env")
+        if env is not None:
+            if not isinstance(env, list):
+                causes.append(_cause(f"{cp}.env", "Invalid value: env must be a list"))
+            else:
+                for j, e in enumerate(env):
+                    if not isinstance(e, dict) or not isinstance(e.get("name"), str):
+                        causes.append(_cause(f"{cp}.env[{j}].name", "Required value", "FieldValueRequired"))
+                    elif "value" in e and not isinstance(e["value"], str):
+                        causes.append(
+                            _cause(
+                                f"{cp}.env[{j}].value",
+                                f"Invalid value: {_type_name(e['value'])}: must be a string",
+                            )
+                        )
+        if c.get("workingDir") is not None:
+            _expect(causes, f"{cp}.workingDir", c["workingDir"], str, "a string")
+        if c.get("resources") is not None:
+            _expect(causes, f"{cp}.resources", c["resources"], dict, "an object")
+    rp = spec.get("restartPolicy")
+    if rp is not None and rp not in ("Always", "OnFailure", "Never"):
+        causes.append(
+            _cause(
+                f"{path}.restartPolicy",
+                f'Unsupported value: "{rp}": supported values: "Always", "OnFailure", "Never"',
+                "FieldValueNotSupported",
+            )
+        )
+
+
+class Admission:
+    """Defaults then validates. ``admit(rt, obj, old)`` returns the object to store or raises 422."""
+
+    def admit(self, rt: ResourceType, obj: Obj, old: Obj | None) -> Obj:
+        obj = copy.deepcopy(obj)
+        causes: list[Cause] = []
+        check_metadata(causes, obj)
+        if causes:
+            self._fail(rt, obj, causes)
+        hook = getattr(self, f"_admit_{rt.plural}", None)
+        if hook is not None:
+            hook(obj, old, causes)
+        if causes:
+            self._fail(rt, obj, causes)
+        validator = _lookup_validator(rt.key)
+        if validator is not None:
+            from kubeflow_bridge.resources.errors import ValidationError
+
+            try:
+                validator(obj)
+            except ValidationError as e:
+                self._fail(rt, obj, [c.as_status_cause() for c in e.causes])
+        return obj
+
+    def _fail(self, rt: ResourceType, obj: Obj, causes: list[Cause]) -> None:
+        meta: dict[str, Any] = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
+        raise apierrors.invalid(
+            rt.group, rt.kind, str(meta.get("name") or meta.get("generateName") or ""), causes
+        )
+
+    # --- per-kind hooks -------------------------------------------------------------------------
+    def _admit_pods(self, obj: Obj, old: Obj | None, causes: list[Cause]) -> None:
+        spec = obj.get("spec")
+        check_pod_spec(causes, "spec", spec)
+        if isinstance(spec, dict):
+            spec.setdefault("restartPolicy", "Always")
+
+    def _admit_jobs(self, obj: Obj, old: Obj | None, causes: list[Cause]) -> None:
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            causes.append(_cause("spec", "Required value", "FieldValueRequired"))
+            return
+        for key in ("completions", "parallelism", "backoffLimit"):
+            if (
+                spec.get(key) is not None
+                and _expect(causes, f"spec.{key}", spec[key], int, "an integer")
+                and spec[key] < 0
+            ):
+                causes.append(_cause(f"spec.{key}", "must be greater than or equal to 0"))
+        tmpl = spec.get("template")
+        if not isinstance(tmpl, dict):
+            causes.append(_cause("spec.template", "Required value", "FieldValueRequired"))
+            return
+        check_pod_spec(causes, "spec.template.spec", tmpl.get("spec"))
+        pspec = tmpl.get("spec") or {}
+        if isinstance(pspec, dict) and pspec.get("restartPolicy") not in ("Never", "OnFailure"):
+            causes.append(
+                _cause(
+                    "spec.template.spec.restartPolicy",
+                    f'Required value: valid values: "OnFailure", "Never" (got {pspec.get("restartPolicy")!r})',
+                    "FieldValueRequired" if pspec.get("restartPolicy") is None else "FieldValueNotSupported",
+                )
+            )
+        if causes:
+            return
+        spec.setdefault("completions", 1)
+        spec.setdefault("parallelism", 1)
+        spec.setdefault("backoffLimit", 6)
+        spec.setdefault("suspend", False)
+        if old is None:
+            meta = obj["metadata"]
+            uid = meta.get("uid") or str(uuid.uuid4())
+            meta["uid"] = uid
+            labels = {
+                "batch.kubernetes.io/controller-uid": uid,
+                "batch.kubernetes.io/job-name": meta.get("name") or "",
+                "controller-uid": uid,
+                "job-name": meta.get("name") or "",
+            }
+            if "selector" not in spec:
+                spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+            tmeta = tmpl.setdefault("metadata", {})
+            tmeta["labels"] = {**(tmeta.get("labels") or {}), **labels}
+
+    def _admit_pytorchjobs(self, obj: Obj, old: Obj | None, causes: list[Cause]) -> None:
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            causes.append(_cause("spec", "Required value", "FieldValueRequired"))
+            return
+        replicas = spec.get("pytorchReplicaSpecs")
+        if not isinstance(replicas, dict) or not replicas:
+            causes.append(
+                _cause(
+                    "spec.pytorchReplicaSpecs", "Required value: Master and/or Worker", "FieldValueRequired"
+                )
+            )
+            return
+        for rtype, rspec in replicas.items():
+            path = f"spec.pytorchReplicaSpecs[{rtype}]"
+            if not isinstance(rspec, dict):
+                causes.append(_cause(path, f"Invalid value: {_type_name(rspec)}: must be an object"))
+                continue
+            if rspec.get("replicas") is not None:
+                _expect(causes, f"{path}.replicas", rspec["replicas"], int, "an integer")
+            tmpl = rspec.get("template")
+            if not isinstance(tmpl, dict):
+                causes.append(_cause(f"{path}.template", "Required value", "FieldValueRequired"))
+                continue
+            check_pod_spec(causes, f"{path}.template.spec", tmpl.get("spec"))
+        if causes:
+            return
+        # Training operator v1.9 defaults (SetDefaults_PyTorchJob).
+        run_policy = spec.setdefault("runPolicy", {})
+        if isinstance(run_policy, dict):
+            run_policy.setdefault("cleanPodPolicy", spec.get("cleanPodPolicy") or "None")
+        for rtype, rspec in replicas.items():
+            rspec.setdefault("replicas", 1)
+            rspec.setdefault("restartPolicy", "OnFailure")
+            for c in rspec["template"]["spec"]["containers"]:
+                if c.get("name") == "pytorch":
+                    ports = c.setdefault("ports", [])
+                    if isinstance(ports, list) and not any(
+                        isinstance(p, dict) and p.get("name") == "pytorchjob-port" for p in ports
+                    ):
+                        ports.append(
+                            {"name": "pytorchjob-port", "containerPort": PYTORCHJOB_PORT, "protocol": "TCP"}
+                        )
+            del rtype

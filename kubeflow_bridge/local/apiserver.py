@@ -1,0 +1,473 @@
+"""The Kubernetes-compatible HTTP API (aiohttp): discovery, CRUD, patch, status, watch, logs, admin.
+
+Every resource in :mod:`kubeflow_bridge.local.kinds` is served at its real path
+(``/api/v1/namespaces/{ns}/pods``, ``/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs/{name}/status`` ...).
+Discovery, watch, table printing and pod logs live in :mod:`discovery`, :mod:`watch` and :mod:`logs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from kubeflow_bridge import __version__
+from kubeflow_bridge.local import apierrors, discovery, openapi
+from kubeflow_bridge.local.admission import Admission
+from kubeflow_bridge.local.apierrors import ApiError
+from kubeflow_bridge.local.faults import Faults
+from kubeflow_bridge.local.kinds import KindRegistry, ResourceType
+from kubeflow_bridge.local.logs import serve_pod_log
+from kubeflow_bridge.local.patch import json_patch, merge_patch
+from kubeflow_bridge.local.selectors import parse_field_selector, parse_label_selector
+from kubeflow_bridge.local.store import Obj, Store
+from kubeflow_bridge.local.tables import table, wants_table
+from kubeflow_bridge.local.watch import serve_watch
+
+log = logging.getLogger("kubeflow_bridge.local.api")
+
+AdminHook = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_response(e: ApiError) -> web.Response:
+    return json_response(e.status(), e.code, e.headers)
+
+
+class Route:
+    """A parsed resource path."""
+
+    def __init__(self, rt: ResourceType, namespace: str | None, name: str | None, sub: str | None) -> None:
+        self.rt = rt
+        self.namespace = namespace
+        self.name = name
+        self.sub = sub
+
+
+class ApiServer:
+    """The HTTP face of the store.
+
+    Args:
+        store: The object store.
+        admission: Defaults and validation on writes.
+        faults: Fault injection settings (and auth).
+        state_dir: Where pod logs live (``logs/<ns>/<pod>/<container>.log``).
+        bookmark_interval: Seconds between BOOKMARK events on watches that allow them.
+        admin_hooks: Extra ``POST /_admin/<name>`` actions (e.g. ``kill-pod``).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        admission: Admission,
+        faults: Faults,
+        state_dir: Path,
+        *,
+        kinds: KindRegistry | None = None,
+        bookmark_interval: float = 5.0,
+        admin_hooks: dict[str, AdminHook] | None = None,
+    ) -> None:
+        self.store = store
+        self.admission = admission
+        self.faults = faults
+        self.state_dir = state_dir
+        self.kinds = kinds or KindRegistry()
+        self.bookmark_interval = bookmark_interval
+        self.admin_hooks = dict(admin_hooks or {})
+        self.extra_routes: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = []
+        for rt in self.kinds.types:
+            store.register_type(rt)
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._middleware])
+        app.router.add_route("*", "/_admin/{action}", self._admin)
+        for method, path, handler in self.extra_routes:
+            app.router.add_route(method, path, handler)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        return app
+
+    # --- middleware: faults and auth ----------------------------------------------------------------
+    @web.middleware
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        path = request.path
+        if path.startswith(("/api", "/apis", "/version", "/openapi")) and not path.startswith(
+            "/apis/v2beta1"
+        ):
+            why = self.faults.check_auth(request.headers.get("Authorization"))
+            if why is not None:
+                return error_response(ApiError(401, "Unauthorized", f"Unauthorized: {why}"))
+            fault = self.faults.pick(request.method, path)
+            if fault == "drop":
+                if request.transport is not None:
+                    request.transport.abort()
+                raise asyncio.CancelledError
+            if fault == "throttle":
+                return error_response(apierrors.too_many_requests(self.faults.config.retry_after))
+            if fault == "error500":
+                return error_response(
+                    ApiError(500, "InternalError", "Internal error occurred: injected fault")
+                )
+            if fault == "error503":
+                return error_response(
+                    ApiError(
+                        503,
+                        "ServiceUnavailable",
+                        "the server is currently unable to handle the request (injected)",
+                    )
+                )
+        try:
+            return await handler(request)
+        except ApiError as e:
+            return error_response(e)
+
+    async def _admin(self, request: web.Request) -> web.Response:
+        action = request.match_info["action"]
+        body: dict[str, Any] = {}
+        if request.can_read_body:
+            try:
+                body = await request.json()
+            except json.JSONDecodeError as e:
+                raise apierrors.bad_request(f"admin body is not JSON: {e}") from None
+        if action == "faults":
+            if request.method == "DELETE":
+                self.faults.reset()
+            elif request.method == "POST":
+                try:
+                    self.faults.reconfigure(body)
+                except ValueError as e:
+                    raise apierrors.bad_request(str(e)) from None
+            return json_response({"faults": self.faults.config.as_dict(), "injected": self.faults.injected})
+        if action == "tokens" and request.method == "POST":
+            token, expires = self.faults.mint_token(body.get("ttl"))
+            return json_response({"token": token, "expiresAt": expires})
+        hook = self.admin_hooks.get(action)
+        if hook is not None and request.method == "POST":
+            return json_response(await hook(body))
+        raise apierrors.ApiError(404, "NotFound", f"unknown admin action {action!r}")
+
+    # --- dispatch -------------------------------------------------------------------------------------
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        parts = [p for p in path.split("/") if p]
+        method = request.method
+        if path in ("/healthz", "/readyz", "/livez"):
+            return web.Response(text="ok")
+        if path == "/version":
+            return json_response(discovery.version(__version__))
+        if parts[:2] == ["openapi", "v3"] and method == "GET":
+            doc = (
+                openapi.index(self.kinds) if len(parts) == 2 else openapi.group_version(self.kinds, parts[2:])
+            )
+            if doc is not None:
+                return json_response(doc)
+        if parts and parts[0] == "openapi":
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+        if method == "GET":
+            doc = discovery.document(self.kinds, parts, request.headers.get("Accept", ""))
+            if doc is not None:
+                return json_response(doc)
+        if parts and parts[0] == "watch":
+            # Legacy /api/v1/watch/... form.
+            parts = parts[1:]
+            route = self._route(parts) if parts else None
+            if route is None:
+                raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+            return await self._collection_get(request, route, force_watch=True)
+        route = self._route(parts)
+        if route is None:
+            raise ApiError(
+                404, "NotFound", f"the server could not find the requested resource ({method} {path})"
+            )
+        if route.name is None:
+            if method == "GET":
+                return await self._collection_get(request, route)
+            if method == "POST":
+                return await self._create(request, route)
+            if method == "DELETE":
+                return await self._delete_collection(request, route)
+            raise apierrors.method_not_allowed(f"{method} is not supported on a collection")
+        if route.sub == "log":
+            if route.rt.plural != "pods" or method != "GET":
+                raise apierrors.method_not_allowed("log is only readable on pods")
+            pod = self.store.get(route.rt, route.namespace or "", route.name)
+            return await serve_pod_log(request, self.store, route.rt, pod, self.state_dir)
+        if route.sub not in (None, "status"):
+            raise ApiError(
+                404, "NotFound", f"the server could not find the requested resource (subresource {route.sub})"
+            )
+        if route.sub == "status" and not route.rt.has_status:
+            raise ApiError(404, "NotFound", f"{route.rt.plural} have no status subresource")
+        if method == "GET":
+            obj = self.store.get(route.rt, route.namespace or "", route.name)
+            return json_response(obj)
+        if method == "PUT":
+            return await self._replace(request, route)
+        if method == "PATCH":
+            return await self._patch(request, route)
+        if method == "DELETE":
+            return await self._delete(request, route)
+        raise apierrors.method_not_allowed(f"{method} is not supported on {route.rt.plural}/{route.name}")
+
+    def _route(self, parts: list[str]) -> Route | None:
+        if not parts:
+            return None
+        if parts[0] == "api" and len(parts) >= 3:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[0] == "apis" and len(parts) >= 4:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            return None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            rt = self.kinds.by_url(group, version, rest[2])
+            if rt is not None and rt.namespaced:
+                return Route(
+                    rt, rest[1], rest[3] if len(rest) > 3 else None, rest[4] if len(rest) > 4 else None
+                )
+        rt = self.kinds.by_url(group, version, rest[0])
+        if rt is None or len(rest) > 3:
+            return None
+        return Route(rt, None, rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None)
+
+    # --- bodies ---------------------------------------------------------------------------------------
+    async def _body(self, request: web.Request) -> Any:
+        raw = await request.read()
+        if not raw.strip():
+            raise apierrors.bad_request("the request body is empty; send a JSON or YAML object")
+        ctype = request.headers.get("Content-Type", "")
+        try:
+            if "yaml" in ctype:
+                return yaml.safe_load(raw)
+            return json.loads(raw)
+        except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as e:
+            fmt = "YAML" if "yaml" in ctype else "JSON"
+            raise apierrors.bad_request(f"the request body is not valid {fmt}: {e}") from None
+
+    def _check_object(self, route: Route, body: Any) -> Obj:
+        if not isinstance(body, dict):
+            raise apierrors.bad_request(
+                f"the request body must be a {route.rt.kind} object, not {type(body).__name__}"
+            )
+        api_version, kind = body.get("apiVersion"), body.get("kind")
+        if kind is not None and kind != route.rt.kind:
+            raise apierrors.bad_request(
+                f"the kind in the body ({kind}) does not match the resource ({route.rt.kind}) of the URL"
+            )
+        if api_version is not None and api_version != route.rt.api_version:
+            raise apierrors.bad_request(
+                f"the apiVersion in the body ({api_version}) does not match the URL ({route.rt.api_version})"
+            )
+        meta = body.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise apierrors.bad_request("metadata must be an object")
+        if route.rt.namespaced:
+            ns = meta.get("namespace")
+            if ns and route.namespace and ns != route.namespace:
+                raise apierrors.bad_request(
+                    f"the namespace of the provided object ({ns}) does not match the namespace of the request ({route.namespace})"
+                )
+            meta["namespace"] = route.namespace or ns or "default"
+        return body
+
+    # --- verbs ----------------------------------------------------------------------------------------
+    async def _collection_get(
+        self, request: web.Request, route: Route, force_watch: bool = False
+    ) -> web.StreamResponse:
+        q = request.query
+        matcher_l = parse_label_selector(q.get("labelSelector"))
+        matcher_f = parse_field_selector(q.get("fieldSelector"))
+
+        def matcher(o: Obj) -> bool:
+            return matcher_l(o) and matcher_f(o)
+
+        if force_watch or q.get("watch") in ("true", "1", "True"):
+            return await serve_watch(request, self, route.rt, route.namespace, matcher)
+        items = self.store.list(route.rt, route.namespace, matcher, copy_obj=False)
+        rv = self.store.resource_version
+        cont = q.get("continue")
+        if cont:
+            try:
+                token = json.loads(base64.urlsafe_b64decode(cont.encode()))
+                after = tuple(token["after"])
+            except (ValueError, KeyError, TypeError):
+                raise apierrors.bad_request("invalid continue token") from None
+            items = [o for o in items if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > after]
+        next_token = ""
+        limit = q.get("limit")
+        if limit:
+            try:
+                n = int(limit)
+            except ValueError:
+                raise apierrors.bad_request(f"limit must be an integer, got {limit!r}") from None
+            if 0 < n < len(items):
+                last = items[n - 1]["metadata"]
+                next_token = base64.urlsafe_b64encode(
+                    json.dumps({"rv": rv, "after": [last.get("namespace", ""), last["name"]]}).encode()
+                ).decode()
+                items = items[:n]
+        if wants_table(request.headers.get("Accept", "")):
+            return json_response(table(route.rt, items, str(rv), next_token))
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if next_token:
+            meta["continue"] = next_token
+            meta["remainingItemCount"] = len(
+                self.store.list(route.rt, route.namespace, matcher, copy_obj=False)
+            ) - len(items)
+        body = {
+            "kind": f"{route.rt.kind}List",
+            "apiVersion": route.rt.api_version,
+            "metadata": meta,
+            "items": items,
+        }
+        return json_response(body)
+
+    async def _create(self, request: web.Request, route: Route) -> web.Response:
+        if route.rt.namespaced and route.namespace is None:
+            raise apierrors.method_not_allowed(
+                f"create {route.rt.plural} in a namespace: POST .../namespaces/<ns>/{route.rt.plural}"
+            )
+        body = self._check_object(route, await self._body(request))
+        body["metadata"].pop("uid", None)
+        if route.rt.has_status and route.rt.plural != "namespaces":
+            body.pop("status", None)
+        body = self.admission.admit(route.rt, body, None)
+        if request.query.get("dryRun") == "All":
+            return json_response(body, 201)
+        obj = self.store.create(route.rt, body, route.namespace)
+        return json_response(obj, 201)
+
+    async def _replace(self, request: web.Request, route: Route) -> web.Response:
+        body = self._check_object(route, await self._body(request))
+        name = body["metadata"].get("name")
+        if name != route.name:
+            raise apierrors.bad_request(
+                f"the name in the body ({name}) does not match the URL ({route.name})"
+            )
+        old = self.store.get(route.rt, route.namespace or "", route.name or "")
+        if route.sub != "status":
+            body = self.admission.admit(route.rt, body, old)
+        obj = self.store.update(route.rt, body, subresource=route.sub)
+        return json_response(obj)
+
+    async def _patch(self, request: web.Request, route: Route) -> web.Response:
+        ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
+        patch = await self._body(request)
+        old = self.store.get(route.rt, route.namespace or "", route.name or "")
+        if ctype == "application/json-patch+json":
+            new = json_patch(old, patch)
+        elif ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            # Strategic merge is treated as a JSON merge patch (lists are replaced, not merged by key).
+            if not isinstance(patch, dict):
+                raise apierrors.bad_request("a merge patch must be a JSON object")
+            new = merge_patch(old, patch)
+        elif ctype == "application/apply-patch+yaml":
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                "server-side apply is not supported; use kubectl apply without --server-side",
+            )
+        else:
+            raise ApiError(415, "UnsupportedMediaType", f"the patch content type {ctype!r} is not supported")
+        if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
+            raise apierrors.bad_request("the patched object is not an object with metadata")
+        patch_meta = patch.get("metadata") if isinstance(patch, dict) else None
+        if not (isinstance(patch_meta, dict) and patch_meta.get("resourceVersion")):
+            new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+        for key in ("name", "namespace", "uid"):
+            if new["metadata"].get(key) != old["metadata"].get(key):
+                raise apierrors.bad_request(f"metadata.{key} cannot be changed by a patch")
+        if route.sub != "status":
+            new = self.admission.admit(route.rt, new, old)
+        obj = self.store.update(route.rt, new, subresource=route.sub)
+        return json_response(obj)
+
+    async def _delete_options(self, request: web.Request) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        if request.can_read_body:
+            raw = await request.read()
+            if raw.strip():
+                try:
+                    opts = json.loads(raw)
+                except json.JSONDecodeError as e:
+                    raise apierrors.bad_request(f"DeleteOptions is not valid JSON: {e}") from None
+        policy = request.query.get("propagationPolicy") or opts.get("propagationPolicy")
+        if policy is None and opts.get("orphanDependents") is True:
+            policy = "Orphan"
+        if policy not in (None, "Foreground", "Background", "Orphan"):
+            raise apierrors.bad_request(
+                f"propagationPolicy {policy!r} is not one of Foreground, Background, Orphan"
+            )
+        opts["propagationPolicy"] = policy or "Background"
+        return opts
+
+    async def _delete(self, request: web.Request, route: Route) -> web.Response:
+        opts = await self._delete_options(request)
+        pre = opts.get("preconditions") or {}
+        obj = self.store.delete(
+            route.rt,
+            route.namespace or "",
+            route.name or "",
+            propagation=opts["propagationPolicy"],
+            precondition_uid=pre.get("uid"),
+            precondition_rv=pre.get("resourceVersion"),
+        )
+        if obj["metadata"].get("finalizers") and self.store.find(
+            route.rt, route.namespace or "", route.name or ""
+        ):
+            return json_response(obj, 202)
+        if route.rt.group:
+            return json_response(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "details": {
+                        "name": route.name,
+                        "group": route.rt.group,
+                        "kind": route.rt.plural,
+                        "uid": obj["metadata"]["uid"],
+                    },
+                }
+            )
+        return json_response(obj)
+
+    async def _delete_collection(self, request: web.Request, route: Route) -> web.Response:
+        opts = await self._delete_options(request)
+        ml = parse_label_selector(request.query.get("labelSelector"))
+        mf = parse_field_selector(request.query.get("fieldSelector"))
+        items = self.store.list(route.rt, route.namespace, lambda o: ml(o) and mf(o))
+        for o in items:
+            if self.store.find(
+                route.rt, o["metadata"].get("namespace", ""), o["metadata"]["name"], copy_obj=False
+            ):
+                self.store.delete(
+                    route.rt,
+                    o["metadata"].get("namespace", ""),
+                    o["metadata"]["name"],
+                    propagation=opts["propagationPolicy"],
+                )
+        return json_response(
+            {
+                "kind": f"{route.rt.kind}List",
+                "apiVersion": route.rt.api_version,
+                "metadata": {"resourceVersion": str(self.store.resource_version)},
+                "items": items,
+            }
+        )

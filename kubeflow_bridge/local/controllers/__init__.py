@@ -1,0 +1,1 @@
+"""Controllers of the local runtime (see :mod:`kubeflow_bridge.local.controllers.base`)."""

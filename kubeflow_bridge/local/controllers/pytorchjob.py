@@ -1,0 +1,304 @@
+"""PyTorchJob controller with the training operator v1.9 semantics (see LIFECYCLE notes in the docs).
+
+Pods ``<job>-master-0`` and ``<job>-worker-<i>`` carry the operator's labels and env. MASTER_ADDR is
+127.0.0.1, not the operator's ``<job>-master-0``: there is no cluster DNS here and every replica is a
+process on this host. MASTER_PORT is a free port picked per job (the operator uses the container's
+``pytorchjob-port``, 23456 by default, which would collide between jobs on one host).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from kubeflow_bridge.local.controllers.base import Controller, Request
+from kubeflow_bridge.local.kinds import POD, PYTORCHJOB
+from kubeflow_bridge.local.store import Obj, now_iso
+
+OPERATOR = "pytorchjob-controller"
+L_JOB = "training.kubeflow.org/job-name"
+L_OPERATOR = "training.kubeflow.org/operator-name"
+L_TYPE = "training.kubeflow.org/replica-type"
+L_INDEX = "training.kubeflow.org/replica-index"
+L_ROLE = "training.kubeflow.org/job-role"
+ORDER = ("Master", "Worker")
+
+
+def _cond(ctype: str, reason: str, message: str, status: str = "True") -> dict[str, Any]:
+    ts = now_iso()
+    return {
+        "type": ctype,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastUpdateTime": ts,
+        "lastTransitionTime": ts,
+    }
+
+
+def has_condition(obj: Obj, ctype: str) -> bool:
+    return any(
+        c.get("type") == ctype and c.get("status") == "True"
+        for c in (obj.get("status") or {}).get("conditions") or []
+    )
+
+
+def set_condition(conditions: list[dict[str, Any]], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """The operator's setCondition: no-op once Failed; same type+status+reason no-op; Running and
+    Restarting replace each other; Succeeded/Failed turn an existing Running False in place."""
+    if any(c.get("type") == "Failed" and c.get("status") == "True" for c in conditions):
+        return conditions
+    for c in conditions:
+        if (
+            c.get("type") == new["type"]
+            and c.get("status") == new["status"]
+            and c.get("reason") == new["reason"]
+        ):
+            return conditions
+    out = []
+    for c in conditions:
+        if c.get("type") == new["type"]:
+            continue
+        if new["type"] == "Running" and c.get("type") == "Restarting":
+            continue
+        if new["type"] == "Restarting" and c.get("type") == "Running":
+            continue
+        if (
+            new["type"] in ("Succeeded", "Failed")
+            and c.get("type") == "Running"
+            and c.get("status") == "True"
+        ):
+            c = dict(
+                c,
+                status="False",
+                lastUpdateTime=new["lastUpdateTime"],
+                lastTransitionTime=new["lastTransitionTime"],
+            )
+        out.append(c)
+    out.append(new)
+    return out
+
+
+def _exit_info(pod: Obj) -> str:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        t = (cs.get("state") or {}).get("terminated") or ((cs.get("lastState") or {}).get("terminated")) or {}
+        if t:
+            return f"container {cs.get('name')} exited with code {t.get('exitCode')} ({t.get('reason', '')})"
+        w = (cs.get("state") or {}).get("waiting") or {}
+        if w.get("reason"):
+            return f"container {cs.get('name')}: {w.get('reason')}: {w.get('message', '')}"
+    st = pod.get("status") or {}
+    return f"{st.get('reason', '')}: {st.get('message', '')}".strip(": ")
+
+
+class PyTorchJobController(Controller):
+    name = "pytorchjobs"
+    kinds = (PYTORCHJOB,)
+    owns = (POD,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ports: dict[str, int] = {}
+
+    def _port(self, job: Obj, pods: list[Obj]) -> int:
+        uid = job["metadata"]["uid"]
+        if uid not in self.ports:
+            for p in pods:
+                for c in p["spec"]["containers"]:
+                    for e in c.get("env") or []:
+                        if e.get("name") == "MASTER_PORT":
+                            self.ports[uid] = int(e["value"])
+            if uid not in self.ports:
+                self.ports[uid] = self.ctx.free_port()
+        return self.ports[uid]
+
+    def _pod_body(self, job: Obj, rtype: str, index: int, port: int) -> Obj:
+        meta, spec = job["metadata"], job["spec"]
+        replicas = spec["pytorchReplicaSpecs"]
+        rspec = replicas[rtype]
+        tmpl = copy.deepcopy(rspec["template"])
+        pmeta = tmpl.get("metadata") or {}
+        labels = dict(pmeta.get("labels") or {})
+        labels.update({L_JOB: meta["name"], L_OPERATOR: OPERATOR, L_TYPE: rtype.lower(), L_INDEX: str(index)})
+        if rtype == "Master":
+            labels[L_ROLE] = "master"
+        total = sum(int(r.get("replicas", 1)) for r in replicas.values())
+        nproc = spec.get("nprocPerNode") or "auto"
+        nproc_int = int(nproc) if str(nproc).isdigit() else 1
+        rank = index + (1 if rtype == "Worker" and "Master" in replicas else 0)
+        env: list[dict[str, str]] = [{"name": "PYTHONUNBUFFERED", "value": "1"}]
+        if "Master" in replicas:
+            env += [
+                {"name": "MASTER_PORT", "value": str(port)},
+                {"name": "PET_MASTER_PORT", "value": str(port)},
+                {"name": "MASTER_ADDR", "value": "127.0.0.1"},
+                {"name": "PET_MASTER_ADDR", "value": "127.0.0.1"},
+                {"name": "WORLD_SIZE", "value": str(total * nproc_int)},
+                {"name": "RANK", "value": str(rank)},
+                {"name": "PET_NODE_RANK", "value": str(rank)},
+            ]
+        env += [
+            {"name": "PET_NPROC_PER_NODE", "value": str(nproc)},
+            {"name": "PET_NNODES", "value": str(total)},
+        ]
+        pspec = tmpl.get("spec") or {}
+        for c in pspec.get("containers") or []:
+            names = {e["name"] for e in env}
+            c["env"] = [e for e in c.get("env") or [] if e.get("name") not in names] + env
+        policy = rspec.get("restartPolicy", "OnFailure")
+        pspec["restartPolicy"] = "Never" if policy == "ExitCode" else policy
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{meta['name']}-{rtype.lower()}-{index}",
+                "labels": labels,
+                "annotations": dict(pmeta.get("annotations") or {}),
+            },
+            "spec": pspec,
+        }
+
+    async def reconcile(self, req: Request) -> float | None:
+        job = self.ctx.get(PYTORCHJOB, req.namespace, req.name)
+        if job is None or job["metadata"].get("deletionTimestamp"):
+            return None
+        name = job["metadata"]["name"]
+        spec = job.get("spec") or {}
+        replicas: dict[str, Any] = spec.get("pytorchReplicaSpecs") or {}
+        run_policy = spec.get("runPolicy") or {}
+        status = copy.deepcopy(job.get("status") or {})
+        conditions = list(status.get("conditions") or [])
+        if not conditions:
+            conditions = set_condition(
+                conditions, _cond("Created", "PyTorchJobCreated", f"PyTorchJob {name} is created.")
+            )
+            self.ctx.event(job, "PyTorchJobCreated", f"PyTorchJob {name} is created.", component=OPERATOR)
+        pods = self.ctx.owned(POD, job)
+        finished = has_condition(job, "Succeeded") or has_condition(job, "Failed")
+        if finished:
+            self._clean(job, pods, run_policy.get("cleanPodPolicy") or "None")
+            return None
+        if run_policy.get("suspend"):
+            for p in pods:
+                self.ctx.delete(POD, req.namespace, p["metadata"]["name"])
+            conditions = [c for c in conditions if c.get("type") != "Running"]
+            conditions = set_condition(
+                conditions, _cond("Suspended", "PyTorchJobSuspended", f"PyTorchJob {name} is suspended.")
+            )
+            status.update({"conditions": conditions, "replicaStatuses": {rt: {} for rt in replicas}})
+            self._write(job, status)
+            return None
+        if any(c.get("type") == "Suspended" and c.get("status") == "True" for c in conditions):
+            conditions = [
+                dict(c, status="False", reason="PyTorchJobResumed", message=f"PyTorchJob {name} is resumed.")
+                if c.get("type") == "Suspended"
+                else c
+                for c in conditions
+            ]
+        status.setdefault("startTime", now_iso())
+        port = self._port(job, pods)
+        by_name = {p["metadata"]["name"]: p for p in pods}
+        for rtype in ORDER:
+            if rtype not in replicas:
+                continue
+            for i in range(int(replicas[rtype].get("replicas", 1))):
+                pname = f"{name}-{rtype.lower()}-{i}"
+                if pname not in by_name:
+                    pod = self.ctx.create(
+                        POD, self._pod_body(job, rtype, i, port), namespace=req.namespace, owner=job
+                    )
+                    by_name[pname] = pod
+                    self.ctx.event(job, "SuccessfulCreatePod", f"Created pod: {pname}", component=OPERATOR)
+        pods = list(by_name.values())
+        rstatuses: dict[str, dict[str, Any]] = {}
+        failed_pods: list[tuple[str, Obj]] = []
+        restarts = 0
+        for rtype in replicas:
+            mine = [p for p in pods if p["metadata"]["labels"].get(L_TYPE) == rtype.lower()]
+            counts = {"active": 0, "succeeded": 0, "failed": 0}
+            for p in mine:
+                phase = (p.get("status") or {}).get("phase")
+                if phase == "Running":
+                    counts["active"] += 1
+                elif phase == "Succeeded":
+                    counts["succeeded"] += 1
+                elif phase == "Failed":
+                    counts["failed"] += 1
+                    failed_pods.append((rtype, p))
+                restarts += sum(
+                    int(cs.get("restartCount", 0))
+                    for cs in (p.get("status") or {}).get("containerStatuses") or []
+                )
+            sel = f"{L_JOB}={name},{L_OPERATOR}={OPERATOR},{L_TYPE}={rtype.lower()}"
+            entry: dict[str, Any] = {k: v for k, v in counts.items() if v}
+            entry["selector"] = sel
+            entry["labelSelector"] = {
+                "matchLabels": {L_JOB: name, L_OPERATOR: OPERATOR, L_TYPE: rtype.lower()}
+            }
+            rstatuses[rtype] = entry
+        status["replicaStatuses"] = rstatuses
+        lead = "Master" if "Master" in replicas else "Worker"
+        lead_total = int(replicas[lead].get("replicas", 1))
+        lead_status = rstatuses.get(lead, {})
+        if lead_status.get("active") and not has_condition({"status": {"conditions": conditions}}, "Running"):
+            conditions = set_condition(
+                conditions, _cond("Running", "PyTorchJobRunning", f"PyTorchJob {name} is running.")
+            )
+            self.ctx.event(job, "PyTorchJobRunning", f"PyTorchJob {name} is running.", component=OPERATOR)
+        backoff = run_policy.get("backoffLimit")
+        if (lead == "Master" and lead_status.get("succeeded", 0) >= 1) or (
+            lead == "Worker" and lead_status.get("succeeded", 0) >= lead_total
+        ):
+            msg = f"PyTorchJob {name} is successfully completed."
+            conditions = set_condition(conditions, _cond("Succeeded", "PyTorchJobSucceeded", msg))
+            status["completionTime"] = now_iso()
+            self.ctx.event(job, "PyTorchJobSucceeded", msg, component=OPERATOR)
+        elif backoff is not None and restarts > int(backoff):
+            msg = f"PyTorchJob {name} has failed because it has reached the specified backoff limit"
+            conditions = set_condition(conditions, _cond("Failed", "PyTorchJobFailed", msg))
+            status["completionTime"] = now_iso()
+            self.ctx.event(job, "PyTorchJobFailed", msg, "Warning", component=OPERATOR)
+        elif failed_pods:
+            rtype, pod = failed_pods[0]
+            policy = replicas[rtype].get("restartPolicy", "OnFailure")
+            code = self._exit_code(pod)
+            n = sum(1 for r, _ in failed_pods if r == rtype)
+            if policy == "ExitCode" and code is not None and code >= 128:
+                # Retryable exit code: the operator deletes the pod and creates it again.
+                msg = f"PyTorchJob {name} is restarting because {n} {rtype} replica(s) failed."
+                conditions = set_condition(conditions, _cond("Restarting", "PyTorchJobRestarting", msg))
+                self.ctx.event(job, "PyTorchJobRestarting", msg, "Warning", component=OPERATOR)
+                for _r, p in failed_pods:
+                    self.ctx.delete(POD, req.namespace, p["metadata"]["name"])
+            else:
+                msg = (
+                    f"PyTorchJob {name} is failed because {n} {rtype} replica(s) failed. "
+                    f"Pod {pod['metadata']['name']}: {_exit_info(pod)}"
+                )
+                conditions = set_condition(conditions, _cond("Failed", "PyTorchJobFailed", msg))
+                status["completionTime"] = now_iso()
+                self.ctx.event(job, "PyTorchJobFailed", msg, "Warning", component=OPERATOR)
+        status["conditions"] = conditions
+        self._write(job, status)
+        if has_condition({"status": status}, "Succeeded") or has_condition({"status": status}, "Failed"):
+            self._clean(job, pods, run_policy.get("cleanPodPolicy") or "None")
+            self.ports.pop(job["metadata"]["uid"], None)
+        return None
+
+    def _exit_code(self, pod: Obj) -> int | None:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            t = (cs.get("state") or {}).get("terminated")
+            if t:
+                return int(t.get("exitCode", 1))
+        return None
+
+    def _clean(self, job: Obj, pods: list[Obj], policy: str) -> None:
+        for p in pods:
+            phase = (p.get("status") or {}).get("phase")
+            if policy == "All" or (policy == "Running" and phase in ("Running", "Pending", None)):
+                self.ctx.delete(POD, job["metadata"]["namespace"], p["metadata"]["name"])
+
+    def _write(self, job: Obj, status: dict[str, Any]) -> None:
+        if status != (job.get("status") or {}):
+            status["lastReconcileTime"] = now_iso()
+            self.ctx.set_status(PYTORCHJOB, job, status)

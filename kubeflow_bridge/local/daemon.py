@@ -1,0 +1,260 @@
+"""The runtime process: store + API server + controllers (+ S3), until SIGTERM.
+
+``python -m kubeflow_bridge.local.daemon --state-dir DIR [--api-port N] [--s3-port N] [--faults JSON]``
+is what ``kubeflow-bridge local up`` starts in the background (its own process group, output to
+``<state>/runtime.log``). Once it serves, it writes ``<state>/runtime.json`` (pid, ports, endpoints).
+
+Part-2 plug-ins: each module in :data:`PLUGINS` that exists may define ``register(runtime: Runtime)``,
+called before the server starts; it adds controllers (``runtime.manager.add(...)``) and HTTP routes
+(``runtime.api.extra_routes.append((method, path, handler))``, matched before the Kubernetes paths, e.g.
+the KFP API under ``/apis/v2beta1/``), and may use ``runtime.ctx`` and ``runtime.s3``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from kubeflow_bridge.local.admission import Admission
+from kubeflow_bridge.local.apiserver import ApiServer
+from kubeflow_bridge.local.controllers.base import ControllerContext, ControllerManager
+from kubeflow_bridge.local.faults import FaultConfig, Faults
+from kubeflow_bridge.local.images import ImageMap
+from kubeflow_bridge.local.kinds import NAMESPACE, KindRegistry
+from kubeflow_bridge.local.paths import KFP_NAMESPACE, S3Info, StatePaths, write_client_files
+from kubeflow_bridge.local.processes import ProcessManager, sweep_pid_files
+from kubeflow_bridge.local.store import Store
+
+log = logging.getLogger("kubeflow_bridge.local")
+
+PLUGINS = (
+    "kubeflow_bridge.local.controllers.katib",
+    "kubeflow_bridge.local.controllers.kserve",
+    "kubeflow_bridge.local.kfp",
+)
+DEFAULT_NAMESPACES = ("default", KFP_NAMESPACE, "kube-system")
+
+
+def _bind(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class Runtime:
+    """One local Kubeflow runtime.
+
+    Args:
+        state_dir: The state folder (SQLite, logs, kubeconfig, env, pid files).
+        api_port: Port of the API server (0: a free one).
+        s3_port: Port of the S3 server (0: a free one); ``s3=False`` runs without S3.
+        faults: Initial fault-injection settings.
+        history: Watch history length (older resourceVersions get 410 Gone).
+        bookmark_interval: Seconds between watch bookmarks.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        api_port: int = 0,
+        s3_port: int = 0,
+        s3: bool = True,
+        faults: dict[str, Any] | None = None,
+        history: int = 2000,
+        bookmark_interval: float = 5.0,
+        plugins: tuple[str, ...] = PLUGINS,
+    ) -> None:
+        self.paths = StatePaths(state_dir.resolve())
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        self.api_port = api_port
+        self.s3_port = s3_port
+        self.want_s3 = s3
+        self.plugins = plugins
+        self.faults = Faults(FaultConfig.from_dict(faults or {}))
+        self.kinds = KindRegistry()
+        self.store = Store(self.paths.db, history=history)
+        self.admission = Admission()
+        self.processes = ProcessManager(self.paths.procs)
+        self.api = ApiServer(
+            self.store,
+            self.admission,
+            self.faults,
+            self.paths.root,
+            kinds=self.kinds,
+            bookmark_interval=bookmark_interval,
+        )
+        self.ctx = ControllerContext(
+            self.store,
+            self.admission,
+            self.processes,
+            ImageMap.from_file(self.paths.images),
+            self.paths.root,
+            kinds=self.kinds,
+        )
+        self.manager = ControllerManager(self.ctx)
+        self.s3: Any = None
+        self.s3_info: S3Info | None = None
+        self.api_url = ""
+        self._runner: web.AppRunner | None = None
+
+    def _ensure_namespaces(self) -> None:
+        for ns in DEFAULT_NAMESPACES:
+            if self.store.find(NAMESPACE, "", ns) is None:
+                self.store.create(NAMESPACE, {"metadata": {"name": ns}})
+
+    def _add_builtin_controllers(self) -> None:
+        from kubeflow_bridge.local.controllers.job import JobController
+        from kubeflow_bridge.local.controllers.pod import PodController
+        from kubeflow_bridge.local.controllers.pytorchjob import PyTorchJobController
+
+        pods = PodController()
+        self.manager.add(pods)
+        self.manager.add(JobController())
+        self.manager.add(PyTorchJobController())
+        self.api.admin_hooks["kill-pod"] = pods.admin_kill
+
+    def _load_plugins(self) -> None:
+        for name in self.plugins:
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as e:
+                if e.name and name.startswith(e.name):
+                    continue  # not written yet
+                raise
+            register = getattr(module, "register", None)
+            if callable(register):
+                register(self)
+                log.info("plug-in %s registered", name)
+
+    async def _start_s3(self) -> None:
+        if not self.want_s3:
+            return
+        try:
+            from kubeflow_bridge.local import s3 as s3mod
+        except ImportError:
+            log.warning("S3 server module not available; running without S3")
+            return
+        server_cls = getattr(s3mod, "S3Server", None)
+        if server_cls is None:
+            log.warning("kubeflow_bridge.local.s3 has no S3Server; running without S3")
+            return
+        self.s3 = server_cls(self.paths.root / "s3", port=self.s3_port or None)
+        started = self.s3.start()
+        if asyncio.iscoroutine(started):
+            await started
+        self.s3_info = S3Info(
+            endpoint=str(self.s3.endpoint),
+            access_key=str(self.s3.access_key),
+            secret_key=str(self.s3.secret_key),
+            buckets=tuple(getattr(self.s3, "buckets", ()) or ()),
+        )
+
+    async def start(self) -> None:
+        """Serve; write kubeconfig, env and runtime.json."""
+        # Processes a crashed predecessor left behind are not ours to keep.
+        sweep_pid_files(self.paths.procs)
+        self._ensure_namespaces()
+        self._add_builtin_controllers()
+        await self._start_s3()
+        sock = _bind(self.api_port)
+        self.api_port = sock.getsockname()[1]
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        token = self.faults.config.static_token if self.faults.config.auth else None
+        env = write_client_files(self.paths, self.api_url, self.s3_info, token)
+        self.ctx._runtime_env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW_CONN_")}
+        self._load_plugins()
+        self._runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock, shutdown_timeout=1.0).start()
+        await self.manager.start()
+        info = {
+            "pid": os.getpid(),
+            "api": self.api_url,
+            "kfp": self.api_url,
+            "s3": self.s3_info.endpoint if self.s3_info else None,
+            "state_dir": str(self.paths.root),
+            "kubeconfig": str(self.paths.kubeconfig),
+            "env": str(self.paths.env_file),
+        }
+        self.paths.info_file.write_text(json.dumps(info, indent=2))
+        log.info("local runtime serving at %s (state %s)", self.api_url, self.paths.root)
+
+    async def stop(self) -> None:
+        await self.manager.stop()
+        await self.processes.stop_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.s3 is not None:
+            stopped = self.s3.stop()
+            if asyncio.iscoroutine(stopped):
+                await stopped
+        sweep_pid_files(self.paths.procs)
+        self.store.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.paths.info_file.unlink()
+
+
+async def serve(runtime: Runtime) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.start()
+    try:
+        await stop.wait()
+    finally:
+        await runtime.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m kubeflow_bridge.local.daemon")
+    p.add_argument("--state-dir", required=True, type=Path)
+    p.add_argument("--api-port", type=int, default=0)
+    p.add_argument("--s3-port", type=int, default=0)
+    p.add_argument("--no-s3", action="store_true")
+    p.add_argument("--faults", default="{}", help="fault-injection settings as JSON")
+    p.add_argument("--history", type=int, default=2000)
+    p.add_argument("--bookmark-interval", type=float, default=5.0)
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    paths = StatePaths(args.state_dir.resolve())
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.pid_file.write_text(str(os.getpid()))
+    try:
+        runtime = Runtime(
+            args.state_dir,
+            api_port=args.api_port,
+            s3_port=args.s3_port,
+            s3=not args.no_s3,
+            faults=json.loads(args.faults),
+            history=args.history,
+            bookmark_interval=args.bookmark_interval,
+        )
+        asyncio.run(serve(runtime))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            if paths.pid_file.read_text().strip() == str(os.getpid()):
+                paths.pid_file.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Image name -> local Python environment map (how a pod's container image becomes a process env).
+
+Default map (first match wins, fnmatch patterns):
+``kubeflow-bridge/trainer:*`` and ``*/trainer:*`` and ``trainer:*`` -> ``<repo>/.venv-trainer``;
+``python:*`` (and ``*/python:*``) -> the runtime's own interpreter. A YAML/JSON file
+(``<state>/images.yaml`` or ``KUBEFLOW_BRIDGE_IMAGES``) of ``[{pattern: ..., venv: path}]`` or
+``{pattern: venv-path}`` entries is tried before the defaults; ``venv: "@self"`` means the runtime's
+interpreter.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SELF = "@self"
+
+
+class UnknownImage(LookupError):
+    """No environment is mapped to the image."""
+
+
+@dataclass(frozen=True)
+class ImageRule:
+    pattern: str
+    venv: str  # a folder holding bin/python, or "@self"
+
+
+DEFAULT_RULES: tuple[ImageRule, ...] = (
+    ImageRule("kubeflow-bridge/trainer:*", str(REPO_ROOT / ".venv-trainer")),
+    ImageRule("*/trainer:*", str(REPO_ROOT / ".venv-trainer")),
+    ImageRule("trainer:*", str(REPO_ROOT / ".venv-trainer")),
+    ImageRule("python:*", SELF),
+    ImageRule("*/python:*", SELF),
+)
+
+
+class ImageMap:
+    """Resolves images to ``(python_executable, env_overlay)``.
+
+    Args:
+        rules: Tried in order before the defaults.
+    """
+
+    def __init__(self, rules: list[ImageRule] | None = None) -> None:
+        self.rules = list(rules or []) + list(DEFAULT_RULES)
+
+    @classmethod
+    def from_file(cls, path: Path | None) -> ImageMap:
+        """Load extra rules from a YAML/JSON file if it exists."""
+        if path is None or not path.is_file():
+            return cls()
+        import yaml
+
+        data: Any = yaml.safe_load(path.read_text()) or []
+        rules: list[ImageRule] = []
+        if isinstance(data, dict):
+            data = [{"pattern": k, "venv": v} for k, v in data.items()]
+        for entry in data:
+            rules.append(ImageRule(str(entry["pattern"]), str(entry["venv"])))
+        return cls(rules)
+
+    def resolve(self, image: str) -> tuple[str, dict[str, str]]:
+        """Raises:
+        UnknownImage: no rule matches, or the mapped environment has no ``bin/python``."""
+        name = image if ":" in image.rsplit("/", 1)[-1] or "@" in image else image + ":latest"
+        for rule in self.rules:
+            if fnmatch.fnmatchcase(name, rule.pattern):
+                if rule.venv == SELF:
+                    bindir = str(Path(sys.executable).parent)
+                    return sys.executable, {"PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+                venv = Path(rule.venv)
+                python = venv / "bin" / "python"
+                if not python.exists():
+                    raise UnknownImage(
+                        f'image "{image}" maps to {venv}, which has no bin/python; build it (make setup)'
+                    )
+                return str(python), {
+                    "PATH": str(venv / "bin") + os.pathsep + os.environ.get("PATH", ""),
+                    "VIRTUAL_ENV": str(venv),
+                }
+        patterns = ", ".join(r.pattern for r in self.rules)
+        raise UnknownImage(
+            f'image "{image}" is not mapped to a local environment (known patterns: {patterns}); '
+            "add it to <state>/images.yaml"
+        )

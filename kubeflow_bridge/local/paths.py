@@ -1,0 +1,150 @@
+"""The state folder layout and the files ``local up`` writes for clients (kubeconfig, env)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONTEXT = "kubeflow-bridge-local"
+KFP_NAMESPACE = "kubeflow-user"
+REGION = "us-east-1"
+
+
+def default_state_dir() -> Path:
+    """``$KUBEFLOW_BRIDGE_HOME/.state/local`` or ``./.state/local``."""
+    home = os.environ.get("KUBEFLOW_BRIDGE_HOME")
+    return (Path(home) if home else Path.cwd()) / ".state" / "local"
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """Where everything of one runtime lives."""
+
+    root: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "runtime.pid"
+
+    @property
+    def info_file(self) -> Path:
+        return self.root / "runtime.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "runtime.log"
+
+    @property
+    def db(self) -> Path:
+        return self.root / "state.db"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / "env"
+
+    @property
+    def procs(self) -> Path:
+        return self.root / "procs"
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images.yaml"
+
+    @property
+    def pod_logs(self) -> Path:
+        return self.root / "logs"
+
+
+@dataclass(frozen=True)
+class S3Info:
+    endpoint: str
+    access_key: str
+    secret_key: str
+    buckets: tuple[str, ...] = ()
+
+
+def kubeconfig(api_url: str, token: str | None = None) -> dict[str, Any]:
+    user: dict[str, Any] = {"token": token} if token else {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": CONTEXT, "cluster": {"server": api_url}}],
+        "users": [{"name": CONTEXT, "user": user}],
+        "contexts": [
+            {"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT, "namespace": "default"}}
+        ],
+        "current-context": CONTEXT,
+        "preferences": {},
+    }
+
+
+def env_vars(paths: StatePaths, api_url: str, s3: S3Info | None) -> dict[str, str]:
+    """The variables the control plane (Airflow, kubectl, boto3) needs to reach this runtime."""
+    env = {
+        "KUBECONFIG": str(paths.kubeconfig),
+        "KUBEFLOW_BRIDGE_KFP_ENDPOINT": api_url,
+        "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(
+            {
+                "conn_type": "kubernetes",
+                "extra": {"kube_config_path": str(paths.kubeconfig), "in_cluster": False},
+            }
+        ),
+        "AIRFLOW_CONN_KUBEFLOW_DEFAULT": json.dumps(
+            {
+                "conn_type": "kubeflow",
+                "host": api_url,
+                "extra": {
+                    "kfp_endpoint": api_url,
+                    "namespace": KFP_NAMESPACE,
+                    "kubernetes_conn_id": "kubernetes_default",
+                    "dashboard_url": api_url,
+                },
+            }
+        ),
+    }
+    if s3 is not None:
+        env.update(
+            {
+                "AWS_ACCESS_KEY_ID": s3.access_key,
+                "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+                "AWS_ENDPOINT_URL": s3.endpoint,
+                "AWS_ENDPOINT_URL_S3": s3.endpoint,
+                "AWS_DEFAULT_REGION": REGION,
+                "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+                    {
+                        "conn_type": "aws",
+                        "login": s3.access_key,
+                        "password": s3.secret_key,
+                        "extra": {"endpoint_url": s3.endpoint, "region_name": REGION},
+                    }
+                ),
+            }
+        )
+    return env
+
+
+def write_client_files(
+    paths: StatePaths, api_url: str, s3: S3Info | None, token: str | None = None
+) -> dict[str, str]:
+    """Write ``<state>/kubeconfig`` and ``<state>/env`` (both 0600: they hold credentials)."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    _write_private(paths.kubeconfig, yaml.safe_dump(kubeconfig(api_url, token), sort_keys=False))
+    env = env_vars(paths, api_url, s3)
+    _write_private(paths.env_file, "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
+    return env
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)

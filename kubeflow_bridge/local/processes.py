@@ -1,0 +1,154 @@
+"""Local processes (pods' containers, model servers, pipeline runs), each in its own process group.
+
+Every process is recorded as ``<state>/procs/<pid>`` while it runs, so ``local down`` can kill
+whatever is left even if the daemon died without cleaning up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (bound, read and released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def kill_group(pgid: int, sig: int = signal.SIGTERM) -> bool:
+    """Signal a process group; False if it no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+@dataclass(eq=False)
+class ManagedProcess:
+    """A started process (leader of its own process group)."""
+
+    name: str
+    proc: asyncio.subprocess.Process
+    log_path: Path | None
+    pid_file: Path | None
+    returncode: int | None = None
+    killed_by: str = ""
+    _done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def pid(self) -> int:
+        return int(self.proc.pid)
+
+    async def wait(self) -> int:
+        """Wait for the process to exit; the exit code (negative: killed by that signal)."""
+        if self.returncode is None:
+            self.returncode = await self.proc.wait()
+            # Children left in the group (e.g. DDP workers) go with the leader.
+            kill_group(self.pid, signal.SIGKILL)
+            if self.pid_file is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    self.pid_file.unlink()
+            self._done.set()
+        return self.returncode
+
+    async def terminate(self, grace: float = 3.0, reason: str = "Killed") -> None:
+        """SIGTERM the whole group, SIGKILL after ``grace`` seconds."""
+        if self.returncode is not None:
+            return
+        self.killed_by = reason
+        kill_group(self.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(self.proc.wait()), grace)
+        except TimeoutError:
+            kill_group(self.pid, signal.SIGKILL)
+        await self.wait()
+
+
+class ProcessManager:
+    """Starts and tracks processes for the controllers.
+
+    Args:
+        procs_dir: Folder for one pid file per running process (``local down`` sweeps it).
+    """
+
+    def __init__(self, procs_dir: Path) -> None:
+        self.procs_dir = procs_dir
+        procs_dir.mkdir(parents=True, exist_ok=True)
+        self.running: dict[int, ManagedProcess] = {}
+
+    async def spawn(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: str | None = None,
+        log_path: Path | None = None,
+    ) -> ManagedProcess:
+        """Start ``argv`` in a new session (its own process group) with stdout+stderr to ``log_path``.
+
+        Raises:
+            OSError: The executable cannot be started (not found, not executable).
+        """
+        target = log_path if log_path is not None else Path(os.devnull)
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+        out = open(target, "ab", buffering=0)  # noqa: SIM115 - handed to the child
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,
+            )
+        finally:
+            out.close()
+        pid_file = self.procs_dir / str(proc.pid)
+        pid_file.write_text(name)
+        mp = ManagedProcess(name=name, proc=proc, log_path=log_path, pid_file=pid_file)
+        self.running[proc.pid] = mp
+        asyncio.get_running_loop().create_task(self._reap(mp))
+        return mp
+
+    async def _reap(self, mp: ManagedProcess) -> None:
+        await mp.wait()
+        self.running.pop(mp.pid, None)
+
+    async def stop_all(self, grace: float = 3.0) -> None:
+        """Terminate every running process group (daemon shutdown)."""
+        await asyncio.gather(*(mp.terminate(grace, "Shutdown") for mp in list(self.running.values())))
+
+
+def sweep_pid_files(procs_dir: Path) -> list[int]:
+    """Kill every process group recorded in ``procs_dir`` (what ``local down`` does last)."""
+    killed: list[int] = []
+    if not procs_dir.is_dir():
+        return killed
+    for f in procs_dir.iterdir():
+        if f.name.isdigit():
+            pgid = int(f.name)
+            if kill_group(pgid, signal.SIGKILL):
+                killed.append(pgid)
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+    return killed
