@@ -65,6 +65,31 @@ def as_seconds(field: str, value: Any, *, allow_zero: bool = False) -> float:
     return seconds
 
 
+def as_int(field: str, value: Any, *, minimum: int) -> int:
+    """An int from an int or a rendered string; bools and fractions are rejected."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"{field} must be an integer >= {minimum}, not {value!r}")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{field} must be an integer >= {minimum}, not {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"{field} must be an integer >= {minimum}, not {value!r}")
+    return number
+
+
+def as_command(field: str, value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise ValueError(
+            f"{field} must be a list of strings (e.g. ['python', '-m', 'trainer']), not a string"
+        )
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, int, float)) for v in value):
+        raise ValueError(f"{field} must be a list of strings, not {value!r}")
+    return [str(v) for v in value]
+
+
 def identity_from_context(context: Context) -> Identity:
     """The task instance's identity (dag_id, task_id, run_id, map_index)."""
     from kubeflow_bridge.resources.names import Identity

@@ -7,35 +7,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kubeflow_bridge.links.training import PyTorchJobLink
-from kubeflow_bridge.operators._base import KubeflowObjectOperator
+from kubeflow_bridge.operators._base import KubeflowObjectOperator, as_command, as_int
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
-
-
-def _as_int(field: str, value: Any, *, minimum: int) -> int:
-    """An int from an int or a rendered string; bools and fractions are rejected."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"{field} must be an integer >= {minimum}, not {value!r}")
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise ValueError(f"{field} must be an integer >= {minimum}, not {value!r}") from None
-    if number < minimum:
-        raise ValueError(f"{field} must be an integer >= {minimum}, not {value!r}")
-    return number
-
-
-def _as_command(field: str, value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        raise ValueError(
-            f"{field} must be a list of strings (e.g. ['python', '-m', 'trainer']), not a string"
-        )
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, int, float)) for v in value):
-        raise ValueError(f"{field} must be a list of strings, not {value!r}")
-    return [str(v) for v in value]
 
 
 class PyTorchJobOperator(KubeflowObjectOperator):
@@ -137,8 +112,8 @@ class PyTorchJobOperator(KubeflowObjectOperator):
             raise ValueError(
                 "image is required: the container image to run (e.g. 'kubeflow-bridge/trainer:latest')"
             )
-        workers = _as_int("workers", self.workers, minimum=0)
-        gpus = _as_int("gpus", self.gpus, minimum=0)
+        workers = as_int("workers", self.workers, minimum=0)
+        gpus = as_int("gpus", self.gpus, minimum=0)
         if self.env is not None and not isinstance(self.env, dict):
             raise ValueError(f"env must be a mapping of names to values, not {self.env!r}")
         run_policy = None
@@ -146,15 +121,15 @@ class PyTorchJobOperator(KubeflowObjectOperator):
             run_policy = RunPolicy(
                 backoff_limit=None
                 if self.backoff_limit is None
-                else _as_int("backoff_limit", self.backoff_limit, minimum=0),
+                else as_int("backoff_limit", self.backoff_limit, minimum=0),
                 clean_pod_policy=self.clean_pod_policy,
             )
         manifest = PyTorchJobSpec(
             name=name,
             namespace=namespace,
             image=self.image,
-            command=_as_command("command", self.command),
-            args=_as_command("args", self.args),
+            command=as_command("command", self.command),
+            args=as_command("args", self.args),
             env={str(k): str(v) for k, v in (self.env or {}).items()},
             resources=resource_requirements(cpu=self.cpu, memory=self.memory, gpu=gpus) or None,
             workers=workers,
