@@ -11,7 +11,14 @@ import json
 import re
 from typing import Any
 
-from kubeflow_bridge.resources._checks import Causes, check_metadata_maps, expect, expect_enum, expect_min
+from kubeflow_bridge.resources._checks import (
+    Causes,
+    check_container,
+    check_metadata_maps,
+    expect,
+    expect_enum,
+    expect_min,
+)
 from kubeflow_bridge.resources.errors import FieldCause, raise_if_any
 from kubeflow_bridge.resources.names import dns1035_problem
 from kubeflow_bridge.resources.training import check_pytorchjob_spec
@@ -38,7 +45,9 @@ EARLY_STOPPING_ALGORITHMS = ("medianstop",)
 PARAMETER_TYPES = ("int", "double", "categorical", "discrete")
 DISTRIBUTIONS = ("uniform", "logUniform", "normal", "logNormal")
 RESUME_POLICIES = ("Never", "LongRunning", "FromVolume")
-COLLECTOR_KINDS = ("StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "None")
+COLLECTOR_KINDS = ("StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "None", "Push")
+#: Kinds whose success/failure conditions Katib's defaulter fills in (Kubeflow training jobs).
+KUBEFLOW_JOB_KINDS = ("TFJob", "PyTorchJob", "XGBoostJob", "MPIJob", "PaddleJob", "JAXJob", "MXJob")
 FILE_FORMATS = ("TEXT", "JSON")
 #: Katib's default success/failure conditions (GJSON) for batch Jobs and Kubeflow training jobs.
 JOB_SUCCESS_CONDITION = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
@@ -361,11 +370,28 @@ def _check_trial_template(causes: Causes, template: Any, param_names: set[str]) 
                 "FieldValueRequired",
             )
         )
+    config_map: Any = template.get("configMap")
+    if expect(causes, f"{path}.configMap", config_map, dict):
+        missing = [
+            k for k in ("configMapName", "configMapNamespace", "templatePath") if not config_map.get(k)
+        ]
+        if missing:
+            causes.append(
+                FieldCause(f"{path}.configMap", f"needs {', '.join(missing)}", "FieldValueRequired")
+            )
+    if not template.get("primaryContainerName"):
+        causes.append(
+            FieldCause(
+                f"{path}.primaryContainerName",
+                "is required: the container that prints the metrics",
+                "FieldValueRequired",
+            )
+        )
     trial_text = json.dumps(trial_spec) if isinstance(trial_spec, dict) else ""
     declared: set[str] = set()
     references: set[str] = set()
     tparams: Any = template.get("trialParameters")
-    if expect(causes, f"{path}.trialParameters", tparams, list):
+    if expect(causes, f"{path}.trialParameters", tparams, list, required=True):
         for i, tp in enumerate(tparams):
             tpath = f"{path}.trialParameters[{i}]"
             if not expect(causes, tpath, tp, dict):
@@ -373,6 +399,9 @@ def _check_trial_template(causes: Causes, template: Any, param_names: set[str]) 
             tname, ref = tp.get("name"), tp.get("reference")
             if not tname or not ref or not isinstance(tname, str) or not isinstance(ref, str):
                 causes.append(FieldCause(tpath, "name and reference are both required", "FieldValueRequired"))
+                continue
+            if "{" in tname or "}" in tname:
+                causes.append(FieldCause(f"{tpath}.name", f"{tname!r} must not contain '{{' or '}}'"))
                 continue
             if tname in declared:
                 causes.append(FieldCause(f"{tpath}.name", f"trial parameter name {tname!r} is duplicated"))
@@ -425,7 +454,14 @@ def _check_trial_spec(
         causes.append(
             FieldCause(path, "apiVersion and kind are required (e.g. batch/v1 Job)", "FieldValueRequired")
         )
-    if kind not in ("Job", "PyTorchJob") and not (
+    metadata: Any = trial_spec.get("metadata")
+    if isinstance(metadata, dict) and (metadata.get("name") or metadata.get("namespace")):
+        causes.append(
+            FieldCause(
+                f"{path}.metadata", "omit name and namespace: Katib names each trial's job after the trial"
+            )
+        )
+    if kind not in ("Job", *KUBEFLOW_JOB_KINDS) and not (
         template.get("successCondition") and template.get("failureCondition")
     ):
         causes.append(
@@ -436,15 +472,10 @@ def _check_trial_spec(
         )
     if kind == "PyTorchJob" and isinstance(trial_spec.get("spec"), dict):
         check_pytorchjob_spec(causes, f"{path}.spec", trial_spec["spec"])
+    if kind == "Job" and trial_spec.get("apiVersion") == "batch/v1":
+        _check_batch_job(causes, path, trial_spec)
     primary = template.get("primaryContainerName")
     if not primary:
-        causes.append(
-            FieldCause(
-                "spec.trialTemplate.primaryContainerName",
-                "is required: the container that prints the metrics",
-                "FieldValueRequired",
-            )
-        )
         return
     names = [c.get("name") for c in trial_spec_containers(trial_spec)]
     if primary not in names:
@@ -454,6 +485,31 @@ def _check_trial_spec(
                 f"{primary!r} is not a container of the trialSpec (containers: {names})",
             )
         )
+
+
+def _check_batch_job(causes: Causes, path: str, job: dict[str, Any]) -> None:
+    """The parts of a batch/v1 Job trialSpec Kubernetes would reject."""
+    spec: Any = job.get("spec")
+    if not expect(causes, f"{path}.spec", spec, dict, required=True):
+        return
+    template: Any = spec.get("template")
+    if not expect(causes, f"{path}.spec.template", template, dict, required=True):
+        return
+    pod: Any = template.get("spec")
+    if not expect(causes, f"{path}.spec.template.spec", pod, dict, required=True):
+        return
+    containers: Any = pod.get("containers")
+    if expect(causes, f"{path}.spec.template.spec.containers", containers, list, required=True):
+        for i, container in enumerate(containers):
+            check_container(causes, f"{path}.spec.template.spec.containers[{i}]", container)
+    # Kubernetes accepts only these for a Job's pods (the default, Always, is rejected).
+    expect_enum(
+        causes,
+        f"{path}.spec.template.spec.restartPolicy",
+        pod.get("restartPolicy"),
+        ("Never", "OnFailure"),
+        required=True,
+    )
 
 
 def _check_metrics_collector(causes: Causes, collector_spec: Any) -> None:
@@ -468,35 +524,57 @@ def _check_metrics_collector(causes: Causes, collector_spec: Any) -> None:
     if not expect(causes, f"{path}.source", source, dict):
         source = {}
     fs_path: Any = source.get("fileSystemPath")
+    if not expect(causes, f"{path}.source.fileSystemPath", fs_path, dict):
+        fs_path = None
+    fs = f"{path}.source.fileSystemPath"
+    # Katib's defaulter gives StdOut a fileSystemPath (it tees stdout to a file), so it is allowed there.
     if kind in ("File", "TensorFlowEvent"):
         want = "File" if kind == "File" else "Directory"
-        if not isinstance(fs_path, dict) or not str(fs_path.get("path", "")).startswith("/"):
+        if fs_path is None or not str(fs_path.get("path", "")).startswith("/"):
             causes.append(
                 FieldCause(
-                    f"{path}.source.fileSystemPath.path",
-                    f"an absolute path is required for collector {kind}",
-                    "FieldValueRequired",
+                    f"{fs}.path", f"an absolute path is required for collector {kind}", "FieldValueRequired"
                 )
             )
         elif fs_path.get("kind") != want:
+            causes.append(FieldCause(f"{fs}.kind", f"must be {want!r} for collector {kind}"))
+        fmt_value = (fs_path or {}).get("format")
+        if kind == "File":
+            # Katib's defaulter sets TEXT when format is empty.
+            expect_enum(causes, f"{fs}.format", fmt_value or None, FILE_FORMATS)
+            if fmt_value == "JSON" and source.get("filter") is not None:
+                causes.append(
+                    FieldCause(f"{path}.source.filter", "must be omitted when the metrics file is JSON")
+                )
+        elif fmt_value:
+            causes.append(FieldCause(f"{fs}.format", f"must be empty for collector {kind}"))
+    if kind == "PrometheusMetric":
+        http_get: Any = source.get("httpGet") if isinstance(source.get("httpGet"), dict) else {}
+        port = http_get.get("port")
+        if not (str(port).isdigit() and int(str(port)) > 0):
             causes.append(
-                FieldCause(f"{path}.source.fileSystemPath.kind", f"must be {want!r} for collector {kind}")
+                FieldCause(f"{path}.source.httpGet.port", f"must be a positive port number (got {port!r})")
             )
-        if kind == "File" and isinstance(fs_path, dict):
-            expect_enum(causes, f"{path}.source.fileSystemPath.format", fs_path.get("format"), FILE_FORMATS)
-    elif kind in ("StdOut", "None", "PrometheusMetric") and fs_path is not None:
-        causes.append(
-            FieldCause(f"{path}.source.fileSystemPath", f"is not used by collector {kind}: remove it")
-        )
-    if kind == "Custom" and not (isinstance(collector, dict) and collector.get("customCollector")):
-        causes.append(
-            FieldCause(
-                f"{path}.collector.customCollector", "is required for collector Custom", "FieldValueRequired"
+        if not str(http_get.get("path", "")).startswith("/"):
+            causes.append(
+                FieldCause(f"{path}.source.httpGet.path", "must be an absolute URL path like '/metrics'")
             )
-        )
-    fmt: Any = (
-        (source.get("filter") or {}).get("metricsFormat") if isinstance(source.get("filter"), dict) else None
-    )
+    if kind == "Custom":
+        if not (isinstance(collector, dict) and collector.get("customCollector")):
+            causes.append(
+                FieldCause(
+                    f"{path}.collector.customCollector",
+                    "is required for collector Custom",
+                    "FieldValueRequired",
+                )
+            )
+        if fs_path is not None and (
+            not str(fs_path.get("path", "")).startswith("/")
+            or fs_path.get("kind") not in ("File", "Directory")
+        ):
+            causes.append(FieldCause(fs, "needs an absolute path and kind File or Directory"))
+    filt: Any = source.get("filter")
+    fmt: Any = filt.get("metricsFormat") if isinstance(filt, dict) else None
     if expect(causes, f"{path}.source.filter.metricsFormat", fmt, list):
         for i, pattern in enumerate(fmt):
             fpath = f"{path}.source.filter.metricsFormat[{i}]"

@@ -21,6 +21,7 @@ from kubeflow_bridge.resources._katib_rules import (
     JOB_SUCCESS_CONDITION,
     KIND,
     KUBEFLOW_JOB_FAILURE_CONDITION,
+    KUBEFLOW_JOB_KINDS,
     KUBEFLOW_JOB_SUCCESS_CONDITION,
     METRIC_STRATEGIES,
     OBJECTIVE_TYPES,
@@ -43,6 +44,7 @@ __all__ = [
     "JOB_SUCCESS_CONDITION",
     "KIND",
     "KUBEFLOW_JOB_FAILURE_CONDITION",
+    "KUBEFLOW_JOB_KINDS",
     "KUBEFLOW_JOB_SUCCESS_CONDITION",
     "METRIC_STRATEGIES",
     "OBJECTIVE_TYPES",
@@ -234,7 +236,7 @@ class TrialTemplate:
     def to_dict(self) -> dict[str, Any]:
         kind = self.trial_spec.get("kind")
         success, failure, labels = self.success_condition, self.failure_condition, self.primary_pod_labels
-        if kind == "PyTorchJob":
+        if kind in KUBEFLOW_JOB_KINDS:
             success = success or KUBEFLOW_JOB_SUCCESS_CONDITION
             failure = failure or KUBEFLOW_JOB_FAILURE_CONDITION
             labels = labels if labels is not None else {JOB_ROLE_LABEL: "master"}

@@ -598,9 +598,46 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], Any], str, str]] = [
     ),
     (
         "custom kind conditions",
-        lambda o: (_tt(o)["trialSpec"].update(kind="TFJob"), _tt(o).pop("successCondition")),
+        lambda o: (_tt(o)["trialSpec"].update(kind="Workflow"), _tt(o).pop("successCondition")),
         f"{TT}.trialSpec",
         "set successCondition and failureCondition",
+    ),
+    (
+        "braces in name",
+        lambda o: _tt(o)["trialParameters"][0].update(name="lr}"),
+        f"{TT}.trialParameters[0].name",
+        "must not contain",
+    ),
+    ("no trial parameters", lambda o: _tt(o).pop("trialParameters"), f"{TT}.trialParameters", "is required"),
+    (
+        "config map fields",
+        lambda o: (_tt(o).pop("trialSpec"), _tt(o).update(configMap={"configMapName": "templates"})),
+        f"{TT}.configMap",
+        "needs configMapNamespace, templatePath",
+    ),
+    (
+        "trial spec metadata name",
+        lambda o: _tt(o)["trialSpec"].update(metadata={"name": "fixed"}),
+        f"{TT}.trialSpec.metadata",
+        "omit name and namespace",
+    ),
+    (
+        "job restart policy",
+        lambda o: _tt(o)["trialSpec"]["spec"]["template"]["spec"].update(restartPolicy="Always"),
+        f"{TT}.trialSpec.spec.template.spec.restartPolicy",
+        "Never, OnFailure",
+    ),
+    (
+        "job containers",
+        lambda o: _tt(o)["trialSpec"]["spec"]["template"]["spec"].pop("containers"),
+        f"{TT}.trialSpec.spec.template.spec.containers",
+        "is required",
+    ),
+    (
+        "job container env",
+        lambda o: _container(o).update(env=[{"name": "A", "value": 1}]),
+        f"{TT}.trialSpec.spec.template.spec.containers[0].env[0].value",
+        "must be a string",
     ),
     (
         "pod labels type",
@@ -631,12 +668,73 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], Any], str, str]] = [
         "must be 'File' for collector File",
     ),
     (
-        "stdout with path",
-        lambda o: _spec(o)["metricsCollectorSpec"].update(
-            source={"fileSystemPath": {"path": "/x", "kind": "File"}}
+        "file format",
+        lambda o: _spec(o).update(
+            metricsCollectorSpec={
+                "collector": {"kind": "File"},
+                "source": {"fileSystemPath": {"path": "/m.log", "kind": "File", "format": "CSV"}},
+            }
+        ),
+        f"{MC}.source.fileSystemPath.format",
+        "use one of TEXT, JSON",
+    ),
+    (
+        "json with filter",
+        lambda o: _spec(o).update(
+            metricsCollectorSpec={
+                "collector": {"kind": "File"},
+                "source": {
+                    "fileSystemPath": {"path": "/m.json", "kind": "File", "format": "JSON"},
+                    "filter": {"metricsFormat": ["(a)=(b)"]},
+                },
+            }
+        ),
+        f"{MC}.source.filter",
+        "must be omitted when the metrics file is JSON",
+    ),
+    (
+        "tf event format",
+        lambda o: _spec(o).update(
+            metricsCollectorSpec={
+                "collector": {"kind": "TensorFlowEvent"},
+                "source": {"fileSystemPath": {"path": "/logs", "kind": "Directory", "format": "TEXT"}},
+            }
+        ),
+        f"{MC}.source.fileSystemPath.format",
+        "must be empty for collector TensorFlowEvent",
+    ),
+    (
+        "prometheus port",
+        lambda o: _spec(o).update(
+            metricsCollectorSpec={
+                "collector": {"kind": "PrometheusMetric"},
+                "source": {"httpGet": {"port": 0, "path": "/metrics"}},
+            }
+        ),
+        f"{MC}.source.httpGet.port",
+        "positive port number",
+    ),
+    (
+        "prometheus path",
+        lambda o: _spec(o).update(
+            metricsCollectorSpec={
+                "collector": {"kind": "PrometheusMetric"},
+                "source": {"httpGet": {"port": 8080, "path": "metrics"}},
+            }
+        ),
+        f"{MC}.source.httpGet.path",
+        "absolute URL path",
+    ),
+    (
+        "custom collector path",
+        lambda o: _spec(o).update(
+            metricsCollectorSpec={
+                "collector": {"kind": "Custom", "customCollector": {"name": "c", "image": "i"}},
+                "source": {"fileSystemPath": {"path": "rel", "kind": "File"}},
+            }
         ),
         f"{MC}.source.fileSystemPath",
-        "is not used by collector StdOut",
+        "absolute path and kind File or Directory",
     ),
     (
         "custom collector",
@@ -684,6 +782,23 @@ def test_pytorchjob_trial_spec_is_checked_with_the_pytorchjob_rules(
     causes = expect_rejection(validate_experiment, obj)
     field = "spec.trialTemplate.trialSpec.spec.pytorchReplicaSpecs.Master.replicas"
     assert "exactly 1 replica" in causes[field]
+
+
+def test_katib_defaulted_stdout_file_path_and_file_collector_are_accepted() -> None:
+    obj = _job_experiment()
+    # What Katib's defaulter writes for StdOut: it tees stdout into this file.
+    obj["spec"]["metricsCollectorSpec"]["source"] = {
+        "fileSystemPath": {"path": "/var/log/katib/metrics.log", "kind": "File"}
+    }
+    validate_experiment(obj)
+    obj["spec"]["metricsCollectorSpec"] = {
+        "collector": {"kind": "File"},
+        "source": {
+            "fileSystemPath": {"path": "/katib/mnist.log", "kind": "File", "format": "TEXT"},
+            "filter": {"metricsFormat": ["{metricName: ([\\w|-]+), metricValue: ((-?\\d+)(\\.\\d+)?)}"]},
+        },
+    }
+    validate_experiment(obj)
 
 
 def test_metadata_references_and_nas_are_accepted() -> None:
