@@ -1,0 +1,119 @@
+"""preprocess: Dask resampling, rolling features, time split, train-only scaler."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trainer import ingest, preprocess
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("raw") / "raw"
+    ingest.run(
+        argparse.Namespace(
+            out=str(out), source="synthetic", rows=12_000, seed=1, freq="10min", end="2026-03-01", start=None
+        )
+    )
+    return out
+
+
+def _args(data: Path, out: Path, **kw: object) -> argparse.Namespace:
+    base = {
+        "data": str(data), "out": str(out), "freq": None, "window": 6, "train_frac": 0.7, "val_frac": 0.15,
+        "start": None, "end": None, "scheduler": "threads", "workers": 2,
+    }  # fmt: skip
+    return argparse.Namespace(**{**base, **kw})
+
+
+def _split(out: Path, name: str) -> pd.DataFrame:
+    return pd.concat(pd.read_parquet(f) for f in sorted((out / name).glob("*.parquet")))
+
+
+def test_time_split_rolling_features_and_train_only_scaler(raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "prep"
+    result = preprocess.run(_args(raw, out))
+    train, val, test = (_split(out, s) for s in preprocess.SPLITS)
+    assert len(train) + len(val) + len(test) == 12_000
+    assert result["metrics"] == {"train_rows": len(train), "val_rows": len(val), "test_rows": len(test)}
+    # Split by time: no overlap, in order, roughly 70/15/15.
+    assert train.index.max() < val.index.min() and val.index.max() < test.index.min()
+    assert abs(len(train) / 12_000 - 0.7) < 0.01
+    scaler = json.loads((out / "scaler.json").read_text())
+    channels = scaler["channels"]
+    assert scaler["features"] == preprocess.feature_names(channels)
+    # Scaler statistics come from the train split only.
+    np.testing.assert_allclose(
+        scaler["mean"], train[scaler["features"]].mean().to_numpy(), rtol=1e-4, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        scaler["std"], train[scaler["features"]].std().to_numpy(), rtol=1e-3, atol=1e-4
+    )
+    assert not np.allclose(
+        scaler["mean"], pd.concat([train, val, test])[scaler["features"]].mean().to_numpy(), rtol=1e-4
+    )
+    # Rolling features over the configured window, continuous across splits.
+    full = pd.concat([train, val, test])
+    c = channels[0]
+    np.testing.assert_allclose(
+        full[f"{c}__rmean"].to_numpy(),
+        full[c].rolling(6, min_periods=1).mean().to_numpy(),
+        rtol=1e-4,
+        atol=1e-3,
+    )
+    np.testing.assert_allclose(
+        full[f"{c}__rstd"].to_numpy(),
+        full[c].rolling(6, min_periods=1).std().fillna(0).to_numpy(),
+        rtol=1e-3,
+        atol=1e-3,
+    )
+
+
+def test_resample_aggregates_values_by_mean_and_labels_by_max(raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "prep"
+    preprocess.run(_args(raw, out, freq="30min"))
+    full = pd.concat([_split(out, s) for s in preprocess.SPLITS])
+    assert len(full) == 4_000
+    src = pd.concat(pd.read_parquet(f) for f in sorted(raw.glob("month=*/*.parquet"))).set_index("timestamp")
+    expected = src["cabin_temp"].resample("30min").mean()
+    np.testing.assert_allclose(full["cabin_temp"].to_numpy(), expected.to_numpy(), rtol=1e-5)
+    assert (full["label"].to_numpy() == src["label"].resample("30min").max().to_numpy()).all()
+
+
+def test_local_cluster_and_data_window(raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "prep"
+    preprocess.run(_args(raw, out, scheduler="local", workers=1, start="2026-01-01", end="2026-02-01"))
+    full = pd.concat([_split(out, s) for s in preprocess.SPLITS])
+    assert full.index.min() == pd.Timestamp("2026-01-01")
+    assert full.index.max() == pd.Timestamp("2026-01-31 23:50")
+    assert len(full) == 31 * 144
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"start": "2030-01-01", "end": "2030-02-01"}, "the data window .* is empty"),
+        ({"window": 1}, r"--window must be in \[2, 10000\]"),
+        ({"train_frac": 0.9, "val_frac": 0.2}, "sum below 1"),
+        ({"freq": "sometimes"}, "--freq 'sometimes' is not a duration"),
+        ({"scheduler": "tcp://127.0.0.1:1", "scheduler_timeout": 1.0}, "cannot reach the Dask scheduler"),
+    ],
+)
+def test_bad_input(raw: Path, tmp_path: Path, kw: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        preprocess.run(_args(raw, tmp_path / "prep", **kw))
+    assert not (tmp_path / "prep").exists()
+
+
+def test_missing_or_incomplete_input(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no such directory"):
+        preprocess.run(_args(tmp_path / "nothing", tmp_path / "prep"))
+    (tmp_path / "half" / "month=2026-01").mkdir(parents=True)
+    with pytest.raises(ValueError, match="incomplete"):
+        preprocess.run(_args(tmp_path / "half", tmp_path / "prep"))

@@ -1,0 +1,60 @@
+"""``python -m trainer ingest|preprocess|train|evaluate|serve``: the one CLI every orchestrator runs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
+
+STEPS = ("ingest", "preprocess", "train", "evaluate", "serve")
+
+
+def _module(step: str) -> ModuleType:
+    import importlib
+
+    return importlib.import_module(f"trainer.{step}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
+    sub = parser.add_subparsers(dest="step", required=True, metavar="STEP")
+    for step in STEPS:
+        mod = _module(step)
+        p = sub.add_parser(step, help=(mod.__doc__ or "").strip().splitlines()[0], allow_abbrev=False)
+        mod.add_arguments(p)
+        p.add_argument("--summary-out", default=None, help="also write the TRAINER_SUMMARY JSON to this URI")
+        p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from trainer.summary import StepSummary
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    params = {k: v for k, v in vars(args).items() if k not in ("summary_out", "log_level", "step")}
+    summary = StepSummary(step=args.step, params=params)
+    run: Callable[[argparse.Namespace], dict[str, Any] | None] = _module(args.step).run
+    try:
+        result = run(args) or {}
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
+        # Bad input: one clear line on stderr, the summary on stdout, exit 2 (nothing was published).
+        print(f"error: {args.step}: {exc}", file=sys.stderr, flush=True)
+        summary.emit(None, error=str(exc))
+        return 2
+    summary.outputs.update(result.get("outputs", {}))
+    summary.metrics.update(result.get("metrics", {}))
+    if result.get("rank", 0) == 0:
+        summary.emit(args.summary_out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

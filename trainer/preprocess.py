@@ -1,0 +1,228 @@
+"""``preprocess``: Dask resampling, windowed features, a time split and a train-only scaler.
+
+Reads the ingest dataset out of core (one parquet file per Dask partition), resamples to ``--freq``
+(channels by mean, labels by max), adds per-channel rolling mean and rolling std over ``--window`` points
+(the rolling std exposes stuck sensors, the rolling mean drifts and level shifts), splits by time into
+train/val/test, fits a standard scaler on train only and writes::
+
+    <out>/train/*.parquet  <out>/val/*.parquet  <out>/test/*.parquet   (timestamp index, features, label)
+    <out>/scaler.json   {"features": [...], "mean": [...], "std": [...], "channels": [...], "window": W}
+    <out>/meta.json     split boundaries and row counts
+
+Features are written unscaled; train/evaluate/serve apply the scaler, so serve can take raw values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("trainer.preprocess")
+
+SPLITS = ("train", "val", "test")
+NON_CHANNELS = ("timestamp", "label", "anomaly_type")
+
+
+class PreprocessError(ValueError):
+    """Bad preprocess arguments or input."""
+
+
+def feature_names(channels: list[str]) -> list[str]:
+    """Feature columns in model order: channels, then rolling means, then rolling stds."""
+    return [*channels, *(f"{c}__rmean" for c in channels), *(f"{c}__rstd" for c in channels)]
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str, workers: int, timeout: float = 20.0) -> Iterator[Any]:
+    """A Dask client: a LocalCluster ("local"), in-process threads ("threads"), or an existing scheduler."""
+    import dask
+
+    if scheduler == "threads":
+        with dask.config.set(scheduler="threads", num_workers=workers):
+            yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if scheduler == "local":
+        with (
+            LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit="3GiB",
+                host="127.0.0.1",
+                dashboard_address=None,
+                scheduler_port=0,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+        return
+    try:
+        client = Client(scheduler, timeout=f"{timeout}s")
+    except OSError as exc:
+        raise PreprocessError(f"--scheduler {scheduler!r}: cannot reach the Dask scheduler ({exc})") from exc
+    with client:
+        yield client
+
+
+def _bound(text: str | None, arg: str) -> Any:
+    import pandas as pd
+
+    if text is None:
+        return None
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError) as exc:
+        raise PreprocessError(f"{arg} {text!r} is not an ISO timestamp") from exc
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+
+
+def build(in_dir: str, out_dir: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run the Dask graph from the local dataset ``in_dir`` into the local staging dir ``out_dir``."""
+    import dask
+    import dask.dataframe as dd
+    import pandas as pd
+    from pandas.tseries.frequencies import to_offset
+
+    files = sorted(glob.glob(os.path.join(in_dir, "month=*", "*.parquet")))
+    if not files:
+        raise PreprocessError(f"--data {args.data!r} holds no month=*/ parquet files; run ingest first")
+    meta_path = os.path.join(in_dir, "metadata.json")
+    source_meta = json.loads(Path(meta_path).read_text()) if os.path.exists(meta_path) else {}
+    import pyarrow.parquet as pq
+
+    schema_names = pq.read_schema(files[0]).names
+    channels = [c for c in schema_names if c not in NON_CHANNELS and c != "month"]
+    if "timestamp" not in schema_names:
+        raise PreprocessError(f"--data {args.data!r} has no timestamp column; run ingest to make it")
+    cols = [*channels, "label"] if "label" in schema_names else channels
+    ddf = dd.read_parquet(files, columns=cols, index="timestamp", calculate_divisions=True)
+    if not channels or "label" not in ddf.columns:
+        raise PreprocessError(f"--data {args.data!r} has no channel or label columns; run ingest to make it")
+    if not ddf.known_divisions:
+        raise PreprocessError(f"--data {args.data!r}: timestamps are not sorted across files; re-run ingest")
+    lo, hi = ddf.divisions[0], ddf.divisions[-1]
+    start, end = _bound(args.start, "--start"), _bound(args.end, "--end")
+    t0 = max(lo, start) if start is not None else lo
+    t1 = min(hi, end - pd.Timedelta(1, "ns")) if end is not None else hi
+    if t0 >= t1:
+        raise PreprocessError(
+            f"the data window [{args.start}, {args.end}) is empty: the dataset spans {lo} to {hi}; "
+            "pass --start/--end inside it"
+        )
+    ddf = ddf.loc[t0:t1]
+    freq = args.freq or source_meta.get("freq") or "1min"
+    try:
+        freq_td = pd.Timedelta(freq)
+    except (ValueError, TypeError) as exc:
+        raise PreprocessError(f"--freq {freq!r} is not a duration (e.g. 5min)") from exc
+    span_points = int((t1 - t0) / freq_td)
+    if span_points < 10 * args.window:
+        raise PreprocessError(
+            f"the data window holds ~{span_points} points at {freq}: too few for --window {args.window}; "
+            "widen the window or lower --freq/--window"
+        )
+    rule = to_offset(freq_td)
+    values = ddf[channels].astype("float32").resample(rule).mean()
+    labels = ddf["label"].resample(rule).max()
+    frame = values.assign(label=labels).dropna()
+    rmean = frame[channels].rolling(args.window, min_periods=1).mean()
+    rstd = frame[channels].rolling(args.window, min_periods=1).std().fillna(0.0)
+    rmean.columns = [f"{c}__rmean" for c in channels]
+    rstd.columns = [f"{c}__rstd" for c in channels]
+    feats = dd.concat([frame[channels], rmean, rstd], axis=1).astype("float32")
+    feats = feats.assign(label=frame["label"].astype("int8"))
+    b1 = t0 + (t1 - t0) * args.train_frac
+    b2 = t0 + (t1 - t0) * (args.train_frac + args.val_frac)
+    parts = {
+        "train": feats.loc[: b1 - pd.Timedelta(1, "ns")],
+        "val": feats.loc[b1 : b2 - pd.Timedelta(1, "ns")],
+        "test": feats.loc[b2:],
+    }
+    names = feature_names(channels)
+    train_x = parts["train"][names]
+    mean, std, *counts = dask.compute(train_x.mean(), train_x.std(), *(parts[s].shape[0] for s in SPLITS))
+    rows = dict(zip(SPLITS, (int(c) for c in counts), strict=True))
+    for split, n in rows.items():
+        if n == 0:
+            raise PreprocessError(
+                f"the {split} split is empty: widen the data window or change --train-frac/--val-frac"
+            )
+    std = std.fillna(1.0)
+    std[std < 1e-6] = 1.0
+    writes = [
+        parts[s].to_parquet(
+            os.path.join(out_dir, s), write_index=True, compute=False, write_metadata_file=False
+        )
+        for s in SPLITS
+    ]
+    dask.compute(*writes)
+    scaler = {
+        "features": names,
+        "channels": channels,
+        "mean": [float(mean[n]) for n in names],
+        "std": [float(std[n]) for n in names],
+        "window": args.window,
+        "freq": to_offset(freq_td).freqstr,
+    }
+    meta = {
+        "source": source_meta.get("source"),
+        "window_start": str(t0),
+        "window_end": str(t1),
+        "freq": to_offset(freq_td).freqstr,
+        "boundaries": {"val_start": str(b1), "test_start": str(b2)},
+        "rows": rows,
+    }
+    with open(os.path.join(out_dir, "scaler.json"), "w") as fh:
+        json.dump(scaler, fh, indent=2)
+    with open(os.path.join(out_dir, "meta.json"), "w") as fh:
+        json.dump(meta, fh, indent=2)
+    log.info("preprocess: rows %s", rows)
+    return meta
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from trainer import io
+
+    io.parse_uri(args.data, arg="--data")
+    io.parse_uri(args.out, arg="--out")
+    if not 2 <= args.window <= 10_000:
+        raise PreprocessError(f"--window must be in [2, 10000]; got {args.window}")
+    if not (0 < args.train_frac < 1 and 0 < args.val_frac < 1 and args.train_frac + args.val_frac < 1):
+        raise PreprocessError("--train-frac and --val-frac must be in (0, 1) with a sum below 1")
+    if args.workers < 1:
+        raise PreprocessError(f"--workers must be >= 1; got {args.workers}")
+    with (
+        io.local_input_dir(args.data, arg="--data") as in_dir,
+        dask_client(args.scheduler, args.workers, getattr(args, "scheduler_timeout", 20.0)),
+        io.output_dir(args.out, arg="--out") as staging,
+    ):
+        meta = build(in_dir, staging, args)
+    return {
+        "outputs": {"features": args.out, "scaler": f"{args.out.rstrip('/')}/scaler.json"},
+        "metrics": {f"{k}_rows": v for k, v in meta["rows"].items()},
+    }
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="ingest dataset URI")
+    p.add_argument("--out", required=True, help="output URI for splits + scaler")
+    p.add_argument("--freq", default=None, help="resample interval (default: the data's own)")
+    p.add_argument("--window", type=int, default=12, help="rolling feature window in points (default 12)")
+    p.add_argument("--train-frac", type=float, default=0.7)
+    p.add_argument("--val-frac", type=float, default=0.15)
+    p.add_argument("--start", default=None, help="keep data from this time (ISO)")
+    p.add_argument("--end", default=None, help="keep data before this time (ISO)")
+    p.add_argument(
+        "--scheduler", default="local", help="local (LocalCluster, default), threads, or a scheduler address"
+    )
+    p.add_argument("--workers", type=int, default=2, help="LocalCluster workers (default 2)")
+    p.add_argument("--scheduler-timeout", type=float, default=20.0, help="seconds to reach --scheduler")
