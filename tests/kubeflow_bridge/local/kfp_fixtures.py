@@ -84,9 +84,58 @@ def flaky_pipeline(marker: str) -> None:
     fail_once(marker=first.output).set_caching_options(False)
 
 
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def launch_pytorchjob(name: str, namespace: str, timeout: float) -> str:
+    """Creates a 2-replica PyTorchJob through the runtime (KUBECONFIG from the run's env) and waits."""
+    import os
+    import time
+
+    from kubernetes import client, config
+
+    config.load_kube_config()
+    api = client.CustomObjectsApi()
+    script = "import os; print('rank', os.environ['RANK'], 'world', os.environ['WORLD_SIZE'])"
+    container = {
+        "name": "pytorch",
+        "image": "kubeflow-bridge/trainer:latest",
+        "command": ["python", "-c", script],
+    }
+    replica = {"replicas": 1, "restartPolicy": "Never", "template": {"spec": {"containers": [container]}}}
+    body = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {
+            "name": name,
+            "annotations": {"kubeflow-bridge.io/pipeline-run": os.environ["KFP_RUN_ID"]},
+        },
+        "spec": {"pytorchReplicaSpecs": {"Master": replica, "Worker": replica}},
+    }
+    api.create_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs", body)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = api.get_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs", name)
+        for cond in (job.get("status") or {}).get("conditions") or []:
+            if cond["type"] in ("Succeeded", "Failed") and cond["status"] == "True":
+                if cond["type"] == "Failed":
+                    raise RuntimeError(f"PyTorchJob {name} failed: {cond.get('message')}")
+                return str(cond["type"])
+        time.sleep(0.5)
+    raise TimeoutError(f"PyTorchJob {name} did not finish in {timeout}s")
+
+
+@dsl.pipeline(name="pytorchjob-launcher")
+def pytorchjob_pipeline(name: str, namespace: str = "default", timeout: float = 120.0) -> None:
+    launch_pytorchjob(name=name, namespace=namespace, timeout=timeout).set_caching_options(False)
+
+
 def compile_pipelines(folder: Path) -> dict[str, Path]:
     out = {}
-    for name, func in (("demo", demo_pipeline), ("slow", slow_pipeline), ("flaky", flaky_pipeline)):
+    for name, func in (
+        ("demo", demo_pipeline),
+        ("slow", slow_pipeline),
+        ("flaky", flaky_pipeline),
+        ("pytorchjob", pytorchjob_pipeline),
+    ):
         path = folder / f"{name}.yaml"
         compiler.Compiler().compile(func, str(path))
         out[name] = path

@@ -1,0 +1,89 @@
+"""kfp.Client runs, through `local up`'s runtime, a compiled pipeline whose component creates a PyTorchJob."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+
+def _load_fixtures() -> Any:
+    name = "kfp_fixtures"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("kfp_fixtures.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+fx = _load_fixtures()
+packages = fx.packages
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The local runtime daemon (Kubernetes API + controllers + the KFP API it mounts), no S3."""
+    state = tmp_path_factory.mktemp("runtime") / "state"
+    log = open(state.parent / "daemon.log", "w")  # noqa: SIM115 - closed in the finalizer
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kubeflow_bridge.local.daemon", "--state-dir", str(state), "--no-s3"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=str(state.parent),
+    )
+    try:
+        info_file = state / "runtime.json"
+        fx.wait_for(lambda: info_file.exists() or proc.poll() is not None, 60, what="runtime.json")
+        assert proc.poll() is None, (state.parent / "daemon.log").read_text()[-3000:]
+        info: dict[str, Any] = json.loads(info_file.read_text())
+        assert info["kfp"], "the runtime did not mount the KFP API"
+        yield info
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_kfp_client_pipeline_creates_a_pytorchjob_through_the_runtime(
+    runtime: dict[str, Any], packages: dict[str, Path]
+) -> None:
+    import kfp
+    from kubernetes import client, config
+
+    kfp_client = kfp.Client(host=runtime["kfp"])
+    result = kfp_client.create_run_from_pipeline_package(
+        str(packages["pytorchjob"]), arguments={"name": "kfp-launched"}, run_name="launch-ptj"
+    )
+    done = kfp_client.wait_for_run_completion(result.run_id, timeout=150, sleep_duration=1)
+    assert done.state == "SUCCEEDED", done.error
+    with httpx.Client(base_url=runtime["kfp"]) as http:
+        raw = fx.wait_run(http, result.run_id)
+    assert fx.tasks_by_name(raw)["launch-pytorchjob"]["output_parameters"] == {"Output": "Succeeded"}
+
+    api_client = config.new_client_from_config(config_file=runtime["kubeconfig"])
+    job = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        "kubeflow.org", "v1", "default", "pytorchjobs", "kfp-launched"
+    )
+    assert job["metadata"]["annotations"]["kubeflow-bridge.io/pipeline-run"] == result.run_id
+    conditions = {c["type"]: c["status"] for c in job["status"]["conditions"]}
+    assert conditions["Succeeded"] == "True"
+    core = client.CoreV1Api(api_client)
+    assert core.read_namespaced_pod_log("kfp-launched-master-0", "default").strip() == "rank 0 world 2"
+    assert core.read_namespaced_pod_log("kfp-launched-worker-0", "default").strip() == "rank 1 world 2"
