@@ -23,6 +23,16 @@ def _load(name: str):  # type: ignore[no-untyped-def]
 
 
 fake_apiserver = _load("fake_apiserver")
+fake_kfp = _load("fake_kfp")
+
+
+@pytest.fixture
+def kfp_server() -> Iterator:  # type: ignore[type-arg]
+    server = fake_kfp.FakeKfp().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
