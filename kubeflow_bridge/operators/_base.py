@@ -329,6 +329,16 @@ class KubeflowObjectOperator(ResumableJobMixin, BaseOperator):
         """Called after each wait slice on the worker (PyTorchJob streams new log lines)."""
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:
+        """The result, read once per external id (the mixin asks again after polling returned it)."""
+        cached = getattr(self, "_result_cache", None)
+        if cached is not None and cached[0] == external_id:
+            return cached[1]
+        result = self.read_result(external_id, context)
+        self._result_cache = (external_id, result)
+        return result
+
+    def read_result(self, external_id: Any, context: Context) -> Any:
+        """Read the finished object and build the result."""
         name, namespace = self._split(external_id)
         obj = self.object_client().get(self.kind, name, namespace=namespace)
         if obj is None:

@@ -44,12 +44,8 @@ def load_pipeline_spec(path: str) -> Any:
         text = handle.read()
     try:
         doc = parse_pipeline_yaml(text)
-    except yaml.YAMLError as err:
-        raise ValueError(f"pipeline_package_path {path!r} is not valid YAML: {err}") from err
-    if not doc.pipeline_spec.get("root"):
-        raise ValueError(
-            f"pipeline_package_path {path!r} is not a compiled KFP pipeline (no 'root' in its IR)"
-        )
+    except (ValueError, yaml.YAMLError) as err:
+        raise ValueError(f"pipeline_package_path {path!r}: {err}") from err
     return doc
 
 
@@ -76,7 +72,7 @@ class KubeflowPipelineRunOperator(ResumableJobMixin, BaseOperator):
         pipeline_func: A ``@dsl.pipeline`` function compiled on the worker (needs kfp there).
         pipeline_id: An uploaded pipeline's id (with ``pipeline_version_id``, else its latest version).
         pipeline_version_id: The uploaded pipeline version.
-        params: Run parameters; validated against the pipeline's inputs and cast from rendered strings.
+        parameters: Run parameters (``params`` is Airflow's own DAG params); validated against the pipeline's inputs and cast from rendered strings.
         experiment_name: The experiment the run belongs to (created when missing).
         run_name: The run's display name (default: deterministic from the task instance).
         service_account: Kubernetes service account of the run's pods.
@@ -98,13 +94,13 @@ class KubeflowPipelineRunOperator(ResumableJobMixin, BaseOperator):
         "pipeline_package_path",
         "pipeline_id",
         "pipeline_version_id",
-        "params",
+        "parameters",
         "experiment_name",
         "run_name",
         "namespace",
         "kubeflow_conn_id",
     )
-    template_fields_renderers = {"params": "json"}
+    template_fields_renderers = {"parameters": "json"}
     external_id_key = STATE_KEY
     operator_extra_links = (KubeflowPipelineRunLink(),)
     ui_color = "#4285f4"
@@ -116,7 +112,7 @@ class KubeflowPipelineRunOperator(ResumableJobMixin, BaseOperator):
         pipeline_func: Callable[..., Any] | None = None,
         pipeline_id: str | None = None,
         pipeline_version_id: str | None = None,
-        params: dict[str, Any] | None = None,
+        parameters: dict[str, Any] | None = None,
         experiment_name: str = "Default",
         run_name: str | None = None,
         service_account: str | None = None,
@@ -143,7 +139,7 @@ class KubeflowPipelineRunOperator(ResumableJobMixin, BaseOperator):
         self.pipeline_func = pipeline_func
         self.pipeline_id = pipeline_id
         self.pipeline_version_id = pipeline_version_id
-        self.params = params
+        self.parameters = parameters
         self.experiment_name = experiment_name
         self.run_name = run_name
         self.service_account = service_account
@@ -170,17 +166,19 @@ class KubeflowPipelineRunOperator(ResumableJobMixin, BaseOperator):
 
     # --- building the request (before anything is created) ---------------------------------
     def _params(self) -> dict[str, Any]:
-        params = self.params
+        params = self.parameters
         if isinstance(params, str):  # a rendered JSON string
             try:
                 params = json.loads(params)
             except json.JSONDecodeError as err:
-                raise ValueError(f"params must be a mapping (or its JSON), not {self.params!r}") from err
+                raise ValueError(
+                    f"parameters must be a mapping (or its JSON), not {self.parameters!r}"
+                ) from err
         if params is None:
             return {}
         if not isinstance(params, dict):
             raise ValueError(
-                f"params must be a mapping of pipeline inputs to values, not {type(params).__name__}"
+                f"parameters must be a mapping of pipeline inputs to values, not {type(params).__name__}"
             )
         return dict(params)
 

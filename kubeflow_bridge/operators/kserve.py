@@ -201,7 +201,7 @@ class KServeDeployOperator(KubeflowObjectOperator):
             )
         return "ok"
 
-    def get_job_result(self, external_id: Any, context: Context) -> Any:
+    def read_result(self, external_id: Any, context: Context) -> Any:
         from kubeflow_bridge.clients.results import isvc_endpoint
         from kubeflow_bridge.resources.kserve import canary_patch
 

@@ -198,3 +198,79 @@ def fake_client(monkeypatch: pytest.MonkeyPatch, kubeflow_conn: None) -> FakeObj
 @pytest.fixture
 def context() -> dict[str, Any]:
     return {"ti": FakeTI(), "task_state_store": FakeStore()}
+
+
+PIPELINE_YAML = """\
+pipelineInfo:
+  name: anomaly-flow
+root:
+  inputDefinitions:
+    parameters:
+      epochs:
+        parameterType: NUMBER_INTEGER
+      lr:
+        parameterType: NUMBER_DOUBLE
+        defaultValue: 0.001
+      dataset:
+        parameterType: STRING
+        defaultValue: synthetic
+  dag:
+    tasks: {}
+schemaVersion: 2.1.0
+sdkVersion: kfp-2.17.0
+"""
+
+
+class FakeKfpClient:
+    """Speaks the Client API contract of ``KfpClient`` in memory, recording every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.runs: dict[str, dict] = {}
+        self.pipelines: dict[str, list[str]] = {"p-1": ["v-1"]}
+        self.next_state = "RUNNING"
+
+    def get_or_create_experiment(self, display_name: str, *, namespace: str | None = None) -> dict:
+        self.calls.append("get_or_create_experiment")
+        return {"experiment_id": f"exp-{display_name}", "display_name": display_name}
+
+    def list_pipeline_versions(self, pipeline_id: str) -> dict:
+        self.calls.append("list_pipeline_versions")
+        if pipeline_id not in self.pipelines:
+            raise RuntimeError("404 pipeline not found")
+        return {"pipeline_versions": [{"pipeline_version_id": v} for v in self.pipelines[pipeline_id]]}
+
+    def list_runs(self, *, experiment_id: str | None = None, filter: str | None = None, **_: Any) -> dict:
+        self.calls.append("list_runs")
+        return {"runs": [r for r in self.runs.values() if r.get("experiment_id") == experiment_id]}
+
+    def create_run(self, body: dict) -> dict:
+        json.dumps(body)
+        self.calls.append("create_run")
+        run = {**body, "run_id": f"run-{len(self.runs) + 1}", "state": self.next_state}
+        self.runs[run["run_id"]] = run
+        return run
+
+    def get_run(self, run_id: str) -> dict:
+        self.calls.append("get_run")
+        return self.runs[run_id]
+
+    def terminate_run(self, run_id: str) -> None:
+        self.calls.append("terminate_run")
+        self.runs[run_id]["state"] = "CANCELING"
+
+
+@pytest.fixture
+def pipeline_yaml(tmp_path: Any) -> str:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(PIPELINE_YAML)
+    return str(path)
+
+
+@pytest.fixture
+def fake_kfp(monkeypatch: pytest.MonkeyPatch, kubeflow_conn: None) -> FakeKfpClient:
+    from kubeflow_bridge.operators.kfp import KubeflowPipelineRunOperator
+
+    client = FakeKfpClient()
+    monkeypatch.setattr(KubeflowPipelineRunOperator, "kfp_client", lambda self: client)
+    return client
