@@ -28,6 +28,8 @@ CONTAINER_NAME = "pytorch"
 REPLICA_TYPES = ("Master", "Worker")
 RESTART_POLICIES = ("Always", "OnFailure", "Never", "ExitCode")
 CLEAN_POD_POLICIES = ("All", "Running", "None")
+#: Controllers allowed in runPolicy.managedBy (the operator itself, or Kueue's MultiKueue).
+MANAGED_BY_VALUES = ("kubeflow.org/training-operator", "kueue.x-k8s.io/multikueue")
 #: Label the operator puts on replica pods; Katib uses it to find the primary pod.
 JOB_ROLE_LABEL = "training.kubeflow.org/job-role"
 
@@ -246,6 +248,11 @@ def validate_pytorchjob(obj: dict[str, Any]) -> None:
     raise_if_any(KIND, name if isinstance(name, str) else "", causes)
 
 
+def _is_placeholder(value: Any) -> bool:
+    """A Katib ``${trialParameters.x}`` placeholder, substituted before the job is created."""
+    return isinstance(value, str) and "${trialParameters." in value
+
+
 def check_pytorchjob_spec(causes: Causes, path: str, spec: dict[str, Any]) -> None:
     """Check a PyTorchJob ``spec`` (also used for a Katib trialSpec, which may hold placeholders)."""
     replica_specs: Any = spec.get("pytorchReplicaSpecs")
@@ -275,14 +282,37 @@ def check_pytorchjob_spec(causes: Causes, path: str, spec: dict[str, Any]) -> No
         expect_min(causes, f"{rp}.activeDeadlineSeconds", run_policy.get("activeDeadlineSeconds"), 1)
         expect_min(causes, f"{rp}.ttlSecondsAfterFinished", run_policy.get("ttlSecondsAfterFinished"), 0)
         expect(causes, f"{rp}.suspend", run_policy.get("suspend"), bool)
-    expect(causes, f"{path}.elasticPolicy", spec.get("elasticPolicy"), dict)
+        expect_enum(causes, f"{rp}.managedBy", run_policy.get("managedBy"), MANAGED_BY_VALUES)
+        expect(causes, f"{rp}.schedulingPolicy", run_policy.get("schedulingPolicy"), dict)
+    elastic: Any = spec.get("elasticPolicy")
+    if expect(causes, f"{path}.elasticPolicy", elastic, dict):
+        if not (isinstance(replica_specs, dict) and "Worker" in replica_specs):
+            causes.append(
+                FieldCause(f"{rpath}.Worker", "is required when elasticPolicy is set", "FieldValueRequired")
+            )
+        if elastic.get("nProcPerNode") is not None and nproc is not None:
+            causes.append(
+                FieldCause(
+                    f"{path}.elasticPolicy.nProcPerNode",
+                    "must not be used with spec.nprocPerNode (it is deprecated): keep only nprocPerNode",
+                    "FieldValueForbidden",
+                )
+            )
+        for key in ("minReplicas", "maxReplicas", "maxRestarts", "nProcPerNode", "rdzvPort"):
+            expect_min(causes, f"{path}.elasticPolicy.{key}", elastic.get(key), 0)
 
 
 def _check_replica(causes: Causes, path: str, rtype: str, replica: Any) -> None:
     if not expect(causes, path, replica, dict):
         return
     replicas: Any = replica.get("replicas")
-    if expect(causes, f"{path}.replicas", replicas, int):
+    if _is_placeholder(replicas):
+        pass
+    elif rtype == "Master" and replicas is None:
+        causes.append(
+            FieldCause(f"{path}.replicas", "must be 1: set replicas: 1 on the Master", "FieldValueRequired")
+        )
+    elif expect(causes, f"{path}.replicas", replicas, int):
         if rtype == "Master" and replicas != 1:
             causes.append(
                 FieldCause(f"{path}.replicas", f"Master must have exactly 1 replica (got {replicas})")
@@ -305,19 +335,23 @@ def _check_replica(causes: Causes, path: str, rtype: str, replica: Any) -> None:
     containers: Any = pod_spec.get("containers")
     if not expect(causes, cpath, containers, list, required=True):
         return
+    if not containers:
+        causes.append(
+            FieldCause(cpath, f"must list at least the {CONTAINER_NAME!r} container", "FieldValueRequired")
+        )
+        return
     for i, container in enumerate(containers):
         check_container(causes, f"{cpath}[{i}]", container)
-    named = [c for c in containers if isinstance(c, dict) and c.get("name") == CONTAINER_NAME]
-    if not named:
+        if isinstance(container, dict) and not container.get("image"):
+            causes.append(
+                FieldCause(
+                    f"{cpath}[{i}].image", "is required: the container image to run", "FieldValueRequired"
+                )
+            )
+    if not any(isinstance(c, dict) and c.get("name") == CONTAINER_NAME for c in containers):
         causes.append(
             FieldCause(
                 cpath,
                 f"{rtype} needs a container named {CONTAINER_NAME!r} (the operator configures only that one)",
-            )
-        )
-    elif not named[0].get("image"):
-        causes.append(
-            FieldCause(
-                cpath, f"the {CONTAINER_NAME!r} container of {rtype} needs an image", "FieldValueRequired"
             )
         )

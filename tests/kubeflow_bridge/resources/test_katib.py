@@ -801,6 +801,20 @@ def test_katib_defaulted_stdout_file_path_and_file_collector_are_accepted() -> N
     validate_experiment(obj)
 
 
+def test_placeholder_replicas_in_a_pytorchjob_trial_spec_are_accepted() -> None:
+    obj = _mnist_example()
+    obj["spec"]["parameters"].append(
+        {"name": "workers", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "3"}}
+    )
+    obj["spec"]["trialTemplate"]["trialParameters"].append({"name": "workers", "reference": "workers"})
+    replicas = obj["spec"]["trialTemplate"]["trialSpec"]["spec"]["pytorchReplicaSpecs"]
+    replicas["Worker"]["replicas"] = "${trialParameters.workers}"
+    validate_experiment(obj)
+    del replicas["Master"]["replicas"]
+    with pytest.raises(ValidationError, match="set replicas: 1 on the Master"):
+        validate_experiment(obj)
+
+
 def test_metadata_references_and_nas_are_accepted() -> None:
     obj = _job_experiment()
     obj["spec"]["trialTemplate"]["trialParameters"].append(

@@ -197,7 +197,47 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("no template", lambda o: _master(o).pop("template"), f"{M}.template", "is required"),
     ("containers type", lambda o: _master(o)["template"]["spec"].update(containers={}), C, "must be a list"),
     ("container name", lambda o: _pytorch(o).update(name="main"), C, "container named 'pytorch'"),
-    ("container image", lambda o: _pytorch(o).pop("image"), C, "needs an image"),
+    ("container image", lambda o: _pytorch(o).pop("image"), f"{C}[0].image", "is required"),
+    (
+        "sidecar image",
+        lambda o: _master(o)["template"]["spec"]["containers"].append({"name": "sidecar"}),
+        f"{C}[1].image",
+        "is required",
+    ),
+    (
+        "no containers",
+        lambda o: _master(o)["template"]["spec"].update(containers=[]),
+        C,
+        "must list at least",
+    ),
+    ("master replicas missing", lambda o: _master(o).pop("replicas"), f"{M}.replicas", "set replicas: 1"),
+    (
+        "managed by",
+        lambda o: o["spec"].update(runPolicy={"managedBy": "me"}),
+        "spec.runPolicy.managedBy",
+        "kubeflow.org/training-operator",
+    ),
+    (
+        "elastic without worker",
+        lambda o: (
+            o["spec"]["pytorchReplicaSpecs"].pop("Worker"),
+            o["spec"].update(elasticPolicy={"maxReplicas": 3}),
+        ),
+        "spec.pytorchReplicaSpecs.Worker",
+        "is required when elasticPolicy is set",
+    ),
+    (
+        "elastic nproc twice",
+        lambda o: o["spec"].update(nprocPerNode="2", elasticPolicy={"nProcPerNode": 2}),
+        "spec.elasticPolicy.nProcPerNode",
+        "must not be used with spec.nprocPerNode",
+    ),
+    (
+        "elastic field type",
+        lambda o: o["spec"].update(elasticPolicy={"maxReplicas": "3"}),
+        "spec.elasticPolicy.maxReplicas",
+        "must be an integer",
+    ),
     (
         "command type",
         lambda o: _pytorch(o).update(command="python train.py"),
