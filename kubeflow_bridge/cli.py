@@ -12,13 +12,15 @@ def build_parser() -> argparse.ArgumentParser:
     from kubeflow_bridge.local.cli import add_parser as add_local
 
     add_local(sub)
-    # Room for more subcommands (e.g. ``compare``): each registers its own parser here.
+    # Other subcommands mount their own argument sets here.
     try:
-        from kubeflow_bridge.compare.cli import add_parser as add_compare  # type: ignore[import-not-found]
+        from kubeflow_bridge.compare import cli as compare_cli
     except ImportError:
         pass
     else:
-        add_compare(sub)
+        compare = sub.add_parser("compare", help="compare one workflow run by Airflow and by KFP")
+        compare_cli.build_parser(compare)
+        compare.set_defaults(func=compare_cli.run)
     return parser
 
 

@@ -149,6 +149,16 @@ def check_pod_spec(causes: list[Cause], path: str, spec: Any) -> None:
         )
 
 
+def qos_class(spec: dict[str, Any]) -> str:
+    """Guaranteed (limits == requests everywhere), BestEffort (nothing set) or Burstable."""
+    res = [c.get("resources") or {} for c in spec.get("containers") or []]
+    if not any(r.get("requests") or r.get("limits") for r in res):
+        return "BestEffort"
+    if all(r.get("limits") and (r.get("requests") or r["limits"]) == r["limits"] for r in res):
+        return "Guaranteed"
+    return "Burstable"
+
+
 class Admission:
     """Defaults then validates. ``admit(rt, obj, old)`` returns the object to store or raises 422."""
 
@@ -185,6 +195,8 @@ class Admission:
         check_pod_spec(causes, "spec", spec)
         if isinstance(spec, dict):
             spec.setdefault("restartPolicy", "Always")
+            if old is None and not causes:
+                obj["status"] = {"phase": "Pending", "qosClass": qos_class(spec)}
 
     def _admit_jobs(self, obj: Obj, old: Obj | None, causes: list[Cause]) -> None:
         spec = obj.get("spec")

@@ -344,6 +344,7 @@ class ApiServer:
             )
         body = self._check_object(route, await self._body(request))
         body["metadata"].pop("uid", None)
+        self.store.assign_generated_name(route.rt, body, route.namespace)
         if route.rt.has_status and route.rt.plural != "namespaces":
             body.pop("status", None)
         body = self.admission.admit(route.rt, body, None)

@@ -35,6 +35,7 @@ def add_parser(sub: Any) -> None:
     state(up)
     up.add_argument("--api-port", type=int, default=0, help="API server port (default: a free one)")
     up.add_argument("--s3-port", type=int, default=0, help="S3 port (default: a free one)")
+    up.add_argument("--kfp-port", type=int, default=0, help="KFP API port (default: a free one)")
     up.add_argument("--no-s3", action="store_true", help="run without the S3 server")
     up.add_argument(
         "--faults", default="{}", help="fault-injection settings as JSON, e.g. '{\"error_rate\": 0.1}'"
@@ -92,7 +93,7 @@ def _healthy(api: str) -> bool:
 def _print_endpoints(info: dict[str, Any]) -> None:
     print(f"kubeflow-bridge local runtime (pid {info['pid']})")
     print(f"  Kubernetes API : {info['api']}")
-    print(f"  KFP API        : {info['kfp']}")
+    print(f"  KFP API        : {info.get('kfp') or 'not running'}")
     print(f"  S3             : {info.get('s3') or 'not running'}")
     print(f"  kubeconfig     : {info['kubeconfig']}")
     print(f"  env            : source {info['env']}")
@@ -101,7 +102,15 @@ def _print_endpoints(info: dict[str, Any]) -> None:
 
 def daemon_argv(paths: StatePaths, args: argparse.Namespace) -> list[str]:
     argv = [sys.executable, "-m", "kubeflow_bridge.local.daemon", "--state-dir", str(paths.root)]
-    argv += ["--api-port", str(args.api_port), "--s3-port", str(args.s3_port), "--faults", args.faults]
+    argv += [
+        "--api-port",
+        str(args.api_port),
+        "--s3-port",
+        str(args.s3_port),
+        "--kfp-port",
+        str(args.kfp_port),
+    ]
+    argv += ["--faults", args.faults]
     if args.no_s3:
         argv.append("--no-s3")
     return argv

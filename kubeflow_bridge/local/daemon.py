@@ -44,6 +44,8 @@ PLUGINS = (
     "kubeflow_bridge.local.controllers.kserve",
     "kubeflow_bridge.local.kfp",
 )
+S3_BUCKETS = ("kubeflow-bridge", "mlpipeline")
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_NAMESPACES = ("default", KFP_NAMESPACE, "kube-system")
 
 
@@ -63,6 +65,7 @@ class Runtime:
         state_dir: The state folder (SQLite, logs, kubeconfig, env, pid files).
         api_port: Port of the API server (0: a free one).
         s3_port: Port of the S3 server (0: a free one); ``s3=False`` runs without S3.
+        kfp_port: Port of the KFP v2beta1 API (0: a free one).
         faults: Initial fault-injection settings.
         history: Watch history length (older resourceVersions get 410 Gone).
         bookmark_interval: Seconds between watch bookmarks.
@@ -74,6 +77,7 @@ class Runtime:
         *,
         api_port: int = 0,
         s3_port: int = 0,
+        kfp_port: int = 0,
         s3: bool = True,
         faults: dict[str, Any] | None = None,
         history: int = 2000,
@@ -111,7 +115,11 @@ class Runtime:
         self.s3: Any = None
         self.s3_info: S3Info | None = None
         self.api_url = ""
+        self.kfp_port = kfp_port
+        self.kfp_url = ""
         self._runner: web.AppRunner | None = None
+        self._kfp_runner: web.AppRunner | None = None
+        self._kfp_sock: socket.socket | None = None
 
     def _ensure_namespaces(self) -> None:
         for ns in DEFAULT_NAMESPACES:
@@ -145,25 +153,56 @@ class Runtime:
     async def _start_s3(self) -> None:
         if not self.want_s3:
             return
-        try:
-            from kubeflow_bridge.local import s3 as s3mod
-        except ImportError:
-            log.warning("S3 server module not available; running without S3")
-            return
-        server_cls = getattr(s3mod, "S3Server", None)
-        if server_cls is None:
-            log.warning("kubeflow_bridge.local.s3 has no S3Server; running without S3")
-            return
-        self.s3 = server_cls(self.paths.root / "s3", port=self.s3_port or None)
-        started = self.s3.start()
-        if asyncio.iscoroutine(started):
-            await started
-        self.s3_info = S3Info(
-            endpoint=str(self.s3.endpoint),
-            access_key=str(self.s3.access_key),
-            secret_key=str(self.s3.secret_key),
-            buckets=tuple(getattr(self.s3, "buckets", ()) or ()),
+        from kubeflow_bridge.local.s3 import S3Server
+
+        creds_file = self.paths.root / "s3-credentials.json"
+        creds: dict[str, str] = {}
+        if creds_file.exists():
+            creds = json.loads(creds_file.read_text())
+        self.s3 = S3Server(
+            data_dir=str(self.paths.root / "s3"),
+            buckets=S3_BUCKETS,
+            port=self.s3_port,
+            log_path=str(self.paths.root / "s3.log"),
         )
+        if creds:
+            self.s3.access_key, self.s3.secret_key = creds["access_key"], creds["secret_key"]
+        # Blocking start (seconds): nothing is served yet, so blocking the loop costs nothing.
+        self.s3.start()
+        if self.s3.pid:
+            # Recorded like a pod's process so `local down` kills weed even if this daemon was killed.
+            (self.paths.procs / str(self.s3.pid)).write_text("s3 (weed mini)")
+        if not creds:
+            # Keep the credentials across restarts so clients' env files stay valid.
+            fd = os.open(creds_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"access_key": self.s3.access_key, "secret_key": self.s3.secret_key}, f)
+        self.s3_info = S3Info(
+            endpoint=self.s3.endpoint_url,
+            access_key=self.s3.access_key,
+            secret_key=self.s3.secret_key,
+            buckets=S3_BUCKETS,
+        )
+
+    async def _start_kfp(self, env: dict[str, str]) -> None:
+        """The KFP v2beta1 API on its own port (kubeflow_bridge.local.kfp), if it is installed."""
+        try:
+            from kubeflow_bridge.local.kfp import create_kfp_app
+        except ImportError as e:
+            log.warning("KFP API not available (%s); running without it", e)
+            return
+        trainer_python = REPO_ROOT / ".venv-trainer" / "bin" / "python"
+        app = create_kfp_app(
+            state_dir=self.paths.root / "kfp",
+            pipeline_root="",
+            kubeconfig=self.paths.kubeconfig,
+            env={k: v for k, v in env.items() if k.startswith("AWS_")},
+            trainer_python=str(trainer_python) if trainer_python.exists() else sys.executable,
+        )
+        self._kfp_runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._kfp_runner.setup()
+        assert self._kfp_sock is not None
+        await web.SockSite(self._kfp_runner, self._kfp_sock, shutdown_timeout=1.0).start()
 
     async def start(self) -> None:
         """Serve; write kubeconfig, env and runtime.json."""
@@ -175,10 +214,13 @@ class Runtime:
         sock = _bind(self.api_port)
         self.api_port = sock.getsockname()[1]
         self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self._kfp_sock = _bind(self.kfp_port)
+        self.kfp_url = f"http://127.0.0.1:{self._kfp_sock.getsockname()[1]}"
         token = self.faults.config.static_token if self.faults.config.auth else None
-        env = write_client_files(self.paths, self.api_url, self.s3_info, token)
+        env = write_client_files(self.paths, self.api_url, self.s3_info, token, kfp_url=self.kfp_url)
         self.ctx._runtime_env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW_CONN_")}
         self._load_plugins()
+        await self._start_kfp(env)
         self._runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         await web.SockSite(self._runner, sock, shutdown_timeout=1.0).start()
@@ -186,7 +228,7 @@ class Runtime:
         info = {
             "pid": os.getpid(),
             "api": self.api_url,
-            "kfp": self.api_url,
+            "kfp": self.kfp_url if self._kfp_runner is not None else None,
             "s3": self.s3_info.endpoint if self.s3_info else None,
             "state_dir": str(self.paths.root),
             "kubeconfig": str(self.paths.kubeconfig),
@@ -198,6 +240,8 @@ class Runtime:
     async def stop(self) -> None:
         await self.manager.stop()
         await self.processes.stop_all()
+        if self._kfp_runner is not None:
+            await self._kfp_runner.cleanup()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.s3 is not None:
@@ -227,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--state-dir", required=True, type=Path)
     p.add_argument("--api-port", type=int, default=0)
     p.add_argument("--s3-port", type=int, default=0)
+    p.add_argument("--kfp-port", type=int, default=0)
     p.add_argument("--no-s3", action="store_true")
     p.add_argument("--faults", default="{}", help="fault-injection settings as JSON")
     p.add_argument("--history", type=int, default=2000)
@@ -243,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             args.state_dir,
             api_port=args.api_port,
             s3_port=args.s3_port,
+            kfp_port=args.kfp_port,
             s3=not args.no_s3,
             faults=json.loads(args.faults),
             history=args.history,

@@ -88,11 +88,12 @@ def kubeconfig(api_url: str, token: str | None = None) -> dict[str, Any]:
     }
 
 
-def env_vars(paths: StatePaths, api_url: str, s3: S3Info | None) -> dict[str, str]:
+def env_vars(paths: StatePaths, api_url: str, s3: S3Info | None, kfp_url: str = "") -> dict[str, str]:
     """The variables the control plane (Airflow, kubectl, boto3) needs to reach this runtime."""
+    kfp_url = kfp_url or api_url
     env = {
         "KUBECONFIG": str(paths.kubeconfig),
-        "KUBEFLOW_BRIDGE_KFP_ENDPOINT": api_url,
+        "KUBEFLOW_BRIDGE_KFP_ENDPOINT": kfp_url,
         "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(
             {
                 "conn_type": "kubernetes",
@@ -102,12 +103,12 @@ def env_vars(paths: StatePaths, api_url: str, s3: S3Info | None) -> dict[str, st
         "AIRFLOW_CONN_KUBEFLOW_DEFAULT": json.dumps(
             {
                 "conn_type": "kubeflow",
-                "host": api_url,
+                "host": kfp_url,
                 "extra": {
-                    "kfp_endpoint": api_url,
+                    "kfp_endpoint": kfp_url,
                     "namespace": KFP_NAMESPACE,
                     "kubernetes_conn_id": "kubernetes_default",
-                    "dashboard_url": api_url,
+                    "dashboard_url": kfp_url,
                 },
             }
         ),
@@ -134,12 +135,12 @@ def env_vars(paths: StatePaths, api_url: str, s3: S3Info | None) -> dict[str, st
 
 
 def write_client_files(
-    paths: StatePaths, api_url: str, s3: S3Info | None, token: str | None = None
+    paths: StatePaths, api_url: str, s3: S3Info | None, token: str | None = None, kfp_url: str = ""
 ) -> dict[str, str]:
     """Write ``<state>/kubeconfig`` and ``<state>/env`` (both 0600: they hold credentials)."""
     paths.root.mkdir(parents=True, exist_ok=True)
     _write_private(paths.kubeconfig, yaml.safe_dump(kubeconfig(api_url, token), sort_keys=False))
-    env = env_vars(paths, api_url, s3)
+    env = env_vars(paths, api_url, s3, kfp_url)
     _write_private(paths.env_file, "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
     return env
 

@@ -186,6 +186,19 @@ class Store:
         return self._objects.keys()
 
     # ----- writes --------------------------------------------------------------------------------
+    def assign_generated_name(self, rt: ResourceType, obj: Obj, namespace: str | None = None) -> None:
+        """Resolve ``metadata.generateName`` into a free ``metadata.name`` (before admission runs)."""
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict) or meta.get("name") or not isinstance(meta.get("generateName"), str):
+            return
+        ns = (namespace or meta.get("namespace") or "default") if rt.namespaced else ""
+        bucket = self._objects.get(rt.key, {})
+        while True:
+            candidate = meta["generateName"] + secrets.token_hex(3)[:5]
+            if (ns, candidate) not in bucket:
+                meta["name"] = candidate
+                return
+
     def create(self, rt: ResourceType, obj: Obj, namespace: str | None = None) -> Obj:
         """Store a new object: sets uid, resourceVersion, generation, creationTimestamp, generateName."""
         obj = copy.deepcopy(obj)

@@ -155,6 +155,7 @@ class ControllerContext:
             refs = [r for r in meta.get("ownerReferences") or [] if r.get("uid") != owner["metadata"]["uid"]]
             refs.append(owner_reference(owner))
             meta["ownerReferences"] = refs
+        self.store.assign_generated_name(rt, body, namespace)
         body = self.admission.admit(rt, body, None)
         return self.store.create(rt, body, namespace)
 
