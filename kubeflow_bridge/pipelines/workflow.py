@@ -1,0 +1,263 @@
+"""The retraining workflow's shared definition: defaults, object-store layout, trainer arguments, gate.
+
+Both faces use it, so the Airflow DAG and the KFP pipeline run exactly the same trainer commands with
+the same parameters: ``dags/anomaly_retraining.py`` (control plane) and the KFP components (trainer
+image). Standard library only, so DAG files can import it at parse time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+#: The trainer image every step runs (the local runtime maps it to ``.venv-trainer``).
+TRAINER_IMAGE = "kubeflow-bridge/trainer:latest"
+#: The metric the trainer prints each epoch in Katib's StdOut format and the tuner minimizes.
+OBJECTIVE_METRIC = "val_loss"
+#: The evaluate step's composite F-score (event-wise recall with point-wise precision).
+F_SCORE_METRIC = "composite_f1"
+#: Steps in workflow order (Airflow task ids and KFP task names use these names).
+STEPS = ("ingest", "preprocess", "tune", "train", "evaluate", "gate", "deploy")
+
+#: Defaults of the workflow's parameters (DAG Params and pipeline inputs), small enough for a laptop.
+DEFAULTS: dict[str, Any] = {
+    "source": "synthetic",
+    "rows": 20000,
+    "window_end": "",
+    "seed": 0,
+    "max_trials": 4,
+    "parallel_trials": 2,
+    "lr_min": 0.0005,
+    "lr_max": 0.01,
+    "latent_dim_min": 4,
+    "latent_dim_max": 16,
+    "tune_epochs": 3,
+    "epochs": 6,
+    "worker_replicas": 1,
+    "gpus_per_replica": 0,
+    "f_score_threshold": 0.3,
+    "canary_percent": 20,
+    "namespace": "kubeflow",
+    "artifact_root": "s3://kubeflow-bridge/runs",
+    "service_name": "anomaly-vae",
+}
+
+#: Where each step writes under the run's prefix.
+LAYOUT = {
+    "dataset": "raw",
+    "features": "features",
+    "model": "model/model.pt",
+    "train_metrics": "model/metrics.json",
+    "evaluation": "evaluation",
+    "trials": "trials",
+}
+
+
+def run_prefix(artifact_root: str, run_key: str) -> str:
+    """The run's folder in the object store: ``<artifact_root>/<run_key>`` (run_key made path-safe).
+
+    Raises:
+        ValueError: ``artifact_root`` or ``run_key`` is empty.
+    """
+    if not artifact_root:
+        raise ValueError(
+            "artifact_root is empty: give an object-store prefix, e.g. s3://kubeflow-bridge/runs"
+        )
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in run_key).strip("-")
+    if not safe:
+        raise ValueError(f"run key {run_key!r} has no usable characters for a path")
+    return f"{artifact_root.rstrip('/')}/{safe}"
+
+
+def uri(prefix: str, what: str) -> str:
+    """The URI of output ``what`` (a :data:`LAYOUT` key) under a run prefix."""
+    return f"{prefix.rstrip('/')}/{LAYOUT[what]}"
+
+
+def summary_uri(prefix: str, step: str) -> str:
+    """Where step ``step`` writes its TRAINER_SUMMARY JSON (``--summary-out``)."""
+    return f"{prefix.rstrip('/')}/summaries/{step}.json"
+
+
+def ingest_args(prefix: str, *, source: str, rows: int, seed: int, window_end: str = "") -> list[str]:
+    """Arguments of ``python -m trainer ingest`` for this run.
+
+    Synthetic data is ``rows`` points ending at ``window_end`` (the DAG passes its data interval's end);
+    the NAB series is used whole.
+    """
+    if source not in ("synthetic", "nab"):
+        raise ValueError(f"source must be 'synthetic' or 'nab', not {source!r}")
+    args = ["ingest", "--out", uri(prefix, "dataset"), "--source", source, "--seed", str(int(seed))]
+    if source == "synthetic":
+        args += ["--rows", str(int(rows))]
+        if window_end:
+            args += ["--end", window_end]
+    return [*args, "--summary-out", summary_uri(prefix, "ingest")]
+
+
+def preprocess_args(prefix: str, *, workers: int = 1) -> list[str]:
+    """Arguments of ``python -m trainer preprocess`` (Dask LocalCluster with ``workers`` workers)."""
+    return [
+        "preprocess",
+        "--data",
+        uri(prefix, "dataset"),
+        "--out",
+        uri(prefix, "features"),
+        "--workers",
+        str(int(workers)),
+        "--summary-out",
+        summary_uri(prefix, "preprocess"),
+    ]
+
+
+def search_space(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Katib search space from the workflow params (``lr`` log-uniform, ``latent_dim`` int).
+
+    Raises:
+        ValueError: A lower bound is not below its upper bound.
+    """
+    lr_min, lr_max = float(params["lr_min"]), float(params["lr_max"])
+    ld_min, ld_max = int(params["latent_dim_min"]), int(params["latent_dim_max"])
+    if not 0 < lr_min < lr_max:
+        raise ValueError(f"need 0 < lr_min < lr_max; got lr_min={lr_min}, lr_max={lr_max}")
+    if not 1 <= ld_min < ld_max:
+        raise ValueError(f"need 1 <= latent_dim_min < latent_dim_max; got {ld_min}, {ld_max}")
+    return [
+        {"name": "lr", "type": "double", "min": lr_min, "max": lr_max, "distribution": "logUniform"},
+        {"name": "latent_dim", "type": "int", "min": ld_min, "max": ld_max},
+    ]
+
+
+def trial_args(prefix: str, *, epochs: int, seed: int) -> list[str]:
+    """Fixed arguments of each Katib trial (after ``python -m trainer train``); hyperparameters follow.
+
+    Each trial writes its own model under ``trials/${trialSpec.Name}`` (Katib substitutes the name).
+    """
+    return [
+        "--data",
+        uri(prefix, "features"),
+        "--model-out",
+        f"{uri(prefix, 'trials')}/${{trialSpec.Name}}/model.pt",
+        "--epochs",
+        str(int(epochs)),
+        "--seed",
+        str(int(seed)),
+    ]
+
+
+def hyperparameter_flags(best_params: dict[str, Any]) -> list[str]:
+    """``--lr=0.001 --latent-dim=8`` from the tuner's best parameters (as Katib's trials got them)."""
+    flags = []
+    for name, value in sorted(best_params.items()):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"best parameter {name}={value} is not a finite number")
+        flags.append(f"--{name.replace('_', '-')}={value}")
+    return flags
+
+
+def train_args(prefix: str, *, epochs: int, seed: int, best_params: dict[str, Any]) -> list[str]:
+    """Arguments of ``python -m trainer train`` for the final PyTorchJob (every replica runs them)."""
+    return [
+        "train",
+        "--data",
+        uri(prefix, "features"),
+        "--model-out",
+        uri(prefix, "model"),
+        "--metrics-out",
+        uri(prefix, "train_metrics"),
+        "--epochs",
+        str(int(epochs)),
+        "--seed",
+        str(int(seed)),
+        *hyperparameter_flags(best_params),
+        "--summary-out",
+        summary_uri(prefix, "train"),
+    ]
+
+
+def evaluate_args(prefix: str) -> list[str]:
+    """Arguments of ``python -m trainer evaluate`` (metrics, KFP metrics, report.html and the model)."""
+    return [
+        "evaluate",
+        "--data",
+        uri(prefix, "features"),
+        "--model",
+        uri(prefix, "model"),
+        "--out",
+        uri(prefix, "evaluation"),
+        "--summary-out",
+        summary_uri(prefix, "evaluate"),
+    ]
+
+
+def evaluated_model_uri(prefix: str) -> str:
+    """The model evaluate writes with its best threshold recorded (the one to deploy)."""
+    return f"{uri(prefix, 'evaluation')}/model.pt"
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether to deploy the evaluated model.
+
+    Attributes:
+        deploy: True when the score clears the threshold and beats the serving model.
+        reason: One line saying why.
+    """
+
+    deploy: bool
+    reason: str
+
+
+def gate(f_score: float | None, threshold: float, serving_f_score: float | None = None) -> GateDecision:
+    """Deploy only when ``f_score`` clears ``threshold`` and beats the serving model's recorded score.
+
+    Args:
+        f_score: The evaluated model's composite F-score (None: evaluation produced none).
+        threshold: The minimum score to deploy.
+        serving_f_score: The score recorded on the model now serving (None: nothing serves yet).
+    """
+    if f_score is None or not math.isfinite(f_score):
+        return GateDecision(False, "no F-score to judge: evaluation produced none")
+    if f_score < threshold:
+        return GateDecision(False, f"F-score {f_score:.4f} is below the threshold {threshold:.4f}")
+    if serving_f_score is not None and f_score <= serving_f_score:
+        return GateDecision(
+            False, f"F-score {f_score:.4f} does not beat the serving model's {serving_f_score:.4f}"
+        )
+    against = "no serving model" if serving_f_score is None else f"the serving model's {serving_f_score:.4f}"
+    return GateDecision(True, f"F-score {f_score:.4f} clears {threshold:.4f} and beats {against}")
+
+
+def parse_trainer_summary(stdout: str) -> dict[str, Any]:
+    """The ``TRAINER_SUMMARY {json}`` of a step's stdout (the last one wins).
+
+    Raises:
+        ValueError: There is no summary line (the step crashed before printing it).
+    """
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("TRAINER_SUMMARY "):
+            parsed = json.loads(line[len("TRAINER_SUMMARY ") :])
+            if not isinstance(parsed, dict):
+                raise ValueError("TRAINER_SUMMARY is not a JSON object")
+            return parsed
+    raise ValueError("no TRAINER_SUMMARY line in the step's output: the step did not finish")
+
+
+def trial_span_seconds(trials: list[dict[str, Any]]) -> float | None:
+    """Compute time of a tuning step: first trial start to last trial completion (None if none ran).
+
+    Katib's own work before the first trial and after the last counts as orchestration overhead.
+    """
+    from datetime import datetime
+
+    starts, ends = [], []
+    for trial in trials:
+        status = trial.get("status") or {}
+        if status.get("startTime") and status.get("completionTime"):
+            starts.append(datetime.fromisoformat(str(status["startTime"]).replace("Z", "+00:00")))
+            ends.append(datetime.fromisoformat(str(status["completionTime"]).replace("Z", "+00:00")))
+    if not starts:
+        return None
+    return (max(ends) - min(starts)).total_seconds()

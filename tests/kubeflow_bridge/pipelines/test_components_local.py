@@ -1,0 +1,54 @@
+"""The real components run by kfp.local (SubprocessRunner, as the local runtime runs them)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kubeflow_bridge.pipelines import steps
+
+
+def test_run_trainer_failure_names_the_step_and_the_cause(tmp_path: Path) -> None:
+    with pytest.raises(steps.StepFailed, match=r"trainer ingest exited 2:[\s\S]*unknown"):
+        steps.run_trainer(["ingest", "--out", str(tmp_path / "raw"), "--source", "csv"])
+    assert not (tmp_path / "raw").exists()
+
+
+@pytest.mark.e2e
+def test_ingest_preprocess_evaluate_components_with_kfp_local(tmp_path: Path) -> None:
+    from kfp import local
+
+    from kubeflow_bridge.pipelines.pipeline import evaluate, ingest, preprocess
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    art = tmp_path / "art"
+    ingested = ingest(
+        artifact_root=str(art), run_id="run/1", source="synthetic", rows=6000, seed=0, window_end=""
+    )
+    prefix = ingested.outputs["prefix"]
+    assert prefix == f"{art}/run-1"
+    assert ingested.outputs["dataset"] == f"{prefix}/raw"
+    assert ingested.outputs["compute_seconds"] > 0
+    assert (Path(prefix) / "summaries" / "ingest.json").exists()
+
+    prepared = preprocess(prefix=prefix, dataset=ingested.outputs["dataset"], dask_workers=1)
+    assert prepared.outputs["features"] == f"{prefix}/features"
+
+    # The Katib/PyTorchJob steps need the runtime; train directly with the trainer, as a replica would.
+    subprocess.run(
+        [sys.executable, "-m", "trainer", "train", "--data", f"{prefix}/features",
+         "--model-out", f"{prefix}/model/model.pt", "--epochs", "1"],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    evaluated = evaluate(prefix=prefix, model=f"{prefix}/model/model.pt")
+    f_score = evaluated.outputs["f_score"]
+    assert 0.0 <= f_score <= 1.0
+    metrics = evaluated.outputs["metrics"]
+    assert metrics.metadata["composite_f1"] == pytest.approx(f_score)
+    assert "precision" in metrics.metadata
+    report = Path(evaluated.outputs["report"].path).read_text()
+    assert report.lstrip().lower().startswith("<!doctype html") and "<svg" in report
+    assert evaluated.outputs["model"] == f"{prefix}/evaluation/model.pt"
