@@ -33,6 +33,7 @@ async def _serve(args: argparse.Namespace) -> None:
         kubeconfig=args.kubeconfig,
         env=env,
         trainer_python=args.trainer_python,
+        max_parallel_runs=args.max_parallel_runs,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env-file", type=Path, default=None, help="export lines added to every run's env")
     parser.add_argument(
         "--trainer-python", default=None, help="python of the trainer env (default: this one)"
+    )
+    parser.add_argument(
+        "--max-parallel-runs", type=int, default=4, help="runs executing at once; others wait PENDING"
     )
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):

@@ -127,6 +127,8 @@ def _new_pipeline(
 ) -> dict[str, Any]:
     if not name:
         raise bad_request("pipeline name is empty: give the pipeline a name")
+    del namespace  # single-user mode, as the real API: namespaces are ignored
+    namespace = ""
     for p in state.store.all("pipelines"):
         if p["name"] == name and p.get("namespace", "") == namespace:
             raise ApiError(

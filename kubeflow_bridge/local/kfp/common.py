@@ -85,7 +85,7 @@ class KfpState:
         name = (body.get("display_name") or "").strip()
         if not name:
             raise bad_request("experiment display_name is empty: give the experiment a name")
-        namespace = body.get("namespace") or ""
+        namespace = ""  # single-user mode, as the real API: namespaces are ignored
         for exp in self.store.all("experiments"):
             if exp["display_name"] == name and exp.get("namespace", "") == namespace:
                 raise ApiError(

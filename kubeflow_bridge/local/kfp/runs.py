@@ -205,10 +205,16 @@ class RunExecutor:
                     *cmd, cwd=str(attempt_dir), env=env, stdout=log, stderr=log, start_new_session=True
                 )
             self._procs[run_id] = proc
-            run["_pid"] = proc.pid
-            run["_started"] = now_ts()
-            self._set_state(run, "RUNNING")
-            self._store.put("runs", run_id, run)
+            # re-read: a terminate or delete may have landed while the process was being spawned
+            run = self._store.get("runs", run_id)
+            if run is None or run["state"] != "PENDING":
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                run["_pid"] = proc.pid
+                run["_started"] = now_ts()
+                self._set_state(run, "RUNNING")
+                self._store.put("runs", run_id, run)
             code = await proc.wait()
         self._finish(run_id, code)
 
@@ -247,10 +253,7 @@ class RunExecutor:
         self._store.put("runs", run_id, run)
         proc = self._procs.get(run_id)
         if proc is None or proc.returncode is not None:
-            task = self._tasks.get(run_id)
-            if task is not None and not task.done():
-                task.cancel()
-            return
+            return  # not started yet: _execute sees CANCELING and never starts (or kills) it
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:

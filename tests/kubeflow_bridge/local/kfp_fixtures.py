@@ -145,8 +145,9 @@ def compile_pipelines(folder: Path) -> dict[str, Path]:
 class KfpServer:
     """`python -m kubeflow_bridge.local.kfp` in its own session; stopped by pid."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *extra_args: str) -> None:
         self.state_dir = state_dir
+        self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
@@ -160,6 +161,7 @@ class KfpServer:
                 "0",
                 "--state-dir",
                 str(self.state_dir),
+                *self.extra_args,
             ],
             stdout=subprocess.PIPE,
             stderr=open(self.state_dir.parent / f"{self.state_dir.name}-server.log", "a"),  # noqa: SIM115

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +73,41 @@ def test_restart_keeps_objects_and_fails_runs_that_were_in_flight(
             import signal
 
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_queued_run_terminated_before_it_starts_never_runs(tmp_path: Path, packages: dict[str, Path]) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    server = fx.KfpServer(state, "--max-parallel-runs", "1").start()
+    spec = yaml.safe_load(packages["slow"].read_text())
+    first_pid, second_pid = tmp_path / "first", tmp_path / "second"
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+
+            def start(name: str, pid_file: Path) -> str:
+                body = {
+                    "display_name": name,
+                    "pipeline_spec": spec,
+                    "runtime_config": {"parameters": {"pid_file": str(pid_file)}},
+                }
+                resp = http.post("/apis/v2beta1/runs", json=body)
+                assert resp.status_code == 200, resp.text
+                return str(resp.json()["run_id"])
+
+            first = start("first", first_pid)
+            fx.wait_for(
+                lambda: first_pid.exists() and first_pid.read_text(), 60, what="the first run to start"
+            )
+            second = start("second", second_pid)
+            assert http.get(f"/apis/v2beta1/runs/{second}").json()["state"] == "PENDING"  # waits for the slot
+            assert http.post(f"/apis/v2beta1/runs/{second}:terminate").status_code == 200
+            assert http.post(f"/apis/v2beta1/runs/{first}:terminate").status_code == 200
+            fx.wait_for(lambda: not fx.pid_alive(int(first_pid.read_text())), 15, what="the first run to die")
+            time.sleep(1.5)  # the slot is free now: a bug would start the second run here
+            assert not second_pid.exists()
+            run = http.get(f"/apis/v2beta1/runs/{second}").json()
+            assert run["state"] == "CANCELING"
+            assert [h["state"] for h in run["state_history"]] == ["PENDING", "CANCELING"]
+            assert run["run_details"]["task_details"][1:] == []
+    finally:
+        server.stop()

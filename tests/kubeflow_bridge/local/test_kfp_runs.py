@@ -236,3 +236,40 @@ def test_recurring_run_fires_on_schedule_until_disabled(
     assert [r.recurring_run_id for r in listed] == [rec.recurring_run_id]
     kfp_client.delete_recurring_run(rec.recurring_run_id)
     assert http.get(f"/apis/v2beta1/recurringruns/{rec.recurring_run_id}").status_code == 404
+
+
+def test_cron_recurring_run_with_seconds_fires_until_its_end_time(
+    http: httpx.Client, packages: dict[str, Path]
+) -> None:
+    import datetime as dt
+
+    import yaml
+
+    end = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=5)
+    body = {
+        "display_name": "cron-every-2s",
+        "pipeline_spec": yaml.safe_load(packages["demo"].read_text()),
+        "trigger": {
+            "cron_schedule": {"cron": "*/2 * * * * *", "end_time": end.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        },
+        "max_concurrency": "3",
+        "no_catchup": True,
+        "mode": "ENABLE",
+    }
+    created = http.post("/apis/v2beta1/recurringruns", json=body)
+    assert created.status_code == 200, created.text
+    rec = created.json()
+    assert rec["status"] == "ENABLED" and rec["trigger"]["cron_schedule"]["cron"] == "*/2 * * * * *"
+    flt = json.dumps(
+        {
+            "predicates": [
+                {"key": "recurring_run_id", "operation": "EQUALS", "string_value": rec["recurring_run_id"]}
+            ]
+        }
+    )
+    fx.wait_for(lambda: dt.datetime.now(dt.UTC) > end + dt.timedelta(seconds=1.5), 15, what="the end time")
+    runs = http.get("/apis/v2beta1/runs", params={"filter": flt}).json()["runs"]
+    scheduled = sorted(dt.datetime.fromisoformat(r["scheduled_at"].replace("Z", "+00:00")) for r in runs)
+    assert len(scheduled) >= 2
+    assert all(t.second % 2 == 0 and t <= end for t in scheduled)
+    assert http.delete(f"/apis/v2beta1/recurringruns/{rec['recurring_run_id']}").status_code == 200
