@@ -236,6 +236,11 @@ def with_identity(manifest: dict[str, Any], identity: Identity) -> dict[str, Any
     return out
 
 
+def identity_selector(identity: Identity) -> str:
+    """A label selector for everything this identity created (``kubectl get ... -l <selector>``)."""
+    return f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{IDENTITY_LABEL}={identity.hash}"
+
+
 def owned_by(obj: dict[str, Any], identity: Identity) -> bool:
     """True when ``obj`` carries this identity's label (the reattach-on-409 check)."""
     labels = (obj.get("metadata") or {}).get("labels") or {}

@@ -12,6 +12,7 @@ from kubeflow_bridge.resources.names import (
     dns1035_problem,
     identity_annotations,
     identity_labels,
+    identity_selector,
     is_dns1035_label,
     kfp_resource_name,
     make_name,
@@ -140,3 +141,9 @@ def test_dns1035_problem_messages(name: object, fragment: str) -> None:
     problem = dns1035_problem(name)
     assert problem is not None and fragment in problem
     assert dns1035_problem("ok-name-1") is None
+
+
+def test_identity_selector_matches_the_labels() -> None:
+    ident = Identity.kfp("p", "r", "t")
+    selector = identity_selector(ident)
+    assert dict(part.split("=") for part in selector.split(",")) == identity_labels(ident)
