@@ -49,8 +49,6 @@ STORAGE_URI_PREFIXES = (
     "webhdfs://",
     "oci://",
     "hf://",
-    "abfs://",
-    "/",
 )
 #: Predictor implementations, exactly one of which must be set.
 PREDICTOR_IMPLEMENTATIONS = (
@@ -343,11 +341,13 @@ def _check_model(causes: Causes, path: str, model: dict[str, Any]) -> None:
 
 
 def _check_storage_uri(causes: Causes, path: str, uri: Any) -> None:
+    """KServe accepts its URI schemes, Azure blob https URLs (an https:// prefix) and local paths."""
     if not expect(causes, path, uri, str):
         return
-    if not uri.startswith(STORAGE_URI_PREFIXES):
+    if "://" in uri and not uri.startswith(STORAGE_URI_PREFIXES):
         causes.append(
             FieldCause(
-                path, f"{uri!r} has an unsupported scheme: use one of {', '.join(STORAGE_URI_PREFIXES)}"
+                path,
+                f"{uri!r} has an unsupported scheme: use one of {', '.join(STORAGE_URI_PREFIXES)} or a path",
             )
         )

@@ -156,6 +156,15 @@ def test_build_validates() -> None:
         build_inference_service(name="a" * 46, image=IMAGE, model_uri="s3://m")
 
 
+@pytest.mark.parametrize(
+    "uri", ["s3://b/m", "hf://org/model", "oci://reg/m:1", "/mnt/models/m", "models/m", "pvc://vol/m"]
+)
+def test_storage_uris_kserve_accepts(uri: str) -> None:
+    validate_inference_service(
+        InferenceServiceSpec(name="m", storage_uri=uri, model_format="sklearn").to_dict()
+    )
+
+
 def _custom() -> dict[str, Any]:
     return InferenceServiceSpec(name="iss-vae", image=IMAGE, model_uri="s3://m/1").to_dict()
 
@@ -361,7 +370,7 @@ CASES: list[tuple[str, Callable[[], dict[str, Any]], Callable[[dict[str, Any]], 
     (
         "framework storage",
         MODEL,
-        lambda o: _pred(o).update(model=None, sklearn={"storageUri": "x"}),
+        lambda o: _pred(o).update(model=None, sklearn={"storageUri": "x://y"}),
         f"{P}.sklearn.storageUri",
         "unsupported scheme",
     ),
