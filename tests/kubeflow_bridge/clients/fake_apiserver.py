@@ -374,7 +374,6 @@ class FakeApiServer:
     async def _watch(self, request: web.Request, collection: str) -> web.StreamResponse:
         assert self._changed is not None
         fault: Fault | None = request.get(_FAULT_KEY)
-        ns = collection.split("/namespaces/")[1].split("/")[0]
         query = request.query
         since = int(query.get("resourceVersion") or self._rv)
         timeout = float(query.get("timeoutSeconds") or 1800)
@@ -440,9 +439,10 @@ class FakeApiServer:
                 except TimeoutError:
                     pass
             return resp
+        except ConnectionResetError:  # the client went away mid-stream
+            return resp
         finally:
             self.open_watches -= 1
-            _ = ns
 
 
 def write_kubeconfig(path: Path, server: str, token: str) -> Path:
