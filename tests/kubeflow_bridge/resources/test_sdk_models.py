@@ -14,6 +14,7 @@ import pytest
 
 from kubeflow_bridge.resources.katib import Objective, Parameter, build_experiment, trainer_trial_template
 from kubeflow_bridge.resources.kfp import (
+    build_recurring_run_request,
     build_run_request,
     parse_pipeline_yaml,
     pipeline_inputs,
@@ -58,6 +59,9 @@ def to_model(data: Any, klass: str, modules: list[Any], path: str = "") -> Any:
         return data
     cls = next((getattr(m, klass) for m in modules if hasattr(m, klass)), None)
     assert cls is not None, f"{path}: no model class {klass}"
+    if getattr(cls, "allowable_values", None) and not cls.attribute_map:
+        assert data in cls.allowable_values, f"{path}: {data!r} is not one of {cls.allowable_values}"
+        return data
     assert isinstance(data, dict), f"{path}: expected a {klass} object, got {data!r}"
     by_json = {json_key: attr for attr, json_key in cls.attribute_map.items()}
     unknown = set(data) - set(by_json)
@@ -228,3 +232,44 @@ def test_strict_model_walker_catches_unknown_fields_and_wrong_types() -> None:
     job["spec"]["pytorchReplicaSpecs"]["Master"]["replicas"] = "1"
     with pytest.raises(AssertionError, match="expected int"):
         to_model(job, "KubeflowOrgV1PyTorchJob", modules)
+
+
+def test_kfp_requests_deserialize_into_kfp_server_api_models() -> None:
+    kfp_server_api = pytest.importorskip("kfp_server_api")
+    modules = [kfp_server_api.models]
+    api = kfp_server_api.ApiClient()
+    ir = {
+        "pipelineInfo": {"name": "p"},
+        "root": {"inputDefinitions": {"parameters": {"n": {"parameterType": "NUMBER_INTEGER"}}}},
+    }
+    run = build_run_request(
+        display_name="r",
+        description="d",
+        experiment_id="e",
+        pipeline_spec=ir,
+        parameters={"n": "2"},
+        service_account="sa",
+        pipeline_root="s3://b/p",
+    )
+    model, back = _round_trip(api, run, "V2beta1Run", modules)
+    assert model.runtime_config.parameters == {"n": 2}
+    assert back == run
+    recurring = build_recurring_run_request(
+        display_name="nightly",
+        cron="0 2 * * *",
+        start_time="2026-11-22T00:00:00Z",
+        pipeline_version_reference={"pipeline_id": "p1", "pipeline_version_id": "v1"},
+        parameters={"n": 3},
+        experiment_id="e",
+        namespace="team",
+    )
+    # start_time is a datetime in the model; the walker keeps the RFC 3339 string the API takes.
+    model, back = _round_trip(api, recurring, "V2beta1RecurringRun", modules)
+    assert model.trigger.cron_schedule.cron == "0 0 2 * * *" and model.max_concurrency == "1"
+    assert back == recurring
+    periodic = build_recurring_run_request(
+        display_name="hourly", interval_seconds=3600, pipeline_version_reference={"pipeline_id": "p1"}
+    )
+    model, back = _round_trip(api, periodic, "V2beta1RecurringRun", modules)
+    assert model.trigger.periodic_schedule.interval_second == "3600" and model.mode == "ENABLE"
+    assert back == periodic
