@@ -794,7 +794,7 @@ def test_katib_defaulted_stdout_file_path_and_file_collector_are_accepted() -> N
     obj["spec"]["metricsCollectorSpec"] = {
         "collector": {"kind": "File"},
         "source": {
-            "fileSystemPath": {"path": "/katib/mnist.log", "kind": "File", "format": "TEXT"},
+            "fileSystemPath": {"path": "/katib/mnist.log", "kind": "File"},  # format defaults to TEXT
             "filter": {"metricsFormat": ["{metricName: ([\\w|-]+), metricValue: ((-?\\d+)(\\.\\d+)?)}"]},
         },
     }

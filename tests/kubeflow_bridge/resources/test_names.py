@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 
 import pytest
 
@@ -147,3 +148,16 @@ def test_identity_selector_matches_the_labels() -> None:
     ident = Identity.kfp("p", "r", "t")
     selector = identity_selector(ident)
     assert dict(part.split("=") for part in selector.split(",")) == identity_labels(ident)
+
+
+def test_random_identities_always_give_valid_distinct_names() -> None:
+    rng = random.Random(1035)
+    alphabet = "abcXYZ019_-.:+ /é漢"
+    names = set()
+    for i in range(500):
+        parts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 80))) for _ in range(3)]
+        max_length = rng.choice([14, 20, 40, 45, 63])
+        name = resource_name(*parts, i, max_length=max_length)
+        assert is_dns1035_label(name, max_length), (parts, name)
+        names.add(name)
+    assert len(names) == 500
