@@ -68,12 +68,27 @@ PREDICTOR_IMPLEMENTATIONS = (
 
 
 def trainer_serve_command(
-    model_uri: str, *, port: int = DEFAULT_PORT, model_name: str | None = "anomaly-vae"
+    model_uri: str,
+    *,
+    port: int = DEFAULT_PORT,
+    model_name: str | None = "anomaly-vae",
+    host: str | None = None,
 ) -> list[str]:
-    """The command that serves a trained model with the trainer image: ``python -m trainer serve ...``."""
+    """The command that serves a trained model with the trainer image: ``python -m trainer serve ...``.
+
+    Args:
+        model_uri: The model artifact the server loads.
+        port: The port it listens on.
+        model_name: The name in the URL paths (the trainer's default when None).
+        host: Bind address. The trainer binds 127.0.0.1 by default, which is what Knative (Serverless)
+            needs: its queue-proxy reaches the container on localhost. In RawDeployment/Standard mode the
+            Service targets the pod IP, so pass ``"0.0.0.0"`` there.
+    """
     command = ["python", "-m", "trainer", "serve", "--model", model_uri, "--port", str(port)]
     if model_name:
         command += ["--model-name", model_name]
+    if host:
+        command += ["--host", host]
     return command
 
 
@@ -94,6 +109,7 @@ class InferenceServiceSpec:
         args: Custom container args.
         env: Custom container environment.
         port: Container port the server listens on.
+        serve_host: ``--host`` of the trainer's serve step (see :func:`trainer_serve_command`).
         storage_uri: Model location for a runtime-served model.
         model_format: Model format name (``sklearn``, ``pytorch``, ``onnx`` ...).
         model_format_version: Model format version.
@@ -120,6 +136,7 @@ class InferenceServiceSpec:
     args: list[str] | None = None
     env: dict[str, str] | list[dict[str, Any]] | None = None
     port: int = DEFAULT_PORT
+    serve_host: str | None = None
     storage_uri: str | None = None
     model_format: str | None = None
     model_format_version: str | None = None
@@ -147,7 +164,9 @@ class InferenceServiceSpec:
             container["command"] = list(
                 self.command
                 if self.command is not None
-                else trainer_serve_command(str(self.model_uri), port=self.port, model_name=self.model_name)
+                else trainer_serve_command(
+                    str(self.model_uri), port=self.port, model_name=self.model_name, host=self.serve_host
+                )
             )
             if self.args:
                 container["args"] = list(self.args)

@@ -131,6 +131,9 @@ def test_serve_command_and_canary_patch() -> None:
         "--port",
         "9000",
     ]
+    assert trainer_serve_command("/m", host="0.0.0.0")[-2:] == ["--host", "0.0.0.0"]
+    raw = InferenceServiceSpec(name="raw", image=IMAGE, model_uri="/m", serve_host="0.0.0.0").to_dict()
+    assert raw["spec"]["predictor"]["containers"][0]["command"][-2:] == ["--host", "0.0.0.0"]
     assert canary_patch(0) == {"spec": {"predictor": {"canaryTrafficPercent": 0}}}
     assert canary_patch(None) == {"spec": {"predictor": {"canaryTrafficPercent": None}}}
     with pytest.raises(ValueError, match="between 0 and 100"):
