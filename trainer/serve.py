@@ -93,7 +93,7 @@ class AnomalyScorer:
         return scores, flags
 
 
-def make_model(name: str, artifact_uri: str) -> Any:
+def make_model(name: str, artifact_uri: str, scorer: AnomalyScorer | None = None) -> Any:
     """A ``kserve.Model`` subclass instance serving ``artifact_uri`` as ``name`` (loaded, ready)."""
     import kserve
     from kserve.errors import InvalidInput
@@ -105,10 +105,11 @@ def make_model(name: str, artifact_uri: str) -> Any:
         def __init__(self, model_name: str, uri: str) -> None:
             super().__init__(model_name)
             self.uri = uri
-            self.scorer: AnomalyScorer | None = None
+            self.scorer: AnomalyScorer | None = scorer
 
         def load(self) -> bool:
-            self.scorer = AnomalyScorer(self.uri)
+            if self.scorer is None:
+                self.scorer = AnomalyScorer(self.uri)
             self.ready = True
             return self.ready
 
@@ -152,6 +153,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     io.parse_uri(args.model, arg="--model")
     if not 1 <= args.port <= 65535:
         raise ValueError(f"--port must be in [1, 65535]; got {args.port}")
+    # Load (and check) the artifact before the slow kserve import, so a bad one fails fast.
+    scorer = AnomalyScorer(args.model)
     # kserve parses sys.argv when imported; keep our flags away from its parser.
     saved_argv, sys.argv = sys.argv, sys.argv[:1]
     try:
@@ -169,7 +172,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             self.config.host = args.host
 
     ms.RESTServer = LoopbackRESTServer
-    model = make_model(args.model_name, args.model)
+    model = make_model(args.model_name, args.model, scorer)
     log.info("serve: %s on http://%s:%d (V1 and V2)", args.model_name, args.host, args.port)
     print(f"serving model={args.model_name} url=http://{args.host}:{args.port}", flush=True)
     kserve.ModelServer(http_port=args.port, enable_grpc=False, workers=1, grace_period=2).start([model])

@@ -353,11 +353,7 @@ def _save_checkpoint(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import numpy as np
-    import torch
-
     from trainer import io
-    from trainer.model import ARTIFACT_FORMAT, ARTIFACT_VERSION, anomaly_scores, save_artifact
 
     hp = Hyperparameters(
         latent_dim=args.latent_dim,
@@ -377,6 +373,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             io.parse_uri(getattr(args, name), arg="--" + name.replace("_", "-"))
     if args.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"--device must be auto, cpu or cuda; got {args.device!r}")
+    import numpy as np
+    import torch
+
+    from trainer.model import ARTIFACT_FORMAT, ARTIFACT_VERSION, anomaly_scores, save_artifact
+
     ctx = init_distributed(args.device)
     try:
         # The MLP is small: per-step overhead dominates and extra intra-op threads only spin under load.

@@ -56,6 +56,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def in_process(*args: str) -> StepResult:
+    """Run ``python -m trainer ARGS`` through its real entry point in this process (saves interpreter starts)."""
+    import contextlib
+    import io
+
+    from trainer.__main__ import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return ok(StepResult(code, out.getvalue(), err.getvalue()))
+
+
 @dataclass
 class Pipeline:
     root: Path
@@ -73,25 +86,12 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     root = tmp_path_factory.mktemp("pipeline")
     raw, prep, model = root / "raw", root / "prep", root / "model.pt"
     metrics, evaluation = root / "train_metrics.json", root / "evaluation"
-    ok(
-        run_trainer(
-            "ingest", "--out", str(raw), "--rows", "12000", "--seed", "3", "--end", "2026-03-01T00:00:00Z"
-        )
+    in_process("ingest", "--out", str(raw), "--rows", "12000", "--seed", "3", "--end", "2026-03-01T00:00:00Z")
+    in_process("preprocess", "--data", str(raw), "--out", str(prep), "--scheduler", "threads")
+    train = in_process(
+        "train", "--data", str(prep), "--model-out", str(model), "--metrics-out", str(metrics), *SMALL_TRAIN
     )
-    ok(run_trainer("preprocess", "--data", str(raw), "--out", str(prep), "--scheduler", "threads"))
-    train = ok(
-        run_trainer(
-            "train",
-            "--data",
-            str(prep),
-            "--model-out",
-            str(model),
-            "--metrics-out",
-            str(metrics),
-            *SMALL_TRAIN,
-        )
-    )
-    ok(run_trainer("evaluate", "--data", str(prep), "--model", str(model), "--out", str(evaluation)))
+    in_process("evaluate", "--data", str(prep), "--model", str(model), "--out", str(evaluation))
     yield Pipeline(root, raw, prep, model, metrics, evaluation, train.stdout)
 
 
