@@ -176,6 +176,9 @@ class ControllerContext:
     def set_status(self, rt: ResourceType, obj: Obj, status: dict[str, Any]) -> Obj:
         """Replace ``status`` of the stored object named by ``obj`` (no resourceVersion check)."""
         current = self.store.get(rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+        status = keep_transition_times(current.get("status") or {}, status)
+        if current.get("status") == status:
+            return current  # no write, no event: level-triggered loops settle
         current["status"] = status
         current["metadata"].pop("resourceVersion", None)
         return self.store.update(rt, current, subresource="status")
@@ -183,7 +186,10 @@ class ControllerContext:
     def patch_status(self, rt: ResourceType, namespace: str, name: str, patch: dict[str, Any]) -> Obj:
         """JSON merge patch of ``status`` (``None`` values delete keys; lists are replaced)."""
         current = self.store.get(rt, namespace, name)
-        current["status"] = merge_patch(current.get("status") or {}, patch)
+        status = merge_patch(current.get("status") or {}, patch)
+        if current.get("status") == status:
+            return current
+        current["status"] = status
         current["metadata"].pop("resourceVersion", None)
         return self.store.update(rt, current, subresource="status")
 
@@ -257,6 +263,25 @@ class ControllerContext:
     def enqueue(self, req: Request, after: float = 0.0) -> None:
         if self.manager is not None:
             self.manager.enqueue(req, after)
+
+
+def keep_transition_times(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Conditions whose type and status did not change keep their old ``lastTransitionTime``
+    (and ``lastProbeTime``), as Kubernetes controllers do; so an unchanged status compares equal."""
+    old_conds = {c.get("type"): c for c in old.get("conditions") or [] if isinstance(c, dict)}
+    conds = new.get("conditions")
+    if not isinstance(conds, list) or not old_conds:
+        return new
+    out = []
+    for c in conds:
+        prev = old_conds.get(c.get("type")) if isinstance(c, dict) else None
+        if prev is not None and prev.get("status") == c.get("status"):
+            c = dict(c)
+            for key in ("lastTransitionTime", "lastProbeTime"):
+                if key in prev and key in c:
+                    c[key] = prev[key]
+        out.append(c)
+    return {**new, "conditions": out}
 
 
 def owner_reference(owner: Obj) -> dict[str, Any]:
@@ -393,6 +418,8 @@ class ControllerManager:
                 req = next(iter(q.pending))
                 del q.pending[req]
                 await self._reconcile_one(c, q, req)
+                # A reconcile that never suspends must not starve the API server.
+                await asyncio.sleep(0)
 
     async def _reconcile_one(self, c: Controller, q: _Queue, req: Request) -> None:
         try:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import signal
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,10 @@ from kubeflow_bridge.local.store import Obj, now_iso
 
 BASE_ENV_KEYS = ("HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "PYTHONDONTWRITEBYTECODE")
 RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 10.0)
-IMAGE_PULL_STEPS = 2  # ErrImagePull, then ImagePullBackOff, then the pod fails
+# An unknown image shows ErrImagePull, then ImagePullBackOff, then the pod fails (a real kubelet
+# would retry forever; failing lets jobs and operators above report it).
+PULL_BACKOFF_AFTER = 1.0
+PULL_FAIL_AFTER = 3.0
 
 
 class ContainerConfigError(Exception):
@@ -37,7 +41,8 @@ class PodRun:
     procs: dict[str, ManagedProcess] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    pull_attempts: int = 0
+    pull_failed_at: float = 0.0
+    started: bool = False  # once started, exit watchers own the pod's status (restarts included)
 
 
 def gpu_request(pod: Obj) -> int:
@@ -194,8 +199,8 @@ class PodController(Controller):
         phase = status.get("phase")
         if phase in ("Succeeded", "Failed"):
             return None
-        if run is not None and run.procs:
-            return None  # running; the exit watchers update status
+        if run is not None and run.started:
+            return None  # running or restarting; the exit watchers update status
         if phase == "Running" and run is None:
             # The runtime restarted while this pod ran: its processes are gone.
             return await self._lost(pod)
@@ -245,11 +250,10 @@ class PodController(Controller):
                 f"0/1 nodes are available: 1 Insufficient nvidia.com/gpu (the pod requests {want_gpu} GPU(s); "
                 f"this machine has {self.ctx.gpu_count})."
             )
-            if status.get("conditions") != self._conditions(False, False, "Unschedulable", msg)[
-                :1
-            ] or not status.get("conditions"):
-                status["conditions"] = self._conditions(False, False, "Unschedulable", msg)
-                self._set_status(pod, status)
+            already = any(c.get("reason") == "Unschedulable" for c in status.get("conditions") or [])
+            status["conditions"] = self._conditions(False, False, "Unschedulable", msg)
+            self._set_status(pod, status)
+            if not already:
                 self.ctx.event(pod, "FailedScheduling", msg, "Warning", "default-scheduler")
             return None
         containers = spec.get("containers") or []
@@ -261,8 +265,10 @@ class PodController(Controller):
             except UnknownImage as e:
                 bad.append((c["name"], c["image"], str(e)))
         if bad:
-            run.pull_attempts += 1
-            reason = "ErrImagePull" if run.pull_attempts <= 1 else "ImagePullBackOff"
+            now = time.monotonic()
+            run.pull_failed_at = run.pull_failed_at or now
+            elapsed = now - run.pull_failed_at
+            reason = "ErrImagePull" if elapsed < PULL_BACKOFF_AFTER else "ImagePullBackOff"
             status["containerStatuses"] = [
                 {
                     "name": c["name"],
@@ -283,7 +289,7 @@ class PodController(Controller):
                 for c in containers
             ]
             status["conditions"] = self._conditions(False)
-            if run.pull_attempts > IMAGE_PULL_STEPS:
+            if elapsed >= PULL_FAIL_AFTER:
                 status.update({"phase": "Failed", "reason": reason, "message": bad[0][2]})
                 self._set_status(pod, status)
                 self.runs.pop(uid, None)
@@ -292,7 +298,8 @@ class PodController(Controller):
             self.ctx.event(
                 pod, "Failed", f'Failed to pull image "{bad[0][1]}": {bad[0][2]}', "Warning", "kubelet"
             )
-            return 1.0
+            next_step = PULL_BACKOFF_AFTER if elapsed < PULL_BACKOFF_AFTER else PULL_FAIL_AFTER
+            return max(next_step - elapsed, 0.05)
         envs: dict[str, dict[str, str]] = {}
         try:
             for c in containers:
@@ -334,6 +341,7 @@ class PodController(Controller):
                 )
                 return None
             run.procs[c["name"]] = mp
+            run.started = True
             css.append(self._running_status(c, run.restarts.get(c["name"], 0)))
             self.ctx.event(pod, "Started", f"Started container {c['name']}", component="kubelet")
         ts = now_iso()

@@ -86,19 +86,30 @@ def start_runtime(state_dir: Path, *extra: str, timeout: float = 60.0) -> Runtim
     raise RuntimeError("runtime did not start in time")
 
 
-def stop_runtime_proc(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+def stop_runtime_proc(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> bool:
+    """SIGTERM the runtime's process group; True if it exited by itself in time."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=timeout)
+        return True
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=5)
+        return False
 
 
 def stop_runtime(rt: RuntimeHandle) -> None:
-    stop_runtime_proc(rt.proc)
+    """Stop the runtime; fail if it needed SIGKILL or left any process or pid file behind."""
+    from kubeflow_bridge.local.processes import sweep_pid_files
+
+    graceful = stop_runtime_proc(rt.proc)
+    if not graceful:
+        sweep_pid_files(rt.state_dir / "procs")
+    assert graceful, (
+        f"the runtime ignored SIGTERM; log tail: {(rt.state_dir / 'runtime.log').read_text()[-2000:]}"
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and processes_mentioning(str(rt.state_dir)):
         time.sleep(0.2)
