@@ -379,24 +379,23 @@ def create_kfp_app(
     """Builds the local KFP v2beta1 API application (see the package docstring for mounting it)."""
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    root = pipeline_root.removeprefix("file://") if pipeline_root else str(state_dir / "pipeline-root")
-    if not root.startswith("/"):
-        raise ValueError(
-            f"pipeline_root {pipeline_root!r}: kfp.local writes artifacts only to a local folder; give an absolute path"
-        )
     run_env = dict(env or {})
     if kubeconfig is not None:
         run_env["KUBECONFIG"] = str(kubeconfig)
     store = Store(state_dir / "kfp.sqlite")
-    executor = RunExecutor(
-        store,
-        state_dir=state_dir,
-        pipeline_root=root,
-        env=run_env,
-        python=trainer_python or sys.executable,
-        max_parallel=max_parallel_runs,
-    )
-    state = KfpState(store=store, executor=executor, pipeline_root=root)
+    try:
+        executor = RunExecutor(
+            store,
+            state_dir=state_dir,
+            pipeline_root=pipeline_root or "",
+            env=run_env,
+            python=trainer_python or sys.executable,
+            max_parallel=max_parallel_runs,
+        )
+    except ApiError as exc:
+        store.close()
+        raise ValueError(exc.message) from exc
+    state = KfpState(store=store, executor=executor, pipeline_root=pipeline_root or "")
     app = web.Application(middlewares=[_errors], client_max_size=64 * 1024**2)
     app[STATE_KEY] = state
     app.router.add_get(f"{BASE}/healthz", _healthz)

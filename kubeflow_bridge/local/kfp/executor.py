@@ -78,7 +78,31 @@ def _error_from_output(lines: list[str]) -> str:
     return tail[-1] if tail else "the component exited with a non-zero status"
 
 
-def _install_hooks(events: EventWriter) -> list[str]:
+class ArtifactMirror:
+    """Uploads task output artifacts from kfp.local's local root to an s3:// root (boto3, AWS_* env)."""
+
+    def __init__(self, local_root: str, s3_root: str) -> None:
+        import boto3
+
+        self._local = Path(local_root).resolve()
+        bucket, _, prefix = s3_root.removeprefix("s3://").partition("/")
+        self._bucket = bucket
+        self._prefix = prefix.strip("/")
+        self._s3 = boto3.client("s3")
+
+    def upload(self, local_uri: str) -> str:
+        path = Path(local_uri).resolve()
+        rel = path.relative_to(self._local).as_posix()
+        key = f"{self._prefix}/{rel}" if self._prefix else rel
+        if path.is_dir():
+            for item in sorted(p for p in path.rglob("*") if p.is_file()):
+                self._s3.upload_file(str(item), self._bucket, f"{key}/{item.relative_to(path).as_posix()}")
+        elif path.exists():
+            self._s3.upload_file(str(path), self._bucket, key)
+        return f"s3://{self._bucket}/{key}"
+
+
+def _install_hooks(events: EventWriter, mirror: ArtifactMirror | None = None) -> list[str]:
     """Wraps kfp.local's per-task seam; returns the list that collects executed task names."""
     from kfp.local import status as kfp_status
     from kfp.local import subprocess_task_handler
@@ -127,6 +151,13 @@ def _install_hooks(events: EventWriter) -> list[str]:
             raise
         if task_status == kfp_status.Status.SUCCESS:
             params, artifacts = _split_outputs(outputs)
+            if mirror is not None:
+                try:
+                    artifacts = {name: mirror.upload(uri) for name, uri in artifacts.items()}
+                except Exception as exc:  # the artifacts are part of the task's result
+                    error = f"could not upload output artifacts to S3: {type(exc).__name__}: {exc}"
+                    events.emit("task_finished", seq=seq, task=task_name, state="FAILED", error=error)
+                    return {}, kfp_status.Status.FAILURE
             events.emit(
                 "task_finished",
                 seq=seq,
@@ -169,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline-root", required=True)
     parser.add_argument("--events", required=True, type=Path)
     parser.add_argument("--cache-root", default=None)
+    parser.add_argument(
+        "--mirror-root", default=None, help="s3://bucket/prefix to upload output artifacts to"
+    )
     parser.add_argument("--run-id", default="", help="the run this process executes (identifies it in ps)")
     args = parser.parse_args(argv)
 
@@ -180,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
 
         spec = json.loads(args.spec.read_text())
         params = json.loads(args.params.read_text())
-        executed = _install_hooks(events)
+        mirror = ArtifactMirror(args.pipeline_root, args.mirror_root) if args.mirror_root else None
+        executed = _install_hooks(events, mirror)
         local.init(
             runner=local.SubprocessRunner(use_venv=False),
             pipeline_root=args.pipeline_root,

@@ -19,12 +19,35 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kubeflow_bridge.local.kfp.query import ApiError, now_ts, rfc3339
+from kubeflow_bridge.local.kfp.query import ApiError, bad_request, now_ts, rfc3339
 from kubeflow_bridge.local.kfp.store import Store
 
 TERMINAL = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
 _EXECUTOR_MODULE = "kubeflow_bridge.local.kfp.executor"
 _RESTART_ERROR = "the local KFP API stopped while this run was in progress; retry the run to execute it again"
+
+
+def split_root(root: str, local_default: str) -> tuple[str, str | None]:
+    """(the folder kfp.local writes to, the s3:// URI its artifacts are mirrored to, if any).
+
+    kfp.local writes only to local folders, so an s3:// (or KFP's minio://) root means: run on the
+    local folder and upload each task's output artifacts there, reporting the s3:// URIs.
+    """
+    if not root:
+        return local_default, None
+    root = root.removeprefix("file://")
+    if root.startswith("/"):
+        return root, None
+    for scheme in ("s3://", "minio://"):
+        if root.startswith(scheme):
+            rest = root[len(scheme) :].strip("/")
+            if not rest:
+                raise bad_request(f"pipeline_root {root!r} has no bucket: use s3://bucket/prefix")
+            return local_default, "s3://" + rest
+    raise bad_request(
+        f"pipeline_root {root!r}: use s3://bucket/prefix (the runtime's S3), minio://bucket/prefix, "
+        "or an absolute local folder"
+    )
 
 
 def _status(message: str, code: int = 2) -> dict[str, Any]:
@@ -146,13 +169,27 @@ class RunExecutor:
     ) -> None:
         self._store = store
         self._runs_dir = state_dir / "runs"
+        self._local_root = str(state_dir / "pipeline-root")
         self._pipeline_root = pipeline_root
+        self.roots(pipeline_root)  # fail at construction on a bad default
         self._env = env
         self._python = python
         self._slots = asyncio.Semaphore(max_parallel)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self.on_finished: Callable[[dict[str, Any]], None] | None = None
+
+    def roots(self, requested: str) -> tuple[str, str | None]:
+        """Where a run with this runtime_config.pipeline_root writes; 400 if it cannot be honoured."""
+        local, mirror = split_root(requested or self._pipeline_root, self._local_root)
+        if mirror and not any(
+            k in {**os.environ, **self._env} for k in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+        ):
+            raise bad_request(
+                f"pipeline_root {mirror!r}: this KFP API has no S3 endpoint configured (AWS_ENDPOINT_URL); "
+                "start it with the runtime's env or use a local folder"
+            )
+        return local, mirror
 
     def events_path(self, run: dict[str, Any]) -> Path:
         return self._runs_dir / run["run_id"] / f"attempt-{run.get('_attempt', 1)}" / "events.jsonl"
@@ -181,7 +218,7 @@ class RunExecutor:
             attempt_dir.mkdir(parents=True, exist_ok=True)
             (attempt_dir / "spec.json").write_text(json.dumps(run["_spec"]))
             (attempt_dir / "params.json").write_text(json.dumps(run.get("_params", {})))
-            pipeline_root = run.get("runtime_config", {}).get("pipeline_root") or self._pipeline_root
+            local_root, mirror_root = self.roots(run.get("runtime_config", {}).get("pipeline_root") or "")
             cmd = [
                 self._python,
                 "-m",
@@ -191,7 +228,8 @@ class RunExecutor:
                 "--params",
                 str(attempt_dir / "params.json"),
                 "--pipeline-root",
-                pipeline_root,
+                local_root,
+                *(["--mirror-root", mirror_root] if mirror_root else []),
                 "--events",
                 str(attempt_dir / "events.jsonl"),
                 "--cache-root",

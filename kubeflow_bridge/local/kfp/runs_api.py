@@ -86,12 +86,7 @@ def create_run_record(
     runtime_config = dict(body.get("runtime_config") or {})
     params = validate_parameters(spec, runtime_config.get("parameters"))
     root = runtime_config.get("pipeline_root") or ""
-    if root and not (root.startswith("/") or root.startswith("file://")):
-        raise bad_request(
-            f"runtime_config.pipeline_root {root!r}: the local runtime writes artifacts to a local folder; "
-            "leave it empty (the server's default) or give an absolute path"
-        )
-    runtime_config["pipeline_root"] = root.removeprefix("file://")
+    state.executor.roots(root)
     exp_id = _experiment_id(state, body, query_experiment_id)
     created = now_ts()
     run = {

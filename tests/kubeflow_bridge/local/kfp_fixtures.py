@@ -168,6 +168,8 @@ class KfpServer:
             text=True,
             start_new_session=True,
             cwd=str(self.state_dir.parent),
+            # no S3 here: a run asking for an s3:// pipeline_root must be refused
+            env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout

@@ -114,6 +114,16 @@ def _bad_bodies(spec: dict[str, Any]) -> list[tuple[str, Any, str]]:
         ("unknown field", run({}, colour="red"), "unknown field"),
         ("unknown experiment", run({}, experiment_id="no-such-exp"), "no-such-exp"),
         (
+            "gcs pipeline root",
+            {**run({}), "runtime_config": {"pipeline_root": "gs://b/p"}},
+            "use s3://bucket/prefix",
+        ),
+        (
+            "s3 root without S3",
+            {**run({}), "runtime_config": {"pipeline_root": "s3://b/p"}},
+            "no S3 endpoint",
+        ),
+        (
             "unknown version",
             {
                 "display_name": "x",

@@ -34,11 +34,11 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The local runtime daemon (Kubernetes API + controllers + the KFP API it mounts), no S3."""
+    """The local runtime daemon (Kubernetes API + controllers + S3 + the KFP API it mounts)."""
     state = tmp_path_factory.mktemp("runtime") / "state"
     log = open(state.parent / "daemon.log", "w")  # noqa: SIM115 - closed in the finalizer
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kubeflow_bridge.local.daemon", "--state-dir", str(state), "--no-s3"],
+        [sys.executable, "-m", "kubeflow_bridge.local.daemon", "--state-dir", str(state)],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -87,3 +87,33 @@ def test_kfp_client_pipeline_creates_a_pytorchjob_through_the_runtime(
     core = client.CoreV1Api(api_client)
     assert core.read_namespaced_pod_log("kfp-launched-master-0", "default").strip() == "rank 0 world 2"
     assert core.read_namespaced_pod_log("kfp-launched-worker-0", "default").strip() == "rank 1 world 2"
+
+
+def test_s3_pipeline_root_puts_the_artifacts_on_the_runtime_s3(
+    runtime: dict[str, Any], packages: dict[str, Path]
+) -> None:
+    import boto3
+    import kfp
+
+    from kubeflow_bridge.local.kfp.__main__ import _read_env_file
+
+    kfp_client = kfp.Client(host=runtime["kfp"])
+    result = kfp_client.create_run_from_pipeline_package(
+        str(packages["demo"]), arguments={"a": 2, "b": 5}, pipeline_root="minio://mlpipeline/v2/artifacts"
+    )
+    done = kfp_client.wait_for_run_completion(result.run_id, timeout=120, sleep_duration=0.5)
+    assert done.state == "SUCCEEDED", done.error
+    with httpx.Client(base_url=runtime["kfp"]) as http:
+        run = http.get(f"/apis/v2beta1/runs/{result.run_id}").json()
+    uri = fx.tasks_by_name(run)["report"]["output_artifacts"]["data"]
+    assert uri.startswith("s3://mlpipeline/v2/artifacts/demo-")
+    env = _read_env_file(Path(runtime["env"]))
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env.get("AWS_DEFAULT_REGION", "us-east-1"),
+    )
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"7"
