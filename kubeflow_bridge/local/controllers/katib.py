@@ -43,6 +43,7 @@ admission.VALIDATORS["kubeflow.org/experiments"] = (
 
 TRAINER_IMAGE = "kubeflow-bridge/trainer:latest"
 RUNNING_REQUEUE = 1.0
+MAX_SUGGESTION_RESTARTS = 3
 _CONDITION_RE = re.compile(r'#\(type=="([^"]+)"\)#\|#\(status=="([^"]+)"\)#')
 _JOB_KINDS: dict[str, ResourceType] = {"Job": JOB, "PyTorchJob": PYTORCHJOB}
 
@@ -171,6 +172,7 @@ class ExperimentController(Controller):
     def __init__(self) -> None:
         super().__init__()
         self._suggestions: dict[str, ManagedProcess] = {}
+        self._restarts: dict[str, int] = {}
 
     @staticmethod
     def _key(exp: dict[str, Any]) -> str:
@@ -193,6 +195,7 @@ class ExperimentController(Controller):
 
     async def _stop_suggestion(self, key: str) -> None:
         proc = self._suggestions.pop(key, None)
+        self._restarts.pop(key, None)
         if proc is not None and proc.returncode is None:
             await proc.terminate(grace=2.0)
 
@@ -238,6 +241,16 @@ class ExperimentController(Controller):
                 self.ctx.set_status(EXPERIMENT, exp, exp["status"])
             return None
         proc = self._suggestions.get(key)
+        if proc is not None and proc.returncode is not None and proc.returncode < 0:
+            # Killed by a signal (not a search error): restart it, as a Deployment restarts Katib's
+            # suggestion pod; its trainables find the trials that already exist.
+            restarts = self._restarts.get(key, 0)
+            if restarts < MAX_SUGGESTION_RESTARTS:
+                self._restarts[key] = restarts + 1
+                self.ctx.event(
+                    exp, "SuggestionRestarted", f"suggestion process ended by signal {-proc.returncode}"
+                )
+                proc = None
         if proc is None:
             proc = self._suggestions[key] = await self._start_suggestion(exp)
         suggestion_done = proc.returncode == 0

@@ -190,8 +190,6 @@ def build_tune_setup(experiment: dict[str, Any]) -> TuneSetup:
         early_settings = settings_of(early)
         scheduler = MedianStoppingRule(
             time_attr="training_iteration",
-            metric=OBJECTIVE_KEY,
-            mode=mode,
             grace_period=float(early_settings.get("start_step", "4")),
             min_samples_required=int(early_settings.get("min_trials_required", "3")),
             min_time_slice=0,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from kubeflow_bridge.local.katib.metrics import metric_value
+from kubeflow_bridge.local.katib.metrics import UNAVAILABLE, metric_value
 
 TRUE, FALSE = "True", "False"
 
@@ -203,8 +203,8 @@ def summarize_trials(experiment: dict[str, Any], trials: list[dict[str, Any]]) -
         counts[state] += 1
         status.setdefault(_LISTS[state][1], []).append(trial["metadata"]["name"])
         value_text = metric_value((trial.get("status") or {}).get("observation"), name, strategy)
-        if value_text is None:
-            continue
+        if value_text is None or value_text == UNAVAILABLE:
+            continue  # a MetricsUnavailable trial is never the best one
         try:
             value = float(value_text)
         except ValueError:

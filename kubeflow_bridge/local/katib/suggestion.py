@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -190,7 +191,6 @@ def run(experiment_ref: str, kubeconfig: str) -> int:
                 search_alg=setup.search_alg,
                 scheduler=setup.scheduler,
                 num_samples=setup.num_samples,
-                max_concurrent_trials=setup.max_concurrent,
                 reuse_actors=False,
             ),
             run_config=tune.RunConfig(
@@ -204,6 +204,7 @@ def run(experiment_ref: str, kubeconfig: str) -> int:
         tuner.fit()
     finally:
         ray.shutdown()
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

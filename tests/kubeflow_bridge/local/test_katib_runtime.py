@@ -1,0 +1,360 @@
+"""Katib Experiments against the real local runtime: Ray Tune suggestion processes, trial Jobs as pods.
+
+Most behaviour uses a tiny trial script (image ``python:3.11``, the runtime's own interpreter) that
+prints Katib StdOut metrics; one test tunes the real trainer (``python -m trainer train``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+GROUP, VERSION = "kubeflow.org", "v1beta1"
+
+# loss = (x - 0.3)^2 + 0.1/(epoch+1): best at x = 0.3; MODE=fail exits 1, MODE=silent prints no metric.
+TRIAL_SCRIPT = """
+import sys, time
+x, epochs, mode = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+if mode == "fail":
+    print("crashing on purpose", flush=True); sys.exit(1)
+for e in range(epochs):
+    if mode != "silent":
+        print(f"epoch={e} loss={(x - 0.3) ** 2 + 0.1 / (e + 1):.6f} acc={1 - abs(x - 0.3):.4f}", flush=True)
+    else:
+        print(f"epoch={e} nothing to see", flush=True)
+    time.sleep(float(sys.argv[4]))
+"""
+
+
+def _experiment(
+    name: str,
+    *,
+    algorithm: str = "random",
+    parameters: list[dict[str, Any]] | None = None,
+    parallel: int = 2,
+    max_trials: int = 3,
+    max_failed: int = 2,
+    mode: str = "ok",
+    epochs: int = 3,
+    sleep: float = 0.1,
+    goal: float | None = None,
+    early_stopping: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    objective: dict[str, Any] = {
+        "type": "minimize",
+        "objectiveMetricName": "loss",
+        "additionalMetricNames": ["acc"],
+    }
+    if goal is not None:
+        objective["goal"] = goal
+    spec: dict[str, Any] = {
+        "objective": objective,
+        "algorithm": {
+            "algorithmName": algorithm,
+            "algorithmSettings": [{"name": "random_state", "value": "7"}],
+        }
+        if algorithm != "grid"
+        else {"algorithmName": "grid"},
+        "parallelTrialCount": parallel,
+        "maxTrialCount": max_trials,
+        "maxFailedTrialCount": max_failed,
+        "parameters": parameters
+        or [
+            {
+                "name": "x",
+                "parameterType": "double",
+                "feasibleSpace": {"min": "0.0", "max": "1.0", "step": "0.25"},
+            }
+        ],
+        "trialTemplate": {
+            "primaryContainerName": "main",
+            "trialParameters": [{"name": "x", "reference": "x"}],
+            "trialSpec": {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "spec": {
+                    "backoffLimit": 0,
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [
+                                {
+                                    "name": "main",
+                                    "image": "python:3.11",
+                                    "command": [
+                                        "python",
+                                        "-c",
+                                        TRIAL_SCRIPT,
+                                        "${trialParameters.x}",
+                                        str(epochs),
+                                        mode,
+                                        str(sleep),
+                                    ],
+                                }
+                            ],
+                        }
+                    },
+                },
+            },
+        },
+    }
+    if early_stopping is not None:
+        spec["earlyStopping"] = early_stopping
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Experiment",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def _custom(kube: Any) -> Any:
+    from kubernetes import client
+
+    return client.CustomObjectsApi(kube)
+
+
+def _wait_done(custom: Any, ns: str, name: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    exp: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        exp = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "experiments", name)
+        conditions = (exp.get("status") or {}).get("conditions") or []
+        if (
+            conditions
+            and conditions[-1]["type"] in ("Succeeded", "Failed")
+            and conditions[-1]["status"] == "True"
+        ):
+            return exp
+        time.sleep(0.5)
+    raise AssertionError(f"experiment {name} did not finish in {timeout}s: {exp.get('status')}")
+
+
+def _trials(custom: Any, ns: str, name: str) -> list[dict[str, Any]]:
+    items = custom.list_namespaced_custom_object(
+        GROUP, VERSION, ns, "trials", label_selector=f"katib.kubeflow.org/experiment={name}"
+    )["items"]
+    return list(items)
+
+
+def _condition_types(obj: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(c["type"], c["status"], c["reason"]) for c in obj["status"]["conditions"]]
+
+
+def test_random_search_status_trials_and_jobs(kube: Any, namespace: str) -> None:
+    custom = _custom(kube)
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "experiments", _experiment("rand"))
+    exp = _wait_done(custom, namespace, "rand")
+    st = exp["status"]
+    assert _condition_types(exp) == [
+        ("Created", "True", "ExperimentCreated"),
+        ("Running", "False", "ExperimentRunning"),
+        ("Succeeded", "True", "ExperimentMaxTrialsReached"),
+    ]
+    assert st["trials"] == 3 and st["trialsSucceeded"] == 3
+    for absent in ("trialsFailed", "trialsRunning", "trialsPending", "failedTrialList", "runningTrialList"):
+        assert absent not in st
+    assert st["startTime"] <= st["completionTime"]
+    trials = _trials(custom, namespace, "rand")
+    assert sorted(st["succeededTrialList"]) == sorted(t["metadata"]["name"] for t in trials)
+    # the best trial is the one with the lowest objective min, values as strings
+    best = min(trials, key=lambda t: float(t["status"]["observation"]["metrics"][0]["min"]))
+    optimal = st["currentOptimalTrial"]
+    assert optimal["bestTrialName"] == best["metadata"]["name"]
+    assert optimal["parameterAssignments"] == best["spec"]["parameterAssignments"]
+    loss = optimal["observation"]["metrics"][0]
+    x = float(optimal["parameterAssignments"][0]["value"])
+    assert loss["name"] == "loss" and all(isinstance(loss[k], str) for k in ("min", "max", "latest"))
+    assert float(loss["min"]) == pytest.approx((x - 0.3) ** 2 + 0.1 / 3, abs=1e-5)
+    assert float(loss["max"]) == pytest.approx((x - 0.3) ** 2 + 0.1, abs=1e-5)
+    assert optimal["observation"]["metrics"][1]["name"] == "acc"
+    for trial in trials:
+        assert (
+            trial["metadata"]["name"].startswith("rand-")
+            and len(trial["metadata"]["name"]) == len("rand-") + 8
+        )
+        assert trial["metadata"]["ownerReferences"][0]["kind"] == "Experiment"
+        assert [c[0] for c in _condition_types(trial)] == ["Created", "Running", "Succeeded"]
+        assert (
+            trial["spec"]["runSpec"]["metadata"]["labels"]["katib.kubeflow.org/trial"]
+            == trial["metadata"]["name"]
+        )
+        value = trial["spec"]["parameterAssignments"][0]["value"]
+        assert trial["spec"]["runSpec"]["spec"]["template"]["spec"]["containers"][0]["command"][3] == value
+    # jobs of finished trials are deleted (retain is false)
+    from kubernetes import client
+
+    jobs = client.BatchV1Api(kube).list_namespaced_job(namespace).items
+    assert jobs == []
+
+
+def test_grid_covers_the_grid_and_tpe_runs(kube: Any, namespace: str) -> None:
+    custom = _custom(kube)
+    grid = _experiment(
+        "grid",
+        algorithm="grid",
+        max_trials=10,
+        parameters=[
+            {
+                "name": "x",
+                "parameterType": "double",
+                "feasibleSpace": {"min": "0.1", "max": "0.5", "step": "0.2"},
+            }
+        ],
+    )
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "experiments", grid)
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "experiments", _experiment("tpe", algorithm="tpe")
+    )
+    exp = _wait_done(custom, namespace, "grid")
+    # 3 grid points < maxTrialCount: the search ends when Ray has no more suggestions
+    assert exp["status"]["conditions"][-1]["reason"] == "ExperimentSuggestionEndReached"
+    values = sorted(
+        float(t["spec"]["parameterAssignments"][0]["value"]) for t in _trials(custom, namespace, "grid")
+    )
+    assert values == pytest.approx([0.1, 0.3, 0.5])
+    assert exp["status"]["currentOptimalTrial"]["parameterAssignments"] == [{"name": "x", "value": "0.3"}]
+    tpe = _wait_done(custom, namespace, "tpe")
+    assert tpe["status"]["conditions"][-1]["reason"] == "ExperimentMaxTrialsReached"
+    assert tpe["status"]["trialsSucceeded"] == 3
+
+
+def test_goal_reached_stops_the_experiment(kube: Any, namespace: str) -> None:
+    custom = _custom(kube)
+    exp = _experiment(
+        "goal",
+        algorithm="grid",
+        parallel=1,
+        max_trials=5,
+        goal=0.05,
+        parameters=[
+            {"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["0.3", "0.9", "0.8"]}}
+        ],
+    )
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "experiments", exp)
+    done = _wait_done(custom, namespace, "goal")
+    assert done["status"]["conditions"][-1]["reason"] == "ExperimentGoalReached"
+    assert (
+        done["status"]["conditions"][-1]["message"]
+        == "Experiment has succeeded because Objective goal has reached"
+    )
+    assert done["status"]["currentOptimalTrial"]["parameterAssignments"] == [{"name": "x", "value": "0.3"}]
+    assert done["status"]["trials"] < 3
+
+
+def test_medianstop_early_stops_a_bad_trial(kube: Any, namespace: str) -> None:
+    custom = _custom(kube)
+    exp = _experiment(
+        "median",
+        algorithm="grid",
+        parallel=1,
+        max_trials=3,
+        epochs=12,
+        sleep=0.4,
+        parameters=[
+            {"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["0.3", "0.35", "5.0"]}}
+        ],
+        early_stopping={
+            "algorithmName": "medianstop",
+            "algorithmSettings": [
+                {"name": "min_trials_required", "value": "2"},
+                {"name": "start_step", "value": "2"},
+            ],
+        },
+    )
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "experiments", exp)
+    done = _wait_done(custom, namespace, "median", timeout=180)
+    st = done["status"]
+    assert st.get("trialsEarlyStopped") == 1, st
+    stopped = [
+        t
+        for t in _trials(custom, namespace, "median")
+        if t["metadata"]["name"] in st["earlyStoppedTrialList"]
+    ]
+    assert stopped[0]["spec"]["parameterAssignments"] == [{"name": "x", "value": "5.0"}]
+    assert _condition_types(stopped[0])[-2:] == [
+        ("Running", "False", "TrialRunning"),
+        ("EarlyStopped", "True", "TrialEarlyStopped"),
+    ]
+    # stopped before its 12th epoch, whose loss would be (5.0 - 0.3)^2 + 0.1/12
+    metrics = {m["name"]: m for m in stopped[0]["status"]["observation"]["metrics"]}
+    assert float(metrics["loss"]["latest"]) > 4.7**2 + 0.1 / 12 + 1e-5
+    assert st["conditions"][-1]["reason"] == "ExperimentMaxTrialsReached"
+
+
+def test_failed_and_metrics_unavailable_trials(kube: Any, namespace: str) -> None:
+    custom = _custom(kube)
+    custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "experiments",
+        _experiment("fails", mode="fail", max_trials=5, max_failed=2),
+    )
+    custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "experiments",
+        _experiment("silent", mode="silent", parallel=1, max_trials=3, max_failed=1),
+    )
+    failed = _wait_done(custom, namespace, "fails")
+    assert _condition_types(failed)[-2:] == [
+        ("Running", "False", "ExperimentRunning"),
+        ("Failed", "True", "ExperimentFailed"),
+    ]
+    assert (
+        failed["status"]["conditions"][-1]["message"]
+        == "Experiment has failed because max failed count has reached"
+    )
+    assert failed["status"]["trialsFailed"] >= 2
+    trial = _trials(custom, namespace, "fails")[0]
+    assert trial["status"]["conditions"][-1]["reason"].startswith("TrialFailed")
+    silent = _wait_done(custom, namespace, "silent")
+    assert silent["status"]["conditions"][-1]["reason"] == "ExperimentFailed"
+    assert silent["status"]["trialMetricsUnavailable"] == 1
+    assert silent["status"]["metricsUnavailableTrialList"] == [
+        t["metadata"]["name"] for t in _trials(custom, namespace, "silent")
+    ]
+    unavailable = _trials(custom, namespace, "silent")[0]
+    assert _condition_types(unavailable)[-1][:2] == ("MetricsUnavailable", "True")
+    assert unavailable["status"]["observation"]["metrics"][0]["latest"] == "unavailable"
+    assert silent["status"]["currentOptimalTrial"]["bestTrialName"] == ""
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        (lambda s: s["parameters"][0]["feasibleSpace"].update({"min": "2.0"}), "spec.parameters[0]", "min"),
+        (
+            lambda s: s["algorithm"].update({"algorithmName": "no-such-algo"}),
+            "spec.algorithm.algorithmName",
+            "",
+        ),
+        (
+            lambda s: s["algorithm"].update({"algorithmName": "hyperband"}),
+            "spec.algorithm.algorithmName",
+            "local runtime",
+        ),
+        (lambda s: s["objective"].pop("objectiveMetricName"), "spec.objective.objectiveMetricName", ""),
+    ],
+)
+def test_invalid_experiments_are_rejected_and_not_stored(
+    kube: Any, namespace: str, change: Any, field: str, message: str
+) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    custom = _custom(kube)
+    exp = _experiment("bad")
+    change(exp["spec"])
+    with pytest.raises(ApiException) as info:
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "experiments", exp)
+    assert info.value.status == 422
+    body = info.value.body if isinstance(info.value.body, str) else info.value.body.decode()
+    assert '"reason":"Invalid"' in body.replace(" ", "")
+    assert field in body and message in body
+    assert custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "experiments")["items"] == []
