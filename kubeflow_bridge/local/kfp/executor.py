@@ -102,7 +102,9 @@ class ArtifactMirror:
         return f"s3://{self._bucket}/{key}"
 
 
-def _install_hooks(events: EventWriter, mirror: ArtifactMirror | None = None) -> list[str]:
+def _install_hooks(
+    events: EventWriter, display_names: dict[str, str], mirror: ArtifactMirror | None = None
+) -> list[str]:
     """Wraps kfp.local's per-task seam; returns the list that collects executed task names."""
     from kfp.local import status as kfp_status
     from kfp.local import subprocess_task_handler
@@ -136,12 +138,13 @@ def _install_hooks(events: EventWriter, mirror: ArtifactMirror | None = None) ->
             return process.wait()
 
     def execute_single_task(*args: Any, **kwargs: Any) -> Any:
-        task_name = kwargs.get("task_name", args[0] if args else "task")
+        task_key = kwargs.get("task_name", args[0] if args else "task")
+        task_name = display_names.get(task_key, task_key)  # taskInfo.name, KFP's display name
         parent = kwargs.get("pipeline_resource_name", "")
         with counter_lock:
             counter["n"] += 1
             seq = counter["n"]
-        executed.append(task_name)
+        executed.append(task_key)
         local.lines = []
         events.emit("task_started", seq=seq, task=task_name, parent=parent)
         try:
@@ -181,15 +184,15 @@ def _install_hooks(events: EventWriter, mirror: ArtifactMirror | None = None) ->
     return executed
 
 
-def _all_leaf_tasks(spec: dict[str, Any]) -> list[str]:
+def _leaf_tasks(spec: dict[str, Any]) -> dict[str, str]:
+    """{task key: taskInfo.name} of every task that runs a component (not a sub-DAG)."""
     components = spec.get("components", {})
-    dags = [spec.get("root", {}), *components.values()]
-    names: list[str] = []
-    for comp in dags:
-        for name, task in (comp.get("dag", {}).get("tasks", {}) or {}).items():
+    names: dict[str, str] = {}
+    for comp in [spec.get("root", {}), *components.values()]:
+        for key, task in (comp.get("dag", {}).get("tasks", {}) or {}).items():
             ref = task.get("componentRef", {}).get("name", "")
             if "executorLabel" in components.get(ref, {}):
-                names.append(name)
+                names.setdefault(key, (task.get("taskInfo") or {}).get("name") or key)
     return names
 
 
@@ -215,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = json.loads(args.spec.read_text())
         params = json.loads(args.params.read_text())
         mirror = ArtifactMirror(args.pipeline_root, args.mirror_root) if args.mirror_root else None
-        executed = _install_hooks(events, mirror)
+        leaves = _leaf_tasks(spec)
+        executed = _install_hooks(events, leaves, mirror)
         local.init(
             runner=local.SubprocessRunner(use_venv=False),
             pipeline_root=args.pipeline_root,
@@ -229,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         events.emit("run_finished", state="FAILED", error=_ANSI.sub("", f"{type(exc).__name__}: {exc}"))
         return 1
-    for name in _all_leaf_tasks(spec):
-        if name not in executed:
+    for key, name in leaves.items():
+        if key not in executed:
             events.emit("task_skipped", task=name)
     del outputs
     events.emit("run_finished", state="SUCCEEDED")

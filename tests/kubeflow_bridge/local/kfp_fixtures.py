@@ -46,7 +46,7 @@ def demo_pipeline(a: int = 1, b: int = 2, fail: bool = False) -> None:
     total = add(a=a, b=b)
     report(x=total.output)
     with dsl.If(fail == True):  # noqa: E712 - a KFP condition, not a Python comparison
-        boom(x=total.output)
+        boom(x=total.output).set_display_name("explode")  # display name != task key
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

@@ -53,10 +53,10 @@ def test_kfp_client_runs_a_pipeline_with_outputs_artifacts_and_a_skipped_branch(
     data_uri = tasks["report"]["output_artifacts"]["data"]
     assert Path(data_uri).read_text() == "7"
     assert "metrics" in tasks["report"]["output_artifacts"]
-    assert tasks["boom"]["state"] == "SKIPPED"  # the dsl.If branch was false
+    assert tasks["explode"]["state"] == "SKIPPED"  # the dsl.If branch was false
     root = tasks["demo"]
     assert {c["task_id"] for c in root["child_tasks"]} == {
-        tasks[n]["task_id"] for n in ("add", "report", "boom")
+        tasks[n]["task_id"] for n in ("add", "report", "explode")
     }
     for name in ("add", "report"):
         task = tasks[name]
@@ -77,10 +77,10 @@ def test_failing_component_fails_the_run_with_the_task_error(
     )
     done = kfp_client.wait_for_run_completion(result.run_id, timeout=90, sleep_duration=0.5)
     assert done.state == "FAILED"
-    assert "boom 3" in done.error.message
+    assert "task 'explode' failed: ValueError: boom 3" in done.error.message
     tasks = {t.display_name: t for t in done.run_details.task_details}
-    assert tasks["boom"].state == "FAILED"
-    assert tasks["boom"].error.message == "ValueError: boom 3"
+    assert tasks["explode"].state == "FAILED"
+    assert tasks["explode"].error.message == "ValueError: boom 3"
     assert tasks["add"].state == "SUCCEEDED"
 
 
