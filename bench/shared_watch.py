@@ -1,13 +1,15 @@
 """Benchmark: N concurrent async waits on one client share one watch; requests must not grow with N.
 
 For N = 10, 100, 1000 PyTorchJobs it starts N ``AsyncKubeflowObjectClient.wait`` calls on one client,
-keeps them waiting for ``--duration`` seconds while a driver (httpx, not counted) marks a few jobs
-Running every second, then marks all Succeeded and waits for every waiter to return. It counts the HTTP
+keeps them waiting for ``--duration`` seconds while a driver (httpx, not counted) annotates a few jobs
+every second (each a MODIFIED event), then deletes them all and waits for every waiter to return
+(a deleted object ends a wait as ``cancelled``). The jobs are created suspended, so a real runtime or
+cluster starts no pods for them. It counts the HTTP
 requests the waiters' process sends (every aiohttp request) and reads its RSS.
 
 Without ``--api-url`` it starts the repository's test Kubernetes-API server in a subprocess (so the RSS
 is the client's alone); with ``--api-url`` it runs against that server (e.g. the local runtime), which
-must accept merge patches of the status subresource.
+must serve PyTorchJobs and namespaces.
 
     .venv-trainer/bin/python bench/shared_watch.py [--api-url URL] [--duration 20] [--sizes 10,100,1000]
 
@@ -69,17 +71,6 @@ def serve() -> None:
     server.stop()
 
 
-def status(ctype: str) -> dict[str, Any]:
-    return {
-        "status": {
-            "conditions": [
-                {"type": "Created", "status": "True"},
-                {"type": ctype, "status": "True", "reason": f"PyTorchJob{ctype}"},
-            ]
-        }
-    }
-
-
 async def run_size(api_url: str, n: int, duration: float) -> dict[str, Any]:
     import httpx
     from kubernetes_asyncio import client as k8s
@@ -87,10 +78,17 @@ async def run_size(api_url: str, n: int, duration: float) -> dict[str, Any]:
     from kubeflow_bridge.clients.kube import PYTORCHJOB, AsyncKubeflowObjectClient
 
     namespace = f"bench-{n}-{os.getpid()}"
-    base = api_url.rstrip("/") + PYTORCHJOB.collection_path(namespace)
+    api = api_url.rstrip("/")
+    base = api + PYTORCHJOB.collection_path(namespace)
     names = [f"job-{i:05d}" for i in range(n)]
-    limits = httpx.Limits(max_connections=20)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as driver:
+    container = {"name": "pytorch", "image": "python:3.11", "command": ["python", "-c", "pass"]}
+    replica = {"replicas": 1, "restartPolicy": "Never", "template": {"spec": {"containers": [container]}}}
+    manifest = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "spec": {"runPolicy": {"suspend": True}, "pytorchReplicaSpecs": {"Master": replica}},
+    }
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=20)) as driver:
         gate = asyncio.Semaphore(20)
 
         async def send(method: str, url: str, body: dict[str, Any] | None = None) -> None:
@@ -100,11 +98,11 @@ async def run_size(api_url: str, n: int, duration: float) -> dict[str, Any]:
                 if resp.status_code >= 400 and resp.status_code != 404:
                     raise RuntimeError(f"{method} {url}: {resp.status_code} {resp.text[:200]}")
 
-        manifest = {
-            "apiVersion": "kubeflow.org/v1",
-            "kind": "PyTorchJob",
-            "spec": {"pytorchReplicaSpecs": {}},
-        }
+        ns_resp = await driver.post(f"{api}/api/v1/namespaces", json={"metadata": {"name": namespace}})
+        if ns_resp.status_code >= 400 and ns_resp.status_code not in (404, 405, 409):
+            raise RuntimeError(
+                f"cannot create namespace {namespace}: {ns_resp.status_code} {ns_resp.text[:200]}"
+            )
         await asyncio.gather(
             *(send("POST", base, {**manifest, "metadata": {"name": name}}) for name in names)
         )
@@ -115,30 +113,29 @@ async def run_size(api_url: str, n: int, duration: float) -> dict[str, Any]:
         rss_before = rss_mb()
         REQUESTS["count"] = 0
         start = time.monotonic()
+        timeout = duration + 600
         waits = [
-            asyncio.create_task(kube.wait(PYTORCHJOB, name, namespace=namespace, timeout=duration + 600))
+            asyncio.create_task(kube.wait(PYTORCHJOB, name, namespace=namespace, timeout=timeout))
             for name in names
         ]
         rng = random.Random(n)
         while time.monotonic() - start < duration:
             await asyncio.sleep(1.0)
+            touch = {"metadata": {"annotations": {"bench/tick": str(time.monotonic())}}}
             await asyncio.gather(
-                *(
-                    send("PATCH", f"{base}/{name}/status", status("Running"))
-                    for name in rng.sample(names, min(5, n))
-                )
+                *(send("PATCH", f"{base}/{name}", touch) for name in rng.sample(names, min(5, n)))
             )
         window = time.monotonic() - start
         requests_in_window = REQUESTS["count"]
         rss_waiting = rss_mb()
-        assert not any(w.done() for w in waits), "a waiter returned before its job finished"
+        early = [w.result() for w in waits if w.done()]
+        assert not early, f"waiters returned before their jobs finished: {early[:3]}"
         finish = time.monotonic()
-        await asyncio.gather(*(send("PATCH", f"{base}/{name}/status", status("Succeeded")) for name in names))
+        await asyncio.gather(*(send("DELETE", f"{base}/{name}") for name in names))
         outcomes = await asyncio.gather(*waits)
         all_done = time.monotonic() - finish
         await kube.close()
-        states = {o.state for o in outcomes}
-        await asyncio.gather(*(send("DELETE", f"{base}/{name}") for name in names))
+        await driver.delete(f"{api}/api/v1/namespaces/{namespace}")
     return {
         "n": n,
         "window_s": round(window, 2),
@@ -147,8 +144,8 @@ async def run_size(api_url: str, n: int, duration: float) -> dict[str, Any]:
         "per_waiter_poll_reference_rpm": round(n * 60 / POLL_REFERENCE_SECONDS, 1),
         "rss_mb": round(rss_waiting, 1),
         "rss_delta_mb": round(rss_waiting - rss_before, 1),
-        "final_updates_and_all_returned_s": round(all_done, 3),
-        "outcomes": sorted(states),
+        "deletes_sent_and_all_returned_s": round(all_done, 3),
+        "outcomes": sorted({f"{o.state}/{o.reason}" for o in outcomes}),
     }
 
 
@@ -160,7 +157,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         print(
             f"N={row['n']:>5}  requests={row['requests']:>4}  req/min={row['requests_per_minute']:>7}  "
             f"(poll every {POLL_REFERENCE_SECONDS:g}s would be {row['per_waiter_poll_reference_rpm']:>8})  "
-            f"RSS={row['rss_mb']:>6} MiB (+{row['rss_delta_mb']})  all done {row['final_updates_and_all_returned_s']}s  {row['outcomes']}",
+            f"RSS={row['rss_mb']:>6} MiB (+{row['rss_delta_mb']})  all done {row['deletes_sent_and_all_returned_s']}s  {row['outcomes']}",
             flush=True,
         )
         results.append(row)

@@ -289,7 +289,9 @@ class KubeflowObjectClient:
 
         ``mode="delete"`` (default) deletes it with Foreground propagation, so its pods go too; this works
         for every kind. ``mode="suspend"`` sets ``runPolicy.suspend`` (PyTorchJob) or ``spec.suspend``
-        (batch Job), keeping the object for inspection; Katib v0.19 has no suspend, so Experiments are deleted.
+        (batch Job), keeping the object (and its pods are removed by the operator); a suspended job is not
+        terminal, so waits keep waiting until it is resumed or deleted. Katib v0.19 has no suspend, so
+        Experiments (and other kinds) are deleted.
         """
         if mode == "suspend" and kind.kind in SUSPEND_PATCHES:
             try:

@@ -97,9 +97,7 @@ def _pytorchjob(obj: dict[str, Any]) -> Classification | None:
         return _from(cond, FAILED, "PyTorchJobFailed")
     if cond := _is_true(obj, "Succeeded"):
         return _from(cond, SUCCEEDED, "PyTorchJobSucceeded")
-    if cond := _is_true(obj, "Suspended"):
-        # Only the bridge's cancel (runPolicy.suspend) or a user suspends; a waiter must not hang on it.
-        return _from(cond, CANCELLED, "PyTorchJobSuspended")
+    # Suspended is not terminal: queueing systems (Kueue) create jobs suspended and resume them later.
     return None
 
 
@@ -134,9 +132,7 @@ def _batch_job(obj: dict[str, Any]) -> Classification | None:
         return _from(cond, FAILED, "Failed")
     if cond := _is_true(obj, "Complete"):
         return _from(cond, SUCCEEDED, "Complete")
-    if cond := _is_true(obj, "Suspended"):
-        return _from(cond, CANCELLED, "Suspended")
-    return None
+    return None  # Suspended (spec.suspend) is not terminal, as for PyTorchJob
 
 
 def _pod(obj: dict[str, Any]) -> Classification | None:

@@ -50,11 +50,12 @@ def test_pytorchjob_restarting_is_not_terminal() -> None:
     assert classify("PyTorchJob", obj(cond("Created"), cond("Running"))) is None
 
 
-def test_pytorchjob_failed_wins_and_suspended_is_cancelled() -> None:
+def test_pytorchjob_failed_wins_and_suspended_is_not_terminal() -> None:
     job = obj(cond("Running", "False"), cond("Failed", reason="PyTorchJobFailed", message="boom"))
     assert classify(PYTORCHJOB, job).state == "failed"  # type: ignore[union-attr]
-    suspended = classify(PYTORCHJOB, obj(cond("Suspended", reason="PyTorchJobSuspended")))
-    assert suspended is not None and suspended.state == "cancelled"
+    # Kueue creates jobs suspended and admits them later: a wait must keep waiting
+    assert classify(PYTORCHJOB, obj(cond("Created"), cond("Suspended", reason="PyTorchJobSuspended"))) is None
+    assert classify(JOB, obj(cond("Suspended", reason="JobSuspended"))) is None
 
 
 def test_experiment_states() -> None:

@@ -1,0 +1,164 @@
+"""The clients against the real local runtime (API server + PyTorchJob controller in a subprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from kubeflow_bridge.clients.kube import PYTORCHJOB, IdentityMismatchError
+from kubeflow_bridge.clients.results import job_outcome
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    state = tmp_path_factory.mktemp("clients-rt") / "state"
+    state.mkdir(parents=True)
+    with open(state / "runtime.log", "ab") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kubeflow_bridge.local.daemon",
+                "--state-dir",
+                str(state),
+                "--no-s3",
+                "--bookmark-interval",
+                "0.5",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not (state / "runtime.json").exists():
+            assert proc.poll() is None, (state / "runtime.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "runtime did not start"
+            time.sleep(0.1)
+        info = json.loads((state / "runtime.json").read_text())
+        yield info
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+@pytest.fixture
+def namespace(runtime: dict[str, Any]) -> Iterator[str]:
+    name = f"c-{uuid.uuid4().hex[:8]}"
+    httpx.post(f"{runtime['api']}/api/v1/namespaces", json={"metadata": {"name": name}}).raise_for_status()
+    yield name
+    httpx.delete(f"{runtime['api']}/_admin/faults")
+    httpx.delete(f"{runtime['api']}/api/v1/namespaces/{name}")
+
+
+def pytorchjob(name: str, code: str, identity: str = "abcdefabcdef") -> dict[str, Any]:
+    container = {"name": "pytorch", "image": "python:3.11", "command": [sys.executable, "-c", code]}
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubeflow-bridge.io/identity": identity,
+                "app.kubernetes.io/managed-by": "kubeflow-bridge",
+            },
+        },
+        "spec": {
+            "pytorchReplicaSpecs": {
+                "Master": {
+                    "replicas": 1,
+                    "restartPolicy": "Never",
+                    "template": {"spec": {"containers": [container]}},
+                }
+            }
+        },
+    }
+
+
+def test_sync_client_runs_a_pytorchjob_and_reads_its_failure(runtime: dict[str, Any], namespace: str) -> None:
+    from kubeflow_bridge.clients.kube import KubeflowObjectClient
+
+    client = KubeflowObjectClient.from_kubeconfig(runtime["kubeconfig"])
+    try:
+        ok = client.create(PYTORCHJOB, pytorchjob("ok", "print('epoch=1 val_loss=0.5')"), namespace=namespace)
+        assert ok.created
+        assert not client.create(
+            PYTORCHJOB, pytorchjob("ok", "print(1)"), namespace=namespace
+        ).created  # reattached
+        with pytest.raises(IdentityMismatchError):
+            client.create(
+                PYTORCHJOB, pytorchjob("ok", "print(1)", identity="000000000000"), namespace=namespace
+            )
+        outcome = client.wait(PYTORCHJOB, "ok", namespace=namespace, timeout=60)
+        assert outcome.state == "succeeded", outcome
+        assert "epoch=1 val_loss=0.5" in client.job_logs(PYTORCHJOB, "ok", namespace=namespace)["ok-master-0"]
+
+        client.create(
+            PYTORCHJOB,
+            pytorchjob("bad", "import sys; print('loading'); sys.exit('RuntimeError: NaN loss')"),
+            namespace=namespace,
+        )
+        failed = client.wait(PYTORCHJOB, "bad", namespace=namespace, timeout=60)
+        assert failed.state == "failed" and failed.obj is not None
+        summary = job_outcome(failed.obj, client.job_logs(PYTORCHJOB, "bad", namespace=namespace))
+        assert summary.failed_replica == "Master" and "NaN loss" in summary.log_tail
+    finally:
+        client.close()
+
+
+async def test_async_shared_watch_survives_runtime_faults(runtime: dict[str, Any], namespace: str) -> None:
+    from kubeflow_bridge.clients.kube import AsyncKubeflowObjectClient, RetryPolicy
+
+    client = await AsyncKubeflowObjectClient.from_kubeconfig(
+        runtime["kubeconfig"], retry=RetryPolicy(initial_delay=0.05, max_delay=0.5)
+    )
+    try:
+        names = [f"j{i}" for i in range(6)]
+        for name in names:
+            await client.create(
+                PYTORCHJOB,
+                pytorchjob(name, "import time; time.sleep(1.5); print('done')"),
+                namespace=namespace,
+            )
+        faults = {
+            "watch_cut_after": 0.7,
+            "watch_gone": 1,
+            "throttle_rate": 0.3,
+            "retry_after": 0,
+            "path_pattern": "pytorchjobs",
+            "methods": ["GET"],
+            "seed": 7,
+        }
+        before = httpx.post(f"{runtime['api']}/_admin/faults", json=faults).json()["injected"]
+        outcomes = await asyncio.gather(
+            *(client.wait(PYTORCHJOB, n, namespace=namespace, timeout=90) for n in names)
+        )
+        assert [o.state for o in outcomes] == ["succeeded"] * len(names), outcomes
+        after = httpx.get(f"{runtime['api']}/_admin/faults").json()["injected"]
+        assert after["watch_gone"] > before["watch_gone"] and after["watch_cut"] > before["watch_cut"], (
+            before,
+            after,
+        )
+        assert after["throttle"] > before["throttle"], (before, after)
+    finally:
+        await client.close()
