@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-from airflow.sdk import BaseOperatorLink
+from airflow.sdk.bases.operatorlink import BaseOperatorLink
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator

@@ -28,6 +28,7 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         nproc_per_node: ``spec.nprocPerNode``.
         backoff_limit: Retries of failed replicas before the job fails.
         clean_pod_policy: ``All``, ``Running`` or ``None``.
+        restart_policy: Replica restart policy: ``OnFailure`` (restart in place), ``Never``, ``ExitCode``.
         pytorchjob: A full PyTorchJob manifest instead of the fields above (name and identity are set).
         log_lines: Lines of the master's log printed at the end in deferrable mode.
         **kwargs: See :class:`KubeflowObjectOperator` (namespace, deferrable, timeout, if_exists, ...).
@@ -67,6 +68,7 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         nproc_per_node: str | int | None = None,
         backoff_limit: int | None = None,
         clean_pod_policy: str | None = None,
+        restart_policy: str = "OnFailure",
         pytorchjob: dict[str, Any] | None = None,
         log_lines: int = 200,
         **kwargs: Any,
@@ -83,6 +85,7 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         self.nproc_per_node = nproc_per_node
         self.backoff_limit = backoff_limit
         self.clean_pod_policy = clean_pod_policy
+        self.restart_policy = restart_policy
         self.pytorchjob = pytorchjob
         self.log_lines = log_lines
         self._log_offsets: dict[str, int] = {}
@@ -135,6 +138,7 @@ class PyTorchJobOperator(KubeflowObjectOperator):
             workers=workers,
             nproc_per_node=self.nproc_per_node,
             run_policy=run_policy,
+            restart_policy=self.restart_policy,
         ).to_dict()
         validate_pytorchjob(manifest)
         self._check_gpus(manifest)
@@ -188,5 +192,9 @@ class PyTorchJobOperator(KubeflowObjectOperator):
             "namespace": (obj.get("metadata") or {}).get("namespace", ""),
             "state": outcome.state,
             "reason": outcome.reason,
-            "replica_statuses": outcome.replica_statuses,
+            # counts only: the selectors the controller writes are large and say nothing new
+            "replica_statuses": {
+                rtype: {k: v for k, v in (counts or {}).items() if k in ("active", "succeeded", "failed")}
+                for rtype, counts in outcome.replica_statuses.items()
+            },
         }

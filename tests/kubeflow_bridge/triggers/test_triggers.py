@@ -133,6 +133,13 @@ async def test_object_trigger_turns_client_errors_into_one_error_event(
     assert events[0].payload["message"] == "api down" and events[0].payload["reason"] == "ConnectionError"
 
 
+async def test_object_trigger_deleted_object_is_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    events = await collect(
+        object_trigger(monkeypatch, FakeAsyncObjectClient(Outcome("error", "NotFound", "gone")))
+    )
+    assert events[0].payload["status"] == "cancelled"
+
+
 async def test_object_trigger_unknown_state_is_error_never_success(monkeypatch: pytest.MonkeyPatch) -> None:
     events = await collect(object_trigger(monkeypatch, FakeAsyncObjectClient(Outcome("Complete", "", ""))))
     assert events[0].payload["status"] == "error"
