@@ -153,6 +153,16 @@ def revision_pod(isvc: dict[str, Any], plan: PredictorPlan, number: int, port: i
     """The Pod of one revision (labels as KServe/Knative put them; port and spec hash as annotations)."""
     name = isvc["metadata"]["name"]
     revision = revision_name(name, number)
+    container = with_port(plan.container, port)
+    # Knative's env on every revision container
+    knative_env = {
+        "K_REVISION": revision,
+        "K_SERVICE": f"{name}-predictor",
+        "K_CONFIGURATION": f"{name}-predictor",
+    }
+    container["env"] = [e for e in container["env"] if e.get("name") not in knative_env] + [
+        {"name": k, "value": v} for k, v in knative_env.items()
+    ]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -166,5 +176,5 @@ def revision_pod(isvc: dict[str, Any], plan: PredictorPlan, number: int, port: i
             },
             "annotations": {PORT_ANNOTATION: str(port), SPEC_HASH_ANNOTATION: plan.spec_hash},
         },
-        "spec": {"containers": [with_port(plan.container, port)], "restartPolicy": "Never"},
+        "spec": {"containers": [container], "restartPolicy": "Never"},
     }

@@ -1,0 +1,271 @@
+"""InferenceServices against the real local runtime: revisions as pods, the canary proxy, KServeClient.
+
+The rollout tests use a tiny model server (image ``python:3.11``) that answers KServe's health endpoint
+and reports which revision served a request, so ~100 requests show the traffic split quickly.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+
+FAKE_SERVER = """
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+port = int(sys.argv[sys.argv.index("--port") + 1])
+if os.environ.get("FAIL_LOAD"):
+    print("RuntimeError: failed to load model from /mnt/models: no such file", flush=True)
+    sys.exit(1)
+class Handler(BaseHTTPRequestHandler):
+    def _send(self, code, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def do_GET(self):
+        self._send(200, {"ready": True}) if self.path == "/v2/health/ready" else self._send(404, {"error": "nope"})
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        self._send(200, {"version": os.environ["MODEL_VERSION"], "revision": os.environ["K_REVISION"], "n": len(body)})
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def _container(version: str, *, image: str = "python:3.11", fail: bool = False) -> dict[str, Any]:
+    env = [{"name": "MODEL_VERSION", "value": version}]
+    if fail:
+        env.append({"name": "FAIL_LOAD", "value": "1"})
+    return {
+        "name": "kserve-container",
+        "image": image,
+        "command": ["python", "-c", FAKE_SERVER, "--port", "8080"],
+        "env": env,
+    }
+
+
+def _isvc(name: str, version: str = "v1") -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": {"predictor": {"containers": [_container(version)]}},
+    }
+
+
+def _custom(kube: Any) -> Any:
+    from kubernetes import client
+
+    return client.CustomObjectsApi(kube)
+
+
+def _wait_generation(
+    custom: Any, ns: str, name: str, generation: int, ready: str, timeout: float = 60
+) -> dict[str, Any]:
+    """Wait until status is at ``generation`` with Ready == ``ready`` ("True"/"False")."""
+    deadline = time.monotonic() + timeout
+    obj: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        obj = custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+        st = obj.get("status") or {}
+        cond = next((c for c in st.get("conditions") or [] if c["type"] == "Ready"), None)
+        if st.get("observedGeneration", 0) >= generation and cond is not None and cond["status"] == ready:
+            return obj
+        time.sleep(0.3)
+    raise AssertionError(f"{name} not Ready={ready} at generation {generation}: {obj.get('status')}")
+
+
+def _versions(url: str, n: int = 100) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    with httpx.Client(timeout=10) as client:
+        for _ in range(n):
+            r = client.post(f"{url}/v1/models/m:predict", json={"instances": [[1, 2]]})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert r.headers["x-kserve-revision"] == body["revision"]
+            counts[body["version"]] = counts.get(body["version"], 0) + 1
+    return counts
+
+
+def test_canary_rollout_rollback_promotion_and_failed_canary(kube: Any, namespace: str) -> None:
+    custom = _custom(kube)
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, _isvc("fake"))
+    obj = _wait_generation(custom, namespace, "fake", 1, "True")
+    st = obj["status"]
+    assert [c["type"] for c in st["conditions"]] == [
+        "IngressReady",
+        "PredictorConfigurationReady",
+        "PredictorReady",
+        "PredictorRouteReady",
+        "Ready",
+    ]
+    pred = st["components"]["predictor"]
+    assert (
+        pred["latestCreatedRevision"]
+        == pred["latestReadyRevision"]
+        == pred["latestRolledoutRevision"]
+        == "fake-predictor-00001"
+    )
+    assert pred["traffic"] == [
+        {"latestRevision": True, "percent": 100, "revisionName": "fake-predictor-00001"}
+    ]
+    assert st["url"].startswith("http://127.0.0.1:")
+    assert st["address"]["url"] == f"http://fake.{namespace}.svc.cluster.local"
+    assert _versions(st["url"], 20) == {"v1": 20}
+    url = st["url"]
+
+    # canary 20%: a new revision takes ~20% of the requests, the rolled-out one the rest
+    patch = {"spec": {"predictor": {"canaryTrafficPercent": 20, "containers": [_container("v2")]}}}
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fake", patch)
+    obj = _wait_generation(custom, namespace, "fake", 2, "True")
+    pred = obj["status"]["components"]["predictor"]
+    assert pred["traffic"] == [
+        {"latestRevision": True, "percent": 20, "revisionName": "fake-predictor-00002"},
+        {"latestRevision": False, "percent": 80, "revisionName": "fake-predictor-00001", "tag": "prev"},
+    ]
+    assert pred["latestRolledoutRevision"] == "fake-predictor-00001"
+    assert obj["status"]["url"] == url
+    counts = _versions(url, 120)
+    assert 8 <= counts.get("v2", 0) <= 45, counts
+
+    # canary 0 pins everything to the previous revision (rollback)
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "fake", {"spec": {"predictor": {"canaryTrafficPercent": 0}}}
+    )
+    obj = _wait_generation(custom, namespace, "fake", 3, "True")
+    assert (
+        obj["status"]["components"]["predictor"]["latestCreatedRevision"] == "fake-predictor-00002"
+    )  # no new revision
+    assert _versions(url, 30) == {"v1": 30}
+
+    # removing the field promotes the latest revision; the previous revision's pod is stopped
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "fake", {"spec": {"predictor": {"canaryTrafficPercent": None}}}
+    )
+    obj = _wait_generation(custom, namespace, "fake", 4, "True")
+    pred = obj["status"]["components"]["predictor"]
+    assert pred["traffic"] == [
+        {"latestRevision": True, "percent": 100, "revisionName": "fake-predictor-00002"}
+    ]
+    assert pred["latestRolledoutRevision"] == "fake-predictor-00002"
+    assert pred["previousRolledoutRevision"] == "fake-predictor-00001"
+    assert _versions(url, 30) == {"v2": 30}
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube)
+
+    def pods() -> list[str]:
+        return sorted(p.metadata.name for p in core.list_namespaced_pod(namespace).items)
+
+    deadline = time.monotonic() + 20
+    while pods() != ["fake-predictor-00002-deployment"] and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert pods() == ["fake-predictor-00002-deployment"]
+
+    # a canary whose model fails to load: Ready False at the new generation, v2 keeps serving
+    bad = {"spec": {"predictor": {"canaryTrafficPercent": 50, "containers": [_container("v3", fail=True)]}}}
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fake", bad)
+    obj = _wait_generation(custom, namespace, "fake", 5, "False")
+    ready = obj["status"]["conditions"][-1]
+    assert ready["reason"] == "RevisionFailed"
+    assert "failed to load model" in ready["message"]
+    assert obj["status"]["components"]["predictor"]["traffic"] == [
+        {"latestRevision": False, "percent": 100, "revisionName": "fake-predictor-00002"}
+    ]
+    assert obj["status"]["modelStatus"]["transitionStatus"] == "BlockedByFailedLoad"
+    assert _versions(url, 30) == {"v2": 30}
+
+    # an unknown image: the same, with the image error as the reason
+    unknown = {"spec": {"predictor": {"containers": [_container("v4", image="example.com/nope:1")]}}}
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fake", unknown)
+    obj = _wait_generation(custom, namespace, "fake", 6, "False")
+    assert obj["status"]["conditions"][-1]["reason"] in ("ErrImagePull", "ImagePullBackOff", "RevisionFailed")
+    assert "example.com/nope:1" in obj["status"]["conditions"][-1]["message"]
+    assert _versions(url, 10) == {"v2": 10}
+
+
+def test_unsupported_model_format_is_not_ready_with_reason(kube: Any, namespace: str) -> None:
+    custom = _custom(kube)
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": {"name": "skl"},
+        "spec": {
+            "predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://models/skl"}}
+        },
+    }
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    obj = _wait_generation(custom, namespace, "skl", 1, "False")
+    ready = obj["status"]["conditions"][-1]
+    assert ready["reason"] == "NoSupportingRuntime"
+    assert (
+        "unsupported model format 'sklearn'" in ready["message"] and "kubeflow-bridge-vae" in ready["message"]
+    )
+    assert obj["status"]["modelStatus"]["transitionStatus"] == "InvalidSpec"
+
+
+def _sdk_isvc(namespace: str, version: str, canary: int | None = None) -> Any:
+    from kserve import V1beta1InferenceService, V1beta1InferenceServiceSpec, V1beta1PredictorSpec
+    from kubernetes.client import V1Container, V1EnvVar, V1ObjectMeta
+
+    c = _container(version)
+    container = V1Container(
+        name=c["name"],
+        image=c["image"],
+        command=c["command"],
+        env=[V1EnvVar(name=e["name"], value=e["value"]) for e in c["env"]],
+    )
+    return V1beta1InferenceService(
+        api_version=f"{GROUP}/{VERSION}",
+        kind="InferenceService",
+        metadata=V1ObjectMeta(name="sdk", namespace=namespace),
+        spec=V1beta1InferenceServiceSpec(
+            predictor=V1beta1PredictorSpec(containers=[container], canary_traffic_percent=canary)
+        ),
+    )
+
+
+def test_kserve_client_create_get_patch_wait_delete(runtime: Any, namespace: str) -> None:
+    from kserve import KServeClient
+
+    kserve_client = KServeClient(config_file=str(runtime.kubeconfig))
+    created = kserve_client.create(_sdk_isvc(namespace, "v1"), namespace=namespace)
+    assert created["metadata"]["name"] == "sdk"
+    kserve_client.wait_isvc_ready("sdk", namespace=namespace, timeout_seconds=60, polling_interval=1)
+    got = kserve_client.get("sdk", namespace=namespace)
+    assert got["status"]["components"]["predictor"]["latestReadyRevision"] == "sdk-predictor-00001"
+    assert kserve_client.is_isvc_ready("sdk", namespace=namespace)
+    patched_body = _sdk_isvc(namespace, "v2", canary=30)
+    patched = kserve_client.patch("sdk", patched_body, namespace=namespace)
+    assert patched["metadata"]["generation"] == 2
+    obj = _wait_generation(_custom_from(runtime), namespace, "sdk", 2, "True")
+    assert [t["percent"] for t in obj["status"]["components"]["predictor"]["traffic"]] == [30, 70]
+    kserve_client.delete("sdk", namespace=namespace)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            kserve_client.get("sdk", namespace=namespace)
+        except RuntimeError:
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError("InferenceService sdk still exists after delete")
+    # its proxy is gone with it
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(obj["status"]["url"] + "/v2/health/ready", timeout=2)
+
+
+def _custom_from(runtime: Any) -> Any:
+    from kubernetes import client, config
+
+    return client.CustomObjectsApi(config.new_client_from_config(config_file=str(runtime.kubeconfig)))
