@@ -1,31 +1,53 @@
 """The local runtime's KFP v2beta1 REST API: experiments, runs, recurring runs, pipelines.
 
-Integration (the `local up` server mounts it on its own port)::
+Integration (the `local up` daemon mounts it on its own port)::
 
     from aiohttp import web
     from kubeflow_bridge.local.kfp import create_kfp_app
 
     kfp_app = create_kfp_app(
-        state_dir=state / "kfp",                 # SQLite state, run folders, default pipeline root
-        pipeline_root="",                        # "" -> <state_dir>/pipeline-root (a local folder)
+        state_dir=state / "kfp",                 # SQLite state, run folders, local pipeline root
+        pipeline_root="",                        # "" -> <state_dir>/pipeline-root; or s3://bucket/prefix
         kubeconfig=state / "kubeconfig",         # KUBECONFIG of every run (components reach the runtime)
         env={"AWS_ENDPOINT_URL": ..., ...},      # extra env of every run (S3 settings)
         trainer_python=".venv-trainer/bin/python",
     )
     runner = web.AppRunner(kfp_app); await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()   # KFP endpoint: http://127.0.0.1:<port>
-    ...; await runner.cleanup()                  # kills run processes; restart marks them FAILED
+    ...; await runner.cleanup()                  # kills run processes; a restart marks them FAILED
 
 Standalone: ``python -m kubeflow_bridge.local.kfp --port N --state-dir D [--pipeline-root P]
-[--kubeconfig K] [--env-file F]``; it prints ``KFP_ENDPOINT=http://127.0.0.1:N`` when it listens.
+[--kubeconfig K] [--env-file F] [--max-parallel-runs N]``; prints ``KFP_ENDPOINT=http://127.0.0.1:N``.
+
+Endpoints (paths, snake_case fields and enum strings of the v2beta1 swagger; errors are googlerpc
+Status bodies ``{error, code, message, details}`` with HTTP 400/404/409): ``healthz``; ``experiments``
+(create, get, list, ``:archive``, ``:unarchive``, delete); ``runs`` (create from an inline
+``pipeline_spec`` or a ``pipeline_version_reference``, get, list with ``filter``/``sort_by``/paging/
+``experiment_id``, ``:terminate``, ``:retry``, ``:archive``, ``:unarchive``, delete); ``recurringruns``
+(create with cron - 6 fields with seconds, 5 fields, ``@every``, macros - or ``interval_second``,
+start/end time, max_concurrency, no_catchup; get, list, ``:enable``, ``:disable``, delete);
+``pipelines`` (create, ``/create`` with a version, get, ``names/{name}``, list, delete with
+``cascade``; versions create/get/list/delete; multipart ``upload`` and ``upload_version`` with the
+``uploadfile`` field as the kfp SDK sends them). ``kfp.Client`` calls only ``healthz`` when it is
+constructed; ``multi_user`` is false, so it looks up no namespace (namespaces are ignored, as in a
+single-user KFP).
 
 Execution: each run attempt is a subprocess (its own process group) of
 ``python -m kubeflow_bridge.local.kfp.executor`` in the trainer env, which loads the compiled spec as
-a component and runs it with ``kfp.local`` (SubprocessRunner, use_venv=False), writing per-task events
-that the API turns into ``run_details.task_details`` (with the extensions ``output_parameters`` and
-``output_artifacts``). ``pipeline_root`` is a local folder because kfp.local only writes to local paths
-(``kfp.local.init`` makes the root absolute); S3 is reachable from components through the env.
-A terminated run stays CANCELING (as on Argo-backed KFP; CANCELED is never reported for a run).
+a component and runs it with ``kfp.local`` (SubprocessRunner, use_venv=False); a wrapper around
+kfp.local's per-task seam writes task events that the API turns into ``run_details.task_details``,
+with the extensions ``output_parameters`` and ``output_artifacts``. Parameters are checked against
+``root.inputDefinitions`` before anything is stored. kfp.local writes only to local folders, so an
+``s3://`` (or ``minio://``) pipeline_root runs on the local folder and uploads every task's output
+artifacts to that S3 prefix, reporting the s3:// URIs. The executor's log (component output) is
+``<state_dir>/runs/<run_id>/attempt-<n>/executor.log``.
+
+States and limits against real KFP: a terminated run stays CANCELING, as on the Argo backend
+(CANCELED is never reported for a run; a task cut short shows CANCELED once its processes are gone).
+Retry re-executes the whole pipeline, reusing the successful tasks of earlier attempts through
+kfp.local's cache (caching is per run, not across runs). Only lightweight Python components run (no
+container components, checked at create time); platform specs (kfp-kubernetes volumes, secrets)
+are ignored, and resource requests or node selectors have no effect.
 """
 
 from __future__ import annotations

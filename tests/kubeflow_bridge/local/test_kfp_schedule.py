@@ -90,3 +90,19 @@ def test_pipeline_packages_unwrap_platform_spec_documents() -> None:
     assert unwrap_spec({"pipeline_spec": spec, "platform_spec": {}}) == spec
     with pytest.raises(ApiError, match="empty"):
         parse_package(b"")
+
+
+def test_trigger_start_and_end_times_bound_the_schedule() -> None:
+    from kubeflow_bridge.local.kfp.runs_api import _next_time
+
+    start, end = "2026-01-01T10:00:00Z", "2026-01-01T10:00:10Z"
+    periodic = {
+        "trigger": {"periodic_schedule": {"interval_second": "4", "start_time": start, "end_time": end}}
+    }
+    created = _ts("2026-01-01T09:00:00")
+    first = _next_time(periodic, created)
+    assert _iso(first) == "2026-01-01T10:00:00"  # nothing before start_time; the first run at it
+    assert _iso(_next_time(periodic, _ts("2026-01-01T10:00:04"))) == "2026-01-01T10:00:08"
+    assert _next_time(periodic, _ts("2026-01-01T10:00:08")) is None  # 10:00:12 is past end_time
+    cron = {"trigger": {"cron_schedule": {"cron": "*/5 * * * * *", "start_time": start}}}
+    assert _iso(_next_time(cron, created)) == "2026-01-01T10:00:00"
