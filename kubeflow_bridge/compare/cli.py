@@ -6,7 +6,7 @@ Examples::
     kubeflow-bridge compare --input runs.json --out reports      # re-render recorded runs
 
 Sources: Airflow's metadata DB (AIRFLOW_HOME/AIRFLOW_CONFIG), the KFP API at ``--kfp-host`` (default
-``$KFP_HOST`` or ``$KFP_ENDPOINT``, which the local runtime's env file exports), or JSON files holding
+``$KFP_HOST`` or ``$KUBEFLOW_BRIDGE_KFP_ENDPOINT``, which the local runtime's env file exports), or JSON files holding
 recorded runs (a run, a list of runs, or a previous ``comparison.json``).
 """
 
@@ -33,8 +33,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--kfp-run-id", help="KFP run id to collect from the KFP API")
     parser.add_argument(
         "--kfp-host",
-        default=os.environ.get("KFP_HOST") or os.environ.get("KFP_ENDPOINT"),
-        help="KFP API endpoint (default: $KFP_HOST or $KFP_ENDPOINT)",
+        default=os.environ.get("KFP_HOST") or os.environ.get("KUBEFLOW_BRIDGE_KFP_ENDPOINT"),
+        help="KFP API endpoint (default: $KFP_HOST or $KUBEFLOW_BRIDGE_KFP_ENDPOINT)",
     )
     parser.add_argument("--kfp-namespace", default=None, help="KFP namespace (multi-user deployments)")
     parser.add_argument(

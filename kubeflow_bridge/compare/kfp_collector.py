@@ -60,6 +60,28 @@ def spec_dependencies(pipeline_spec: Mapping[str, Any] | None) -> dict[str, list
     return result
 
 
+def spec_groups(pipeline_spec: Mapping[str, Any] | None) -> set[str]:
+    """Names (task keys and display names) of the control-flow groups (``dsl.If`` ...) in a spec."""
+    if not pipeline_spec:
+        return set()
+    spec = pipeline_spec.get("pipeline_spec", pipeline_spec)
+    components = spec.get("components", {})
+    names: set[str] = set()
+
+    def walk(dag: Mapping[str, Any]) -> None:
+        for name, task in dag.get("tasks", {}).items():
+            sub = components.get(task.get("componentRef", {}).get("name", ""), {}).get("dag")
+            if sub is not None:
+                names.add(name)
+                display = (task.get("taskInfo") or {}).get("name")
+                if display:
+                    names.add(str(display))
+                walk(sub)
+
+    walk(spec.get("root", {}).get("dag", {}))
+    return names
+
+
 def _task_name(detail: Mapping[str, Any]) -> str:
     return str(detail.get("display_name") or detail.get("task_id") or "")
 
@@ -78,14 +100,16 @@ def kfp_run_from_details(
         step_names: Renames KFP task names to canonical step names (default: the task name).
     """
     rename = dict(step_names or {})
-    deps = spec_dependencies(pipeline_spec if pipeline_spec is not None else run.get("pipeline_spec"))
+    spec = pipeline_spec if pipeline_spec is not None else run.get("pipeline_spec")
+    deps = spec_dependencies(spec)
+    groups = spec_groups(spec)
     details = (run.get("run_details") or {}).get("task_details") or []
     steps: list[StepRecord] = []
     states: dict[str, str] = {}
     outputs: dict[str, Any] = {}
     for detail in details:
         task = _task_name(detail)
-        if not task or _STRUCTURAL_TASK.match(task):
+        if not task or task in groups or _STRUCTURAL_TASK.match(task):
             continue
         name = rename.get(task, task)
         if name in states:

@@ -44,6 +44,55 @@ DEFAULTS: dict[str, Any] = {
     "service_name": "anomaly-vae",
 }
 
+_DNS1123 = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_DNS1035 = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+#: JSON schema of each parameter (the DAGs build Airflow ``Param``s from these, so the trigger form
+#: validates them; the KFP pipeline takes the same names and defaults).
+PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "source": {"type": "string", "enum": ["synthetic", "nab"], "description": "telemetry source"},
+    "rows": {"type": "integer", "minimum": 1000, "maximum": 100_000_000, "description": "synthetic rows"},
+    "window_end": {
+        "type": "string",
+        "description": "end of the training window (ISO 8601); empty: the run's data interval end",
+    },
+    "seed": {"type": "integer", "minimum": 0},
+    "max_trials": {"type": "integer", "minimum": 1, "maximum": 100, "description": "Katib trials in all"},
+    "parallel_trials": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 16,
+        "description": "Katib trials at once",
+    },
+    "lr_min": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "learning rate from"},
+    "lr_max": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "learning rate to"},
+    "latent_dim_min": {"type": "integer", "minimum": 1, "maximum": 512},
+    "latent_dim_max": {"type": "integer", "minimum": 2, "maximum": 512},
+    "tune_epochs": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "epochs per trial"},
+    "epochs": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 1000,
+        "description": "epochs of the final training",
+    },
+    "worker_replicas": {"type": "integer", "minimum": 0, "maximum": 64, "description": "PyTorchJob Workers"},
+    "gpus_per_replica": {"type": "integer", "minimum": 0, "maximum": 8},
+    "f_score_threshold": {"type": "number", "minimum": 0, "maximum": 1, "description": "deploy at or above"},
+    "canary_percent": {"type": "integer", "minimum": 0, "maximum": 100, "description": "new model's traffic"},
+    "namespace": {"type": "string", "pattern": _DNS1123, "maxLength": 63},
+    "artifact_root": {
+        "type": "string",
+        "pattern": "^(s3://|file://|/).+",
+        "description": "object store prefix",
+    },
+    "service_name": {
+        "type": "string",
+        "pattern": _DNS1035,
+        "maxLength": 45,
+        "description": "InferenceService",
+    },
+}
+
 #: Where each step writes under the run's prefix.
 LAYOUT = {
     "dataset": "raw",
@@ -261,3 +310,31 @@ def trial_span_seconds(trials: list[dict[str, Any]]) -> float | None:
     if not starts:
         return None
     return (max(ends) - min(starts)).total_seconds()
+
+
+#: Raw channels per source (the trainer's ingest: 10 synthetic ISS-like sensors; NAB: one temperature).
+CHANNELS_PER_SOURCE = {"synthetic": 10, "nab": 1}
+
+
+def smoke_payload(source: str, rows: int = 24) -> dict[str, Any]:
+    """A V1 predict request of ``rows`` raw-channel rows for the deployed model's smoke test.
+
+    Flat zeros are within every channel's scaler range, so a healthy model answers with scores.
+    """
+    if source not in CHANNELS_PER_SOURCE:
+        raise ValueError(f"source must be one of {sorted(CHANNELS_PER_SOURCE)}, not {source!r}")
+    return {"instances": [[0.0] * CHANNELS_PER_SOURCE[source] for _ in range(rows)]}
+
+
+def check_params(params: dict[str, Any]) -> None:
+    """Cross-field checks JSON schema cannot express (per-field ranges are in the DAG's Params).
+
+    Raises:
+        ValueError: Says which params conflict and how to fix them.
+    """
+    search_space(params)
+    if int(params["parallel_trials"]) > int(params["max_trials"]):
+        raise ValueError(
+            f"parallel_trials ({params['parallel_trials']}) exceeds max_trials ({params['max_trials']}); "
+            "lower parallel_trials"
+        )

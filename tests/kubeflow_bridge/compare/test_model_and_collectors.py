@@ -9,7 +9,7 @@ import pytest
 
 from kubeflow_bridge.compare.airflow_collector import airflow_run_from_rows
 from kubeflow_bridge.compare.analysis import summarize_run
-from kubeflow_bridge.compare.kfp_collector import kfp_run_from_details, spec_dependencies
+from kubeflow_bridge.compare.kfp_collector import kfp_run_from_details, spec_dependencies, spec_groups
 from kubeflow_bridge.compare.model import OrchestratorRun, StepRecord, normalize_state, parse_time
 from kubeflow_bridge.compare.outputs import compute_seconds_from_output, outcome_from_outputs
 
@@ -143,7 +143,11 @@ _SPEC = {
                 "ingest": {"componentRef": {"name": "comp-ingest"}},
                 "train": {"componentRef": {"name": "comp-train"}, "dependentTasks": ["ingest"]},
                 "evaluate": {"componentRef": {"name": "comp-evaluate"}, "dependentTasks": ["train"]},
-                "condition-1": {"componentRef": {"name": "comp-condition-1"}, "dependentTasks": ["evaluate"]},
+                "condition-1": {
+                    "componentRef": {"name": "comp-condition-1"},
+                    "dependentTasks": ["evaluate"],
+                    "taskInfo": {"name": "deploy-if-better"},
+                },
                 "report": {
                     "componentRef": {"name": "comp-report"},
                     "dependentTasks": ["condition-1", "train"],
@@ -152,6 +156,10 @@ _SPEC = {
         }
     },
 }
+
+
+def test_spec_groups_name_control_flow() -> None:
+    assert spec_groups(_SPEC) == {"condition-1", "deploy-if-better"}
 
 
 def test_spec_dependencies_walk_condition_groups() -> None:
@@ -200,7 +208,7 @@ def test_kfp_run_details_become_steps() -> None:
                     "FAILED",
                     error={"code": 2, "message": "evaluate: test split is empty"},
                 ),
-                _detail("condition-1", None, None, "SKIPPED"),
+                _detail("deploy-if-better", None, None, "SKIPPED"),
                 _detail("deploy", "1970-01-01T00:00:00Z", None, "SKIPPED"),
             ]
         },

@@ -109,3 +109,22 @@ def test_trial_span_seconds() -> None:
     ]
     assert workflow.trial_span_seconds(trials) == 50.0
     assert workflow.trial_span_seconds([]) is None
+
+
+def test_smoke_payload_matches_the_trainers_channels() -> None:
+    from trainer.ingest import CHANNELS
+
+    payload = workflow.smoke_payload("synthetic", rows=3)
+    assert len(payload["instances"]) == 3
+    assert len(payload["instances"][0]) == len(CHANNELS)
+    assert workflow.smoke_payload("nab")["instances"][0] == [0.0]
+    with pytest.raises(ValueError, match="source must be one of"):
+        workflow.smoke_payload("csv")
+
+
+def test_check_params_cross_field() -> None:
+    workflow.check_params(workflow.DEFAULTS)
+    with pytest.raises(ValueError, match="exceeds max_trials"):
+        workflow.check_params({**workflow.DEFAULTS, "parallel_trials": 9, "max_trials": 2})
+    with pytest.raises(ValueError, match="lr_min < lr_max"):
+        workflow.check_params({**workflow.DEFAULTS, "lr_min": 0.5})

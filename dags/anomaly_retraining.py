@@ -1,0 +1,258 @@
+"""Scheduled retraining of the telemetry anomaly detector on Kubeflow, orchestrated by Airflow.
+
+ingest (pod) -> preprocess (pod) -> tune (Katib Experiment) -> train (PyTorchJob, best params)
+-> evaluate (pod) -> gate (threshold + serving model) -> deploy (KServe: canary, smoke test, promote)
+-> summary (always) and check_run (fails the run when a step failed). A gate that says "no" skips
+deploy and leaves the serving model untouched; the run still succeeds.
+
+Every step runs the same trainer image as the KFP pipeline (``kubeflow_bridge.pipelines``) with the
+same arguments (``kubeflow_bridge.pipelines.workflow``). Data and models live in object storage under
+``<artifact_root>/<run_id>``; only small values travel through XCom. The daily data interval selects
+the training window: synthetic data ends at the interval's end (or at the ``window_end`` param).
+
+Top-level imports stay light (Airflow SDK, our operators, the stdlib-only workflow module): the
+Kubernetes client and the cncf pod operator load only when a pod task runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, BaseOperator, CronDataIntervalTimetable, Param, TriggerRule, task
+
+from kubeflow_bridge.operators.gate import ModelGateBranchOperator
+from kubeflow_bridge.operators.katib import KatibExperimentOperator
+from kubeflow_bridge.operators.kserve import KServeDeployOperator
+from kubeflow_bridge.operators.training import PyTorchJobOperator
+from kubeflow_bridge.pipelines import workflow
+
+DAG_ID = "anomaly_retraining"
+#: The trigger form's fields: the workflow's defaults with their JSON schemas.
+PARAMS = {name: Param(default, **workflow.PARAM_SCHEMAS[name]) for name, default in workflow.DEFAULTS.items()}
+
+
+# --- template macros: the workflow's arguments from the rendered params -------------------------------
+def _window_end(params: dict[str, Any], data_interval_end: Any) -> str:
+    if params.get("window_end"):
+        return str(params["window_end"])
+    if data_interval_end is None:
+        return ""
+    return data_interval_end.astimezone(UTC).isoformat()
+
+
+def _prefix(params: dict[str, Any], run_id: str) -> str:
+    return workflow.run_prefix(params["artifact_root"], run_id)
+
+
+def _ingest_args(params: dict[str, Any], run_id: str, data_interval_end: Any) -> list[str]:
+    workflow.check_params(params)  # fail before anything is created
+    return workflow.ingest_args(
+        _prefix(params, run_id),
+        source=params["source"],
+        rows=params["rows"],
+        seed=params["seed"],
+        window_end=_window_end(params, data_interval_end),
+    )
+
+
+MACROS = {
+    "prefix": _prefix,
+    "ingest_args": _ingest_args,
+    "preprocess_args": lambda params, run_id: workflow.preprocess_args(_prefix(params, run_id)),
+    "search_space": workflow.search_space,
+    "trial_args": lambda params, run_id: workflow.trial_args(
+        _prefix(params, run_id), epochs=params["tune_epochs"], seed=params["seed"]
+    ),
+    "train_args": lambda params, run_id, best: workflow.train_args(
+        _prefix(params, run_id), epochs=params["epochs"], seed=params["seed"], best_params=best
+    ),
+    "evaluate_args": lambda params, run_id: workflow.evaluate_args(_prefix(params, run_id)),
+    "evaluated_model_uri": lambda params, run_id: workflow.evaluated_model_uri(_prefix(params, run_id)),
+    "smoke_payload": lambda params: workflow.smoke_payload(params["source"]),
+}
+
+
+class TrainerPodOperator(BaseOperator):
+    """Run ``python -m trainer <arguments>`` in a pod of the trainer image; return its summary.
+
+    A thin wrapper over the cncf provider's ``KubernetesPodOperator`` (imported when the task runs, so
+    DAG parsing stays cheap). Outputs go to object storage; the small TRAINER_SUMMARY (step,
+    compute_seconds, output URIs, metrics) is read from the pod's last log lines, not through the XCom
+    sidecar.
+
+    Args:
+        arguments: Trainer arguments, starting with the step (templated; a list).
+        namespace: Pod namespace (templated).
+        image: The trainer image.
+        kubernetes_conn_id: The cncf ``kubernetes`` connection.
+        startup_timeout_seconds: How long the pod may stay Pending.
+    """
+
+    template_fields: Sequence[str] = ("arguments", "namespace", "image")
+
+    def __init__(
+        self,
+        *,
+        arguments: list[str] | str,
+        namespace: str = "default",
+        image: str = workflow.TRAINER_IMAGE,
+        kubernetes_conn_id: str = "kubernetes_default",
+        startup_timeout_seconds: int = 600,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.arguments = arguments
+        self.namespace = namespace
+        self.image = image
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.startup_timeout_seconds = startup_timeout_seconds
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+        if not isinstance(self.arguments, list) or not self.arguments:
+            raise ValueError(f"arguments must render to a non-empty list, got {self.arguments!r}")
+        captured: dict[str, str] = {}
+
+        class _SummaryPodOperator(KubernetesPodOperator):
+            def post_complete_action(self, *, pod: Any, remote_pod: Any, **kwargs: Any) -> Any:
+                # Read the summary before the pod is deleted (the trainer prints it last).
+                try:
+                    captured["log"] = self.client.read_namespaced_pod_log(
+                        name=pod.metadata.name,
+                        namespace=pod.metadata.namespace,
+                        container=self.base_container_name,
+                        tail_lines=40,
+                    )
+                except Exception as exc:  # the pod's own failure is what matters; report it below
+                    captured["error"] = str(exc)
+                return super().post_complete_action(pod=pod, remote_pod=remote_pod, **kwargs)
+
+        pod = _SummaryPodOperator(
+            task_id=self.task_id,
+            name=f"trainer-{self.arguments[0]}",
+            namespace=self.namespace,
+            image=self.image,
+            cmds=["python", "-m", "trainer"],
+            arguments=[str(a) for a in self.arguments],
+            kubernetes_conn_id=self.kubernetes_conn_id,
+            get_logs=True,
+            do_xcom_push=False,
+            deferrable=False,
+            on_finish_action="delete_pod",
+            startup_timeout_seconds=self.startup_timeout_seconds,
+            labels={"app.kubernetes.io/managed-by": "kubeflow-bridge"},
+        )
+        pod.execute(context)
+        if "log" not in captured:
+            raise RuntimeError(
+                f"could not read the trainer summary from the pod log: {captured.get('error')}"
+            )
+        summary = workflow.parse_trainer_summary(captured["log"])
+        return {
+            "step": summary.get("step"),
+            "compute_seconds": summary.get("compute_seconds"),
+            "outputs": summary.get("outputs", {}),
+            "metrics": summary.get("metrics", {}),
+            "f_score": (summary.get("metrics") or {}).get(workflow.F_SCORE_METRIC),
+        }
+
+
+with DAG(
+    dag_id=DAG_ID,
+    description="Retrain the telemetry anomaly detector (Katib, PyTorchJob, KServe) on a daily window",
+    schedule=CronDataIntervalTimetable("0 3 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    params=PARAMS,
+    user_defined_macros=MACROS,
+    render_template_as_native_obj=True,
+    default_args={"retries": 0},
+    tags=["kubeflow-bridge", "anomaly"],
+    doc_md=__doc__,
+) as dag:
+    ns = "{{ params.namespace }}"
+    ingest = TrainerPodOperator(
+        task_id="ingest", arguments="{{ ingest_args(params, run_id, data_interval_end) }}", namespace=ns
+    )
+    preprocess = TrainerPodOperator(
+        task_id="preprocess", arguments="{{ preprocess_args(params, run_id) }}", namespace=ns
+    )
+    tune = KatibExperimentOperator(
+        task_id="tune",
+        namespace=ns,
+        image=workflow.TRAINER_IMAGE,
+        search_space="{{ search_space(params) }}",
+        objective_metric=workflow.OBJECTIVE_METRIC,
+        objective_type="minimize",
+        algorithm="random",
+        trial_args="{{ trial_args(params, run_id) }}",
+        parallel_trial_count="{{ params.parallel_trials }}",
+        max_trial_count="{{ params.max_trials }}",
+        max_failed_trial_count=1,
+    )
+    train = PyTorchJobOperator(
+        task_id="train",
+        namespace=ns,
+        image=workflow.TRAINER_IMAGE,
+        command=["python", "-m", "trainer"],
+        args="{{ train_args(params, run_id, ti.xcom_pull(task_ids='tune')['best_parameters']) }}",
+        workers="{{ params.worker_replicas }}",
+        gpus="{{ params.gpus_per_replica }}",
+    )
+    evaluate = TrainerPodOperator(
+        task_id="evaluate", arguments="{{ evaluate_args(params, run_id) }}", namespace=ns
+    )
+    gate = ModelGateBranchOperator(
+        task_id="gate",
+        metric_value="{{ ti.xcom_pull(task_ids='evaluate')['f_score'] }}",
+        threshold="{{ params.f_score_threshold }}",
+        metric_name=workflow.F_SCORE_METRIC,
+        service_name="{{ params.service_name }}",
+        namespace=ns,
+        deploy_task_ids="deploy",
+    )
+    deploy = KServeDeployOperator(
+        task_id="deploy",
+        name="{{ params.service_name }}",
+        namespace=ns,
+        image=workflow.TRAINER_IMAGE,
+        model_uri="{{ evaluated_model_uri(params, run_id) }}",
+        canary_traffic_percent="{{ params.canary_percent }}",
+        smoke_payload="{{ smoke_payload(params) }}",
+        metrics={workflow.F_SCORE_METRIC: "{{ ti.xcom_pull(task_ids='evaluate')['f_score'] }}"},
+    )
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def summary(**context: Any) -> dict[str, Any]:
+        """Record what the run produced (runs whatever happened upstream; None where a step did not)."""
+        ti = context["ti"]
+        tuned = ti.xcom_pull(task_ids="tune") or {}
+        evaluated = ti.xcom_pull(task_ids="evaluate") or {}
+        deployed = ti.xcom_pull(task_ids="deploy")
+        return {
+            "run_id": context["run_id"],
+            "window_end": _window_end(context["params"], context.get("data_interval_end")),
+            "best_params": tuned.get("best_parameters"),
+            "objective_value": tuned.get("objective_value"),
+            "f_score": evaluated.get("f_score"),
+            "report": (evaluated.get("outputs") or {}).get("report"),
+            "deployed": deployed is not None,
+            "url": (deployed or {}).get("url"),
+        }
+
+    @task(trigger_rule=TriggerRule.ONE_FAILED)
+    def check_run() -> None:
+        """Fail the run when a step failed (``summary`` always succeeds, so it cannot carry that)."""
+        raise RuntimeError("a step of the retraining failed; see the failed task's log")
+
+    ingest >> preprocess >> tune >> train >> evaluate >> gate >> deploy
+    # Not downstream of the gate itself: a branch operator skips every direct downstream task it does
+    # not choose. A failed gate still reaches them as deploy's upstream_failed.
+    steps = [ingest, preprocess, tune, train, evaluate, deploy]
+    steps >> summary()
+    steps >> check_run()

@@ -1,0 +1,164 @@
+"""Structure, trigger rules, params schema and templates of the scheduled retraining DAG."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pendulum
+import pytest
+from airflow.sdk import CronDataIntervalTimetable, TriggerRule
+from airflow.sdk.exceptions import ParamValidationError
+
+from kubeflow_bridge.pipelines import workflow
+
+
+@pytest.fixture(scope="module")
+def mod(load_dag_file: Any) -> Any:
+    return load_dag_file("anomaly_retraining")
+
+
+def test_tasks_and_dependencies(mod: Any) -> None:
+    dag = mod.dag
+    upstream = {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks}
+    assert upstream == {
+        "ingest": [],
+        "preprocess": ["ingest"],
+        "tune": ["preprocess"],
+        "train": ["tune"],
+        "evaluate": ["train"],
+        "gate": ["evaluate"],
+        "deploy": ["gate"],
+        "summary": ["deploy", "evaluate", "ingest", "preprocess", "train", "tune"],
+        "check_run": ["deploy", "evaluate", "ingest", "preprocess", "train", "tune"],
+    }
+
+
+def test_operators_and_trigger_rules(mod: Any) -> None:
+    dag = mod.dag
+    kinds = {t.task_id: type(t).__name__ for t in dag.tasks}
+    assert kinds["ingest"] == kinds["preprocess"] == kinds["evaluate"] == "TrainerPodOperator"
+    assert kinds["tune"] == "KatibExperimentOperator"
+    assert kinds["train"] == "PyTorchJobOperator"
+    assert kinds["gate"] == "ModelGateBranchOperator"
+    assert kinds["deploy"] == "KServeDeployOperator"
+    rules = {t.task_id: t.trigger_rule for t in dag.tasks}
+    assert rules["summary"] == TriggerRule.ALL_DONE
+    assert rules["check_run"] == TriggerRule.ONE_FAILED
+    assert all(rules[s] == TriggerRule.ALL_SUCCESS for s in workflow.STEPS)
+    # The gate branches to deploy only; it must not be a direct parent of summary/check_run, or a
+    # "skip" decision would skip them too.
+    assert dag.get_task("gate").downstream_task_ids == {"deploy"}
+    assert dag.get_task("gate").deploy_task_ids == "deploy"
+
+
+def test_schedule_and_data_interval(mod: Any) -> None:
+    dag = mod.dag
+    assert isinstance(dag.timetable, CronDataIntervalTimetable)
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert dag.timetable.expression == "0 3 * * *"
+    # What the scheduler computes from it (the core timetable behind the SDK definition): the run at
+    # 03:00 covers the previous day, and its end is the training window's end.
+    from airflow.timetables.interval import CronDataIntervalTimetable as CoreTimetable
+
+    core = CoreTimetable(dag.timetable.expression, timezone="UTC")
+    interval = core.infer_manual_data_interval(run_after=pendulum.datetime(2026, 3, 5, 12, tz="UTC"))
+    assert interval.end == pendulum.datetime(2026, 3, 5, 3, tz="UTC")
+    assert interval.start == pendulum.datetime(2026, 3, 4, 3, tz="UTC")
+
+
+def test_params_defaults_validate(mod: Any) -> None:
+    resolved = mod.dag.params.validate()
+    assert resolved == workflow.DEFAULTS
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("source", "csv"),
+        ("rows", 10),
+        ("rows", "many"),
+        ("max_trials", 0),
+        ("parallel_trials", 17),
+        ("lr_min", 0),
+        ("lr_max", 2.0),
+        ("epochs", 0),
+        ("worker_replicas", -1),
+        ("gpus_per_replica", 9),
+        ("f_score_threshold", 1.5),
+        ("canary_percent", 101),
+        ("namespace", "Bad_Namespace"),
+        ("artifact_root", "ftp://x"),
+        ("service_name", "9-starts-with-digit"),
+    ],
+)
+def test_params_schema_rejects(mod: Any, name: str, bad: Any) -> None:
+    param = mod.dag.params.get_param(name)
+    with pytest.raises(ParamValidationError):
+        param.resolve(value=bad)
+
+
+def test_params_schema_accepts_changed_values(mod: Any) -> None:
+    params = mod.dag.params
+    assert params.get_param("source").resolve(value="nab") == "nab"
+    assert params.get_param("canary_percent").resolve(value=0) == 0
+    assert params.get_param("artifact_root").resolve(value="file:///tmp/runs") == "file:///tmp/runs"
+
+
+def test_ingest_arguments_use_the_data_interval(mod: Any) -> None:
+    params = dict(workflow.DEFAULTS)
+    end = pendulum.datetime(2026, 3, 5, 3, tz="UTC")
+    args = mod.MACROS["ingest_args"](params, "scheduled__2026-03-05T03:00:00+00:00", end)
+    assert args[args.index("--end") + 1] == "2026-03-05T03:00:00+00:00"
+    assert (
+        args[args.index("--out") + 1] == "s3://kubeflow-bridge/runs/scheduled__2026-03-05T03-00-00-00-00/raw"
+    )
+    # An explicit window_end wins over the interval.
+    args = mod.MACROS["ingest_args"]({**params, "window_end": "2026-01-01T00:00:00Z"}, "r", end)
+    assert args[args.index("--end") + 1] == "2026-01-01T00:00:00Z"
+
+
+def test_ingest_arguments_refuse_conflicting_params_before_anything_runs(mod: Any) -> None:
+    with pytest.raises(ValueError, match="lr_min < lr_max"):
+        mod.MACROS["ingest_args"]({**workflow.DEFAULTS, "lr_min": 0.5, "lr_max": 0.1}, "r", None)
+    with pytest.raises(ValueError, match="exceeds max_trials"):
+        mod.MACROS["ingest_args"]({**workflow.DEFAULTS, "parallel_trials": 5, "max_trials": 2}, "r", None)
+
+
+def test_templates_render_to_native_values(mod: Any) -> None:
+    dag = mod.dag
+    assert dag.render_template_as_native_obj is True
+    env = dag.get_template_env()
+    context = {"params": dict(workflow.DEFAULTS), "run_id": "manual__1", **mod.MACROS}
+    train = dag.get_task("train")
+    best = {"lr": 0.002, "latent_dim": 7}
+
+    class _TI:
+        def xcom_pull(self, task_ids: str) -> dict[str, Any]:
+            return {"tune": {"best_parameters": best}, "evaluate": {"f_score": 0.61}}[task_ids]
+
+    context["ti"] = _TI()
+    args = env.from_string(train.args).render(**context)
+    assert isinstance(args, list) and args[0] == "train" and "--latent-dim=7" in args
+    assert env.from_string(train.workers).render(**context) == workflow.DEFAULTS["worker_replicas"]
+    tune = dag.get_task("tune")
+    space = env.from_string(tune.search_space).render(**context)
+    assert [p["name"] for p in space] == ["lr", "latent_dim"]
+    deploy = dag.get_task("deploy")
+    payload = env.from_string(deploy.smoke_payload).render(**context)
+    assert len(payload["instances"][0]) == workflow.CHANNELS_PER_SOURCE["synthetic"]
+    assert env.from_string(deploy.metrics["composite_f1"]).render(**context) == 0.61
+
+
+def test_trainer_pod_operator_refuses_unrendered_arguments(mod: Any) -> None:
+    op = mod.TrainerPodOperator(task_id="x", arguments="not a list")
+    with pytest.raises(ValueError, match="non-empty list"):
+        op.execute({})
+
+
+def test_window_end_without_interval(mod: Any) -> None:
+    assert mod._window_end({"window_end": ""}, None) == ""
+    assert (
+        mod._window_end({"window_end": ""}, datetime(2026, 1, 2, tzinfo=UTC)) == "2026-01-02T00:00:00+00:00"
+    )
