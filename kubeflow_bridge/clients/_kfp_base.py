@@ -59,7 +59,8 @@ def run_state(run: dict[str, Any]) -> str:
     return _STATE_MAP.get(raw, "pending")
 
 
-def _task_details(run: dict[str, Any]) -> list[dict[str, Any]]:
+def run_task_details(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's ``run_details.task_details`` (each task's state, times, inputs/outputs; [] when absent)."""
     return [t for t in ((run.get("run_details") or {}).get("task_details") or []) if isinstance(t, dict)]
 
 
@@ -71,7 +72,7 @@ def run_output_parameters(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """
     return {
         str(t.get("display_name") or t.get("task_id")): dict(t["output_parameters"])
-        for t in _task_details(run)
+        for t in run_task_details(run)
         if isinstance(t.get("output_parameters"), dict)
     }
 
@@ -80,7 +81,7 @@ def run_output_artifacts(run: dict[str, Any]) -> dict[str, dict[str, str]]:
     """``{task display name: {artifact: uri}}`` from the ``output_artifacts`` extension field."""
     return {
         str(t.get("display_name") or t.get("task_id")): dict(t["output_artifacts"])
-        for t in _task_details(run)
+        for t in run_task_details(run)
         if isinstance(t.get("output_artifacts"), dict)
     }
 

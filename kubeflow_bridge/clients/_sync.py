@@ -349,7 +349,9 @@ class KubeflowObjectClient:
                     last = items[0]
                     if done := outcome_of(kind, last, min_generation):
                         return done
+                started, seen = time.monotonic(), 0
                 for etype, obj in self._watch(kind, namespace, selector, rv, remaining):
+                    seen += 1
                     failures, reloaded = 0, False
                     if etype == "ERROR":
                         if obj.get("code") == 410:
@@ -369,6 +371,10 @@ class KubeflowObjectClient:
                     last = obj
                     if done := outcome_of(kind, last, min_generation):
                         return done
+                if rv is not None and seen == 0 and time.monotonic() - started < 1.0:
+                    # A server that closes watches at once must not make this loop spin.
+                    failures += 1
+                    time.sleep(min(self.retry.delay(failures), max(0.0, deadline - time.monotonic())))
             except Exception as exc:
                 err = exc if isinstance(exc, KubeApiError) else to_api_error(exc)
                 if err.status == 410:

@@ -156,7 +156,16 @@ class SharedWatch:
                 try:
                     if self._rv is None:
                         await self._relist(custom, core)
+                    started, events_before = asyncio.get_running_loop().time(), self.stats.events
                     await self._stream(custom, core)
+                    if (
+                        self.stats.events == events_before
+                        and asyncio.get_running_loop().time() - started < 1.0
+                    ):
+                        # A server that closes watches at once must not make this loop spin.
+                        failures += 1
+                        await asyncio.sleep(self.retry.delay(failures))
+                        continue
                     failures, reloaded = 0, False
                 except asyncio.CancelledError:
                     raise

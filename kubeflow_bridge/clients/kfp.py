@@ -34,6 +34,7 @@ from kubeflow_bridge.clients._kfp_base import (
     run_output_artifacts,
     run_output_parameters,
     run_state,
+    run_task_details,
 )
 from kubeflow_bridge.clients._retry import RetryPolicy
 
@@ -52,6 +53,7 @@ __all__ = [
     "run_output_artifacts",
     "run_output_parameters",
     "run_state",
+    "run_task_details",
 ]
 
 

@@ -255,6 +255,9 @@ async def test_async_kubeconfig_token_rotation(apiserver, fakes, tmp_path, fast_
         assert (await client.create(PYTORCHJOB, job(), namespace=NS)).created
         apiserver.tokens = {"token-2"}
         fakes.write_kubeconfig(kubeconfig, apiserver.url, "token-2")
+        assert await client.get(PYTORCHJOB, "train", namespace=NS) is not None  # reloaded on 401
+        apiserver.tokens = {"token-2b"}  # rotates again: now the shared watch meets the 401 first
+        fakes.write_kubeconfig(kubeconfig, apiserver.url, "token-2b")
         waiter = asyncio.create_task(client.wait(PYTORCHJOB, "train", namespace=NS, timeout=10))
         await asyncio.sleep(0.5)
         await asyncio.to_thread(apiserver.set_status, PJ, "train", SUCCEEDED)
@@ -265,3 +268,16 @@ async def test_async_kubeconfig_token_rotation(apiserver, fakes, tmp_path, fast_
         assert info.value.status == 401 and "token" not in repr(client)
     finally:
         await client.close()
+
+
+async def test_shared_watch_reports_non_retryable_error_and_restarts_later(
+    async_client, apiserver, fakes
+) -> None:  # type: ignore[no-untyped-def]
+    apiserver.put(PJ, job())
+    apiserver.add_fault(fakes.Fault(method="GET", path=PJ + "$", code=403, watch=False))
+    outcomes = await asyncio.gather(
+        *(async_client.wait(PYTORCHJOB, "train", namespace=NS, timeout=10) for _ in range(3))
+    )
+    assert [o.state for o in outcomes] == ["error"] * 3 and outcomes[0].message == "injected 403"
+    await asyncio.to_thread(apiserver.set_status, PJ, "train", SUCCEEDED)
+    assert (await async_client.wait(PYTORCHJOB, "train", namespace=NS, timeout=10)).state == "succeeded"

@@ -316,3 +316,18 @@ def test_kubeconfig_token_rotation_reloads_on_401(apiserver, fakes, tmp_path, fa
         assert "token-" not in repr(client)
     finally:
         client.close()
+
+
+def test_wait_relists_on_http_410_at_watch_start(sync_client, apiserver, fakes) -> None:  # type: ignore[no-untyped-def]
+    sync_client.create(PYTORCHJOB, job(), namespace=NS)
+    apiserver.add_fault(fakes.Fault(code=410, watch=True))
+    later(0.4, apiserver.set_status, PJ, "train", SUCCEEDED)
+    assert sync_client.wait(PYTORCHJOB, "train", namespace=NS, timeout=10).state == "succeeded"
+    assert len([s for s in apiserver.seen if s.method == "GET" and not s.watch and s.path == PJ]) == 2
+
+
+def test_wait_non_retryable_error_is_reported(sync_client, apiserver, fakes) -> None:  # type: ignore[no-untyped-def]
+    sync_client.create(PYTORCHJOB, job(), namespace=NS)
+    apiserver.add_fault(fakes.Fault(code=403, watch=True))
+    outcome = sync_client.wait(PYTORCHJOB, "train", namespace=NS, timeout=10)
+    assert outcome.state == "error" and outcome.obj is not None
