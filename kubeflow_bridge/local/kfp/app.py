@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -58,6 +57,12 @@ async def _errors(
     except web.HTTPMethodNotAllowed:
         err = ApiError(405, f"method {request.method} is not allowed on {request.path}")
         return web.json_response(err.body(), status=405)
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # an internal error still answers as a Status, and is logged
+        log.exception("KFP API %s %s failed", request.method, request.path)
+        err = ApiError(500, f"internal error: {type(exc).__name__}: {exc}")
+        return web.json_response(err.body(), status=500)
 
 
 def _lister(state: KfpState, table: str, key: str, fields: dict[str, str]) -> Callable[..., Any]:
@@ -415,7 +420,3 @@ def create_kfp_app(
 
     app.cleanup_ctx.append(lifecycle)
     return app
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, default=str)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -63,7 +63,6 @@ class KfpState:
     store: Store
     executor: RunExecutor
     pipeline_root: str
-    background: list[Any] = field(default_factory=list)
 
     def must_get(self, table: str, ident: str, kind: str) -> dict[str, Any]:
         obj = self.store.get(table, ident)

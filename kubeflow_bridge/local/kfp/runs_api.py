@@ -352,6 +352,7 @@ def fire_due(state: KfpState, now: float) -> int:
     fired = 0
     runs = state.store.all("runs")
     for rec in state.store.all("recurring_runs"):
+        fired_here = 0
         if rec["status"] != "ENABLED":
             continue
         active = sum(
@@ -390,8 +391,9 @@ def fire_due(state: KfpState, now: float) -> int:
                     "details": [],
                 }
             active += 1
-            fired += 1
-        if fired or rec.get("error"):
+            fired_here += 1
+        fired += fired_here
+        if fired_here:
             state.store.put("recurring_runs", rec["recurring_run_id"], rec)
     return fired
 
