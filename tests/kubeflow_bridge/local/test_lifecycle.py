@@ -1,0 +1,141 @@
+"""`kubeflow-bridge local up|status|logs|down`, restart keeps state, nothing is left running."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from .conftest import processes_mentioning, python_pod, wait_for
+
+
+def cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kubeflow_bridge.cli", "local", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_up_status_restart_keeps_state_down_leaves_nothing(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    try:
+        up = cli("up", "--state-dir", str(state))
+        assert up.returncode == 0, up.stderr + up.stdout
+        assert "Kubernetes API : http://127.0.0.1:" in up.stdout
+        info = json.loads((state / "runtime.json").read_text())
+        kubeconfig = yaml.safe_load((state / "kubeconfig").read_text())
+        assert kubeconfig["current-context"] == "kubeflow-bridge-local"
+        assert kubeconfig["clusters"][0]["cluster"]["server"] == info["api"]
+        env_text = (state / "env").read_text()
+        assert f"export KUBECONFIG={state / 'kubeconfig'}" in env_text
+        for var in (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_ENDPOINT_URL_S3",
+            "AIRFLOW_CONN_KUBEFLOW_DEFAULT",
+            "KUBEFLOW_BRIDGE_KFP_ENDPOINT",
+        ):
+            assert f"export {var}=" in env_text
+        assert oct((state / "env").stat().st_mode & 0o777) == "0o600"
+        # The S3 server answers with the advertised credentials.
+        import boto3
+
+        env = dict(line[len("export ") :].split("=", 1) for line in env_text.splitlines())
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=info["s3"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name="us-east-1",
+        )
+        assert {"kubeflow-bridge", "mlpipeline"} <= {b["Name"] for b in s3.list_buckets()["Buckets"]}
+        conn = json.loads(json.loads(json.dumps(env["AIRFLOW_CONN_KUBERNETES_DEFAULT"].strip("'"))))
+        assert conn["extra"] == {"kube_config_path": str(state / "kubeconfig"), "in_cluster": False}
+        assert cli("up", "--state-dir", str(state)).stdout.startswith("already running")
+        api = info["api"]
+        httpx.post(
+            f"{api}/api/v1/namespaces/default/configmaps",
+            json={"metadata": {"name": "keep"}, "data": {"k": "v"}},
+        ).raise_for_status()
+        httpx.post(
+            f"{api}/api/v1/namespaces/default/pods",
+            json=python_pod(
+                "sleeper", "import time; print('up', flush=True); time.sleep(300)", restart="Always"
+            ),
+        ).raise_for_status()
+        wait_for(
+            lambda: httpx.get(f"{api}/api/v1/namespaces/default/pods/sleeper/log").text == "up\n", timeout=30
+        )
+        rv_before = int(
+            httpx.get(f"{api}/api/v1/namespaces/default/configmaps").json()["metadata"]["resourceVersion"]
+        )
+        status = cli("status", "--state-dir", str(state))
+        assert (
+            status.returncode == 0
+            and "health         : ok" in status.stdout
+            and "pod default/sleeper" in status.stdout
+        )
+        logs = cli("logs", "sleeper", "--state-dir", str(state))
+        assert logs.stdout == "up\n"
+        down = cli("down", "--state-dir", str(state))
+        assert down.returncode == 0 and "stopped" in down.stdout
+        assert processes_mentioning(str(state)) == []
+        assert cli("status", "--state-dir", str(state)).returncode == 3
+        # Restart: objects and the resourceVersion counter survive; the interrupted pod is reported.
+        assert cli("up", "--state-dir", str(state), "--no-s3").returncode == 0
+        api = json.loads((state / "runtime.json").read_text())["api"]
+        cm = httpx.get(f"{api}/api/v1/namespaces/default/configmaps/keep").json()
+        assert cm["data"] == {"k": "v"} and int(cm["metadata"]["resourceVersion"]) <= rv_before
+        new = httpx.post(
+            f"{api}/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "after"}}
+        ).json()
+        assert int(new["metadata"]["resourceVersion"]) > rv_before
+        # restartPolicy Always: the pod is started again after the restart.
+        wait_for(
+            lambda: (
+                httpx.get(f"{api}/api/v1/namespaces/default/pods/sleeper").json()["status"]["phase"]
+                == "Running"
+            ),
+            timeout=30,
+        )
+        ns = {n["metadata"]["name"] for n in httpx.get(f"{api}/api/v1/namespaces").json()["items"]}
+        assert {"default", "kubeflow-user"} <= ns
+    finally:
+        cli("down", "--state-dir", str(state))
+    assert processes_mentioning(str(state)) == []
+    assert not (state / "runtime.pid").exists()
+
+
+def test_down_after_daemon_was_killed_leaves_nothing(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    try:
+        assert cli("up", "--state-dir", str(state), "--no-s3").returncode == 0
+        api = json.loads((state / "runtime.json").read_text())["api"]
+        httpx.post(
+            f"{api}/api/v1/namespaces/default/pods",
+            json=python_pod("orphan", "import time; print('x', flush=True); time.sleep(300)"),
+        ).raise_for_status()
+        wait_for(
+            lambda: httpx.get(f"{api}/api/v1/namespaces/default/pods/orphan/log").text == "x\n", timeout=30
+        )
+        pid = int((state / "runtime.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.3)
+        assert any("time.sleep(300)" in cmd for _, cmd in processes_mentioning("time.sleep(300)"))
+        out = cli("down", "--state-dir", str(state))
+        assert out.returncode == 0
+        wait_for(
+            lambda: not [p for p in processes_mentioning("print('x', flush=True)")],
+            timeout=10,
+            what="pod process killed",
+        )
+    finally:
+        cli("down", "--state-dir", str(state))
