@@ -120,6 +120,46 @@ def test_terminate_kills_the_process_group_and_the_run_stays_canceling(
     again = http.post(f"/apis/v2beta1/runs/{result.run_id}:terminate")
     assert again.status_code == 200
 
+    # a canceled run can be retried: it executes again (a new process), and can be terminated again
+    pid_file.unlink()
+    assert http.post(f"/apis/v2beta1/runs/{result.run_id}:retry").status_code == 200
+    fx.wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, what="the retried component to start")
+    second_pid = int(pid_file.read_text())
+    assert second_pid != pid and fx.pid_alive(second_pid)
+    assert kfp_client.get_run(result.run_id).state == "RUNNING"
+    kfp_client.terminate_run(result.run_id)
+    fx.wait_for(lambda: not fx.pid_alive(second_pid), 15, what="the retried component to be killed")
+    states = [h["state"] for h in http.get(f"/apis/v2beta1/runs/{result.run_id}").json()["state_history"]]
+    assert states == ["PENDING", "RUNNING", "CANCELING", "PENDING", "RUNNING", "CANCELING"]
+
+
+def test_recurring_run_respects_max_concurrency(
+    http: httpx.Client, packages: dict[str, Path], tmp_path: Path
+) -> None:
+    import yaml
+
+    body = {
+        "display_name": "busy-every-second",
+        "pipeline_spec": yaml.safe_load(packages["slow"].read_text()),
+        "runtime_config": {"parameters": {"pid_file": str(tmp_path / "pid")}},
+        "trigger": {"periodic_schedule": {"interval_second": "1"}},
+        "max_concurrency": "1",
+    }
+    rec = http.post("/apis/v2beta1/recurringruns", json=body).json()
+    rid = rec["recurring_run_id"]
+    flt = json.dumps(
+        {"predicates": [{"key": "recurring_run_id", "operation": "EQUALS", "string_value": rid}]}
+    )
+    try:
+        fx.wait_for(lambda: (tmp_path / "pid").exists(), 60, what="the first scheduled run to start")
+        time.sleep(2.5)  # two more intervals pass while the first run is still busy
+        runs = http.get("/apis/v2beta1/runs", params={"filter": flt}).json()["runs"]
+        assert len(runs) == 1 and runs[0]["state"] == "RUNNING"
+    finally:
+        assert http.post(f"/apis/v2beta1/recurringruns/{rid}:disable").status_code == 200
+        for run in http.get("/apis/v2beta1/runs", params={"filter": flt}).json()["runs"]:
+            http.post(f"/apis/v2beta1/runs/{run['run_id']}:terminate")
+
 
 def test_retry_re_executes_a_failed_run(
     http: httpx.Client, packages: dict[str, Path], tmp_path: Path
