@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -162,3 +163,52 @@ async def test_async_shared_watch_survives_runtime_faults(runtime: dict[str, Any
         assert after["throttle"] > before["throttle"], (before, after)
     finally:
         await client.close()
+
+
+def _compiled_pipeline(tmp_path: Path) -> Path:
+    pytest.importorskip("kfp")  # the trainer environment has the SDK (the client itself does not need it)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_kfb_clients_kfp_pipeline", Path(__file__).with_name("kfp_pipeline.py")
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.compile_to(tmp_path / "pipeline.yaml")
+
+
+async def test_kfp_clients_against_runtime_kfp_api(runtime: dict[str, Any], tmp_path: Path) -> None:
+    import yaml
+
+    from kubeflow_bridge.clients.kfp import AsyncKfpClient, KfpClient, run_output_parameters
+
+    compiled = _compiled_pipeline(tmp_path)
+    assert runtime.get("kfp"), f"the runtime started no KFP API: {runtime}"
+    spec = yaml.safe_load(compiled.read_text())
+    with KfpClient(runtime["kfp"]) as client:
+        client.healthz()
+        exp = client.get_or_create_experiment("clients-e2e")
+        assert client.get_or_create_experiment("clients-e2e")["experiment_id"] == exp["experiment_id"]
+        pipeline = client.upload_pipeline(compiled, name=f"clients-e2e-{uuid.uuid4().hex[:6]}")
+        assert client.list_pipeline_versions(pipeline["pipeline_id"])["pipeline_versions"]
+        body = {
+            "display_name": "sum",
+            "experiment_id": exp["experiment_id"],
+            "pipeline_spec": spec,
+            "runtime_config": {"parameters": {"a": 2, "b": 3}},
+        }
+        run = client.create_run(body)
+    async with AsyncKfpClient(runtime["kfp"]) as aclient:
+        done = await aclient.wait_for_run(run["run_id"], timeout=180, poll_interval=0.5)
+        assert done.state == "succeeded", done
+        assert run_output_parameters(done.run)["sum"] == {"Output": 5}
+        slow = await aclient.create_run(
+            {**body, "display_name": "slow", "runtime_config": {"parameters": {"nap_seconds": 60.0}}}
+        )
+        await asyncio.sleep(1.0)
+        await aclient.terminate_run(slow["run_id"])
+        cancelled = await aclient.wait_for_run(slow["run_id"], timeout=60, poll_interval=0.5)
+        assert cancelled.state == "cancelled" and not cancelled.succeeded
+        listed = await aclient.list_runs(experiment_id=exp["experiment_id"], page_size=1)
+        assert len(listed["runs"]) == 1 and listed.get("next_page_token")
