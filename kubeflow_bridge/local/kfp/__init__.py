@@ -28,7 +28,8 @@ Status bodies ``{error, code, message, details}`` with HTTP 400/404/409): ``heal
 start/end time, max_concurrency, no_catchup; get, list, ``:enable``, ``:disable``, delete);
 ``pipelines`` (create, ``/create`` with a version, get, ``names/{name}``, list, delete with
 ``cascade``; versions create/get/list/delete; multipart ``upload`` and ``upload_version`` with the
-``uploadfile`` field as the kfp SDK sends them). ``kfp.Client`` calls only ``healthz`` when it is
+``uploadfile`` field as the kfp SDK sends them); and the KFP UI's ``GET /k8s/pod/logs?podname=&runid=``
+(a task's output by its ``task_details[].pod_name``). ``kfp.Client`` calls only ``healthz`` when it is
 constructed; ``multi_user`` is false, so it looks up no namespace (namespaces are ignored, as in a
 single-user KFP).
 
@@ -39,8 +40,8 @@ kfp.local's per-task seam writes task events that the API turns into ``run_detai
 with the extensions ``output_parameters`` and ``output_artifacts``. Parameters are checked against
 ``root.inputDefinitions`` before anything is stored. kfp.local writes only to local folders, so an
 ``s3://`` (or ``minio://``) pipeline_root runs on the local folder and uploads every task's output
-artifacts to that S3 prefix, reporting the s3:// URIs. The executor's log (component output) is
-``<state_dir>/runs/<run_id>/attempt-<n>/executor.log``.
+artifacts to that S3 prefix, reporting the s3:// URIs. The executor's log is ``<state_dir>/runs/<run_id>/attempt-<n>/
+executor.log``, each task's output ``.../tasks/<n>.log``; deleting a run removes its folder.
 
 States and limits against real KFP: a terminated run stays CANCELING, as on the Argo backend
 (CANCELED is never reported for a run; a task cut short shows CANCELED once its processes are gone).

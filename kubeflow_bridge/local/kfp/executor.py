@@ -36,6 +36,7 @@ class EventWriter:
 
     def __init__(self, path: Path) -> None:
         self._path = path
+        self.task_logs = path.parent / "tasks"  # one log per task execution: <seq>.log
         self._lock = threading.Lock()
 
     def emit(self, event: str, **fields: Any) -> None:
@@ -122,6 +123,8 @@ def _install_hooks(
 
         env = {**os.environ, **(env_vars or {})}
         captured: list[str] = getattr(local, "lines", [])
+        log_path: Path | None = getattr(local, "log_path", None)
+        log = log_path.open("a", encoding="utf-8") if log_path is not None else None
         with subprocess.Popen(
             full_command,
             stdout=subprocess.PIPE,
@@ -133,9 +136,15 @@ def _install_hooks(
             assert process.stdout is not None
             for line in iter(process.stdout.readline, ""):
                 print(line, end="", flush=True)
+                if log is not None:
+                    log.write(line)
+                    log.flush()
                 captured.append(line.rstrip("\n"))
                 del captured[:-200]
-            return process.wait()
+            code = process.wait()
+        if log is not None:
+            log.close()
+        return code
 
     def execute_single_task(*args: Any, **kwargs: Any) -> Any:
         task_key = kwargs.get("task_name", args[0] if args else "task")
@@ -146,6 +155,8 @@ def _install_hooks(
             seq = counter["n"]
         executed.append(task_key)
         local.lines = []
+        events.task_logs.mkdir(exist_ok=True)
+        local.log_path = events.task_logs / f"{seq}.log"
         events.emit("task_started", seq=seq, task=task_name, parent=parent)
         try:
             outputs, task_status = original_execute(*args, **kwargs)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import uuid
@@ -193,6 +194,21 @@ class RunExecutor:
 
     def events_path(self, run: dict[str, Any]) -> Path:
         return self._runs_dir / run["run_id"] / f"attempt-{run.get('_attempt', 1)}" / "events.jsonl"
+
+    def task_log(self, run: dict[str, Any], pod_name: str) -> str | None:
+        """The output of the task execution shown with this (pseudo) pod name, or None if unknown."""
+        for task in self.details(run)["task_details"][1:]:
+            if task.get("pod_name") == pod_name and task.get("execution_id"):
+                attempt, seq = divmod(int(task["execution_id"]), 10000)
+                path = self._runs_dir / run["run_id"] / f"attempt-{attempt}" / "tasks" / f"{seq}.log"
+                return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        return None
+
+    def forget(self, run_id: str) -> None:
+        """Removes a deleted run's folder (spec, events, logs); its artifacts stay in the pipeline root."""
+        shutil.rmtree(self._runs_dir / run_id, ignore_errors=True)
+        self._procs.pop(run_id, None)
+        self._tasks.pop(run_id, None)
 
     def alive(self, run_id: str) -> bool:
         proc = self._procs.get(run_id)

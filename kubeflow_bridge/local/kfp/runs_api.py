@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from kubeflow_bridge.local.kfp.common import KfpState, new_id, read_body, respond
-from kubeflow_bridge.local.kfp.query import apply_list, bad_request, now_ts, parse_time, rfc3339
+from kubeflow_bridge.local.kfp.query import ApiError, apply_list, bad_request, now_ts, parse_time, rfc3339
 from kubeflow_bridge.local.kfp.runs import TERMINAL, require_state
 from kubeflow_bridge.local.kfp.schedule import Cron, parse_interval
 from kubeflow_bridge.local.kfp.spec import unwrap_spec, validate_parameters, validate_spec
@@ -165,6 +165,7 @@ def add_routes(app: web.Application, state: KfpState) -> None:
         if run["state"] not in TERMINAL and run["state"] != "CANCELING":
             await state.executor.terminate(run)
         state.store.delete("runs", run["run_id"])
+        state.executor.forget(run["run_id"])
         return respond({})
 
     async def terminate_run(request: web.Request) -> web.Response:
@@ -198,6 +199,17 @@ def add_routes(app: web.Application, state: KfpState) -> None:
 
         return handler
 
+    async def pod_logs(request: web.Request) -> web.Response:
+        """The KFP UI's log endpoint: a task's output by its pod name."""
+        pod, run_id = request.query.get("podname", ""), request.query.get("runid", "")
+        if not pod or not run_id:
+            raise bad_request("pass podname and runid (task_details[].pod_name and the run_id)")
+        text = state.executor.task_log(state.must_get("runs", run_id, "run"), pod)
+        if text is None:
+            raise ApiError(404, f"run {run_id!r} has no task with pod_name {pod!r}")
+        return web.Response(text=text, content_type="text/plain")
+
+    r.add_get("/k8s/pod/logs", pod_logs)
     r.add_post(f"{base}/runs", create_run)
     r.add_get(f"{base}/runs", list_runs)
     r.add_get(f"{base}/runs/{rid}", get_run)

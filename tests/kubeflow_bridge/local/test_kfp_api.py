@@ -196,7 +196,9 @@ def test_bad_uploads_and_recurring_runs(http: httpx.Client, demo_spec: dict[str,
     assert http.get("/apis/v2beta1/recurringruns").json()["total_size"] == 0
 
 
-def test_list_runs_filter_sort_and_paging(http: httpx.Client, demo_spec: dict[str, Any]) -> None:
+def test_list_runs_filter_sort_and_paging(
+    http: httpx.Client, demo_spec: dict[str, Any], kfp_server: Any
+) -> None:
     exp = http.post("/apis/v2beta1/experiments", json={"display_name": "listing"}).json()["experiment_id"]
     ids = []
     for name in ("list-alpha", "list-beta", "list-gamma"):
@@ -262,8 +264,10 @@ def test_list_runs_filter_sort_and_paging(http: httpx.Client, demo_spec: dict[st
     assert names(filter=archived) == ["list-alpha"]
     assert http.post(f"/apis/v2beta1/runs/{ids[0]}:unarchive").status_code == 200
     assert names(filter=archived) == []
+    assert (kfp_server.state_dir / "runs" / ids[1]).is_dir()
     assert http.delete(f"/apis/v2beta1/runs/{ids[1]}").status_code == 200
     assert http.get(f"/apis/v2beta1/runs/{ids[1]}").status_code == 404
+    assert not (kfp_server.state_dir / "runs" / ids[1]).exists()
     assert http.post(f"/apis/v2beta1/runs/{ids[2]}:terminate").status_code == 400  # already finished
 
 

@@ -67,7 +67,7 @@ def test_kfp_client_runs_a_pipeline_with_outputs_artifacts_and_a_skipped_branch(
 
 
 def test_failing_component_fails_the_run_with_the_task_error(
-    kfp_client: Any, packages: dict[str, Path]
+    kfp_client: Any, http: httpx.Client, packages: dict[str, Path]
 ) -> None:
     result = kfp_client.create_run_from_pipeline_package(
         str(packages["demo"]),
@@ -82,6 +82,16 @@ def test_failing_component_fails_the_run_with_the_task_error(
     assert tasks["explode"].state == "FAILED"
     assert tasks["explode"].error.message == "ValueError: boom 3"
     assert tasks["add"].state == "SUCCEEDED"
+
+    # the task's own output, through the KFP UI's log endpoint
+    def log_of(task: Any) -> httpx.Response:
+        return http.get("/k8s/pod/logs", params={"podname": task.pod_name, "runid": result.run_id})
+
+    assert (
+        "Traceback" in log_of(tasks["explode"]).text and "ValueError: boom 3" in log_of(tasks["explode"]).text
+    )
+    assert log_of(tasks["add"]).status_code == 200 and "boom" not in log_of(tasks["add"]).text
+    assert http.get("/k8s/pod/logs", params={"podname": "nope", "runid": result.run_id}).status_code == 404
 
 
 def test_create_run_from_pipeline_func_with_default_experiment(kfp_client: Any, http: httpx.Client) -> None:
