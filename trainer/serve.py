@@ -175,7 +175,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = make_model(args.model_name, args.model, scorer)
     log.info("serve: %s on http://%s:%d (V1 and V2)", args.model_name, args.host, args.port)
     print(f"serving model={args.model_name} url=http://{args.host}:{args.port}", flush=True)
-    kserve.ModelServer(http_port=args.port, enable_grpc=False, workers=1, grace_period=2).start([model])
+    kserve.ModelServer(
+        http_port=args.port, enable_grpc=False, workers=1, grace_period=2, enable_latency_logging=False
+    ).start([model])
     return {"outputs": {"url": f"http://{args.host}:{args.port}"}}
 
 
