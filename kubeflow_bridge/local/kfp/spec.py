@@ -42,6 +42,65 @@ def unwrap_spec(spec: Any) -> dict[str, Any]:
     return spec
 
 
+# Field names of the PipelineSpec protos (pipeline_spec.proto), checked even where kfp is not installed
+# (the control-plane env): unknown fields are what the real API's protojson parse rejects.
+_FIELDS = {
+    "PipelineSpec": {"components", "defaultPipelineRoot", "deploymentSpec", "pipelineInfo", "root", "schemaVersion", "sdkVersion"},
+    "ComponentSpec": {"dag", "executorLabel", "inputDefinitions", "outputDefinitions", "singlePlatformSpecs", "taskConfigPassthroughs"},
+    "PipelineTaskSpec": {
+        "artifactIterator", "cachingOptions", "componentRef", "dependentTasks", "inputs", "iteratorPolicy",
+        "parameterIterator", "retryPolicy", "taskInfo", "triggerPolicy",
+    },
+    "DagSpec": {"outputs", "tasks"},
+    "ComponentRef": {"name"},
+    "PipelineTaskInfo": {"name"},
+    "PipelineInfo": {"description", "displayName", "name"},
+}  # fmt: skip
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _check_object(obj: Any, message: str, where: str, problems: list[str]) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        problems.append(f"{where} must be an object, not {type(obj).__name__}")
+        return {}
+    unknown = sorted(k for k in obj if _camel(str(k)) not in _FIELDS[message])
+    if unknown:
+        problems.append(
+            f"{where} has unknown field(s) {unknown} ({message} accepts {sorted(_FIELDS[message])})"
+        )
+    return obj
+
+
+def _structure_problems(spec: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    _check_object(spec, "PipelineSpec", "pipeline_spec", problems)
+    _check_object(spec.get("pipelineInfo", {}), "PipelineInfo", "pipelineInfo", problems)
+    components = spec.get("components") or {}
+    if not isinstance(components, dict):
+        return [*problems, "components must be an object of {name: ComponentSpec}"]
+    for comp_name, comp in [("root", spec.get("root", {})), *components.items()]:
+        comp = _check_object(comp, "ComponentSpec", f"component {comp_name!r}", problems)
+        dag = _check_object(comp.get("dag", {}), "DagSpec", f"component {comp_name!r} dag", problems)
+        tasks = dag.get("tasks") or {}
+        if not isinstance(tasks, dict):
+            problems.append(f"component {comp_name!r} dag.tasks must be an object of {{name: task}}")
+            continue
+        for task_name, task in tasks.items():
+            where = f"task {task_name!r} in {comp_name!r}"
+            task = _check_object(task, "PipelineTaskSpec", where, problems)
+            ref = _check_object(
+                task.get("componentRef", {}), "ComponentRef", f"{where} componentRef", problems
+            )
+            if not isinstance(ref.get("name", ""), str):
+                problems.append(f"{where} componentRef.name must be a string")
+            _check_object(task.get("taskInfo", {}), "PipelineTaskInfo", f"{where} taskInfo", problems)
+    return problems
+
+
 def validate_spec(spec: dict[str, Any]) -> None:
     """Raises a 400 ApiError unless `spec` is a compiled PipelineSpec this runtime can execute."""
     problems: list[str] = []
@@ -54,6 +113,9 @@ def validate_spec(spec: dict[str, Any]) -> None:
             + "; ".join(problems)
             + " (compile the pipeline with kfp.compiler.Compiler)"
         )
+    problems = _structure_problems(spec)
+    if problems:
+        raise bad_request("malformed pipeline_spec: " + "; ".join(problems))
     try:
         from google.protobuf import json_format
         from kfp.pipeline_spec import pipeline_spec_pb2

@@ -106,3 +106,26 @@ def test_trigger_start_and_end_times_bound_the_schedule() -> None:
     assert _next_time(periodic, _ts("2026-01-01T10:00:08")) is None  # 10:00:12 is past end_time
     cron = {"trigger": {"cron_schedule": {"cron": "*/5 * * * * *", "start_time": start}}}
     assert _iso(_next_time(cron, created)) == "2026-01-01T10:00:00"
+
+
+def test_spec_structure_is_checked_without_kfp_installed() -> None:
+    """The daemon may run in the control-plane env (no kfp): field names are still checked."""
+    from kubeflow_bridge.local.kfp.spec import _structure_problems
+
+    spec = {
+        "pipelineInfo": {"name": "p", "colour": "red"},
+        "root": {
+            "dag": {"tasks": {"t": {"componentRef": {"name": 1}, "taskInfo": {"name": "t"}, "retries": 3}}}
+        },
+        "deploymentSpec": {},
+        "schemaVersion": "2.1.0",
+        "extra": True,
+    }
+    problems = " | ".join(_structure_problems(spec))
+    assert "pipeline_spec has unknown field(s) ['extra']" in problems
+    assert "pipelineInfo has unknown field(s) ['colour']" in problems
+    assert "task 't' in 'root' has unknown field(s) ['retries']" in problems
+    assert "componentRef.name must be a string" in problems
+    good = {**spec, "pipelineInfo": {"name": "p"}, "root": {"dag": {"tasks": {}}}}
+    del good["extra"]
+    assert _structure_problems(good) == []
