@@ -42,6 +42,10 @@ def test_kfp_client_runs_a_pipeline_with_outputs_artifacts_and_a_skipped_branch(
     done = kfp_client.wait_for_run_completion(result.run_id, timeout=90, sleep_duration=0.5)
     assert done.state == "SUCCEEDED"
     assert done.experiment_id == kfp_client.get_experiment(experiment_name="kfp-tests").experiment_id
+    experiments = kfp_client.list_experiments(page_size=50).experiments
+    assert "kfp-tests" in [e.display_name for e in experiments]
+    listed = kfp_client.list_runs(experiment_id=done.experiment_id, sort_by="created_at desc", page_size=5)
+    assert result.run_id in [r.run_id for r in listed.runs] and listed.total_size >= 1
 
     run = http.get(f"/apis/v2beta1/runs/{result.run_id}").json()
     assert run["finished_at"] >= run["created_at"] and run["finished_at"] != "1970-01-01T00:00:00Z"
