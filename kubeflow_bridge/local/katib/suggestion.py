@@ -34,7 +34,7 @@ from kubeflow_bridge.local.katib.template import EXPERIMENT_LABEL, TRIAL_LABEL, 
 
 EARLY_STOP_ANNOTATION = "kubeflow-bridge.io/early-stop"
 GROUP, VERSION = "kubeflow.org", "v1beta1"
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.3
 log = logging.getLogger("kubeflow_bridge.local.katib.suggestion")
 
 
@@ -191,7 +191,7 @@ def run(experiment_ref: str, kubeconfig: str) -> int:
                 search_alg=setup.search_alg,
                 scheduler=setup.scheduler,
                 num_samples=setup.num_samples,
-                reuse_actors=False,
+                reuse_actors=True,
             ),
             run_config=tune.RunConfig(
                 name=name,
