@@ -160,6 +160,38 @@ def _mask(*secrets: str | None) -> None:
             mask_secret(secret)
 
 
+class _SharedAsyncClient:
+    """One async object client shared by the waiters of one event loop (see ``async_object_client``)."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.lock = asyncio.Lock()
+        self.users = 0
+        self.client: AsyncKubeflowObjectClient | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    async def open(self, kubernetes_conn_id: str) -> AsyncKubeflowObjectClient:
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
+
+        from kubeflow_bridge.clients.kube import AsyncKubeflowObjectClient
+
+        self._stack = contextlib.AsyncExitStack()
+        api_client = await self._stack.enter_async_context(
+            AsyncKubernetesHook(conn_id=kubernetes_conn_id).get_conn()
+        )
+        return AsyncKubeflowObjectClient(api_client)
+
+    async def close(self) -> None:
+        self.client = None
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
+
+
+_SHARED_ASYNC_CLIENTS: dict[tuple[int, str], _SharedAsyncClient] = {}
+
+
 class KubeflowHook(BaseHook):
     """Clients for Kubeflow Pipelines and the Kubernetes API, from one ``kubeflow`` connection.
 
@@ -299,13 +331,29 @@ class KubeflowHook(BaseHook):
 
     @contextlib.asynccontextmanager
     async def async_object_client(self) -> AsyncIterator[AsyncKubeflowObjectClient]:
-        """An async custom-object client on the cncf async hook's API client, closed on exit."""
-        from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
+        """An async custom-object client on the cncf async hook's API client.
 
-        from kubeflow_bridge.clients.kube import AsyncKubeflowObjectClient
+        Every waiter in one event loop (a triggerer runs one) using the same ``kubernetes`` connection
+        shares one client, so 1,000 deferred tasks hold one connection pool and one shared watch per
+        (kind, namespace) rather than 1,000 API clients; it is closed when its last user exits.
+        """
+        import asyncio
 
-        async with AsyncKubernetesHook(conn_id=self.kubernetes_conn_id).get_conn() as api_client:
-            yield AsyncKubeflowObjectClient(api_client)
+        key = (id(asyncio.get_running_loop()), self.kubernetes_conn_id)
+        entry = _SHARED_ASYNC_CLIENTS.setdefault(key, _SharedAsyncClient())
+        async with entry.lock:
+            if entry.client is None:
+                entry.client = await entry.open(self.kubernetes_conn_id)
+            entry.users += 1
+        try:
+            yield entry.client
+        finally:
+            async with entry.lock:
+                entry.users -= 1
+                if entry.users == 0:
+                    if _SHARED_ASYNC_CLIENTS.get(key) is entry:
+                        del _SHARED_ASYNC_CLIENTS[key]
+                    await entry.close()
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the KFP endpoint answers (used by the UI's Test button)."""

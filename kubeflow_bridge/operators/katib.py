@@ -67,7 +67,7 @@ class KatibExperimentOperator(KubeflowObjectOperator):
         trial_kind: ``Job`` or ``PyTorchJob`` trials.
         parallel_trial_count: Trials at once.
         max_trial_count: Trials in all.
-        max_failed_trial_count: Failed trials before the Experiment fails.
+        max_failed_trial_count: Failed trials before the Experiment fails (default: min(3, max_trial_count)).
         early_stopping: ``medianstop`` or None.
         **kwargs: See :class:`KubeflowObjectOperator`.
 
@@ -111,7 +111,7 @@ class KatibExperimentOperator(KubeflowObjectOperator):
         trial_kind: str = "Job",
         parallel_trial_count: int | str = 2,
         max_trial_count: int | str = 6,
-        max_failed_trial_count: int | str = 3,
+        max_failed_trial_count: int | str | None = None,
         early_stopping: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -162,6 +162,7 @@ class KatibExperimentOperator(KubeflowObjectOperator):
             goal = None if self.goal in (None, "") else float(self.goal)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ValueError(f"goal must be a number, not {self.goal!r}") from None
+        max_trials = as_int("max_trial_count", self.max_trial_count, minimum=1)
         template = katib.trainer_trial_template(
             self.image,
             parameters,
@@ -184,8 +185,12 @@ class KatibExperimentOperator(KubeflowObjectOperator):
             algorithm=katib.Algorithm(name=self.algorithm, settings=dict(self.algorithm_settings or {})),
             early_stopping=katib.EarlyStopping(name=self.early_stopping) if self.early_stopping else None,
             parallel_trial_count=as_int("parallel_trial_count", self.parallel_trial_count, minimum=1),
-            max_trial_count=as_int("max_trial_count", self.max_trial_count, minimum=1),
-            max_failed_trial_count=as_int("max_failed_trial_count", self.max_failed_trial_count, minimum=0),
+            max_trial_count=max_trials,
+            max_failed_trial_count=(
+                min(3, max_trials)
+                if self.max_failed_trial_count in (None, "")
+                else as_int("max_failed_trial_count", self.max_failed_trial_count, minimum=0)
+            ),
         )
 
     def build_result(self, obj: dict[str, Any], context: Context) -> dict[str, Any]:

@@ -121,3 +121,34 @@ def test_module_import_is_cheap() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+async def test_waiters_in_one_loop_share_one_async_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from kubeflow_bridge.hooks import kubeflow
+
+    set_conn(monkeypatch, host="http://kfp", extra={"kubernetes_conn_id": "k8s"})
+    opened: list[object] = []
+    closed: list[object] = []
+
+    async def fake_open(self: object, conn_id: str) -> object:
+        await asyncio.sleep(0.01)  # let the other waiters pile up on the lock
+        opened.append(conn_id)
+        return object()
+
+    async def fake_close(self: object) -> None:
+        closed.append(self)
+
+    monkeypatch.setattr(kubeflow._SharedAsyncClient, "open", fake_open)
+    monkeypatch.setattr(kubeflow._SharedAsyncClient, "close", fake_close)
+    seen: list[object] = []
+
+    async def waiter() -> None:
+        async with KubeflowHook().async_object_client() as client:
+            seen.append(client)
+            await asyncio.sleep(0.02)
+
+    await asyncio.gather(*(waiter() for _ in range(20)))
+    assert opened == ["k8s"] and len({id(c) for c in seen}) == 1
+    assert len(closed) == 1 and kubeflow._SHARED_ASYNC_CLIENTS == {}

@@ -230,3 +230,39 @@ def test_dag_test_end_to_end_deferrable_and_sync(namespace: str, tmp_path: Path)
     }
     assert "[DAG TEST] Trigger completed" in out.stdout + out.stderr  # the deferrable task really deferred
     assert len(objects("PyTorchJob", namespace)) == 2
+
+
+TRIAL = (
+    "import sys\n"
+    "args = dict(a.lstrip('-').split('=', 1) for a in sys.argv[1:] if '=' in a)\n"
+    "lr, hidden = float(args['lr']), int(args['hidden'])\n"
+    "print(f'epoch=0 val_loss={(lr - 0.005) ** 2 + hidden / 1000:.6f}', flush=True)\n"
+)
+
+
+def test_katib_experiment_returns_typed_best_parameters(namespace: str) -> None:
+    from kubeflow_bridge.operators.katib import KatibExperimentOperator
+
+    op = KatibExperimentOperator(
+        task_id="tune",
+        image="python:3.11",
+        trial_command=["python", "-c", TRIAL],
+        objective_metric="val_loss",
+        search_space=[
+            {"name": "lr", "type": "double", "min": "0.001", "max": "0.01"},
+            {"name": "hidden", "type": "int", "min": "8", "max": "16"},
+        ],
+        parallel_trial_count=2,
+        max_trial_count=2,
+        deferrable=False,
+        poll_interval=1,
+        timeout=240,
+    )
+    result = op.execute(ctx())
+    assert result["trial_counts"]["trialsSucceeded"] == 2
+    assert (
+        isinstance(result["best_parameters"]["hidden"], int)
+        and 8 <= result["best_parameters"]["hidden"] <= 16
+    )
+    assert isinstance(result["best_parameters"]["lr"], float)
+    assert result["objective_metric"] == "val_loss" and result["objective_value"] is not None
