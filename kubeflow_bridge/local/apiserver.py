@@ -19,7 +19,7 @@ import yaml
 from aiohttp import web
 
 from kubeflow_bridge import __version__
-from kubeflow_bridge.local import apierrors, discovery, openapi
+from kubeflow_bridge.local import apierrors, discovery, jsonfast, openapi
 from kubeflow_bridge.local.admission import Admission
 from kubeflow_bridge.local.apierrors import ApiError
 from kubeflow_bridge.local.faults import Faults
@@ -38,7 +38,7 @@ AdminHook = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode(),
+        body=jsonfast.dumps(body),
         status=status,
         content_type="application/json",
         headers=headers,
@@ -215,7 +215,11 @@ class ApiServer:
         if route.sub == "status" and not route.rt.has_status:
             raise ApiError(404, "NotFound", f"{route.rt.plural} have no status subresource")
         if method == "GET":
-            obj = self.store.get(route.rt, route.namespace or "", route.name)
+            obj = self.store.find(route.rt, route.namespace or "", route.name, copy_obj=False)
+            if obj is None:
+                raise apierrors.not_found(route.rt.group, route.rt.plural, route.name)
+            if route.sub is None and wants_table(request.headers.get("Accept", "")):
+                return json_response(table(route.rt, [obj], obj["metadata"]["resourceVersion"]))
             return json_response(obj)
         if method == "PUT":
             return await self._replace(request, route)
@@ -254,8 +258,8 @@ class ApiServer:
         try:
             if "yaml" in ctype:
                 return yaml.safe_load(raw)
-            return json.loads(raw)
-        except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as e:
+            return jsonfast.loads(raw)
+        except (ValueError, yaml.YAMLError) as e:
             fmt = "YAML" if "yaml" in ctype else "JSON"
             raise apierrors.bad_request(f"the request body is not valid {fmt}: {e}") from None
 

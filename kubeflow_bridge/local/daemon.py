@@ -234,7 +234,10 @@ class Runtime:
             "kubeconfig": str(self.paths.kubeconfig),
             "env": str(self.paths.env_file),
         }
-        self.paths.info_file.write_text(json.dumps(info, indent=2))
+        # Atomic: `local up` and tests poll for this file and must never read it half-written.
+        tmp = self.paths.info_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info, indent=2))
+        os.replace(tmp, self.paths.info_file)
         log.info("local runtime serving at %s (state %s)", self.api_url, self.paths.root)
 
     async def stop(self) -> None:

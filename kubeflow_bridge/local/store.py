@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import collections
-import copy
 import json
 import re
 import secrets
@@ -21,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubeflow_bridge.local import apierrors
+from kubeflow_bridge.local import apierrors, jsonfast
 from kubeflow_bridge.local.kinds import ResourceType
 
 Obj = dict[str, Any]
@@ -134,7 +133,7 @@ class Store:
         else:
             self._db.execute(
                 "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?)",
-                (rt.key, ns, name, json.dumps(obj, separators=(",", ":"))),
+                (rt.key, ns, name, jsonfast.dumps(obj).decode()),
             )
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('rv', ?)", (str(self._rv),))
         self._db.execute("COMMIT")
@@ -154,7 +153,7 @@ class Store:
         obj = self._objects.get(rt.key, {}).get((namespace if rt.namespaced else "", name))
         if obj is None:
             return None
-        return copy.deepcopy(obj) if copy_obj else obj
+        return jsonfast.clone(obj) if copy_obj else obj
 
     def get(self, rt: ResourceType, namespace: str, name: str) -> Obj:
         """The object; raises 404 NotFound."""
@@ -179,7 +178,7 @@ class Store:
                 continue
             if matcher is not None and not matcher(obj):
                 continue
-            out.append(copy.deepcopy(obj) if copy_obj else obj)
+            out.append(jsonfast.clone(obj) if copy_obj else obj)
         return out
 
     def all_types(self) -> Iterable[str]:
@@ -201,7 +200,7 @@ class Store:
 
     def create(self, rt: ResourceType, obj: Obj, namespace: str | None = None) -> Obj:
         """Store a new object: sets uid, resourceVersion, generation, creationTimestamp, generateName."""
-        obj = copy.deepcopy(obj)
+        obj = jsonfast.clone(obj)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise apierrors.bad_request("metadata must be an object")
@@ -259,7 +258,7 @@ class Store:
         bucket[(ns, name)] = obj
         self._persist(rt, obj, ns, name)
         self._emit(WatchEvent("ADDED", rt, obj, rv))
-        return copy.deepcopy(obj)
+        return jsonfast.clone(obj)
 
     def update(self, rt: ResourceType, obj: Obj, *, subresource: str | None = None) -> Obj:
         """Replace an object (PUT semantics).
@@ -285,9 +284,9 @@ class Store:
                 name,
                 "the object has been modified; please apply your changes to the latest version and try again",
             )
-        new = copy.deepcopy(obj)
+        new = jsonfast.clone(obj)
         if subresource == "status":
-            merged = copy.deepcopy(old)
+            merged = jsonfast.clone(old)
             if "status" in new:
                 merged["status"] = new["status"]
             else:
@@ -296,7 +295,7 @@ class Store:
         else:
             if rt.has_status:
                 if "status" in old:
-                    new["status"] = copy.deepcopy(old["status"])
+                    new["status"] = jsonfast.clone(old["status"])
                 else:
                     new.pop("status", None)
             new_meta = new.setdefault("metadata", {})
@@ -316,11 +315,11 @@ class Store:
             del bucket[(ns, name)]
             self._persist(rt, None, ns, name)
             self._emit(WatchEvent("DELETED", rt, new, rv, old))
-            return copy.deepcopy(new)
+            return jsonfast.clone(new)
         bucket[(ns, name)] = new
         self._persist(rt, new, ns, name)
         self._emit(WatchEvent("MODIFIED", rt, new, rv, old))
-        return copy.deepcopy(new)
+        return jsonfast.clone(new)
 
     def delete(
         self,
@@ -358,8 +357,8 @@ class Store:
             self._delete_dependents(uid)
         if old["metadata"].get("finalizers"):
             if old["metadata"].get("deletionTimestamp"):
-                return copy.deepcopy(old)
-            new = copy.deepcopy(old)
+                return jsonfast.clone(old)
+            new = jsonfast.clone(old)
             new["metadata"]["deletionTimestamp"] = now_iso()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             rv = self._next_rv()
@@ -369,7 +368,7 @@ class Store:
             self._emit(WatchEvent("MODIFIED", rt, new, rv, old))
             result = new
         else:
-            gone = copy.deepcopy(old)
+            gone = jsonfast.clone(old)
             gone["metadata"]["deletionTimestamp"] = now_iso()
             rv = self._next_rv()
             gone["metadata"]["resourceVersion"] = str(rv)
@@ -387,7 +386,7 @@ class Store:
                 for dns, dname in [k for k in objs if k[0] == name]:
                     if (dns, dname) in objs:
                         self.delete(dep_rt, dns, dname, propagation="Background")
-        return copy.deepcopy(result)
+        return jsonfast.clone(result)
 
     def dependents(self, owner_uid: str) -> builtins.list[tuple[ResourceType, Obj]]:
         """Objects whose ownerReferences name ``owner_uid``."""
@@ -411,7 +410,7 @@ class Store:
 
     def _orphan(self, owner_uid: str) -> None:
         for rt, obj in self.dependents(owner_uid):
-            new = copy.deepcopy(obj)
+            new = jsonfast.clone(obj)
             refs = [r for r in new["metadata"].get("ownerReferences") or [] if r.get("uid") != owner_uid]
             if refs:
                 new["metadata"]["ownerReferences"] = refs

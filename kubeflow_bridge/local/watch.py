@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from kubeflow_bridge.local import apierrors
+from kubeflow_bridge.local import apierrors, jsonfast
 from kubeflow_bridge.local.apierrors import ApiError
 from kubeflow_bridge.local.kinds import ResourceType
 from kubeflow_bridge.local.store import Obj
@@ -23,7 +22,7 @@ DEFAULT_TIMEOUT = 1800.0
 
 
 def _line(event_type: str, obj: dict[str, Any]) -> bytes:
-    return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+    return jsonfast.dumps({"type": event_type, "object": obj}) + b"\n"
 
 
 async def serve_watch(

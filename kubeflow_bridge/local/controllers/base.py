@@ -5,8 +5,9 @@ How a controller works here (the same model as controller-runtime, level-trigger
 1. **Register for kinds.** Subclass :class:`Controller`, set ``name``, ``kinds`` (the primary
    :class:`~kubeflow_bridge.local.kinds.ResourceType` objects it reconciles) and optionally ``owns``
    (kinds it creates; a change to an owned object whose ``ownerReferences`` names an object of one of
-   ``kinds`` enqueues that owner). Register it with ``manager.add(MyController())`` in
-   :func:`kubeflow_bridge.local.daemon.build_controllers` (part-2 controllers are imported there too).
+   ``kinds`` enqueues that owner). Register it with ``runtime.manager.add(MyController())`` from a
+   plug-in module's ``register(runtime)`` listed in :data:`kubeflow_bridge.local.daemon.PLUGINS`
+   (part 2: ``controllers/katib.py``, ``controllers/kserve.py``); part 1's are added by ``Runtime``.
    Kinds come from :mod:`kubeflow_bridge.local.kinds` (``POD``, ``JOB``, ``PYTORCHJOB``, ``EXPERIMENT``,
    ``TRIAL``, ``SUGGESTION``, ``INFERENCESERVICE``, ``EVENT``, ...).
 
@@ -57,7 +58,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import copy
 import logging
 import secrets
 from collections.abc import Callable
@@ -65,7 +65,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubeflow_bridge.local import apierrors
+from kubeflow_bridge.local import apierrors, jsonfast
 from kubeflow_bridge.local.images import ImageMap
 from kubeflow_bridge.local.kinds import EVENT, KindRegistry, ResourceType
 from kubeflow_bridge.local.patch import merge_patch
@@ -140,15 +140,15 @@ class ControllerContext:
         uid = owner["metadata"]["uid"]
         ns = owner["metadata"].get("namespace")
         return [
-            o
-            for o in self.store.list(rt, ns)
+            jsonfast.clone(o)
+            for o in self.store.list(rt, ns, copy_obj=False)
             if any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences") or [])
         ]
 
     # --- writes -------------------------------------------------------------------------------
     def create(self, rt: ResourceType, body: Obj, *, namespace: str, owner: Obj | None = None) -> Obj:
         """Create ``body`` (admission runs first); with ``owner``, the new object is owned by it."""
-        body = copy.deepcopy(body)
+        body = jsonfast.clone(body)
         meta = body.setdefault("metadata", {})
         meta["namespace"] = namespace
         if owner is not None:
@@ -162,7 +162,7 @@ class ControllerContext:
     def update(self, rt: ResourceType, obj: Obj) -> Obj:
         """Replace the object (spec/metadata); 409 Conflict if ``metadata.resourceVersion`` is stale."""
         old = self.store.get(rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
-        obj = self.admission.admit(rt, copy.deepcopy(obj), old)
+        obj = self.admission.admit(rt, jsonfast.clone(obj), old)
         return self.store.update(rt, obj)
 
     def patch(self, rt: ResourceType, namespace: str, name: str, patch: Obj) -> Obj:
@@ -216,7 +216,7 @@ class ControllerContext:
                 and ev.get("reason") == reason
                 and ev.get("message") == message
             ):
-                new = copy.deepcopy(ev)
+                new = jsonfast.clone(ev)
                 new["count"] = int(ev.get("count", 1)) + 1
                 new["lastTimestamp"] = now_iso()
                 new["metadata"].pop("resourceVersion", None)
