@@ -16,29 +16,33 @@ from typing import Any
 from kubeflow_bridge.local import apierrors
 from kubeflow_bridge.local.kinds import ResourceType
 from kubeflow_bridge.local.store import Obj
+from kubeflow_bridge.resources.errors import ValidationError
+from kubeflow_bridge.resources.katib import validate_experiment
+from kubeflow_bridge.resources.kserve import validate_inference_service
+from kubeflow_bridge.resources.training import validate_pytorchjob
 
 Cause = dict[str, str]
 
-# resource key -> (module, function) of the resources layer's validator.
-VALIDATORS: dict[str, tuple[str, str]] = {
-    "kubeflow.org/pytorchjobs": ("kubeflow_bridge.resources.training", "validate_pytorchjob"),
-    "kubeflow.org/experiments": ("kubeflow_bridge.resources.katib", "validate_experiment"),
-    "serving.kserve.io/inferenceservices": ("kubeflow_bridge.resources.kserve", "validate_inference_service"),
+Validator = Callable[[dict[str, Any]], None]
+
+# resource key -> validator raising ValidationError: a function, or a ``(module, function)`` pair
+# imported on first use (how plug-ins replace one, e.g. the Katib controller's local Experiment rules).
+VALIDATORS: dict[str, Validator | tuple[str, str]] = {
+    "kubeflow.org/pytorchjobs": validate_pytorchjob,
+    "kubeflow.org/experiments": validate_experiment,
+    "serving.kserve.io/inferenceservices": validate_inference_service,
 }
 
 PYTORCHJOB_PORT = 23456
 
 
-def _lookup_validator(key: str) -> Callable[[dict[str, Any]], None] | None:
+def _validator(key: str) -> Validator | None:
     target = VALIDATORS.get(key)
-    if target is None:
-        return None
-    try:
-        module = importlib.import_module(target[0])
-    except ImportError:
-        return None
-    fn = getattr(module, target[1], None)
-    return fn if callable(fn) else None
+    if target is None or callable(target):
+        return target
+    fn = getattr(importlib.import_module(target[0]), target[1])
+    VALIDATORS[key] = fn
+    return fn  # type: ignore[no-any-return]
 
 
 def _cause(field: str, message: str, reason: str = "FieldValueInvalid") -> Cause:
@@ -173,10 +177,8 @@ class Admission:
             hook(obj, old, causes)
         if causes:
             self._fail(rt, obj, causes)
-        validator = _lookup_validator(rt.key)
+        validator = _validator(rt.key)
         if validator is not None:
-            from kubeflow_bridge.resources.errors import ValidationError
-
             try:
                 validator(obj)
             except ValidationError as e:
