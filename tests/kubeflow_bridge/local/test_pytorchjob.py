@@ -174,3 +174,43 @@ def test_training_client_sdk(runtime: RuntimeHandle, namespace: str) -> None:
     assert [c.type for c in tc.get_job_conditions("sdk")] == ["Created", "Running", "Succeeded"]
     tc.delete_job("sdk")
     assert tc.list_jobs() == []
+
+
+def test_suspend_and_resume(runtime: RuntimeHandle, namespace: str) -> None:
+    url = f"/apis/kubeflow.org/v1/namespaces/{namespace}/pytorchjobs"
+    pods = f"/api/v1/namespaces/{namespace}/pods"
+    merge = {"Content-Type": "application/merge-patch+json"}
+    with runtime.http() as c:
+        c.post(
+            url,
+            json=job("sus", replica(1, "print('m')"), replica(1, "print('w')"), runPolicy={"suspend": True}),
+        ).raise_for_status()
+        obj = wait_for(
+            lambda: (
+                (o := c.get(f"{url}/sus").json()) and any(t == "Suspended" for t, _, _ in conditions(o)) and o
+            )
+        )
+        assert ("Suspended", "True", "PyTorchJobSuspended") in conditions(obj)
+        assert c.get(pods).json()["items"] == []
+        c.patch(
+            f"{url}/sus", json={"spec": {"runPolicy": {"suspend": False}}}, headers=merge
+        ).raise_for_status()
+        obj = wait_for(lambda: (o := c.get(f"{url}/sus").json()) and finished(o) and o, timeout=30)
+        assert ("Suspended", "False", "PyTorchJobResumed") in conditions(obj)
+        assert conditions(obj)[-1] == ("Succeeded", "True", "PyTorchJobSucceeded")
+
+
+def test_on_failure_restarts_until_backoff_limit(runtime: RuntimeHandle, namespace: str) -> None:
+    url = f"/apis/kubeflow.org/v1/namespaces/{namespace}/pytorchjobs"
+    body = job(
+        "flaky",
+        replica(1, "import sys; sys.exit(1)", restart="OnFailure"),
+        replica(1, "import time; time.sleep(60)"),
+        runPolicy={"backoffLimit": 1, "cleanPodPolicy": "All"},
+    )
+    with runtime.http() as c:
+        c.post(url, json=body).raise_for_status()
+        obj = wait_for(lambda: (o := c.get(f"{url}/flaky").json()) and finished(o) and o, timeout=40)
+        last = obj["status"]["conditions"][-1]
+        assert last["type"] == "Failed" and "backoff limit" in last["message"]
+        wait_for(lambda: c.get(f"/api/v1/namespaces/{namespace}/pods").json()["items"] == [], timeout=20)
