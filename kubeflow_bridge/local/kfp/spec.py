@@ -150,6 +150,13 @@ def validate_spec(spec: dict[str, Any]) -> None:
                     f"executor {label!r} is a container component; the local runtime runs only lightweight "
                     "Python components (@dsl.component with install_kfp_package=False)"
                 )
+            elif container is not None and any("pip install" in str(p) for p in container.get("command", [])):
+                # components run in the trainer env itself: installing into it could replace its pinned torch
+                problems.append(
+                    f"executor {label!r} installs packages at run time; the local runtime runs components in the "
+                    "trainer env and never pip-installs: compile with install_kfp_package=False and no "
+                    "packages_to_install (add what you need to trainer/requirements.in)"
+                )
     if problems:
         raise bad_request("malformed pipeline_spec: " + "; ".join(problems))
 
