@@ -1,9 +1,16 @@
-"""The ``kubeflow-bridge`` console script. Subcommands load their modules lazily (importing this is cheap)."""
+"""The ``kubeflow-bridge`` console script. Subcommands load their modules lazily (importing this is cheap).
+
+``kubeflow-bridge local ...`` is the local runtime (:mod:`kubeflow_bridge.local.cli`);
+``kubeflow-bridge compare ...`` is handed to :mod:`kubeflow_bridge.compare.cli` as a whole, so one
+subcommand's imports never stand in the way of another.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+DELEGATED = {"compare": ("kubeflow_bridge.compare.cli", "compare one workflow run by Airflow and by KFP")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -12,19 +19,19 @@ def build_parser() -> argparse.ArgumentParser:
     from kubeflow_bridge.local.cli import add_parser as add_local
 
     add_local(sub)
-    # Other subcommands mount their own argument sets here.
-    try:
-        from kubeflow_bridge.compare import cli as compare_cli
-    except ImportError:
-        pass
-    else:
-        compare = sub.add_parser("compare", help="compare one workflow run by Airflow and by KFP")
-        compare_cli.build_parser(compare)
-        compare.set_defaults(func=compare_cli.run)
+    for name, (_, help_text) in DELEGATED.items():
+        sub.add_parser(name, help=f"{help_text} (see: kubeflow-bridge {name} --help)", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        module = importlib.import_module(DELEGATED[argv[0]][0])
+        sys.argv[0] = f"kubeflow-bridge {argv[0]}"
+        return int(module.main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 
