@@ -192,6 +192,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     io.parse_uri(args.out, arg="--out")
     if args.model_out:
         io.parse_uri(args.model_out, arg="--model-out")
+    if not 2 <= args.thresholds <= 100_000:
+        raise ValueError(f"--thresholds must be in [2, 100000]; got {args.thresholds}")
     model, artifact = load_artifact(args.model, arg="--model")
     with io.local_input_dir(args.data, arg="--data") as prep:
         scaler = json.loads(Path(os.path.join(prep, "scaler.json")).read_text())

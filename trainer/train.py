@@ -373,6 +373,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             io.parse_uri(getattr(args, name), arg="--" + name.replace("_", "-"))
     if args.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"--device must be auto, cpu or cuda; got {args.device!r}")
+    # Deterministic cuBLAS on CUDA (must be set before the first CUDA call).
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     import numpy as np
     import torch
 

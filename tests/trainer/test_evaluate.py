@@ -143,3 +143,16 @@ def test_model_trained_on_other_features_is_rejected(pipeline: Any, tmp_path: Pa
     with pytest.raises(ValueError, match="evaluate with the data the model was trained on"):
         evaluate.run(args)
     assert not (tmp_path / "ev").exists()
+
+
+def test_threshold_count_out_of_range(pipeline: Any, tmp_path: Path) -> None:
+    args = argparse.Namespace(
+        data=str(pipeline.prep),
+        model=str(pipeline.model),
+        out=str(tmp_path / "ev"),
+        model_out=None,
+        thresholds=1,
+    )
+    with pytest.raises(ValueError, match=r"--thresholds must be in \[2, 100000\]"):
+        evaluate.run(args)
+    assert not (tmp_path / "ev").exists()
