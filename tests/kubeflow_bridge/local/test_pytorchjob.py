@@ -214,3 +214,35 @@ def test_on_failure_restarts_until_backoff_limit(runtime: RuntimeHandle, namespa
         last = obj["status"]["conditions"][-1]
         assert last["type"] == "Failed" and "backoff limit" in last["message"]
         wait_for(lambda: c.get(f"/api/v1/namespaces/{namespace}/pods").json()["items"] == [], timeout=20)
+
+
+def test_exit_code_policy_restarts_on_retryable_code(
+    runtime: RuntimeHandle, namespace: str, tmp_path: Any
+) -> None:
+    marker = tmp_path / "first-run-done"
+    # First run dies by SIGKILL (exit 137: retryable), the second succeeds.
+    code = (
+        f"import os, pathlib, signal; p = pathlib.Path({str(marker)!r})\n"
+        "if not p.exists():\n    p.write_text('x'); os.kill(os.getpid(), signal.SIGKILL)\n"
+        "print('second run')"
+    )
+    url = f"/apis/kubeflow.org/v1/namespaces/{namespace}/pytorchjobs"
+    with runtime.http() as c:
+        c.post(
+            url, json=job("ec", replica(1, code, restart="ExitCode"), replica(1, "print('w')"))
+        ).raise_for_status()
+
+        def done() -> dict[str, Any] | None:
+            o = c.get(f"{url}/ec").json()
+            return o if finished(o) else None
+
+        obj = wait_for(done, timeout=40)
+        assert conditions(obj)[-1] == ("Succeeded", "True", "PyTorchJobSucceeded")
+        assert c.get(f"/api/v1/namespaces/{namespace}/pods/ec-master-0/log").text == "second run\n"
+        events = [
+            e["reason"]
+            for e in c.get(f"/api/v1/namespaces/{namespace}/events").json()["items"]
+            if e["involvedObject"]["name"] == "ec"
+        ]
+        # Restarting is transient (Running replaces it once the new pod runs); its event stays.
+        assert "PyTorchJobRestarting" in events
