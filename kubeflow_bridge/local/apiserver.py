@@ -136,6 +136,13 @@ class ApiServer:
             return await handler(request)
         except ApiError as e:
             return error_response(e)
+        except (asyncio.CancelledError, ConnectionResetError, web.HTTPException):
+            raise
+        except Exception as e:
+            log.exception("%s %s failed", request.method, path)
+            return error_response(
+                ApiError(500, "InternalError", f"Internal error occurred: {type(e).__name__}: {e}")
+            )
 
     async def _admin(self, request: web.Request) -> web.Response:
         action = request.match_info["action"]

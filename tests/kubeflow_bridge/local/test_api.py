@@ -272,3 +272,13 @@ def test_table_printing(runtime: RuntimeHandle, namespace: str) -> None:
 
 def test_unreachable_path_is_404(runtime: RuntimeHandle) -> None:
     assert httpx.get(f"{runtime.api}/nope").status_code == 404
+
+
+def test_delete_collection_by_label(runtime: RuntimeHandle, namespace: str) -> None:
+    cm = f"/api/v1/namespaces/{namespace}/configmaps"
+    with runtime.http() as c:
+        for name, team in (("a", "x"), ("b", "x"), ("c", "y")):
+            c.post(cm, json={"metadata": {"name": name, "labels": {"team": team}}}).raise_for_status()
+        r = c.delete(cm, params={"labelSelector": "team=x"})
+        assert r.status_code == 200 and {o["metadata"]["name"] for o in r.json()["items"]} == {"a", "b"}
+        assert [o["metadata"]["name"] for o in c.get(cm).json()["items"]] == ["c"]
