@@ -60,7 +60,16 @@ class Watcher:
             return
         if self.namespace and ev.obj["metadata"].get("namespace") != self.namespace:
             return
-        if not self.matcher(ev.obj):
+        # Selector transitions as the API server reports them: entering the selection is ADDED,
+        # leaving it is DELETED (with the object's new state).
+        now = self.matcher(ev.obj)
+        before = self.matcher(ev.old) if ev.old is not None else False
+        if ev.type == "MODIFIED" and now != before:
+            ev = WatchEvent("ADDED" if now else "DELETED", ev.rt, ev.obj, ev.rv, ev.old)
+        elif ev.type == "DELETED":
+            if not (now or before):
+                return
+        elif not now:
             return
         self.queue.append(ev)
         if self.wakeup:

@@ -176,3 +176,25 @@ async def test_kubernetes_asyncio(runtime: RuntimeHandle, namespace: str) -> Non
                     break
         assert final == "Succeeded"
         assert await core.read_namespaced_pod_log("aiop", namespace) == "async hello\n"
+
+
+def test_watch_selector_transitions(runtime: RuntimeHandle, namespace: str) -> None:
+    cm = f"/api/v1/namespaces/{namespace}/configmaps"
+    merge = {"Content-Type": "application/merge-patch+json"}
+    with runtime.http() as c:
+        rv = c.get(cm).json()["metadata"]["resourceVersion"]
+        c.post(cm, json={"metadata": {"name": "t", "labels": {"sel": "no"}}}).raise_for_status()
+        c.patch(f"{cm}/t", json={"metadata": {"labels": {"sel": "yes"}}}, headers=merge).raise_for_status()
+        c.patch(f"{cm}/t", json={"data": {"a": "1"}}, headers=merge).raise_for_status()
+        c.patch(f"{cm}/t", json={"metadata": {"labels": {"sel": "no"}}}, headers=merge).raise_for_status()
+        r = c.get(
+            cm,
+            params={
+                "watch": "true",
+                "resourceVersion": rv,
+                "labelSelector": "sel=yes",
+                "timeoutSeconds": "1",
+            },
+        )
+        types = [json.loads(line)["type"] for line in r.text.splitlines()]
+        assert types == ["ADDED", "MODIFIED", "DELETED"]
