@@ -47,7 +47,7 @@ States and limits against real KFP: a terminated run stays CANCELING, as on the 
 (CANCELED is never reported for a run; a task cut short shows CANCELED once its processes are gone).
 Retry re-executes the whole pipeline, reusing the successful tasks of earlier attempts through
 kfp.local's cache (caching is per run, not across runs). Only lightweight Python components run (no
-container components, checked at create time); platform specs (kfp-kubernetes volumes, secrets)
+container components, none that pip-install at run time; both refused at create time); platform specs (kfp-kubernetes volumes, secrets)
 are ignored, and resource requests or node selectors have no effect.
 """
 

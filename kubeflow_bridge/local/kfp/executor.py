@@ -228,12 +228,15 @@ def main(argv: list[str] | None = None) -> int:
 
         spec = json.loads(args.spec.read_text())
         params = json.loads(args.params.read_text())
+        workspace = args.events.parent / "workspace"
+        workspace.mkdir(exist_ok=True)
         mirror = ArtifactMirror(args.pipeline_root, args.mirror_root) if args.mirror_root else None
         leaves = _leaf_tasks(spec)
         executed = _install_hooks(events, leaves, mirror)
         local.init(
             runner=local.SubprocessRunner(use_venv=False),
             pipeline_root=args.pipeline_root,
+            workspace_root=str(workspace),  # not a fresh /tmp folder per run
             raise_on_error=True,
             enable_caching=args.cache_root is not None,
             cache_root=args.cache_root,
