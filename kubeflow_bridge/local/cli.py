@@ -133,7 +133,7 @@ def up(args: argparse.Namespace) -> int:
     if args.foreground:
         from kubeflow_bridge.local import daemon
 
-        return daemon.main(daemon_argv(paths, args)[3:])
+        return daemon.main([*daemon_argv(paths, args)[3:], "--announce"])
     with contextlib.suppress(FileNotFoundError):
         paths.info_file.unlink()
     with open(paths.log_file, "ab") as log:

@@ -257,12 +257,16 @@ class Runtime:
             self.paths.info_file.unlink()
 
 
-async def serve(runtime: Runtime) -> None:
+async def serve(runtime: Runtime, announce: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await runtime.start()
+    if announce:
+        info = json.loads(runtime.paths.info_file.read_text())
+        print(f"serving: API {info['api']}  KFP {info['kfp']}  S3 {info['s3']}  (Ctrl-C stops)", flush=True)
+        print(f"  source {info['env']}", flush=True)
     try:
         await stop.wait()
     finally:
@@ -279,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faults", default="{}", help="fault-injection settings as JSON")
     p.add_argument("--history", type=int, default=2000)
     p.add_argument("--bookmark-interval", type=float, default=5.0)
+    p.add_argument("--announce", action="store_true", help="print the endpoints once serving")
     args = p.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -297,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             history=args.history,
             bookmark_interval=args.bookmark_interval,
         )
-        asyncio.run(serve(runtime))
+        asyncio.run(serve(runtime, args.announce))
     finally:
         with contextlib.suppress(FileNotFoundError):
             if paths.pid_file.read_text().strip() == str(os.getpid()):
