@@ -149,7 +149,17 @@ def build(in_dir: str, out_dir: str, args: argparse.Namespace) -> dict[str, Any]
     }
     names = feature_names(channels)
     train_x = parts["train"][names]
-    mean, std, *counts = dask.compute(train_x.mean(), train_x.std(), *(parts[s].shape[0] for s in SPLITS))
+    writes = [
+        parts[sp].to_parquet(
+            os.path.join(out_dir, sp), write_index=True, compute=False, write_metadata_file=False
+        )
+        for sp in SPLITS
+    ]
+    # One pass over the data: features are written unscaled, so the train statistics and the three writes
+    # share a single graph (read + resample + rolling happen once per partition).
+    mean, std, *counts = dask.compute(
+        train_x.mean(), train_x.std(), *(parts[sp].shape[0] for sp in SPLITS), *writes
+    )[: 2 + len(SPLITS)]
     rows = dict(zip(SPLITS, (int(c) for c in counts), strict=True))
     for split, n in rows.items():
         if n == 0:
@@ -158,13 +168,6 @@ def build(in_dir: str, out_dir: str, args: argparse.Namespace) -> dict[str, Any]
             )
     std = std.fillna(1.0)
     std[std < 1e-6] = 1.0
-    writes = [
-        parts[s].to_parquet(
-            os.path.join(out_dir, s), write_index=True, compute=False, write_metadata_file=False
-        )
-        for s in SPLITS
-    ]
-    dask.compute(*writes)
     scaler = {
         "features": names,
         "channels": channels,
