@@ -172,15 +172,18 @@ def synth_chunk(t_min: np.ndarray, seed: int, chunk: int) -> tuple[np.ndarray, n
 
 
 def _write_by_month(df: pd.DataFrame, out: str, part: int) -> None:
+    """Write sorted rows into ``month=YYYY-MM/part-NNNNN.parquet`` files (slicing, no per-row strings)."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    months = df["timestamp"].dt.strftime("%Y-%m")
-    for month in months.unique():
-        sub = df[months.values == month]
-        folder = os.path.join(out, f"month={month}")
+    months = df["timestamp"].to_numpy().astype("datetime64[M]")
+    starts = np.flatnonzero(np.r_[True, months[1:] != months[:-1]])
+    ends = np.r_[starts[1:], len(df)]
+    for lo, hi in zip(starts, ends, strict=True):
+        folder = os.path.join(out, f"month={np.datetime_as_string(months[lo], unit='M')}")
         os.makedirs(folder, exist_ok=True)
-        table = pa.Table.from_pandas(sub, preserve_index=False)
+        table = pa.Table.from_pandas(df.iloc[lo:hi], preserve_index=False)
         pq.write_table(table, os.path.join(folder, f"part-{part:05d}.parquet"), compression="snappy")
 
 
