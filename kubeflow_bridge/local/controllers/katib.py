@@ -19,7 +19,9 @@ from __future__ import annotations
 import copy
 import logging
 import re
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 from kubeflow_bridge.local import admission, apierrors
@@ -173,6 +175,7 @@ class ExperimentController(Controller):
         super().__init__()
         self._suggestions: dict[str, ManagedProcess] = {}
         self._restarts: dict[str, int] = {}
+        self._workdirs: dict[str, str] = {}
 
     @staticmethod
     def _key(exp: dict[str, Any]) -> str:
@@ -185,8 +188,15 @@ class ExperimentController(Controller):
         kubeconfig = env.get("KUBECONFIG") or str(self.ctx.state_dir / "kubeconfig")
         logdir = self.ctx.state_dir / "katib" / ns
         logdir.mkdir(parents=True, exist_ok=True)
+        # Ray's session folder holds unix sockets (path length <= 107): a short temp folder, removed by
+        # the process at exit and by the controller when it stops the process.
+        old_workdir = self._workdirs.pop(self._key(exp), None)
+        if old_workdir is not None:
+            shutil.rmtree(old_workdir, ignore_errors=True)
+        workdir = tempfile.mkdtemp(prefix="kbsugg-")
+        self._workdirs[self._key(exp)] = workdir
         argv = [python or sys.executable, "-m", "kubeflow_bridge.local.katib.suggestion"]
-        argv += ["--experiment", f"{ns}/{name}", "--kubeconfig", kubeconfig]
+        argv += ["--experiment", f"{ns}/{name}", "--kubeconfig", kubeconfig, "--workdir", workdir]
         proc = await self.ctx.processes.spawn(
             f"katib-suggestion-{ns}-{name}", argv, env=env, log_path=logdir / f"{name}-suggestion.log"
         )
@@ -197,7 +207,10 @@ class ExperimentController(Controller):
         proc = self._suggestions.pop(key, None)
         self._restarts.pop(key, None)
         if proc is not None and proc.returncode is None:
-            await proc.terminate(grace=2.0)
+            await proc.terminate(grace=5.0)
+        workdir = self._workdirs.pop(key, None)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     def _kill_active_trials(self, trials: list[dict[str, Any]]) -> None:
         for trial in trials:

@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -160,8 +161,19 @@ def _early_stop_callback(experiment: dict[str, Any], kubeconfig: str) -> Any:
     return EarlyStopCallback()
 
 
-def run(experiment_ref: str, kubeconfig: str) -> int:
-    """Run Ray Tune for one experiment until its search is exhausted. Returns the exit code."""
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run(experiment_ref: str, kubeconfig: str, workdir: str | None = None) -> int:
+    """Run Ray Tune for one experiment until its search is exhausted. Returns the exit code.
+
+    Args:
+        experiment_ref: ``NAMESPACE/NAME``.
+        kubeconfig: The runtime's kubeconfig.
+        workdir: Folder for Ray's session files and Tune's results (a new temp folder if None); removed
+            at exit. Kept short: Ray puts unix sockets under it.
+    """
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "1")
@@ -172,7 +184,8 @@ def run(experiment_ref: str, kubeconfig: str) -> int:
     custom, _ = _apis(kubeconfig)
     experiment = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "experiments", name)
     setup = build_tune_setup(experiment)
-    workdir = tempfile.mkdtemp(prefix="kbsugg-")
+    workdir = workdir or tempfile.mkdtemp(prefix="kbsugg-")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # run the cleanup below when the controller stops us
     ray.init(
         num_cpus=setup.max_concurrent,
         include_dashboard=False,
@@ -212,9 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--experiment", required=True, help="NAMESPACE/NAME of the Experiment")
     parser.add_argument("--kubeconfig", required=True, help="kubeconfig of the local runtime")
+    parser.add_argument("--workdir", default=None, help="folder for Ray's files (removed at exit)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(args.experiment, args.kubeconfig)
+    return run(args.experiment, args.kubeconfig, args.workdir)
 
 
 if __name__ == "__main__":

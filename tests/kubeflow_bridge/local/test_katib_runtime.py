@@ -223,7 +223,7 @@ def test_grid_covers_the_grid_and_tpe_runs(kube: Any, namespace: str) -> None:
     assert tpe["status"]["trialsSucceeded"] == 3
 
 
-def test_goal_reached_stops_the_experiment(kube: Any, namespace: str) -> None:
+def test_goal_reached_with_pytorchjob_trials_reads_the_master_only(kube: Any, namespace: str) -> None:
     custom = _custom(kube)
     exp = _experiment(
         "goal",
@@ -235,6 +235,29 @@ def test_goal_reached_stops_the_experiment(kube: Any, namespace: str) -> None:
             {"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["0.3", "0.9", "0.8"]}}
         ],
     )
+    template = exp["spec"]["trialTemplate"]
+    container = template["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["name"] = template["primaryContainerName"] = "pytorch"
+    # the Worker prints a much better loss: Katib reads the Master (primaryPodLabels job-role=master) only
+    worker = {**container, "command": ["python", "-c", "print('loss=0.00001')"]}
+    template["trialSpec"] = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "spec": {
+            "pytorchReplicaSpecs": {
+                "Master": {
+                    "replicas": 1,
+                    "restartPolicy": "Never",
+                    "template": {"spec": {"containers": [container]}},
+                },
+                "Worker": {
+                    "replicas": 1,
+                    "restartPolicy": "Never",
+                    "template": {"spec": {"containers": [worker]}},
+                },
+            }
+        },
+    }
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "experiments", exp)
     done = _wait_done(custom, namespace, "goal")
     assert done["status"]["conditions"][-1]["reason"] == "ExperimentGoalReached"
@@ -242,8 +265,13 @@ def test_goal_reached_stops_the_experiment(kube: Any, namespace: str) -> None:
         done["status"]["conditions"][-1]["message"]
         == "Experiment has succeeded because Objective goal has reached"
     )
-    assert done["status"]["currentOptimalTrial"]["parameterAssignments"] == [{"name": "x", "value": "0.3"}]
+    optimal = done["status"]["currentOptimalTrial"]
+    assert optimal["parameterAssignments"] == [{"name": "x", "value": "0.3"}]
+    assert float(optimal["observation"]["metrics"][0]["min"]) == pytest.approx(0.1 / 3, abs=1e-5)
     assert done["status"]["trials"] < 3
+    trial = _trials(custom, namespace, "goal")[0]
+    assert trial["spec"]["primaryPodLabels"] == {"training.kubeflow.org/job-role": "master"}
+    assert trial["spec"]["successCondition"] == 'status.conditions.#(type=="Succeeded")#|#(status=="True")#'
 
 
 def test_medianstop_early_stops_a_bad_trial(kube: Any, namespace: str) -> None:
