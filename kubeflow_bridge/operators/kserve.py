@@ -17,6 +17,10 @@ from kubeflow_bridge.operators._base import KubeflowObjectOperator, KubeflowOper
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
+#: Requests a smoke test may send through a canary split before one reaches the new revision.
+SMOKE_ATTEMPTS = 50
+#: Header with the revision that answered (KServe's local proxy; Knative's queue-proxy).
+REVISION_HEADER = "x-kserve-revision"
 #: Annotation prefix under which a deploy records model metrics (the gate compares against them).
 METRIC_ANNOTATION_PREFIX = "kubeflow-bridge.io/metric."
 
@@ -184,17 +188,34 @@ class KServeDeployOperator(KubeflowObjectOperator):
         self._remember(context, name, namespace, obj)
         return f"{namespace}/{name}"
 
-    def _smoke(self, url: str | None) -> str:
-        """POST the smoke payload to the new model; return ``ok`` or raise :class:`SmokeTestError`."""
+    def _smoke(
+        self, url: str | None, latest_revision: str | None = None, latest_url: str | None = None
+    ) -> str:
+        """POST the smoke payload to the new revision; return ``ok`` or raise :class:`SmokeTestError`.
+
+        A canary shares the service URL with the previous revision, so the request goes to the latest
+        revision's own (tag-routed) URL when the status has one; otherwise it is repeated until an answer
+        carries ``x-kserve-revision: <latest revision>`` (or, without that header, the first answer counts).
+        """
         import httpx
 
-        if not url:
+        base = latest_url or url
+        if not base:
             raise SmokeTestError("the InferenceService has no status.url to send the smoke request to")
-        target = url.rstrip("/") + self.smoke_path.format(model_name=self.model_name)
-        try:
-            response = httpx.post(target, json=self.smoke_payload, timeout=30, verify=False)
-        except httpx.HTTPError as err:
-            raise SmokeTestError(f"smoke request to {target} failed: {err}") from err
+        target = base.rstrip("/") + self.smoke_path.format(model_name=self.model_name)
+        with httpx.Client(timeout=30, verify=False) as http:
+            for _ in range(SMOKE_ATTEMPTS):
+                try:
+                    response = http.post(target, json=self.smoke_payload)
+                except httpx.HTTPError as err:
+                    raise SmokeTestError(f"smoke request to {target} failed: {err}") from err
+                served_by = response.headers.get(REVISION_HEADER)
+                if latest_url or not latest_revision or served_by is None or served_by == latest_revision:
+                    break
+            else:
+                raise SmokeTestError(
+                    f"no smoke answer came from the new revision {latest_revision} in {SMOKE_ATTEMPTS} requests"
+                )
         if response.status_code >= 400:
             raise SmokeTestError(
                 f"smoke request to {target} answered {response.status_code}: {response.text[:300]}"
@@ -216,7 +237,12 @@ class KServeDeployOperator(KubeflowObjectOperator):
         promoted = False
         if self.smoke_payload is not None:
             try:
-                smoke_status = self._smoke(endpoint.url)
+                latest = next((t for t in endpoint.traffic if t.get("latestRevision")), {})
+                smoke_status = self._smoke(
+                    endpoint.url,
+                    latest.get("revisionName") or endpoint.latest_ready_revision,
+                    latest.get("url"),
+                )
             except SmokeTestError:
                 if canary is not None and self.rollback_on_failure:
                     self.log.warning(

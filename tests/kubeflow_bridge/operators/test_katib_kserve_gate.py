@@ -136,7 +136,7 @@ def test_kserve_failed_smoke_test_rolls_back_the_canary(
         task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", deferrable=False
     ).execute(context)
 
-    def broken(self: Any, url: str | None) -> str:
+    def broken(self: Any, url: str | None, *args: Any) -> str:
         raise SmokeTestError("smoke request answered 500")
 
     monkeypatch.setattr(KServeDeployOperator, "_smoke", broken)

@@ -266,3 +266,146 @@ def test_katib_experiment_returns_typed_best_parameters(namespace: str) -> None:
     )
     assert isinstance(result["best_parameters"]["lr"], float)
     assert result["objective_metric"] == "val_loss" and result["objective_value"] is not None
+
+
+PIPELINE_SOURCE = """
+from kfp import compiler, dsl
+
+
+@dsl.component(base_image="kubeflow-bridge/trainer:latest", install_kfp_package=False)
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@dsl.pipeline(name="airflow-add")
+def add_pipeline(a: int, b: int = 2) -> None:
+    add(a=a, b=b).set_caching_options(False)
+
+
+compiler.Compiler().compile(add_pipeline, __import__("sys").argv[1])
+"""
+
+
+@pytest.fixture(scope="module")
+def compiled_pipeline(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A pipeline compiled with kfp in the trainer environment (the control plane has no kfp)."""
+    folder = tmp_path_factory.mktemp("pipeline")
+    (folder / "make.py").write_text(PIPELINE_SOURCE)
+    subprocess.run(
+        [str(TRAINER_PYTHON), str(folder / "make.py"), str(folder / "p.yaml")], check=True, timeout=120
+    )
+    return str(folder / "p.yaml")
+
+
+def test_kfp_run_sync_and_deferrable_with_outputs(namespace: str, compiled_pipeline: str) -> None:
+    from kubeflow_bridge.operators.kfp import KubeflowPipelineRunOperator
+    from kubeflow_bridge.triggers.kfp import KubeflowPipelineRunTrigger
+
+    def op(**kwargs: Any) -> KubeflowPipelineRunOperator:
+        return KubeflowPipelineRunOperator(
+            task_id="run",
+            pipeline_package_path=compiled_pipeline,
+            experiment_name="airflow-tests",
+            poll_interval=1,
+            timeout=180,
+            **kwargs,
+        )
+
+    result = op(parameters={"a": "40"}, deferrable=False).execute(ctx("sync"))
+    assert result["state"] == "succeeded"
+    assert 42 in [v for params in result["output_parameters"].values() for v in params.values()], result
+
+    context = ctx("deferred")
+    with pytest.raises(TaskDeferred) as deferred:
+        op(parameters={"a": 1, "b": "1"}).execute(context)
+    # a retry of the same task instance reattaches to the run instead of starting another
+    with pytest.raises(TaskDeferred) as again:
+        op(parameters={"a": 1, "b": "1"}).execute(context)
+    assert again.value.trigger.run_id == deferred.value.trigger.run_id
+    _, kwargs = deferred.value.trigger.serialize()
+
+    async def wait() -> dict[str, Any]:
+        events = [e async for e in KubeflowPipelineRunTrigger(**kwargs).run()]
+        assert len(events) == 1
+        return dict(events[0].payload)
+
+    event = asyncio.run(wait())
+    assert event["status"] == "succeeded", event
+    assert op(parameters={"a": 1}).execute_complete(context, event)["state"] == "succeeded"
+
+
+SERVER = """
+import os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+CODE = int(sys.argv[1])
+class H(BaseHTTPRequestHandler):
+    def _answer(self, code):
+        self.send_response(code); self.send_header("Content-Type", "application/json"); self.end_headers()
+        self.wfile.write(b'{"predictions": [0.5], "version": "' + sys.argv[2].encode() + b'"}')
+    def do_POST(self):  # predictions answer CODE (500 = a broken model)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0)); self._answer(CODE)
+    def do_GET(self):  # health and readiness always answer
+        self._answer(200)
+    def log_message(self, *a): pass
+HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"""
+
+
+def isvc(code: int, version: str) -> dict[str, Any]:
+    container = {
+        "name": "kserve-container",
+        "image": "python:3.11",
+        "command": ["python", "-c", SERVER, str(code), version],
+    }
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {},
+        "spec": {"predictor": {"containers": [container]}},
+    }
+
+
+def test_kserve_deploy_canary_smoke_promote_rollback_and_gate(namespace: str) -> None:
+    from kubeflow_bridge.operators.gate import ModelGateBranchOperator
+    from kubeflow_bridge.operators.kserve import KServeDeployOperator, SmokeTestError
+
+    def deploy(run: str, body: dict[str, Any], **kwargs: Any) -> Any:
+        return KServeDeployOperator(
+            task_id="deploy",
+            name="anomaly",
+            inference_service=body,
+            poll_interval=1,
+            timeout=90,
+            deferrable=False,
+            **kwargs,
+        ).execute(ctx(run))
+
+    first = deploy("r1", isvc(200, "v1"), metrics={"f1": 0.8})
+    assert first["ready"] and first["url"] and first["generation"] == 1
+    second = deploy(
+        "r2",
+        isvc(200, "v2"),
+        canary_traffic_percent=20,
+        smoke_payload={"instances": [[1.0]]},
+        metrics={"f1": 0.9},
+    )
+    assert second["smoke_status"] == "ok" and second["promoted"] and second["generation"] == 3
+    assert sum(t.get("percent", 0) for t in second["traffic"] if t.get("latestRevision")) == 100
+
+    gate = ModelGateBranchOperator(
+        task_id="gate",
+        metric_value="0.85",
+        threshold=0.5,
+        metric_name="f1",
+        service_name="anomaly",
+        deploy_task_ids="deploy",
+        skip_task_ids="skip",
+    )
+    assert gate.choose_branch(ctx()) == "skip"  # 0.85 does not beat the serving model's recorded 0.9
+
+    with pytest.raises(SmokeTestError, match="answered 500"):
+        deploy("r3", isvc(500, "v3"), canary_traffic_percent=20, smoke_payload={"instances": [[1.0]]})
+    (live,) = objects("InferenceService", namespace)
+    assert (
+        live["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    )  # rolled back: all traffic on the previous revision
