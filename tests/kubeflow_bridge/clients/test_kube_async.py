@@ -46,9 +46,12 @@ def job(name: str = "train", identity: str = "aaaabbbbcccc") -> dict:
     }
 
 
-async def soon(delay: float, fn, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-    await asyncio.sleep(delay)
-    await asyncio.to_thread(fn, *args, **kwargs)
+async def eventually(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    # Under load a watch may take a moment to connect or to be noticed as closed.
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
 
 
 async def test_async_create_reattach_fail_replace(async_client, apiserver) -> None:  # type: ignore[no-untyped-def]
@@ -92,8 +95,7 @@ async def test_async_wait_restarting_then_succeeded(async_client, apiserver) -> 
     assert outcome.state == "succeeded" and outcome.reason == "PyTorchJobSucceeded"
     await asyncio.sleep(0.05)
     assert active_watches() == []  # the last waiter left: the watch closed
-    await asyncio.sleep(0.3)
-    assert apiserver.open_watches == 0
+    await eventually(lambda: apiserver.open_watches == 0)
 
 
 async def test_shared_watch_one_connection_for_many_waiters(async_client, apiserver) -> None:  # type: ignore[no-untyped-def]
@@ -102,7 +104,7 @@ async def test_shared_watch_one_connection_for_many_waiters(async_client, apiser
         apiserver.put(PJ, job(name))
     waiters = [asyncio.create_task(async_client.wait(PYTORCHJOB, n, namespace=NS, timeout=20)) for n in names]
     await asyncio.sleep(0.5)
-    assert apiserver.open_watches == 1
+    await eventually(lambda: apiserver.open_watches == 1)
     for i, name in enumerate(names):
         status = (
             SUCCEEDED
@@ -123,7 +125,8 @@ async def test_shared_watch_separate_per_kind_and_namespace(async_client, apiser
     w1 = asyncio.create_task(async_client.wait(PYTORCHJOB, "a", namespace=NS, timeout=10))
     w2 = asyncio.create_task(async_client.wait(EXPERIMENT, "e", namespace=NS, timeout=10))
     await asyncio.sleep(0.4)
-    assert len(active_watches()) == 2 and apiserver.open_watches == 2
+    await eventually(lambda: apiserver.open_watches == 2)
+    assert len(active_watches()) == 2
     await asyncio.to_thread(apiserver.set_status, PJ, "a", SUCCEEDED)
     await asyncio.to_thread(
         apiserver.set_status,
