@@ -152,15 +152,12 @@ def metric_names(experiment: dict[str, Any]) -> list[str]:
 
 
 def metric_strategies(experiment: dict[str, Any]) -> list[dict[str, str]]:
-    """``objective.metricStrategies`` defaulted as Katib's webhook does (objective: min/max by type,
-    additional metrics: latest)."""
+    """``objective.metricStrategies`` defaulted as Katib's webhook does (every metric: min for minimize,
+    max for maximize, unless given)."""
     objective = experiment["spec"]["objective"]
     given = {s["name"]: s["value"] for s in objective.get("metricStrategies") or []}
-    out = []
-    for index, name in enumerate(metric_names(experiment)):
-        default = ("min" if objective.get("type") == "minimize" else "max") if index == 0 else "latest"
-        out.append({"name": name, "value": given.get(name, default)})
-    return out
+    default = "min" if objective.get("type") == "minimize" else "max"
+    return [{"name": name, "value": given.get(name, default)} for name in metric_names(experiment)]
 
 
 def build_trial(

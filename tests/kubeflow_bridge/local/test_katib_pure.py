@@ -153,7 +153,7 @@ def test_build_trial_owner_reference_order_and_defaults() -> None:
     assert trial["spec"]["successCondition"] == 'status.conditions.#(type=="Complete")#|#(status=="True")#'
     assert trial["spec"]["objective"]["metricStrategies"] == [
         {"name": "loss", "value": "min"},
-        {"name": "acc", "value": "latest"},
+        {"name": "acc", "value": "min"},
     ]
     trial["metadata"]["uid"] = "t-1"
     job = template.job_for_trial(trial)

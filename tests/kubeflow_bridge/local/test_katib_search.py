@@ -111,3 +111,27 @@ def test_local_validation_rejects_unsupported_and_grid_without_step() -> None:
         validate_experiment(_exp("grid", no_step))
     with pytest.raises(ValidationError, match=r"algorithmName"):
         validate_experiment(_exp("no-such-algorithm"))
+
+
+def test_katib_defaults_are_filled_in_like_the_webhook() -> None:
+    exp = _exp("random")
+    exp["spec"].pop("parallelTrialCount")
+    exp["spec"]["objective"]["additionalMetricNames"] = ["acc"]
+    exp["spec"]["objective"]["metricStrategies"] = [{"name": "acc", "value": "latest"}]
+    validate_experiment(exp)
+    spec = exp["spec"]
+    assert spec["parallelTrialCount"] == 3
+    assert spec["resumePolicy"] == "Never"
+    assert spec["metricsCollectorSpec"] == {"collector": {"kind": "StdOut"}}
+    assert spec["objective"]["metricStrategies"] == [
+        {"name": "acc", "value": "latest"},
+        {"name": "loss", "value": "min"},
+    ]
+    assert (
+        spec["trialTemplate"]["successCondition"]
+        == 'status.conditions.#(type=="Complete")#|#(status=="True")#'
+    )
+    assert (
+        spec["trialTemplate"]["failureCondition"] == 'status.conditions.#(type=="Failed")#|#(status=="True")#'
+    )
+    assert "primaryPodLabels" not in spec["trialTemplate"]
