@@ -119,6 +119,7 @@ def build(in_dir: str, out_dir: str, args: argparse.Namespace) -> dict[str, Any]
             "pass --start/--end inside it"
         )
     ddf = ddf.loc[t0:t1]
+    log.info("preprocess: %d files, window %s .. %s, %d partitions", len(files), t0, t1, ddf.npartitions)
     freq = args.freq or source_meta.get("freq") or "1min"
     try:
         freq_td = pd.Timedelta(freq)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import uuid
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ def make_model(name: str, artifact_uri: str, scorer: AnomalyScorer | None = None
                         InferOutput("score", [len(scores)], "FP32", scores.tolist()),
                         InferOutput("anomaly", [len(flags)], "BOOL", flags.tolist()),
                     ]
-                    return InferResponse(payload.id or "", self.name, infer_outputs=outputs)
+                    return InferResponse(payload.id or str(uuid.uuid4()), self.name, infer_outputs=outputs)
                 if not isinstance(payload, dict) or "instances" not in payload:
                     raise ShapeError('V1 requests need {"instances": [[...], ...]}')
                 scores, flags = self.scorer.score(payload["instances"])
