@@ -114,6 +114,14 @@ class InferenceServiceController(Controller):
             return Revision(
                 name, number, "failed", port, "RevisionFailed", f"{message}: {tail}" if tail else message
             )
+        if waiting.get("reason") in ("CrashLoopBackOff", "Completed"):
+            last = (cstatuses[0].get("lastState") or {}).get("terminated") or {}
+            code = last.get("exitCode")
+            message = f"container exited ({last.get('reason') or 'Error'}, exit code {code})"
+            tail = last.get("message") or self._log_tail(pod)
+            return Revision(
+                name, number, "failed", port, "RevisionFailed", f"{message}: {tail}" if tail else message
+            )
         if waiting.get("reason") in _IMAGE_FAILURES:
             return Revision(
                 name, number, "failed", port, waiting["reason"], waiting.get("message") or waiting["reason"]

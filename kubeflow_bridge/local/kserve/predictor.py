@@ -176,5 +176,6 @@ def revision_pod(isvc: dict[str, Any], plan: PredictorPlan, number: int, port: i
             },
             "annotations": {PORT_ANNOTATION: str(port), SPEC_HASH_ANNOTATION: plan.spec_hash},
         },
-        "spec": {"containers": [container], "restartPolicy": "Never"},
+        # Always, as a Deployment's pods: a runtime restart restarts the predictor; a crash is CrashLoopBackOff
+        "spec": {"containers": [container], "restartPolicy": "Always"},
     }

@@ -337,3 +337,48 @@ def test_trainer_model_format_serves_the_vae_through_the_proxy(
     assert (
         httpx.post(f"{url}/v1/models/vae:predict", json={"instances": [[1.0]]}, timeout=30).status_code == 400
     )
+
+
+def _runtime_helpers() -> Any:
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "local_conftest_helpers"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("conftest.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_inference_service_serves_again_after_a_runtime_restart(tmp_path: Any) -> None:
+    helpers = _runtime_helpers()
+    state = tmp_path / "state"
+    rt = helpers.start_runtime(state, "--no-s3")
+    try:
+        custom = _custom_from(rt)
+        custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, _isvc("keep"))
+        url = _wait_generation(custom, "default", "keep", 1, "True")["status"]["url"]
+        assert _versions(url, 5) == {"v1": 5}
+    finally:
+        helpers.stop_runtime(rt)  # asserts that no predictor or proxy process is left behind
+    rt = helpers.start_runtime(state, "--no-s3")
+    try:
+        custom = _custom_from(rt)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if _versions(url, 5) == {"v1": 5}:
+                    break
+            except (httpx.HTTPError, AssertionError):
+                pass
+            time.sleep(0.5)
+        obj = _wait_generation(custom, "default", "keep", 1, "True")
+        assert obj["status"]["url"] == url  # the proxy took its port back
+        assert obj["status"]["components"]["predictor"]["latestCreatedRevision"] == "keep-predictor-00001"
+        assert _versions(url, 10) == {"v1": 10}
+    finally:
+        helpers.stop_runtime(rt)
