@@ -49,6 +49,24 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_NAMESPACES = ("default", KFP_NAMESPACE, "kube-system")
 
 
+def detect_gpus() -> int:
+    """GPUs pods may request: ``KUBEFLOW_BRIDGE_GPUS`` if set, else what ``nvidia-smi -L`` lists."""
+    override = os.environ.get("KUBEFLOW_BRIDGE_GPUS")
+    if override is not None:
+        return int(override)
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return 0
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
 def _bind(port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -111,6 +129,7 @@ class Runtime:
             self.paths.root,
             kinds=self.kinds,
         )
+        self.ctx.gpu_count = detect_gpus()
         self.manager = ControllerManager(self.ctx)
         self.s3: Any = None
         self.s3_info: S3Info | None = None

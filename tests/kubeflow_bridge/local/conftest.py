@@ -67,6 +67,8 @@ def start_runtime(state_dir: Path, *extra: str, timeout: float = 60.0) -> Runtim
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        # No GPUs, even on a machine that has some: the tests expect GPU pods to stay Pending.
+        env={**os.environ, "KUBEFLOW_BRIDGE_GPUS": "0"},
     )
     log.close()
     info_file = state_dir / "runtime.json"
