@@ -502,3 +502,52 @@ def test_trainer_experiment_beats_the_default_parameters(kube: Any, namespace: s
     assert best < default_best, f"best trial {optimal} did not beat the default lr's val_loss {default_best}"
     # each trial wrote its own model, named by ${trialSpec.Name}
     assert sorted(p.stem for p in tmp_path.glob("vae-*.pt")) == sorted(st["succeededTrialList"])
+
+
+def test_deleting_a_running_experiment_stops_its_suggestion_and_trials(
+    kube: Any, namespace: str, runtime: Any
+) -> None:
+    from pathlib import Path
+
+    from kubernetes import client
+
+    custom = _custom(kube)
+    core = client.CoreV1Api(kube)
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "experiments", _experiment("gone", max_trials=4, epochs=60, sleep=0.5)
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        pods = core.list_namespaced_pod(namespace, label_selector="katib.kubeflow.org/experiment=gone").items
+        if any(p.status.phase == "Running" for p in pods):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("no trial pod started")
+
+    def suggestion_processes() -> list[str]:
+        found = []
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                except OSError:
+                    continue
+                if f"--experiment {namespace}/gone" in cmd:
+                    found.append(cmd)
+        return found
+
+    assert suggestion_processes()
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "experiments", "gone")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = (
+            _trials(custom, namespace, "gone"),
+            core.list_namespaced_pod(namespace, label_selector="katib.kubeflow.org/experiment=gone").items,
+            suggestion_processes(),
+        )
+        if not any(left):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"left behind after delete: {left}")
