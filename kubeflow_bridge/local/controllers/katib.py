@@ -17,11 +17,13 @@ Register both with ``manager.add(...)`` (see :func:`controllers`).
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import re
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from kubeflow_bridge.local import admission, apierrors
@@ -177,6 +179,22 @@ class ExperimentController(Controller):
         self._restarts: dict[str, int] = {}
         self._workdirs: dict[str, str] = {}
 
+    def _ray_base(self) -> Path:
+        """This runtime's folder for suggestion work dirs: short (Ray's unix socket paths must stay under
+        107 characters) and derived from the state folder, so a restarted runtime removes what a killed
+        one left."""
+        digest = hashlib.sha256(str(self.ctx.state_dir.resolve()).encode()).hexdigest()[:8]
+        return Path(tempfile.gettempdir()) / f"kbs-{digest}"
+
+    async def start(self) -> None:
+        # No suggestion process of this runtime is alive now (the runtime swept its pid files).
+        shutil.rmtree(self._ray_base(), ignore_errors=True)
+
+    async def stop(self) -> None:
+        for key in list(self._suggestions):
+            await self._stop_suggestion(key)
+        shutil.rmtree(self._ray_base(), ignore_errors=True)
+
     @staticmethod
     def _key(exp: dict[str, Any]) -> str:
         return str(exp["metadata"]["uid"])
@@ -193,7 +211,8 @@ class ExperimentController(Controller):
         old_workdir = self._workdirs.pop(self._key(exp), None)
         if old_workdir is not None:
             shutil.rmtree(old_workdir, ignore_errors=True)
-        workdir = tempfile.mkdtemp(prefix="kbsugg-")
+        self._ray_base().mkdir(parents=True, exist_ok=True)
+        workdir = tempfile.mkdtemp(prefix="", dir=self._ray_base())
         self._workdirs[self._key(exp)] = workdir
         argv = [python or sys.executable, "-m", "kubeflow_bridge.local.katib.suggestion"]
         argv += ["--experiment", f"{ns}/{name}", "--kubeconfig", kubeconfig, "--workdir", workdir]
@@ -297,10 +316,6 @@ class ExperimentController(Controller):
 
     async def on_deleted(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         await self._stop_suggestion(self._key(obj))
-
-    async def stop(self) -> None:
-        for key in list(self._suggestions):
-            await self._stop_suggestion(key)
 
 
 def controllers() -> list[Controller]:
