@@ -199,7 +199,9 @@ def compute_status(
     }
     if target:
         model_status["states"] = {"activeModelState": active, "targetModelState": target}
-    if latest is not None and latest.state == "failed":
+    if invalid is not None:
+        model_status["lastFailureInfo"] = {"reason": "NoSupportingRuntime", "message": invalid}
+    elif latest is not None and latest.state == "failed":
         model_status["copies"]["failedCopies"] = 1
         model_status["lastFailureInfo"] = {"reason": "ModelLoadFailed", "message": latest.message}
     status: dict[str, Any] = {

@@ -129,6 +129,9 @@ def test_canary_split_promotion_and_pin_to_previous() -> None:
     ]
     assert starting.status["conditions"][-1]["status"] == "Unknown"
     assert starting.keep == {"vae-predictor-00001", "vae-predictor-00002"}
+    from kubeflow_bridge.clients.status import classify
+
+    assert classify("InferenceService", {**canary, "status": starting.status}, min_generation=2) is None
     split = status.compute_status(canary, [_rev(1), _rev(2)], proxy_url="u", now="T3")
     pred = split.status["components"]["predictor"]
     assert pred["traffic"] == [
@@ -139,6 +142,8 @@ def test_canary_split_promotion_and_pin_to_previous() -> None:
     assert pred["latestReadyRevision"] == "vae-predictor-00002"
     assert split.routes == [("vae-predictor-00002", 9002, 20), ("vae-predictor-00001", 9001, 80)]
     assert split.status["conditions"][-1]["status"] == "True"
+    verdict = classify("InferenceService", {**canary, "status": split.status}, min_generation=2)
+    assert verdict is not None and verdict.state == "succeeded"
     # canary 0 pins everything to the previous revision
     pinned = _isvc({**CUSTOM, "canaryTrafficPercent": 0}, generation=3, old_status=split.status)
     pin = status.compute_status(pinned, [_rev(1), _rev(2)], proxy_url="u", now="T4")
@@ -172,6 +177,10 @@ def test_failed_canary_keeps_previous_serving() -> None:
     assert st["components"]["predictor"]["latestCreatedRevision"] == "vae-predictor-00002"
     assert st["modelStatus"]["transitionStatus"] == "BlockedByFailedLoad"
     assert st["conditions"][0]["lastTransitionTime"] == "T1"  # IngressReady did not change
+    from kubeflow_bridge.clients.status import classify
+
+    verdict = classify("InferenceService", {**bad, "status": st}, min_generation=2)
+    assert verdict is not None and verdict.state == "failed" and "model failed to load" in verdict.message
 
 
 def test_unsupported_format_status() -> None:
@@ -181,6 +190,12 @@ def test_unsupported_format_status() -> None:
     ready = out.status["conditions"][-1]
     assert (ready["status"], ready["reason"]) == ("False", "NoSupportingRuntime")
     assert out.status["modelStatus"]["transitionStatus"] == "InvalidSpec"
+    assert out.status["modelStatus"]["lastFailureInfo"]["reason"] == "NoSupportingRuntime"
+    # the bridge's own classifier reads it as a failure with the reason
+    from kubeflow_bridge.clients.status import classify
+
+    verdict = classify("InferenceService", {**_isvc({}), "status": out.status})
+    assert verdict is not None and verdict.state == "failed" and "sklearn" in verdict.message
     assert "url" not in out.status and out.routes == []
 
 
