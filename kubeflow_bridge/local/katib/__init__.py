@@ -1,1 +1,25 @@
-"""Katib (Experiment, Trial) on Ray Tune for the local runtime."""
+"""Katib (kubeflow.org/v1beta1 Experiment and Trial) for the local runtime, on Ray Tune.
+
+Design, as Katib's own pieces:
+
+* admission (:mod:`.validation`): Katib's defaulting webhook (parallelTrialCount 3, resumePolicy Never,
+  metricStrategies, StdOut collector, success/failure conditions, primaryPodLabels for Kubeflow jobs),
+  Katib's validating webhook rules (``kubeflow_bridge.resources.katib.validate_experiment``) and the
+  local limits (:data:`.search.SUPPORTED_ALGORITHMS`): an Experiment the runtime cannot run is 422 Invalid
+  and is not stored;
+* the experiment controller (``kubeflow_bridge.local.controllers.katib``) starts one suggestion process
+  per Experiment, ``python -m kubeflow_bridge.local.katib.suggestion`` in the trainer environment (like
+  Katib's per-experiment suggestion pod), and writes Experiment status from the Trials
+  (:mod:`.status`);
+* the suggestion process (:mod:`.suggestion`) runs a real ``ray.tune.Tuner``: Ray's search algorithm
+  (random, grid, Optuna TPE for tpe/bayesianoptimization/multivariate-tpe) proposes parameters, its
+  concurrency limit is parallelTrialCount, ``num_samples`` is maxTrialCount, and Ray's
+  MedianStoppingRule is medianstop. Each Ray trial creates one Trial through the API and reports every
+  objective value the trial prints; a trial Ray stops is annotated and becomes EarlyStopped;
+* the trial controller creates the trial's Job or PyTorchJob (:mod:`.template`), follows its
+  success/failure conditions and collects metrics from the primary container's log exactly as Katib's
+  StdOut collector (:mod:`.metrics`).
+
+One deliberate difference: a MetricsUnavailable trial (objective ``"unavailable"``) is never chosen as
+``currentOptimalTrial`` (Katib would treat the non-numeric value as "latest wins").
+"""
