@@ -121,12 +121,15 @@ class TrainerPodOperator(BaseOperator):
             def post_complete_action(self, *, pod: Any, remote_pod: Any, **kwargs: Any) -> Any:
                 # Read the summary before the pod is deleted (the trainer prints it last).
                 try:
-                    captured["log"] = self.client.read_namespaced_pod_log(
+                    # Raw bytes: the client's str deserialization of log bodies is unreliable.
+                    response = self.client.read_namespaced_pod_log(
                         name=pod.metadata.name,
                         namespace=pod.metadata.namespace,
                         container=self.base_container_name,
                         tail_lines=40,
+                        _preload_content=False,
                     )
+                    captured["log"] = response.data.decode("utf-8", errors="replace")
                 except Exception as exc:  # the pod's own failure is what matters; report it below
                     captured["error"] = str(exc)
                 return super().post_complete_action(pod=pod, remote_pod=remote_pod, **kwargs)
@@ -161,6 +164,13 @@ class TrainerPodOperator(BaseOperator):
         }
 
 
+class SeededKatibExperimentOperator(KatibExperimentOperator):
+    """KatibExperimentOperator with ``algorithm_settings`` templated, so the search is seeded by the
+    ``seed`` param (the KFP pipeline seeds it the same way; same inputs -> same trials)."""
+
+    template_fields: Sequence[str] = (*KatibExperimentOperator.template_fields, "algorithm_settings")
+
+
 with DAG(
     dag_id=DAG_ID,
     description="Retrain the telemetry anomaly detector (Katib, PyTorchJob, KServe) on a daily window",
@@ -182,7 +192,7 @@ with DAG(
     preprocess = TrainerPodOperator(
         task_id="preprocess", arguments="{{ preprocess_args(params, run_id) }}", namespace=ns
     )
-    tune = KatibExperimentOperator(
+    tune = SeededKatibExperimentOperator(
         task_id="tune",
         namespace=ns,
         image=workflow.TRAINER_IMAGE,
@@ -190,6 +200,7 @@ with DAG(
         objective_metric=workflow.OBJECTIVE_METRIC,
         objective_type="minimize",
         algorithm="random",
+        algorithm_settings={"random_state": "{{ params.seed }}"},
         trial_args="{{ trial_args(params, run_id) }}",
         parallel_trial_count="{{ params.parallel_trials }}",
         max_trial_count="{{ params.max_trials }}",

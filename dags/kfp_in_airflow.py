@@ -50,7 +50,7 @@ def run_outcome(result: dict[str, Any]) -> dict[str, Any]:
         "state": result.get("state"),
         "best_params": json.loads(best) if isinstance(best, str) else best,
         "f_score": None if f_score is None else float(f_score),
-        "gate": (outputs.get("gate") or {}).get("reason"),
+        "gate": (outputs.get("gate") or {}).get("Output"),
         "deployed": bool(deploy.get("deployed", False)),
         "url": deploy.get("url") or None,
     }

@@ -115,9 +115,16 @@ def airflow_run_from_rows(
 
 
 def collect_airflow_run(
-    dag_id: str, run_id: str | None = None, *, step_names: Mapping[str, str] | None = None
+    dag_id: str,
+    run_id: str | None = None,
+    *,
+    step_names: Mapping[str, str] | None = None,
+    from_cluster: bool = True,
 ) -> OrchestratorRun:
     """Read a DAG run (default: the latest) from Airflow's metadata database.
+
+    With ``from_cluster`` and ``$KUBECONFIG`` set, the tune and train steps' compute seconds (which the
+    Katib and PyTorchJob operators do not return) are read from the Kubeflow objects they created.
 
     Raises:
         LookupError: The DAG has no such run (run it first, e.g. ``airflow dags test DAG_ID``).
@@ -169,7 +176,7 @@ def collect_airflow_run(
         upstream = None
         if serialized is not None:
             upstream = {t.task_id: sorted(t.upstream_task_ids) for t in serialized.dag.tasks}
-        return airflow_run_from_rows(
+        run = airflow_run_from_rows(
             dag_id=dag_id,
             run_id=dag_run.run_id,
             task_instances=rows,
@@ -180,3 +187,22 @@ def collect_airflow_run(
             run_state=dag_run.state,
             step_names=step_names,
         )
+    if from_cluster:
+        run = _fill_from_cluster(run, {(step_names or {}).get(k, k): v for k, v in outputs.items()})
+    return run
+
+
+def _fill_from_cluster(run: OrchestratorRun, outputs: dict[str, Any]) -> OrchestratorRun:
+    import os
+
+    if not os.environ.get("KUBECONFIG"):
+        return run
+    from kubeflow_bridge.clients.kube import KubeflowObjectClient
+    from kubeflow_bridge.compare.cluster import fill_compute_from_cluster
+
+    try:
+        client = KubeflowObjectClient.from_kubeconfig()
+    except Exception:  # no reachable cluster: the report shows those steps' compute as unknown
+        return run
+    with client:
+        return fill_compute_from_cluster(run, outputs, client)

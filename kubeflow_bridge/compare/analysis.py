@@ -13,11 +13,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kubeflow_bridge.compare.model import FAILED, UPSTREAM_FAILED, OrchestratorRun, Outcome, StepRecord
+from kubeflow_bridge.compare.model import (
+    FAILED,
+    PENDING,
+    SKIPPED,
+    UPSTREAM_FAILED,
+    OrchestratorRun,
+    Outcome,
+    StepRecord,
+)
 
 #: Two steps whose times touch within this many seconds are treated as ordered when dependencies
 #: are inferred from times (orchestrators round timestamps differently).
 _TIME_SLACK_SECONDS = 1e-3
+
+
+#: States of steps that did no work (Airflow still stamps skipped tasks with a start and an end).
+_NEVER_RAN = (SKIPPED, UPSTREAM_FAILED, PENDING)
 
 
 @dataclass(frozen=True)
@@ -69,7 +81,7 @@ def critical_path(steps: list[StepRecord]) -> CriticalPath:
         ValueError: The declared dependencies form a cycle.
     """
     # Steps that never ran (skipped, upstream failed) have no place on a path of work done.
-    steps = [s for s in steps if s.start is not None or s.compute_seconds]
+    steps = [s for s in steps if s.state not in _NEVER_RAN and (s.start is not None or s.compute_seconds)]
     preds, inferred = _predecessors(steps)
     weight = {s.step: s.compute_seconds or 0.0 for s in steps}
     best: dict[str, tuple[float, list[str]]] = {}
@@ -186,7 +198,11 @@ def summarize_run(run: OrchestratorRun) -> dict[str, Any]:
         "critical_path": {"seconds": path.seconds, "steps": path.steps, "inferred": path.inferred},
         "overhead_seconds": overhead,
         "overhead_ratio": None if overhead is None or not wall else overhead / wall,
-        "compute_unknown": [s.step for s in run.steps if s.compute_seconds is None and s.start is not None],
+        "compute_unknown": [
+            s.step
+            for s in run.steps
+            if s.compute_seconds is None and s.start is not None and s.state not in _NEVER_RAN
+        ],
         "failed_steps": [
             {"step": s.step, "state": s.state, "error": s.error}
             for s in run.steps

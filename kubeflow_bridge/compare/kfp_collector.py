@@ -61,7 +61,7 @@ def spec_dependencies(pipeline_spec: Mapping[str, Any] | None) -> dict[str, list
 
 
 def spec_groups(pipeline_spec: Mapping[str, Any] | None) -> set[str]:
-    """Names (task keys and display names) of the control-flow groups (``dsl.If`` ...) in a spec."""
+    """Names of a spec's structure, not steps: control-flow groups (``dsl.If`` ...) and the pipeline."""
     if not pipeline_spec:
         return set()
     spec = pipeline_spec.get("pipeline_spec", pipeline_spec)
@@ -79,6 +79,10 @@ def spec_groups(pipeline_spec: Mapping[str, Any] | None) -> set[str]:
                 walk(sub)
 
     walk(spec.get("root", {}).get("dag", {}))
+    # Some backends (the local runtime among them) list the pipeline itself as a task.
+    pipeline_name = (spec.get("pipelineInfo") or {}).get("name")
+    if pipeline_name:
+        names.add(str(pipeline_name))
     return names
 
 

@@ -156,17 +156,17 @@ def evaluate(
 
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
-def gate(f_score: float, f_score_threshold: float, service_name: str, namespace: str) -> NamedTuple(
-    "GateOutputs", [("decision", str), ("reason", str)]
-):
-    """``deploy`` when the score clears the threshold and beats the live model's, else ``skip``."""
-    from collections import namedtuple
+def gate(f_score: float, f_score_threshold: float, service_name: str, namespace: str) -> str:
+    """``deploy`` when the score clears the threshold and beats the live model's, else ``skip``.
 
+    One output on purpose: kfp.local (2.17) does not evaluate a ``dsl.If`` on one field of a
+    NamedTuple output; the reason goes to the log.
+    """
     from kubeflow_bridge.pipelines import steps
 
     decision = steps.gate(f_score, f_score_threshold, service_name=service_name, namespace=namespace)
-    GateOutputs = namedtuple("GateOutputs", ["decision", "reason"])
-    return GateOutputs("deploy" if decision.deploy else "skip", decision.reason)
+    print(f"gate: {decision.reason}")
+    return "deploy" if decision.deploy else "skip"
 
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
@@ -254,7 +254,7 @@ def anomaly_pipeline(
         service_name=service_name,
         namespace=namespace,
     )
-    with dsl.If(gate_task.outputs["decision"] == "deploy", name="deploy-if-better"):
+    with dsl.If(gate_task.output == "deploy", name="deploy-if-better"):
         deploy(
             prefix=prefix,
             f_score=evaluate_task.outputs["f_score"],

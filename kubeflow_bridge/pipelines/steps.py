@@ -101,7 +101,8 @@ def build_experiment(
         objective=katib.Objective(objective_metric_name=workflow.OBJECTIVE_METRIC, type="minimize"),
         parameters=parameters,
         trial_template=template,
-        algorithm=katib.Algorithm(name="random"),
+        # Seeded, so Airflow's and KFP's runs of the same inputs try the same trials.
+        algorithm=katib.Algorithm(name="random", settings={"random_state": str(int(params["seed"]))}),
         parallel_trial_count=int(params["parallel_trials"]),
         max_trial_count=int(params["max_trials"]),
         max_failed_trial_count=1,

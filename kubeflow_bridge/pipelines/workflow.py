@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "gpus_per_replica": 0,
     "f_score_threshold": 0.3,
     "canary_percent": 20,
-    "namespace": "kubeflow",
+    "namespace": "kubeflow-user",
     "artifact_root": "s3://kubeflow-bridge/runs",
     "service_name": "anomaly-vae",
 }

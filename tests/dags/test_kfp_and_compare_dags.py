@@ -59,7 +59,7 @@ def test_kfp_run_outcome_from_output_parameters(kfp_mod: Any) -> None:
         "output_parameters": {
             "tune": {"best_params": '{"latent_dim": 8, "lr": 0.003}', "compute_seconds": 30.0},
             "evaluate": {"f_score": "0.72"},
-            "gate": {"decision": "deploy", "reason": "F-score 0.72 clears 0.30"},
+            "gate": {"Output": "deploy"},
             "deploy": {"deployed": True, "url": "http://127.0.0.1:9000"},
         },
     }
@@ -68,7 +68,7 @@ def test_kfp_run_outcome_from_output_parameters(kfp_mod: Any) -> None:
         "state": "succeeded",
         "best_params": {"latent_dim": 8, "lr": 0.003},
         "f_score": 0.72,
-        "gate": "F-score 0.72 clears 0.30",
+        "gate": "deploy",
         "deployed": True,
         "url": "http://127.0.0.1:9000",
     }

@@ -167,3 +167,13 @@ def test_build_comparison_orders_steps_and_checks_labels(
 def test_step_overhead_none_without_times(rec: Callable[..., StepRecord]) -> None:
     assert step_overhead(rec("a", None, None, 3)) is None
     assert step_overhead(rec("a", 0, 5, 3)) == pytest.approx(2.0)
+
+
+def test_skipped_steps_stay_off_the_critical_path(
+    linear_steps: list[StepRecord], rec: Callable[..., StepRecord]
+) -> None:
+    # Airflow gives a skipped task a start and an end; it still did no work.
+    steps = [*linear_steps, rec("deploy", 110, 110, None, state="skipped", upstream=("evaluate",))]
+    path = critical_path(steps)
+    assert path.steps == ["ingest", "preprocess", "tune", "train", "evaluate"]
+    assert summarize_run(OrchestratorRun("airflow", "r", steps))["compute_unknown"] == []

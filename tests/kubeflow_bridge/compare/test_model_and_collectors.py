@@ -129,6 +129,7 @@ def test_airflow_rows_become_steps() -> None:
 
 # The shape kfp 2.17's compiler writes: the gate's If is a sub-DAG component named condition-1.
 _SPEC = {
+    "pipelineInfo": {"name": "anomaly-pipeline"},
     "components": {
         "comp-condition-1": {
             "dag": {
@@ -159,7 +160,7 @@ _SPEC = {
 
 
 def test_spec_groups_name_control_flow() -> None:
-    assert spec_groups(_SPEC) == {"condition-1", "deploy-if-better"}
+    assert spec_groups(_SPEC) == {"condition-1", "deploy-if-better", "anomaly-pipeline"}
 
 
 def test_spec_dependencies_walk_condition_groups() -> None:
@@ -187,6 +188,7 @@ def test_kfp_run_details_become_steps() -> None:
         "run_details": {
             "task_details": [
                 _detail("root", "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", "FAILED"),
+                _detail("anomaly-pipeline", "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", "FAILED"),
                 _detail(
                     "ingest",
                     "2026-01-01T00:00:02Z",

@@ -57,7 +57,7 @@ def test_pipeline_structure_and_gate() -> None:
     assert "gate" in deps["deploy"] and "evaluate" in deps["deploy"]
     root_tasks = spec["root"]["dag"]["tasks"]
     condition = next(t for t in root_tasks.values() if t["taskInfo"]["name"] == "deploy-if-better")
-    assert "pipelinechannel--gate-decision" in condition["triggerPolicy"]["condition"]
+    assert "pipelinechannel--gate-Output" in condition["triggerPolicy"]["condition"]
     assert "'deploy'" in condition["triggerPolicy"]["condition"]
     # Metrics and HTML artifacts for the KFP UI.
     outputs = spec["components"]["comp-evaluate"]["outputDefinitions"]["artifacts"]
@@ -87,6 +87,7 @@ def test_component_objects_are_valid_and_carry_the_kfp_identity() -> None:
     )
     assert experiment["spec"]["maxTrialCount"] == workflow.DEFAULTS["max_trials"]
     assert experiment["spec"]["objective"]["objectiveMetricName"] == "val_loss"
+    assert experiment["spec"]["algorithm"]["algorithmSettings"] == [{"name": "random_state", "value": "0"}]
     container = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == workflow.TRAINER_IMAGE
     assert "--latent-dim=${trialParameters.latentDim}" in container["command"]
