@@ -177,10 +177,21 @@ class _SharedAsyncClient:
         from kubeflow_bridge.clients.kube import AsyncKubeflowObjectClient
 
         self._stack = contextlib.AsyncExitStack()
-        api_client = await self._stack.enter_async_context(
-            AsyncKubernetesHook(conn_id=kubernetes_conn_id).get_conn()
-        )
-        return AsyncKubeflowObjectClient(api_client)
+        hook = AsyncKubernetesHook(conn_id=kubernetes_conn_id)
+        api_client = await self._stack.enter_async_context(hook.get_conn())
+        path = await hook._get_field("kube_config_path") or hook.config_file
+        context = hook.cluster_context or await hook._get_field("cluster_context")
+
+        async def reload() -> None:
+            # A rotated token (e.g. a refreshed kubeconfig) is re-read in place after a 401.
+            if path:
+                from kubernetes_asyncio import config
+
+                await config.load_kube_config(
+                    config_file=path, context=context, client_configuration=api_client.configuration
+                )
+
+        return AsyncKubeflowObjectClient(api_client, credentials_reloader=reload)
 
     async def close(self) -> None:
         self.client = None
@@ -325,8 +336,21 @@ class KubeflowHook(BaseHook):
 
             from kubeflow_bridge.clients.kube import KubeflowObjectClient
 
-            api_client = KubernetesHook(conn_id=self.kubernetes_conn_id).api_client
-            self._object_client = KubeflowObjectClient(api_client)
+            hook = KubernetesHook(conn_id=self.kubernetes_conn_id)
+            api_client = hook.api_client
+            path = hook._get_field("kube_config_path") or hook.config_file
+            context = hook.cluster_context or hook._get_field("cluster_context")
+
+            def reload() -> None:
+                # A rotated token (e.g. a refreshed kubeconfig) is re-read in place after a 401.
+                if path:
+                    from kubernetes import config
+
+                    config.load_kube_config(
+                        config_file=path, context=context, client_configuration=api_client.configuration
+                    )
+
+            self._object_client = KubeflowObjectClient(api_client, credentials_reloader=reload)
         return self._object_client
 
     @contextlib.asynccontextmanager
