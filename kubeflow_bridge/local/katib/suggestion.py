@@ -39,11 +39,42 @@ POLL_SECONDS = 0.3
 log = logging.getLogger("kubeflow_bridge.local.katib.suggestion")
 
 
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+RETRIES = 6
+
+
+class _Retrying:
+    """Wraps a kubernetes API object: calls retry on 429/5xx and dropped connections, with backoff."""
+
+    def __init__(self, api: Any) -> None:
+        self._api = api
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._api, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            import urllib3
+
+            for attempt in range(RETRIES):
+                try:
+                    return method(*args, **kwargs)
+                except urllib3.exceptions.HTTPError:
+                    if attempt == RETRIES - 1:
+                        raise
+                except Exception as exc:
+                    if getattr(exc, "status", None) not in RETRY_STATUSES or attempt == RETRIES - 1:
+                        raise
+                time.sleep(min(0.2 * 2**attempt, 3.0))
+            raise AssertionError("unreachable")
+
+        return call
+
+
 def _apis(kubeconfig: str) -> tuple[Any, Any]:
     from kubernetes import client, config
 
     api_client = config.new_client_from_config(config_file=kubeconfig)
-    return client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
+    return _Retrying(client.CustomObjectsApi(api_client)), _Retrying(client.CoreV1Api(api_client))
 
 
 def katib_trial_name(experiment_name: str, ray_trial_id: str) -> str:
