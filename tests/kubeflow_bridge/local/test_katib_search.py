@@ -135,3 +135,37 @@ def test_katib_defaults_are_filled_in_like_the_webhook() -> None:
         spec["trialTemplate"]["failureCondition"] == 'status.conditions.#(type=="Failed")#|#(status=="True")#'
     )
     assert "primaryPodLabels" not in spec["trialTemplate"]
+
+
+def test_suggestion_api_calls_retry_transient_errors_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubeflow_bridge.local.katib import suggestion
+
+    monkeypatch.setattr(suggestion.time, "sleep", lambda _s: None)
+
+    class Flaky(Exception):
+        def __init__(self, status: int) -> None:
+            super().__init__(f"HTTP {status}")
+            self.status = status
+
+    class Api:  # the seam: a kubernetes API object whose server answers 503, 429, then 200
+        def __init__(self, statuses: list[int]) -> None:
+            self.statuses = statuses
+            self.calls = 0
+
+        def get(self, name: str) -> str:
+            self.calls += 1
+            if self.statuses:
+                raise Flaky(self.statuses.pop(0))
+            return f"got {name}"
+
+    flaky = Api([503, 429])
+    assert suggestion._Retrying(flaky).get("t") == "got t"
+    assert flaky.calls == 3
+    not_found = Api([404])
+    with pytest.raises(Flaky):
+        suggestion._Retrying(not_found).get("t")
+    assert not_found.calls == 1
+    down = Api([500] * 10)
+    with pytest.raises(Flaky):
+        suggestion._Retrying(down).get("t")
+    assert down.calls == suggestion.RETRIES
