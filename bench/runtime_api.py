@@ -41,6 +41,12 @@ def summary(ms: list[float]) -> dict[str, float]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU time of a process (load-independent cost, unlike wall latency on a shared box)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def job(i: int) -> dict[str, Any]:
     replica = {
         "replicas": 1,
@@ -89,7 +95,7 @@ def main() -> int:
                     raise SystemExit("runtime did not start")
                 time.sleep(0.1)
             api = json.loads((state / "runtime.json").read_text())["api"]
-            results = run(api)
+            results = run(api, proc.pid)
             db = sum(p.stat().st_size for p in state.glob("state.db*"))
             results["state_file_bytes"] = db
             results["state_file_bytes_per_object"] = round(db / N, 1)
@@ -107,7 +113,7 @@ def main() -> int:
     return 0
 
 
-def run(api: str) -> dict[str, Any]:
+def run(api: str, server_pid: int) -> dict[str, Any]:
     arrivals: dict[str, float] = {}
     ready = threading.Event()
 
@@ -134,6 +140,7 @@ def run(api: str) -> dict[str, Any]:
         # Warm-up (connection, first-call imports).
         for _ in range(20):
             c.get("/version")
+        cpu0 = cpu_seconds(server_pid)
         t0 = time.perf_counter()
         for i in range(N):
             body = job(i)
@@ -144,14 +151,18 @@ def run(api: str) -> dict[str, Any]:
             r.raise_for_status()
         create_wall = time.perf_counter() - t0
         t.join(30)
+        time.sleep(1.0)  # let the controller finish its status writes
+        create_cpu = cpu_seconds(server_pid) - cpu0
         for name, arrived in arrivals.items():
             watch_ms.append((arrived - sent[name]) * 1000)
+        cpu0 = cpu_seconds(server_pid)
         t0 = time.perf_counter()
         for i in range(N):
             start = time.perf_counter()
             c.get(f"{URL}/bench-{i:05d}").raise_for_status()
             get_ms.append((time.perf_counter() - start) * 1000)
         get_wall = time.perf_counter() - t0
+        get_cpu = cpu_seconds(server_pid) - cpu0
         for _ in range(30):
             start = time.perf_counter()
             items = c.get(URL, params={"labelSelector": "bench=yes"}).json()["items"]
@@ -170,6 +181,8 @@ def run(api: str) -> dict[str, Any]:
         "list_all_1000": summary(list_ms),
         "list_selector_limit_50": summary(page_ms),
         "watch_event_delivery": summary(watch_ms),
+        "server_cpu_ms_per_create_incl_controller": round(create_cpu / N * 1000, 3),
+        "server_cpu_ms_per_get": round(get_cpu / N * 1000, 3),
         "creates_per_second": round(N / create_wall, 1),
         "gets_per_second": round(N / get_wall, 1),
         "p99_single_object_under_10ms": pct(create_ms, 99) < 10 and pct(get_ms, 99) < 10,

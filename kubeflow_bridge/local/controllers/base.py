@@ -121,6 +121,7 @@ class ControllerContext:
         self.kinds = kinds or KindRegistry()
         self.manager: ControllerManager | None = None
         self.gpu_count = 0
+        self._events: dict[tuple[str, str, str], str] = {}
 
     # --- reads --------------------------------------------------------------------------------
     def get(self, rt: ResourceType, namespace: str, name: str) -> Obj | None:
@@ -209,21 +210,19 @@ class ControllerContext:
         """Record a core/v1 Event about ``obj``."""
         meta = obj["metadata"]
         ns = meta.get("namespace") or "default"
-        for ev in self.store.list(EVENT, ns, copy_obj=False):
-            io = ev.get("involvedObject") or {}
-            if (
-                io.get("uid") == meta.get("uid")
-                and ev.get("reason") == reason
-                and ev.get("message") == message
-            ):
-                new = jsonfast.clone(ev)
-                new["count"] = int(ev.get("count", 1)) + 1
-                new["lastTimestamp"] = now_iso()
-                new["metadata"].pop("resourceVersion", None)
-                self.store.update(EVENT, new)
-                return
+        # Index of recorded events, so repeats are found without scanning every event (O(1) per call).
+        key = (str(meta.get("uid")), reason, message)
+        known = self._events.get(key)
+        ev = self.store.find(EVENT, ns, known, copy_obj=False) if known else None
+        if ev is not None:
+            new = jsonfast.clone(ev)
+            new["count"] = int(ev.get("count", 1)) + 1
+            new["lastTimestamp"] = now_iso()
+            new["metadata"].pop("resourceVersion", None)
+            self.store.update(EVENT, new)
+            return
         ts = now_iso()
-        self.store.create(
+        created = self.store.create(
             EVENT,
             {
                 "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": ns},
@@ -246,6 +245,9 @@ class ControllerContext:
             },
             ns,
         )
+        if len(self._events) > 100_000:
+            self._events.clear()
+        self._events[key] = created["metadata"]["name"]
 
     def image_env(self, image: str) -> tuple[str, dict[str, str]]:
         """``(python_executable, env_overlay)`` for an image; raises ``UnknownImage``."""
