@@ -283,10 +283,19 @@ class ExperimentController(Controller):
                     exp, "SuggestionRestarted", f"suggestion process ended by signal {-proc.returncode}"
                 )
                 proc = None
+        failure = ""
         if proc is None:
-            proc = self._suggestions[key] = await self._start_suggestion(exp)
-        suggestion_done = proc.returncode == 0
-        if proc.returncode not in (None, 0):
+            try:
+                proc = self._suggestions[key] = await self._start_suggestion(exp)
+            except Exception as exc:  # e.g. the trainer environment (where Ray lives) is missing
+                failure = f"Experiment has failed because the suggestion service could not start: {exc}"
+        if proc is not None and proc.returncode not in (None, 0):
+            failure = (
+                f"Experiment has failed because the suggestion service failed (exit code {proc.returncode}); "
+                f"see {proc.log_path}"
+            )
+        suggestion_done = proc is not None and proc.returncode == 0
+        if failure:
             now = katib_status.now_rfc3339()
             katib_status.summarize_trials(exp, trials)
             running = katib_status.get_condition(exp["status"], "Running")
@@ -294,15 +303,7 @@ class ExperimentController(Controller):
                 katib_status.set_condition(
                     exp["status"], "Running", "False", running["reason"], running["message"], now
                 )
-            katib_status.set_condition(
-                exp["status"],
-                "Failed",
-                "True",
-                "ExperimentFailed",
-                f"Experiment has failed because the suggestion service failed (exit code {proc.returncode}); "
-                f"see {proc.log_path}",
-                now,
-            )
+            katib_status.set_condition(exp["status"], "Failed", "True", "ExperimentFailed", failure, now)
             exp["status"]["completionTime"] = now
         else:
             katib_status.update_experiment_status(exp, trials, suggestion_done)
