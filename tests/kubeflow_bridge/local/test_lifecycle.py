@@ -139,3 +139,22 @@ def test_down_after_daemon_was_killed_leaves_nothing(tmp_path: Path) -> None:
         )
     finally:
         cli("down", "--state-dir", str(state))
+
+
+def test_auth_at_start_writes_a_token_kubeconfig(tmp_path: Path) -> None:
+    from kubernetes import client, config
+
+    from .conftest import start_runtime, stop_runtime
+
+    faults = json.dumps({"auth": True, "static_token": "tok-" + "x" * 20})
+    rt = start_runtime(tmp_path / "state", "--no-s3", "--faults", faults)
+    try:
+        kc = yaml.safe_load(rt.kubeconfig.read_text())
+        assert kc["users"][0]["user"]["token"] == "tok-" + "x" * 20
+        assert httpx.get(f"{rt.api}/api/v1/namespaces").status_code == 401
+        api = config.new_client_from_config(config_file=str(rt.kubeconfig))
+        names = {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items}
+        assert "kubeflow-user" in names
+        assert "tok-" not in (rt.state_dir / "runtime.log").read_text()
+    finally:
+        stop_runtime(rt)
