@@ -1,0 +1,107 @@
+"""`airflow dags test anomaly_retraining` against the local runtime: every step for real.
+
+Asserts the Kubeflow objects the tasks created (with their Airflow identity), the final XComs (the
+summary), that the deployed model answers, and that the comparison collector reads the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from kubeflow_bridge.pipelines import workflow
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICE = "e2e-airflow-vae"
+CONF = {
+    "rows": 5000,
+    "max_trials": 2,
+    "parallel_trials": 2,
+    "tune_epochs": 1,
+    "epochs": 2,
+    "worker_replicas": 1,
+    "f_score_threshold": 0.0,
+    "window_end": "2026-02-01T00:00:00Z",
+    "service_name": SERVICE,
+}
+
+
+@pytest.mark.e2e
+def test_retraining_dag_runs_every_step_on_the_runtime(local_runtime: Any, tmp_path: Path) -> None:
+    home = tmp_path / "airflow"
+    home.mkdir()
+    env = {
+        **os.environ,
+        **local_runtime.env,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+    }
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    run = subprocess.run(
+        [airflow, "dags", "test", "anomaly_retraining", "--conf", json.dumps(CONF)],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-6000:]
+
+    # The run as the comparison reads it (metadata DB + cluster), in a fresh interpreter.
+    probe = textwrap.dedent(
+        """
+        import json
+        from kubeflow_bridge.compare.airflow_collector import collect_airflow_run
+        from kubeflow_bridge.compare.analysis import summarize_run
+        print(json.dumps(summarize_run(collect_airflow_run("anomaly_retraining"))))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    states = {s["step"]: s["state"] for s in summary["steps"]}
+    assert summary["state"] == "succeeded"
+    assert states == {
+        **{s: "succeeded" for s in workflow.STEPS},
+        "summary": "succeeded",
+        "check_run": "skipped",
+    }
+    compute = {s["step"]: s["compute_seconds"] for s in summary["steps"]}
+    for step in ("ingest", "preprocess", "tune", "train", "evaluate"):
+        assert compute[step] and compute[step] > 0, step
+    outcome = summary["outcome"]
+    assert set(outcome["best_params"]) == {"lr", "latent_dim"}
+    assert workflow.DEFAULTS["lr_min"] <= outcome["best_params"]["lr"] <= workflow.DEFAULTS["lr_max"]
+    assert 0.0 <= outcome["f_score"] <= 1.0
+    assert outcome["deployed"] is True
+
+    ns = workflow.DEFAULTS["namespace"]
+    experiments = local_runtime.kubectl_json("get", "experiments", "-n", ns)["items"]
+    ours = [
+        e for e in experiments if e["metadata"]["annotations"].get("kubeflow-bridge.io/task-id") == "tune"
+    ]
+    assert len(ours) == 1
+    assert ours[0]["metadata"]["annotations"]["kubeflow-bridge.io/dag-id"] == "anomaly_retraining"
+    assert ours[0]["spec"]["algorithm"]["algorithmSettings"] == [{"name": "random_state", "value": "0"}]
+    jobs = local_runtime.kubectl_json("get", "pytorchjobs", "-n", ns)["items"]
+    train = [j for j in jobs if j["metadata"]["annotations"].get("kubeflow-bridge.io/task-id") == "train"]
+    assert len(train) == 1 and train[0]["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 1
+    assert any(c["type"] == "Succeeded" and c["status"] == "True" for c in train[0]["status"]["conditions"])
+    isvc = local_runtime.kubectl_json("get", "inferenceservice", SERVICE, "-n", ns)
+    recorded = float(isvc["metadata"]["annotations"]["kubeflow-bridge.io/metric.composite_f1"])
+    assert recorded == pytest.approx(outcome["f_score"])
+    url = isvc["status"]["url"]
+    answer = httpx.post(
+        f"{url}/v1/models/anomaly-vae:predict", json=workflow.smoke_payload("synthetic", rows=5), timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["predictions"]) == 5
