@@ -110,7 +110,13 @@ def daemon_argv(paths: StatePaths, args: argparse.Namespace) -> list[str]:
         "--kfp-port",
         str(args.kfp_port),
     ]
-    argv += ["--faults", args.faults]
+    if args.faults.strip() not in ("", "{}"):
+        # Through a private file: settings may hold a token, and command lines are visible to all users.
+        faults_file = paths.root / "faults.json"
+        fd = os.open(faults_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(args.faults)
+        argv += ["--faults-file", str(faults_file)]
     if args.no_s3:
         argv.append("--no-s3")
     return argv

@@ -300,6 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kfp-port", type=int, default=0)
     p.add_argument("--no-s3", action="store_true")
     p.add_argument("--faults", default="{}", help="fault-injection settings as JSON")
+    p.add_argument(
+        "--faults-file",
+        type=Path,
+        default=None,
+        help="the same settings from a JSON file (keeps tokens off the command line)",
+    )
     p.add_argument("--history", type=int, default=2000)
     p.add_argument("--bookmark-interval", type=float, default=5.0)
     p.add_argument("--announce", action="store_true", help="print the endpoints once serving")
@@ -317,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             s3_port=args.s3_port,
             kfp_port=args.kfp_port,
             s3=not args.no_s3,
-            faults=json.loads(args.faults),
+            faults=json.loads(args.faults_file.read_text() if args.faults_file else args.faults),
             history=args.history,
             bookmark_interval=args.bookmark_interval,
         )
