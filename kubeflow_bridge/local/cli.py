@@ -100,8 +100,15 @@ def _print_endpoints(info: dict[str, Any]) -> None:
     print(f"  state          : {info['state_dir']}")
 
 
+def runtime_python() -> str:
+    """The runtime runs in the trainer environment (boto3, kfp, kserve, ray live there), whichever
+    environment ``kubeflow-bridge`` was started from; the current interpreter if that env is missing."""
+    trainer = Path(__file__).resolve().parents[2] / ".venv-trainer" / "bin" / "python"
+    return str(trainer) if trainer.exists() else sys.executable
+
+
 def daemon_argv(paths: StatePaths, args: argparse.Namespace) -> list[str]:
-    argv = [sys.executable, "-m", "kubeflow_bridge.local.daemon", "--state-dir", str(paths.root)]
+    argv = [runtime_python(), "-m", "kubeflow_bridge.local.daemon", "--state-dir", str(paths.root)]
     argv += [
         "--api-port",
         str(args.api_port),
