@@ -101,6 +101,7 @@ class TrainerTools:
     KATIB_REGEX = KATIB_REGEX
     SMALL_TRAIN = SMALL_TRAIN
     run = staticmethod(run_trainer)
+    in_process = staticmethod(in_process)
     ok = staticmethod(ok)
     free_port = staticmethod(free_port)
 

@@ -20,24 +20,19 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield server
 
 
-def test_pipeline_round_trip_through_s3(s3: S3Server, tools: Any, tmp_path: Path) -> None:
+def test_pipeline_round_trip_through_s3(
+    s3: S3Server, tools: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = s3.env()
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
     client = s3._client()
-    tools.ok(tools.run("ingest", "--out", "s3://mlops/raw", "--rows", "6000", "--freq", "10min", env=env))
+    tools.in_process("ingest", "--out", "s3://mlops/raw", "--rows", "6000", "--freq", "10min")
     keys = {o["Key"] for o in client.list_objects_v2(Bucket="mlops", Prefix="raw/")["Contents"]}
     assert "raw/_SUCCESS" in keys and "raw/metadata.json" in keys
     assert any(k.startswith("raw/month=") and k.endswith(".parquet") for k in keys)
-    tools.ok(
-        tools.run(
-            "preprocess",
-            "--data",
-            "s3://mlops/raw",
-            "--out",
-            "s3://mlops/prep",
-            "--scheduler",
-            "threads",
-            env=env,
-        )
+    tools.in_process(
+        "preprocess", "--data", "s3://mlops/raw", "--out", "s3://mlops/prep", "--scheduler", "threads"
     )
     res = tools.ok(
         tools.run(
@@ -55,37 +50,34 @@ def test_pipeline_round_trip_through_s3(s3: S3Server, tools: Any, tmp_path: Path
     )
     assert artifact["format"] == "kubeflow-bridge/vae-anomaly"
     assert client.head_object(Bucket="mlops", Key="ckpt/checkpoint.pt")["ContentLength"] > 0
-    tools.ok(
-        tools.run(
-            "evaluate",
-            "--data",
-            "s3://mlops/prep",
-            "--model",
-            "s3://mlops/models/vae.pt",
-            "--out",
-            "s3://mlops/eval",
-            env=env,
-        )
+    tools.in_process(
+        "evaluate",
+        "--data",
+        "s3://mlops/prep",
+        "--model",
+        "s3://mlops/models/vae.pt",
+        "--out",
+        "s3://mlops/eval",
     )
     metrics = json.loads(client.get_object(Bucket="mlops", Key="eval/metrics.json")["Body"].read())
     assert 0 <= metrics["composite_f1"] <= 1
     assert client.head_object(Bucket="mlops", Key="eval/_SUCCESS")
 
 
-def test_incomplete_s3_dataset_is_refused(s3: S3Server, tools: Any) -> None:
+def test_incomplete_s3_dataset_is_refused(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trainer.__main__ import main
+
+    for k, v in s3.env().items():
+        monkeypatch.setenv(k, v)
     client = s3._client()
     client.put_object(Bucket="mlops", Key="half/month=2026-01/part-00000.parquet", Body=b"partial")
-    res = tools.run("preprocess", "--data", "s3://mlops/half", "--out", "s3://mlops/half-prep", env=s3.env())
-    assert res.returncode == 2 and "incomplete (no _SUCCESS marker)" in res.stderr
+    assert main(["preprocess", "--data", "s3://mlops/half", "--out", "s3://mlops/half-prep"]) == 2
+    assert "incomplete (no _SUCCESS marker)" in capsys.readouterr().err
     assert "Contents" not in client.list_objects_v2(Bucket="mlops", Prefix="half-prep/")
-    res = tools.run(
-        "evaluate",
-        "--data",
-        "s3://mlops/nothing",
-        "--model",
-        "s3://mlops/none.pt",
-        "--out",
-        "s3://mlops/e",
-        env=s3.env(),
+    code = main(
+        ["evaluate", "--data", "s3://mlops/nothing", "--model", "s3://mlops/none.pt", "--out", "s3://mlops/e"]
     )
-    assert res.returncode == 2 and "--model 's3://mlops/none.pt': cannot read from S3" in res.stderr
+    assert code == 2
+    assert "--model 's3://mlops/none.pt': cannot read from S3" in capsys.readouterr().err
