@@ -114,9 +114,12 @@ def test_module_import_is_cheap() -> None:
     code = (
         "import sys, airflow.sdk, airflow.triggers.base\n"
         "before = set(sys.modules)\n"
-        "import kubeflow_bridge.hooks.kubeflow, kubeflow_bridge.operators.training, "
+        "import kubeflow_bridge.hooks.kubeflow, kubeflow_bridge.operators.training, kubeflow_bridge.operators.kfp, "
+        "kubeflow_bridge.operators.katib, kubeflow_bridge.operators.kserve, kubeflow_bridge.operators.gate, "
+        "kubeflow_bridge.sensors.kfp, kubeflow_bridge.sensors.katib, kubeflow_bridge.sensors.training, "
+        "kubeflow_bridge.sensors.kserve, kubeflow_bridge.links.kfp, "
         "kubeflow_bridge.triggers.kubeflow, kubeflow_bridge.triggers.kfp\n"
-        "heavy = [m for m in ('kubernetes', 'kubernetes_asyncio', 'httpx', 'kfp', 'torch') if m in set(sys.modules) - before]\n"
+        "heavy = [m for m in ('kubernetes', 'kubernetes_asyncio', 'httpx', 'kfp', 'torch', 'yaml', 'aiohttp') if m in set(sys.modules) - before]\n"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

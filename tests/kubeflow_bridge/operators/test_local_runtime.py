@@ -240,7 +240,8 @@ TRIAL = (
 )
 
 
-def test_katib_experiment_returns_typed_best_parameters(namespace: str) -> None:
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_katib_experiment_returns_typed_best_parameters(namespace: str, deferrable: bool) -> None:
     from kubeflow_bridge.operators.katib import KatibExperimentOperator
 
     op = KatibExperimentOperator(
@@ -254,11 +255,17 @@ def test_katib_experiment_returns_typed_best_parameters(namespace: str) -> None:
         ],
         parallel_trial_count=2,
         max_trial_count=2,
-        deferrable=False,
+        deferrable=deferrable,
         poll_interval=1,
         timeout=240,
     )
-    result = op.execute(ctx())
+    context = ctx()
+    if deferrable:
+        with pytest.raises(TaskDeferred) as deferred:
+            op.execute(context)
+        result = op.execute_complete(context, run_trigger(deferred.value.trigger))
+    else:
+        result = op.execute(context)
     assert result["trial_counts"]["trialsSucceeded"] == 2
     assert (
         isinstance(result["best_parameters"]["hidden"], int)
@@ -380,7 +387,20 @@ def test_kserve_deploy_canary_smoke_promote_rollback_and_gate(namespace: str) ->
             **kwargs,
         ).execute(ctx(run))
 
-    first = deploy("r1", isvc(200, "v1"), metrics={"f1": 0.8})
+    # the first deploy defers: the trigger waits for generation 1 to be Ready
+    first_op = KServeDeployOperator(
+        task_id="deploy",
+        name="anomaly",
+        inference_service=isvc(200, "v1"),
+        metrics={"f1": 0.8},
+        poll_interval=1,
+        timeout=90,
+    )
+    context = ctx("r1")
+    with pytest.raises(TaskDeferred) as deferred:
+        first_op.execute(context)
+    assert deferred.value.trigger.min_generation == 1
+    first = first_op.execute_complete(context, run_trigger(deferred.value.trigger))
     assert first["ready"] and first["url"] and first["generation"] == 1
     second = deploy(
         "r2",

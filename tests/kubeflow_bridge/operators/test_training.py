@@ -187,3 +187,12 @@ def test_if_exists_fail_refuses_an_existing_object(fake_client: FakeObjectClient
     make(wait_for_completion=False).execute(context)
     with pytest.raises(RuntimeError, match="already exists"):
         make(wait_for_completion=False, if_exists="fail").execute(context)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("false", False), ("true", True)])
+def test_deferrable_default_honours_operators_default_deferrable(
+    monkeypatch: pytest.MonkeyPatch, setting: str, expected: bool
+) -> None:
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", setting)
+    assert make().deferrable is expected
+    assert make(deferrable=not expected).deferrable is (not expected)
