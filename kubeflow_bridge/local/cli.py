@@ -82,9 +82,14 @@ def _info(paths: StatePaths) -> dict[str, Any] | None:
         return None
 
 
-def _healthy(api: str) -> bool:
+def _healthy(api: str, paths: StatePaths | None = None) -> bool:
+    context = None
+    if api.startswith("https:") and paths is not None:
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(paths.root / "tls" / "ca.crt"))
     try:
-        with urllib.request.urlopen(f"{api}/healthz", timeout=2) as r:
+        with urllib.request.urlopen(f"{api}/healthz", timeout=2, context=context) as r:
             return bool(r.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -134,7 +139,7 @@ def up(args: argparse.Namespace) -> int:
     paths.root.mkdir(parents=True, exist_ok=True)
     pid = _pid(paths)
     info = _info(paths)
-    if pid is not None and info and _healthy(info["api"]):
+    if pid is not None and info and _healthy(info["api"], paths):
         print("already running")
         _print_endpoints(info)
         return 0
@@ -164,7 +169,7 @@ def up(args: argparse.Namespace) -> int:
             print(f"the runtime exited with code {proc.returncode}; see {paths.log_file}", file=sys.stderr)
             return 1
         info = _info(paths)
-        if info and _healthy(info["api"]):
+        if info and _healthy(info["api"], paths):
             _print_endpoints(info)
             return 0
         time.sleep(0.1)
@@ -218,7 +223,7 @@ def status(args: argparse.Namespace) -> int:
         if paths.procs.is_dir()
         else []
     )
-    healthy = bool(info and _healthy(info["api"]))
+    healthy = bool(info and _healthy(info["api"], paths))
     if args.json:
         print(json.dumps({"running": pid is not None, "healthy": healthy, "info": info, "processes": procs}))
         return 0 if pid else 3

@@ -87,6 +87,7 @@ class Runtime:
         faults: Initial fault-injection settings.
         history: Watch history length (older resourceVersions get 410 Gone).
         bookmark_interval: Seconds between watch bookmarks.
+        tls: Serve the Kubernetes API over HTTPS with a local CA (default: when auth is on at start).
     """
 
     def __init__(
@@ -101,6 +102,7 @@ class Runtime:
         history: int = 2000,
         bookmark_interval: float = 5.0,
         plugins: tuple[str, ...] = PLUGINS,
+        tls: bool | None = None,
     ) -> None:
         self.paths = StatePaths(state_dir.resolve())
         self.paths.root.mkdir(parents=True, exist_ok=True)
@@ -109,6 +111,8 @@ class Runtime:
         self.want_s3 = s3
         self.plugins = plugins
         self.faults = Faults(FaultConfig.from_dict(faults or {}))
+        # HTTPS when asked, and by default when token auth is on (kubectl sends no token over HTTP).
+        self.tls = self.faults.config.auth if tls is None else tls
         self.kinds = KindRegistry()
         self.store = Store(self.paths.db, history=history)
         self.admission = Admission()
@@ -232,17 +236,28 @@ class Runtime:
         await self._start_s3()
         sock = _bind(self.api_port)
         self.api_port = sock.getsockname()[1]
-        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        ssl_context = None
+        ca_pem: bytes | None = None
+        if self.tls:
+            from kubeflow_bridge.local.tls import ensure_certificates, server_context
+
+            ca, cert, key = ensure_certificates(self.paths.root / "tls")
+            ssl_context = server_context(cert, key)
+            ca_pem = ca.read_bytes()
+        scheme = "https" if self.tls else "http"
+        self.api_url = f"{scheme}://127.0.0.1:{self.api_port}"
         self._kfp_sock = _bind(self.kfp_port)
         self.kfp_url = f"http://127.0.0.1:{self._kfp_sock.getsockname()[1]}"
         token = self.faults.config.static_token if self.faults.config.auth else None
-        env = write_client_files(self.paths, self.api_url, self.s3_info, token, kfp_url=self.kfp_url)
+        env = write_client_files(
+            self.paths, self.api_url, self.s3_info, token, kfp_url=self.kfp_url, ca_pem=ca_pem
+        )
         self.ctx._runtime_env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW_CONN_")}
         self._load_plugins()
         await self._start_kfp(env)
         self._runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        await web.SockSite(self._runner, sock, shutdown_timeout=1.0).start()
+        await web.SockSite(self._runner, sock, shutdown_timeout=1.0, ssl_context=ssl_context).start()
         await self.manager.start()
         info = {
             "pid": os.getpid(),
@@ -309,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--history", type=int, default=2000)
     p.add_argument("--bookmark-interval", type=float, default=5.0)
     p.add_argument("--announce", action="store_true", help="print the endpoints once serving")
+    p.add_argument(
+        "--tls", action=argparse.BooleanOptionalAction, default=None, help="serve the API over HTTPS"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -326,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             faults=json.loads(args.faults_file.read_text() if args.faults_file else args.faults),
             history=args.history,
             bookmark_interval=args.bookmark_interval,
+            tls=args.tls,
         )
         asyncio.run(serve(runtime, args.announce))
     finally:

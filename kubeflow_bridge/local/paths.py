@@ -73,12 +73,17 @@ class S3Info:
     buckets: tuple[str, ...] = ()
 
 
-def kubeconfig(api_url: str, token: str | None = None) -> dict[str, Any]:
+def kubeconfig(api_url: str, token: str | None = None, ca_pem: bytes | None = None) -> dict[str, Any]:
     user: dict[str, Any] = {"token": token} if token else {}
+    cluster: dict[str, Any] = {"server": api_url}
+    if ca_pem:
+        import base64
+
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": CONTEXT, "cluster": {"server": api_url}}],
+        "clusters": [{"name": CONTEXT, "cluster": cluster}],
         "users": [{"name": CONTEXT, "user": user}],
         "contexts": [
             {"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT, "namespace": "default"}}
@@ -135,11 +140,16 @@ def env_vars(paths: StatePaths, api_url: str, s3: S3Info | None, kfp_url: str = 
 
 
 def write_client_files(
-    paths: StatePaths, api_url: str, s3: S3Info | None, token: str | None = None, kfp_url: str = ""
+    paths: StatePaths,
+    api_url: str,
+    s3: S3Info | None,
+    token: str | None = None,
+    kfp_url: str = "",
+    ca_pem: bytes | None = None,
 ) -> dict[str, str]:
     """Write ``<state>/kubeconfig`` and ``<state>/env`` (both 0600: they hold credentials)."""
     paths.root.mkdir(parents=True, exist_ok=True)
-    _write_private(paths.kubeconfig, yaml.safe_dump(kubeconfig(api_url, token), sort_keys=False))
+    _write_private(paths.kubeconfig, yaml.safe_dump(kubeconfig(api_url, token, ca_pem), sort_keys=False))
     env = env_vars(paths, api_url, s3, kfp_url)
     _write_private(paths.env_file, "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
     return env

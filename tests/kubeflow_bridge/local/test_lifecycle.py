@@ -141,7 +141,9 @@ def test_down_after_daemon_was_killed_leaves_nothing(tmp_path: Path) -> None:
         cli("down", "--state-dir", str(state))
 
 
-def test_auth_at_start_writes_a_token_kubeconfig(tmp_path: Path) -> None:
+def test_auth_at_start_serves_https_with_a_token_kubeconfig(tmp_path: Path) -> None:
+    import shutil
+
     from kubernetes import client, config
 
     from .conftest import start_runtime, stop_runtime
@@ -151,7 +153,20 @@ def test_auth_at_start_writes_a_token_kubeconfig(tmp_path: Path) -> None:
     try:
         kc = yaml.safe_load(rt.kubeconfig.read_text())
         assert kc["users"][0]["user"]["token"] == "tok-" + "x" * 20
-        assert httpx.get(f"{rt.api}/api/v1/namespaces").status_code == 401
+        assert rt.api.startswith("https://") and kc["clusters"][0]["cluster"]["certificate-authority-data"]
+        ca = str(rt.state_dir / "tls" / "ca.crt")
+        assert httpx.get(f"{rt.api}/api/v1/namespaces", verify=ca).status_code == 401
+        # kubectl sends its token only over HTTPS: this is why auth turns TLS on.
+        kubectl = shutil.which("kubectl")
+        if kubectl:
+            out = subprocess.run(
+                [kubectl, "get", "namespaces"],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "KUBECONFIG": str(rt.kubeconfig)},
+                timeout=60,
+            )
+            assert out.returncode == 0 and "kubeflow-user" in out.stdout, out.stderr
         api = config.new_client_from_config(config_file=str(rt.kubeconfig))
         names = {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items}
         assert "kubeflow-user" in names
