@@ -166,14 +166,61 @@ def test_on_kill_keep_leaves_the_job(namespace: str) -> None:
 
 @pytest.mark.parametrize(
     ("cls", "kwargs", "message"),
-    [case for case in EXECUTE_CASES if case[0] is PyTorchJobOperator],
+    EXECUTE_CASES,
+    ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(EXECUTE_CASES)],
 )
 def test_bad_input_creates_nothing_on_the_runtime(
     namespace: str, cls: type, kwargs: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        cls(task_id="t", **kwargs).execute(ctx())
-    assert objects("PyTorchJob", namespace) == []
+        cls(**{"task_id": "t", **kwargs}).execute(ctx())
+    for kind in ("PyTorchJob", "Experiment", "InferenceService"):
+        assert objects(kind, namespace) == []
+
+
+# Against the runtime's pipeline ``add_pipeline(a: int, b: int = 2)`` (compiled below).
+RUNTIME_KFP_CASES: list[tuple[dict[str, Any], str]] = [
+    ({"parameters": {"a": 1, "c": 4}}, "c.*is not an input of the pipeline"),
+    ({"parameters": {}}, "a.*is required"),
+    ({"parameters": {"a": "three"}}, "parameters.a"),
+    ({"parameters": {"a": 1, "b": "1.5"}}, "parameters.b"),
+    ({"parameters": "not json"}, "parameters must be a mapping"),
+    ({"pipeline_package_path": None, "pipeline_id": "0" * 32, "parameters": {"a": 1}}, "is not known to KFP"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), RUNTIME_KFP_CASES)
+def test_bad_kfp_input_starts_no_run_on_the_runtime(
+    namespace: str, runtime: Runtime, compiled_pipeline: str, kwargs: dict[str, Any], message: str
+) -> None:
+    import httpx
+
+    from kubeflow_bridge.operators.kfp import KubeflowPipelineRunOperator
+
+    def run_count() -> int:
+        resp = httpx.get(f"{runtime.kfp}/apis/v2beta1/runs", params={"page_size": 1000}, timeout=10)
+        resp.raise_for_status()
+        return len(resp.json().get("runs") or [])
+
+    before = run_count()
+    with pytest.raises(ValueError, match=message):
+        KubeflowPipelineRunOperator(
+            task_id="run", **{"pipeline_package_path": compiled_pipeline, **kwargs}
+        ).execute(ctx())
+    assert run_count() == before
+
+
+def test_sensor_waits_for_a_job_started_elsewhere(namespace: str) -> None:
+    from kubeflow_bridge.sensors.training import PyTorchJobSensor
+
+    submitted = job(wait_for_completion=False).execute(ctx())
+    sensor = PyTorchJobSensor(
+        task_id="s", name=submitted["name"], deferrable=False, poke_interval=0.5, timeout=60
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        PyTorchJobSensor(task_id="s", name=submitted["name"], timeout=60).execute(ctx())
+    assert run_trigger(deferred.value.trigger)["status"] == "succeeded"
+    assert sensor.poke(ctx()) is True
 
 
 DAG_FILE = """
