@@ -40,10 +40,20 @@ class KubeflowOperatorError(RuntimeError):
 
 
 def default_deferrable() -> bool:
-    """``[operators] default_deferrable``; our operators defer when it is unset."""
+    """``[operators] default_deferrable`` when a deployment sets it; True (defer) when it is unset.
+
+    Airflow's own default for the option is False, so "set" means: in the config file or in an
+    ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE[_CMD|_SECRET]`` environment variable.
+    """
+    import configparser
+    import os
+
     from airflow.sdk.configuration import conf
 
-    return conf.getboolean("operators", "default_deferrable", fallback=True)
+    env = "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"
+    explicit = any(name in os.environ for name in (env, f"{env}_CMD", f"{env}_SECRET"))
+    explicit = explicit or configparser.ConfigParser.has_option(conf, "operators", "default_deferrable")
+    return conf.getboolean("operators", "default_deferrable", fallback=True) if explicit else True
 
 
 def check_choice(field: str, value: Any, allowed: Sequence[str]) -> str:

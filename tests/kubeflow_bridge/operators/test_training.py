@@ -196,3 +196,19 @@ def test_deferrable_default_honours_operators_default_deferrable(
     monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", setting)
     assert make().deferrable is expected
     assert make(deferrable=not expected).deferrable is (not expected)
+
+
+def test_deferrable_by_default_when_the_deployment_does_not_set_it(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__OPERATORS__")}
+    env.update(AIRFLOW_HOME=str(tmp_path), AIRFLOW_CONFIG=str(tmp_path / "airflow.cfg"))
+    code = (
+        "from airflow.sdk.configuration import conf\n"
+        "from kubeflow_bridge.operators._base import default_deferrable\n"
+        "print(conf.getboolean('operators', 'default_deferrable'), default_deferrable())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-2:] == ["False", "True"]  # Airflow's default says False; ours defers
