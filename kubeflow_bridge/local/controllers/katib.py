@@ -100,6 +100,13 @@ class TrialController(Controller):
         obs = katib_metrics.observation(logs, names)
         return obs, katib_metrics.objective_available(obs, names[0])
 
+    def _orphaned(self, trial: dict[str, Any]) -> bool:
+        for ref in trial["metadata"].get("ownerReferences") or []:
+            if ref.get("kind") == "Experiment" and ref.get("controller"):
+                owner = self.ctx.get(EXPERIMENT, trial["metadata"]["namespace"], ref.get("name", ""))
+                return owner is None or owner["metadata"].get("uid") != ref.get("uid")
+        return False
+
     def _finish(self, trial: dict[str, Any]) -> None:
         if not trial["spec"].get("retainRun"):
             self.ctx.delete(_job_rt(trial), trial["metadata"]["namespace"], trial["metadata"]["name"])
@@ -107,6 +114,11 @@ class TrialController(Controller):
     async def reconcile(self, req: Request) -> float | None:
         trial = self.ctx.get(TRIAL, req.namespace, req.name)
         if trial is None:
+            return None
+        if self._orphaned(trial):
+            # Created by a suggestion process racing its experiment's deletion: garbage-collect it, as
+            # Kubernetes' garbage collector does for objects whose owner is gone.
+            self.ctx.delete(TRIAL, req.namespace, req.name)
             return None
         old = copy.deepcopy(trial.get("status") or {})
         status = copy.deepcopy(old)
