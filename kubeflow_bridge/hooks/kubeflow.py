@@ -107,7 +107,7 @@ def parse_connection(
     Raises:
         KubeflowConnectionError: For an unknown auth mode or credentials missing for the chosen one.
     """
-    endpoint = (host or "").strip() or None
+    endpoint = (host or "").strip() or str(_extra(extras, "kfp_endpoint") or "").strip() or None
     if endpoint and "://" not in endpoint:
         endpoint = f"{schema or 'http'}://{endpoint}"
     if endpoint and port and endpoint.count(":") < 2:

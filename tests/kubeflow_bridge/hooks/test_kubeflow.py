@@ -23,6 +23,13 @@ def test_defaults_and_host_normalisation() -> None:
     assert (s.auth_mode, s.namespace, s.verify_tls, s.dashboard_url) == ("none", "kubeflow-user", True, None)
 
 
+def test_kfp_endpoint_from_extra_when_host_is_empty() -> None:
+    s = parse_connection(
+        "c", host=None, login=None, password=None, extras={"kfp_endpoint": "http://kfp:8888/"}
+    )
+    assert s.kfp_endpoint == "http://kfp:8888"
+
+
 def test_prefixed_extras_and_bool_strings() -> None:
     s = parse_connection(
         "c",

@@ -365,6 +365,9 @@ def test_kfp_run_sync_and_deferrable_with_outputs(namespace: str, compiled_pipel
             **kwargs,
         )
 
+    from kubeflow_bridge.hooks.kubeflow import KubeflowHook
+
+    assert KubeflowHook().test_connection()[0] is True
     result = op(parameters={"a": "40"}, deferrable=False).execute(ctx("sync"))
     assert result["state"] == "succeeded"
     assert 42 in [v for params in result["output_parameters"].values() for v in params.values()], result
@@ -552,7 +555,7 @@ def test_hook_clients_reload_a_rotated_token_after_a_401(
         kubeconfig["users"][0]["user"] = {"token": token}
         (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
 
-    write(mint(1))
+    write(mint(3))
     k8s = json.loads(runtime.env["AIRFLOW_CONN_KUBERNETES_DEFAULT"])
     k8s["extra"]["kube_config_path"] = str(tmp_path / "kubeconfig")
     monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(k8s))
@@ -564,7 +567,7 @@ def test_hook_clients_reload_a_rotated_token_after_a_401(
 
         async def async_get() -> Any:
             async with KubeflowHook().async_object_client() as client:
-                time.sleep(1.2)  # the token expires while the client holds it
+                time.sleep(3.2)  # the token expires while the client holds it
                 write(mint(3600))  # ... and is rotated in the kubeconfig
                 return await client.get(PYTORCHJOB, "absent", namespace=namespace)
 
