@@ -332,8 +332,26 @@ class KubeflowObjectOperator(ResumableJobMixin, BaseOperator):
                 }
                 break
         self.after_wait(context, name, namespace)
-        raise_for_event(outcome_event, f"{self.kind_name} {namespace}/{name}")
+        self._raise_unless_succeeded(outcome_event, name, namespace)
         return self.get_job_result(external_id, context)
+
+    def _raise_unless_succeeded(self, event: dict[str, Any] | None, name: str, namespace: str) -> None:
+        try:
+            raise_for_event(event, f"{self.kind_name} {namespace}/{name}")
+        except KubeflowOperatorError as err:
+            detail = ""
+            if isinstance(event, dict) and event.get("status") == "failed":
+                try:
+                    detail = self.failure_detail(name, namespace)
+                except Exception as extra:  # the detail is a courtesy; the failure is what matters
+                    self.log.warning("could not read why %s/%s failed: %s", namespace, name, extra)
+            if detail:
+                raise KubeflowOperatorError(f"{err}\n{detail}") from None
+            raise
+
+    def failure_detail(self, name: str, namespace: str) -> str:
+        """More about a failure for the error message (PyTorchJob: the failing replica's last log lines)."""
+        return ""
 
     def on_poll(self, context: Context, name: str, namespace: str) -> None:
         """Called after each wait slice on the worker (PyTorchJob streams new log lines)."""
@@ -408,7 +426,7 @@ class KubeflowObjectOperator(ResumableJobMixin, BaseOperator):
         namespace = (event or {}).get("namespace") or self._resource_namespace or ""
         self._resource_name, self._resource_namespace = name, namespace
         self.after_wait(context, name, namespace)
-        raise_for_event(event, f"{self.kind_name} {namespace}/{name}")
+        self._raise_unless_succeeded(event, name, namespace)
         return self.get_job_result(f"{namespace}/{name}", context)
 
     def on_kill(self) -> None:

@@ -183,6 +183,18 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         elif name:
             self.on_poll(context, name, namespace)
 
+    def failure_detail(self, name: str, namespace: str) -> str:
+        from kubeflow_bridge.clients.results import job_outcome
+
+        obj = self.object_client().get(self.kind, name, namespace=namespace)
+        if obj is None:
+            return ""
+        replica_logs = self.object_client().job_logs(self.kind, name, namespace=namespace, role="worker")
+        outcome = job_outcome(obj, {**replica_logs, **self._read_logs(name, namespace)})
+        if not outcome.failed_replica and not outcome.log_tail:
+            return ""
+        return f"failed replica: {outcome.failed_replica or 'unknown'}; last log lines:\n{outcome.log_tail}"
+
     def build_result(self, obj: dict[str, Any], context: Context) -> dict[str, Any]:
         from kubeflow_bridge.clients.results import job_outcome
 

@@ -106,13 +106,14 @@ def test_sync_job_runs_streams_log_and_fails_clearly(
     result = job(deferrable=False, workers=1).execute(ctx())
     assert result["state"] == "succeeded"
     assert "epoch=1 train_loss=0.5" in capsys.readouterr().out
-    with pytest.raises(KubeflowOperatorError, match="failed"):
+    with pytest.raises(KubeflowOperatorError, match="failed") as err:
         job(
             deferrable=False,
             restart_policy="Never",
             timeout=60,
-            command=["python", "-c", "raise SystemExit(3)"],
+            command=["python", "-c", "print('loss went nan at step 7'); raise SystemExit(3)"],
         ).execute(ctx("manual__2"))
+    assert "failed replica: Master" in str(err.value) and "loss went nan at step 7" in str(err.value)
 
 
 def test_retry_after_worker_crash_reattaches_and_restarted_trigger_finishes(namespace: str) -> None:

@@ -41,8 +41,12 @@ def test_sync_creates_waits_streams_logs_and_returns_outcome(
 
 def test_sync_failure_raises_with_reason(fake_client: FakeObjectClient, context: dict) -> None:
     fake_client.progress = failed_pytorchjob
-    with pytest.raises(KubeflowOperatorError, match=r"PyTorchJob team-a/.* failed: PyTorchJobFailed boom"):
+    fake_client.logs = {"x-master-0": "loading\nTraceback: CUDA out of memory\n"}
+    with pytest.raises(
+        KubeflowOperatorError, match=r"PyTorchJob team-a/.* failed: PyTorchJobFailed boom"
+    ) as err:
         make(deferrable=False).execute(context)
+    assert "failed replica: Master" in str(err.value) and "CUDA out of memory" in str(err.value)
 
 
 def test_sync_object_deleted_mid_wait_is_cancelled_never_success(
