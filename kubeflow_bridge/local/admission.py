@@ -205,7 +205,7 @@ class Admission:
         if not isinstance(spec, dict):
             causes.append(_cause("spec", "Required value", "FieldValueRequired"))
             return
-        for key in ("completions", "parallelism", "backoffLimit"):
+        for key in ("completions", "parallelism", "backoffLimit", "activeDeadlineSeconds"):
             if (
                 spec.get(key) is not None
                 and _expect(causes, f"spec.{key}", spec[key], int, "an integer")

@@ -34,6 +34,17 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def seconds_since(ts: str | None) -> float:
+    """Seconds elapsed since a Kubernetes timestamp (0 if missing or unparsable)."""
+    if not ts:
+        return 0.0
+    try:
+        then = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return 0.0
+    return (datetime.now(UTC) - then).total_seconds()
+
+
 @dataclass
 class WatchEvent:
     """One change. ``type`` is ADDED, MODIFIED or DELETED; ``obj`` is the object after the change."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from kubeflow_bridge.local.controllers.base import Controller, Request
 from kubeflow_bridge.local.kinds import JOB, POD
-from kubeflow_bridge.local.store import Obj, now_iso
+from kubeflow_bridge.local.store import Obj, now_iso, seconds_since
 
 
 def _condition(ctype: str, reason: str, message: str) -> dict[str, Any]:
@@ -102,6 +102,16 @@ class JobController(Controller):
             self.ctx.event(job, "BackoffLimitExceeded", msg, "Warning", component="job-controller")
             self._write(job, status, conditions, 0, succeeded, failed, 0)
             return None
+        deadline = spec.get("activeDeadlineSeconds")
+        if deadline is not None and seconds_since(status["startTime"]) >= float(deadline):
+            for p in active:
+                self.ctx.delete(POD, req.namespace, p["metadata"]["name"])
+            msg = "Job was active longer than specified deadline"
+            conditions.append(_condition("FailureTarget", "DeadlineExceeded", msg))
+            conditions.append(_condition("Failed", "DeadlineExceeded", msg))
+            self.ctx.event(job, "DeadlineExceeded", msg, "Warning", component="job-controller")
+            self._write(job, status, conditions, 0, succeeded, failed, 0)
+            return None
         want = min(parallelism, completions - succeeded) - len(active)
         for _ in range(max(want, 0)):
             self._create_pod(job)
@@ -111,6 +121,8 @@ class JobController(Controller):
         )
         ready = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Running")
         self._write(job, status, conditions, active_n, succeeded, failed, ready)
+        if deadline is not None:
+            return max(float(deadline) - seconds_since(status["startTime"]), 0.1)
         return None
 
     def _create_pod(self, job: Obj) -> None:

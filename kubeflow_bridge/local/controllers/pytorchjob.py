@@ -13,7 +13,7 @@ from typing import Any
 
 from kubeflow_bridge.local.controllers.base import Controller, Request
 from kubeflow_bridge.local.kinds import POD, PYTORCHJOB
-from kubeflow_bridge.local.store import Obj, now_iso
+from kubeflow_bridge.local.store import Obj, now_iso, seconds_since
 
 OPERATOR = "pytorchjob-controller"
 L_JOB = "training.kubeflow.org/job-name"
@@ -196,6 +196,18 @@ class PyTorchJobController(Controller):
                 for c in conditions
             ]
         status.setdefault("startTime", now_iso())
+        deadline = run_policy.get("activeDeadlineSeconds")
+        if deadline is not None:
+            left = float(deadline) - seconds_since(status["startTime"])
+            if left <= 0:
+                msg = f"PyTorchJob {name} has failed because it was active longer than specified deadline"
+                status["conditions"] = set_condition(conditions, _cond("Failed", "PyTorchJobFailed", msg))
+                status["completionTime"] = now_iso()
+                self.ctx.event(job, "DeadlineExceeded", msg, "Warning", component=OPERATOR)
+                for p in pods:
+                    self.ctx.delete(POD, req.namespace, p["metadata"]["name"])
+                self._write(job, status)
+                return None
         port = self._port(job, pods)
         by_name = {p["metadata"]["name"]: p for p in pods}
         for rtype in ORDER:
@@ -283,6 +295,9 @@ class PyTorchJobController(Controller):
         if has_condition({"status": status}, "Succeeded") or has_condition({"status": status}, "Failed"):
             self._clean(job, pods, run_policy.get("cleanPodPolicy") or "None")
             self.ports.pop(job["metadata"]["uid"], None)
+            return None
+        if deadline is not None:
+            return max(float(deadline) - seconds_since(status["startTime"]), 0.1)
         return None
 
     def _exit_code(self, pod: Obj) -> int | None:

@@ -246,3 +246,17 @@ def test_exit_code_policy_restarts_on_retryable_code(
         ]
         # Restarting is transient (Running replaces it once the new pod runs); its event stays.
         assert "PyTorchJobRestarting" in events
+
+
+def test_active_deadline_fails_job_and_removes_pods(runtime: RuntimeHandle, namespace: str) -> None:
+    url = f"/apis/kubeflow.org/v1/namespaces/{namespace}/pytorchjobs"
+    sleep = "import time; time.sleep(120)"
+    with runtime.http() as c:
+        c.post(
+            url,
+            json=job("late", replica(1, sleep), replica(1, sleep), runPolicy={"activeDeadlineSeconds": 2}),
+        ).raise_for_status()
+        obj = wait_for(lambda: (o := c.get(f"{url}/late").json()) and finished(o) and o, timeout=30)
+        last = obj["status"]["conditions"][-1]
+        assert last["type"] == "Failed" and "deadline" in last["message"]
+        wait_for(lambda: c.get(f"/api/v1/namespaces/{namespace}/pods").json()["items"] == [], timeout=20)

@@ -221,3 +221,37 @@ def test_batch_job_completions_and_backoff(runtime: RuntimeHandle, namespace: st
             r.status_code == 422
             and r.json()["details"]["causes"][0]["field"] == "spec.template.spec.restartPolicy"
         )
+
+
+def test_batch_job_active_deadline(runtime: RuntimeHandle, namespace: str) -> None:
+    jobs = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+    body = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "slow"},
+        "spec": {
+            "activeDeadlineSeconds": 2,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "c",
+                            "image": "python:3.11",
+                            "command": ["python", "-c", "import time; time.sleep(120)"],
+                        }
+                    ],
+                }
+            },
+        },
+    }
+    with runtime.http() as c:
+        c.post(jobs, json=body).raise_for_status()
+
+        def failed() -> dict[str, Any] | None:
+            conds = c.get(f"{jobs}/slow").json().get("status", {}).get("conditions", [])
+            return next((x for x in conds if x["type"] == "Failed"), None)
+
+        cond = wait_for(failed, timeout=30)
+        assert cond["reason"] == "DeadlineExceeded"
+        wait_for(lambda: c.get(f"/api/v1/namespaces/{namespace}/pods").json()["items"] == [], timeout=20)
