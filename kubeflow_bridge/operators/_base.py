@@ -415,6 +415,7 @@ class KubeflowObjectOperator(ResumableJobMixin, BaseOperator):
                 kubeflow_conn_id=self.kubeflow_conn_id,
                 kubernetes_conn_id=self.kubernetes_conn_id,
                 min_generation=self._submit_generation,
+                on_kill_action=self.on_kill_action,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout + 60),

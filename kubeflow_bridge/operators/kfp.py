@@ -348,6 +348,7 @@ class KubeflowPipelineRunOperator(ResumableJobMixin, BaseOperator):
                 deadline=time.time() + self.timeout,
                 kubeflow_conn_id=self.kubeflow_conn_id,
                 poll_interval=self.poll_interval,
+                on_kill_action=self.on_kill_action,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout + 60),

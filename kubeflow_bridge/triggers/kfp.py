@@ -23,6 +23,7 @@ class KubeflowPipelineRunTrigger(BaseTrigger):
         deadline: Epoch seconds after which the wait ends with a ``timeout`` event.
         kubeflow_conn_id: The ``kubeflow`` connection.
         poll_interval: Seconds between ``get_run`` calls.
+        on_kill_action: ``delete`` terminates the run when a user kills the deferred task; ``keep``.
     """
 
     def __init__(
@@ -32,8 +33,11 @@ class KubeflowPipelineRunTrigger(BaseTrigger):
         deadline: float,
         kubeflow_conn_id: str = "kubeflow_default",
         poll_interval: float = 5.0,
+        on_kill_action: str = "keep",
     ) -> None:
         super().__init__()
+        self.on_kill_action = on_kill_action
+        self._fired = False
         self.run_id = run_id
         self.deadline = float(deadline)
         self.kubeflow_conn_id = kubeflow_conn_id
@@ -47,6 +51,7 @@ class KubeflowPipelineRunTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "kubeflow_conn_id": self.kubeflow_conn_id,
                 "poll_interval": self.poll_interval,
+                "on_kill_action": self.on_kill_action,
             },
         )
 
@@ -94,4 +99,22 @@ class KubeflowPipelineRunTrigger(BaseTrigger):
         except Exception as err:
             self.log.warning("wait for KFP run %s failed: %s", self.run_id, err)
             payload = event_payload("error", reason=type(err).__name__, message=str(err), **detail)
+        self._fired = True
         yield TriggerEvent(payload)
+
+    async def on_kill(self) -> None:
+        """A user killed the deferred task: terminate the run unless told to keep it."""
+        if self._fired or self.on_kill_action != "delete":
+            return
+        self.log.info("task killed: terminating KFP run %s", self.run_id)
+        client = self._kfp_client()
+        try:
+            await client.terminate_run(self.run_id)
+        except Exception:
+            self.log.exception("could not terminate KFP run %s", self.run_id)
+        finally:
+            close = getattr(client, "aclose", None) or getattr(client, "close", None)
+            if close is not None:
+                result = close()
+                if asyncio.iscoroutine(result):
+                    await result

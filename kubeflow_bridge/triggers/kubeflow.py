@@ -38,6 +38,8 @@ class KubeflowObjectTrigger(BaseTrigger):
         kubeflow_conn_id: The ``kubeflow`` connection.
         kubernetes_conn_id: Overrides the connection's cncf ``kubernetes`` connection id.
         min_generation: For InferenceServices: the generation whose readiness counts.
+        on_kill_action: ``delete`` the object when a user kills the deferred task (Airflow 3.3+
+            calls ``on_kill``; a triggerer restart does not), or ``keep`` it.
     """
 
     def __init__(
@@ -50,8 +52,11 @@ class KubeflowObjectTrigger(BaseTrigger):
         kubeflow_conn_id: str = "kubeflow_default",
         kubernetes_conn_id: str | None = None,
         min_generation: int | None = None,
+        on_kill_action: str = "keep",
     ) -> None:
         super().__init__()
+        self.on_kill_action = on_kill_action
+        self._fired = False
         self.kind = kind
         self.name = name
         self.namespace = namespace
@@ -71,6 +76,7 @@ class KubeflowObjectTrigger(BaseTrigger):
                 "kubeflow_conn_id": self.kubeflow_conn_id,
                 "kubernetes_conn_id": self.kubernetes_conn_id,
                 "min_generation": self.min_generation,
+                "on_kill_action": self.on_kill_action,
             },
         )
 
@@ -87,6 +93,7 @@ class KubeflowObjectTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         remaining = self.deadline - time.time()
         if remaining <= 0:
+            self._fired = True
             yield TriggerEvent(
                 event_payload("timeout", reason="Timeout", message="deadline passed", **self._detail())
             )
@@ -111,4 +118,18 @@ class KubeflowObjectTrigger(BaseTrigger):
         except Exception as err:  # one event, always: the task fails with what went wrong
             self.log.warning("wait for %s %s/%s failed: %s", self.kind, self.namespace, self.name, err)
             payload = event_payload("error", reason=type(err).__name__, message=str(err), **self._detail())
+        self._fired = True
         yield TriggerEvent(payload)
+
+    async def on_kill(self) -> None:
+        """A user killed the deferred task: delete the object unless told to keep it."""
+        if self._fired or self.on_kill_action != "delete":
+            return
+        from kubeflow_bridge.hooks.kubeflow import resolve_kind
+
+        self.log.info("task killed: deleting %s %s/%s", self.kind, self.namespace, self.name)
+        try:
+            async with self._object_client() as client:
+                await client.cancel(resolve_kind(self.kind), self.name, namespace=self.namespace)
+        except Exception:
+            self.log.exception("could not delete %s %s/%s", self.kind, self.namespace, self.name)

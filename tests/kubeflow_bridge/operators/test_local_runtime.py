@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -155,6 +156,25 @@ def test_deleted_job_is_cancelled_never_success(namespace: str) -> None:
     assert event["status"] == "cancelled", event
     with pytest.raises(KubeflowOperatorError):
         op.execute_complete(context, event)
+
+
+def test_user_kill_of_a_deferred_task_deletes_the_job_from_the_triggerer(namespace: str) -> None:
+    op = job(command=["python", "-c", "import time; time.sleep(30)"])
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(ctx())
+    trigger = deferred.value.trigger
+    assert trigger.on_kill_action == "delete"
+
+    async def kill_while_waiting() -> None:
+        waiting = asyncio.create_task(run_trigger_async(trigger))
+        await asyncio.sleep(1)
+        waiting.cancel()  # the triggerer cancels the trigger, then calls on_kill (Airflow 3.3+)
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        await trigger.on_kill()
+
+    asyncio.run(kill_while_waiting())
+    assert objects("PyTorchJob", namespace) == []
 
 
 def test_on_kill_keep_leaves_the_job(namespace: str) -> None:

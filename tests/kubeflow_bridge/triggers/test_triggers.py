@@ -25,6 +25,7 @@ TRIGGERS: list[BaseTrigger] = [
         kubeflow_conn_id="kf",
         kubernetes_conn_id="k8s",
         min_generation=3,
+        on_kill_action="delete",
     ),
     KubeflowObjectTrigger(kind="Experiment", name="exp", namespace="ns", deadline=FUTURE),
     KubeflowPipelineRunTrigger(run_id="run-1", deadline=FUTURE, kubeflow_conn_id="kf", poll_interval=0.5),
@@ -66,6 +67,10 @@ class FakeAsyncObjectClient:
     def __init__(self, result: Outcome | Exception) -> None:
         self.result = result
         self.waits: list[dict[str, Any]] = []
+        self.cancelled: list[str] = []
+
+    async def cancel(self, kind: Any, name: str, *, namespace: str) -> None:
+        self.cancelled.append(f"{kind.kind} {namespace}/{name}")
 
     async def wait(
         self, kind: Any, name: str, *, namespace: str, timeout: float, min_generation: int | None = None
@@ -224,3 +229,33 @@ async def test_triggerer_restart_recreated_trigger_finishes_the_wait(monkeypatch
     events = await collect(rebuilt)
     assert events[0].payload["status"] == "succeeded"
     assert client.waits[0]["timeout"] <= kwargs["deadline"] - time.time() + 1  # same deadline, not a new one
+
+
+@pytest.mark.parametrize(
+    ("action", "fired", "expected"), [("delete", False, 1), ("keep", False, 0), ("delete", True, 0)]
+)
+async def test_object_trigger_on_kill_deletes_only_when_asked_and_not_after_its_event(
+    monkeypatch: pytest.MonkeyPatch, action: str, fired: bool, expected: int
+) -> None:
+    client = FakeAsyncObjectClient(Outcome("succeeded", "", ""))
+    trigger = object_trigger(monkeypatch, client, on_kill_action=action)
+    if fired:
+        await collect(trigger)
+    await trigger.on_kill()
+    assert client.cancelled == ["PyTorchJob ns/j"] * expected
+
+
+async def test_kfp_trigger_on_kill_terminates_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    terminated: list[str] = []
+
+    class Client(FakeAsyncKfp):
+        async def terminate_run(self, run_id: str) -> None:
+            terminated.append(run_id)
+
+    client = Client(["RUNNING"])
+    monkeypatch.setattr(KubeflowPipelineRunTrigger, "_kfp_client", lambda self: client)
+    await KubeflowPipelineRunTrigger(
+        run_id="r9", deadline=time.time() + 30, on_kill_action="delete"
+    ).on_kill()
+    await KubeflowPipelineRunTrigger(run_id="r8", deadline=time.time() + 30).on_kill()  # keep is the default
+    assert terminated == ["r9"] and client.closed
