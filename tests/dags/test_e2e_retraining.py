@@ -20,6 +20,7 @@ import pytest
 from kubeflow_bridge.pipelines import workflow
 
 REPO = Path(__file__).resolve().parents[2]
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 SERVICE = "e2e-airflow-vae"
 CONF = {
     "rows": 5000,
@@ -34,10 +35,10 @@ CONF = {
 }
 
 
-@pytest.mark.e2e
-def test_retraining_dag_runs_every_step_on_the_runtime(local_runtime: Any, tmp_path: Path) -> None:
-    home = tmp_path / "airflow"
-    home.mkdir()
+@pytest.fixture(scope="module")
+def airflow_env(local_runtime: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A migrated Airflow home (SQLite) whose connections point at the module's runtime."""
+    home = tmp_path_factory.mktemp("airflow")
     env = {
         **os.environ,
         **local_runtime.env,
@@ -47,15 +48,26 @@ def test_retraining_dag_runs_every_step_on_the_runtime(local_runtime: Any, tmp_p
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
     }
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    return env
+
+
+def _dags_test(env: dict[str, str], dag_id: str, conf: dict[str, Any]) -> str:
     run = subprocess.run(
-        [airflow, "dags", "test", "anomaly_retraining", "--conf", json.dumps(CONF)],
+        [AIRFLOW, "dags", "test", dag_id, "--conf", json.dumps(conf)],
         env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-6000:]
+    return log
 
+
+@pytest.mark.e2e
+def test_retraining_dag_runs_every_step_on_the_runtime(
+    local_runtime: Any, airflow_env: dict[str, str]
+) -> None:
+    env = airflow_env
+    _dags_test(env, "anomaly_retraining", CONF)
     # The run as the comparison reads it (metadata DB + cluster), in a fresh interpreter.
     probe = textwrap.dedent(
         """
@@ -105,3 +117,36 @@ def test_retraining_dag_runs_every_step_on_the_runtime(local_runtime: Any, tmp_p
     )
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["predictions"]) == 5
+
+
+@pytest.mark.e2e
+def test_kfp_pipeline_inside_airflow(airflow_env: dict[str, str]) -> None:
+    # Params in (the trigger conf), the KFP run's outputs out to the downstream `report` task.
+    conf = {**CONF, "service_name": "e2e-kfp-in-airflow", "experiment": "e2e-kfp-in-airflow"}
+    _dags_test(airflow_env, "kfp_in_airflow", conf)
+    probe = textwrap.dedent(
+        """
+        import json
+        from sqlalchemy import select
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+        with create_session() as session:
+            rows = session.execute(select(XComModel.task_id, XComModel.value).where(
+                XComModel.dag_id == "kfp_in_airflow", XComModel.key == "return_value"))
+            print(json.dumps({r.task_id: XComModel.deserialize_value(r) for r in rows}))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=airflow_env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    xcoms = json.loads(out.stdout.strip().splitlines()[-1])
+    assert xcoms["prepare"]["rows"] == CONF["rows"]
+    assert xcoms["prepare"]["window_end"] == CONF["window_end"]
+    report = xcoms["report"]
+    assert report["state"] == "succeeded"
+    assert report["run_id"] == xcoms["run_pipeline"]["run_id"]
+    assert set(report["best_params"]) == {"lr", "latent_dim"}
+    assert 0.0 <= report["f_score"] <= 1.0
+    assert report["gate"] == "deploy" and report["deployed"] is True
+    assert report["url"].startswith("http://127.0.0.1:")
