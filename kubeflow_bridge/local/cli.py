@@ -179,7 +179,7 @@ def up(args: argparse.Namespace) -> int:
 
 
 def _stop(paths: StatePaths, pid: int, timeout: float = 15.0) -> None:
-    from kubeflow_bridge.local.processes import sweep_pid_files
+    from kubeflow_bridge.local.processes import sweep_marked, sweep_pid_files
 
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
@@ -194,15 +194,16 @@ def _stop(paths: StatePaths, pid: int, timeout: float = 15.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
     sweep_pid_files(paths.procs)
+    sweep_marked(paths.root)
 
 
 def down(args: argparse.Namespace) -> int:
     paths = _paths(args)
     pid = _pid(paths)
     if pid is None:
-        from kubeflow_bridge.local.processes import sweep_pid_files
+        from kubeflow_bridge.local.processes import sweep_marked, sweep_pid_files
 
-        left = sweep_pid_files(paths.procs)
+        left = sweep_pid_files(paths.procs) + sweep_marked(paths.root)
         print("not running" + (f" (killed {len(left)} leftover process groups)" if left else ""))
         return 0
     _stop(paths, pid)

@@ -34,7 +34,7 @@ from kubeflow_bridge.local.faults import FaultConfig, Faults
 from kubeflow_bridge.local.images import ImageMap
 from kubeflow_bridge.local.kinds import NAMESPACE, KindRegistry
 from kubeflow_bridge.local.paths import KFP_NAMESPACE, S3Info, StatePaths, write_client_files
-from kubeflow_bridge.local.processes import ProcessManager, sweep_pid_files
+from kubeflow_bridge.local.processes import MARKER, ProcessManager, sweep_pid_files
 from kubeflow_bridge.local.store import Store
 
 log = logging.getLogger("kubeflow_bridge.local")
@@ -219,7 +219,7 @@ class Runtime:
             state_dir=self.paths.root / "kfp",
             pipeline_root="",
             kubeconfig=self.paths.kubeconfig,
-            env={k: v for k, v in env.items() if k.startswith("AWS_")},
+            env={**{k: v for k, v in env.items() if k.startswith("AWS_")}, MARKER: str(self.paths.root)},
             trainer_python=str(trainer_python) if trainer_python.exists() else sys.executable,
         )
         self._kfp_runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -253,6 +253,8 @@ class Runtime:
             self.paths, self.api_url, self.s3_info, token, kfp_url=self.kfp_url, ca_pem=ca_pem
         )
         self.ctx._runtime_env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW_CONN_")}
+        # Marks every process the runtime starts, so `local down` can find them even after a crash.
+        self.ctx._runtime_env[MARKER] = str(self.paths.root)
         self._load_plugins()
         await self._start_kfp(env)
         self._runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)

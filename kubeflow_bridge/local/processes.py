@@ -152,3 +152,41 @@ def sweep_pid_files(procs_dir: Path) -> list[int]:
             with contextlib.suppress(FileNotFoundError):
                 f.unlink()
     return killed
+
+
+MARKER = "KUBEFLOW_BRIDGE_LOCAL_RUNTIME"
+
+
+def sweep_marked(state_root: Path) -> list[int]:
+    """Kill every process whose environment carries ``KUBEFLOW_BRIDGE_LOCAL_RUNTIME=<state_root>``.
+
+    The runtime puts that variable into the env of everything it starts (pods, pipeline runs), and
+    never into ``<state>/env``, so a user's shell that sourced the env file is not touched. This is
+    ``local down``'s last sweep after a daemon that died without cleaning up.
+    """
+    needle = f"{MARKER}={state_root}".encode() + b"\0"
+    me, my_group = os.getpid(), os.getpgrp()
+    killed: list[int] = []
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return killed
+    for d in proc.iterdir():
+        if not d.name.isdigit() or int(d.name) == me:
+            continue
+        try:
+            environ = (d / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle not in environ + b"\0":
+            continue
+        pid = int(d.name)
+        try:
+            pgid = os.getpgid(pid)
+            if pgid != my_group:
+                os.killpg(pgid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return killed

@@ -126,6 +126,12 @@ def test_down_after_daemon_was_killed_leaves_nothing(tmp_path: Path) -> None:
         wait_for(
             lambda: httpx.get(f"{api}/api/v1/namespaces/default/pods/orphan/log").text == "x\n", timeout=30
         )
+        # A process the runtime started outside the pod controller (as the KFP API starts runs): marked only.
+        stray = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(300)  # stray-run"],
+            env={**os.environ, "KUBEFLOW_BRIDGE_LOCAL_RUNTIME": str(state.resolve())},
+            start_new_session=True,
+        )
         pid = int((state / "runtime.pid").read_text())
         os.kill(pid, signal.SIGKILL)
         time.sleep(0.3)
@@ -137,6 +143,7 @@ def test_down_after_daemon_was_killed_leaves_nothing(tmp_path: Path) -> None:
             timeout=10,
             what="pod process killed",
         )
+        assert stray.wait(timeout=10) == -signal.SIGKILL
     finally:
         cli("down", "--state-dir", str(state))
 
