@@ -28,6 +28,8 @@ How a controller works here (the same model as controller-runtime, level-trigger
    ``patch_status(rt, ns, name, {...})`` (JSON merge patch of ``status``; no resourceVersion check, so
    read-modify-write of lists such as conditions is the caller's job: pass the whole list),
    ``set_status(rt, obj, status)`` (replace ``status`` wholesale), ``delete(rt, ns, name, propagation=)``.
+   Status writes keep ``lastTransitionTime`` of conditions whose type and status did not change and are
+   skipped when nothing changed, so a reconcile that rewrites the same status settles (no event loop).
    ``create`` runs the same admission (defaults + validation) as the API server and raises
    :class:`~kubeflow_bridge.local.apierrors.ApiError` (e.g. 422 Invalid, 409 AlreadyExists).
 
@@ -46,7 +48,7 @@ How a controller works here (the same model as controller-runtime, level-trigger
    port on 127.0.0.1; ``ctx.state_dir`` is the runtime's state folder (write under ``ctx.state_dir /
    "<your-area>"``); ``ctx.pod_log_path(ns, pod, container)`` is where a container's log lives.
    ``ctx.runtime_env()`` is the env for processes that talk back to the runtime (KUBECONFIG, AWS_*,
-   the KFP endpoint).
+   the KFP endpoint, and ``KUBEFLOW_BRIDGE_LOCAL_RUNTIME`` which lets ``local down`` find strays).
 
 6. **Emit events.** ``ctx.event(obj, reason, message, type="Normal"|"Warning")`` records a core/v1 Event
    about ``obj`` (repeats of the same reason+message bump ``count``), visible with ``kubectl get events``.
