@@ -75,16 +75,20 @@ class InferenceServiceController(Controller):
         return proxy
 
     async def _probe(self, port: int, model_name: str) -> bool:
+        """Ready when a KServe health endpoint answers 200; a server that answers 404 on both (a custom
+        server without KServe's endpoints) is ready too, as Knative's default TCP probe would say."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT))
+        statuses = []
         for path in ("/v2/health/ready", f"/v1/models/{model_name}"):
             try:
                 async with self._session.get(f"http://127.0.0.1:{port}{path}") as resp:
                     if resp.status == 200:
                         return True
+                    statuses.append(resp.status)
             except (aiohttp.ClientError, TimeoutError, OSError):
                 return False
-        return False
+        return statuses == [404, 404]
 
     def _log_tail(self, pod: dict[str, Any], lines: int = 5) -> str:
         meta = pod["metadata"]

@@ -382,3 +382,29 @@ def test_inference_service_serves_again_after_a_runtime_restart(tmp_path: Any) -
         assert _versions(url, 10) == {"v1": 10}
     finally:
         helpers.stop_runtime(rt)
+
+
+def test_custom_server_without_kserve_endpoints_is_ready_once_it_listens(kube: Any, namespace: str) -> None:
+    """A plain HTTP server (404 on KServe's health paths) is ready as soon as it answers, like Knative's TCP probe."""
+    custom = _custom(kube)
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": {"name": "plain"},
+        "spec": {
+            "predictor": {
+                "containers": [
+                    {
+                        "name": "kserve-container",
+                        "image": "python:3.11",
+                        "command": ["python", "-m", "http.server", "--bind", "127.0.0.1", "$(PORT)"],
+                    }
+                ]
+            }
+        },
+    }
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    obj = _wait_generation(custom, namespace, "plain", 1, "True")
+    listing = httpx.get(obj["status"]["url"] + "/", timeout=10)
+    assert listing.status_code == 200 and "Directory listing" in listing.text
+    assert listing.headers["x-kserve-revision"] == "plain-predictor-00001"
