@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
+TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,10 @@ def compute_status(
     if latest is not None and latest.state == "ready":
         if canary is not None and rolled and rolled != latest.name:
             percent = int(canary)
-            traffic.append({"latestRevision": True, "percent": percent, "revisionName": latest.name})
+            entry: dict[str, Any] = {"latestRevision": True, "percent": percent, "revisionName": latest.name}
+            if ((meta.get("annotations") or {}).get(TAG_ROUTING_ANNOTATION) or "").lower() == "true":
+                entry["tag"] = "latest"
+            traffic.append(entry)
             if percent < 100:
                 traffic.append(
                     {"latestRevision": False, "percent": 100 - percent, "revisionName": rolled, "tag": "prev"}

@@ -209,3 +209,16 @@ def test_proxy_pick_follows_weights() -> None:
     assert {proxy.pick() for _ in range(50)} == {("b", 2)}
     proxy.set_routes([])
     assert proxy.pick() is None
+
+
+def test_tag_routing_annotation_tags_the_canary_latest() -> None:
+    first = status.compute_status(_isvc(CUSTOM), [_rev(1)], proxy_url="u", now="T1").status
+    canary = _isvc({**CUSTOM, "canaryTrafficPercent": 10}, generation=2, old_status=first)
+    canary["metadata"]["annotations"] = {"serving.kserve.io/enable-tag-routing": "true"}
+    traffic = status.compute_status(canary, [_rev(1), _rev(2)], proxy_url="u", now="T2").status["components"][
+        "predictor"
+    ]["traffic"]
+    assert [(t["revisionName"], t["percent"], t.get("tag")) for t in traffic] == [
+        ("vae-predictor-00002", 10, "latest"),
+        ("vae-predictor-00001", 90, "prev"),
+    ]
