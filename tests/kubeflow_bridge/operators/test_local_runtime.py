@@ -146,6 +146,17 @@ def test_wait_survives_api_faults_and_cut_watches(namespace: str, runtime: Runti
     assert event["status"] == "succeeded"
 
 
+def test_sync_wait_survives_api_faults_and_cut_watches(namespace: str, runtime: Runtime) -> None:
+    op = job(deferrable=False, command=["python", "-c", "import time; time.sleep(3); print('done')"])
+    runtime.faults(error_rate=0.3, watch_cut_after=0.5, watch_gone=1)
+    try:
+        result = op.execute(ctx())
+    finally:
+        runtime.reset_faults()
+    assert result["state"] == "succeeded"
+    assert len(objects("PyTorchJob", namespace)) == 1
+
+
 def test_deleted_job_is_cancelled_never_success(namespace: str) -> None:
     context = ctx()
     op = job(command=["python", "-c", "import time; time.sleep(30)"])
