@@ -251,6 +251,12 @@ class SharedWatch:
                 kind.group, kind.version, self.namespace, kind.plural, **query
             )
         try:
+            if not 200 <= resp.status < 300:
+                # With _preload_content=False kubernetes_asyncio does not raise for an error answer
+                # (401 from an expired token, 410, 429...): turn its Status body into the error.
+                error = _error_from_response(resp.status, resp.reason, await resp.read())
+                error.headers = dict(resp.headers)  # type: ignore[attr-defined]  # for Retry-After
+                raise error
             while True:
                 line = await resp.content.readline()
                 if not line:
@@ -279,6 +285,21 @@ class SharedWatch:
                     self._deliver(name, obj)
         finally:
             resp.release()
+
+
+def _error_from_response(status: int, reason: str | None, body: bytes) -> KubeApiError:
+    """A :class:`KubeApiError` from an HTTP error answer and its Status body (if it has one)."""
+    message = body.decode("utf-8", "replace")[:500]
+    causes: list[dict[str, Any]] = []
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        reason = str(parsed.get("reason") or reason or "")
+        message = str(parsed.get("message") or message)
+        causes = list((parsed.get("details") or {}).get("causes") or [])
+    return KubeApiError(status, str(reason or "Error"), message, causes)
 
 
 _REGISTRY: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], SharedWatch]] = (

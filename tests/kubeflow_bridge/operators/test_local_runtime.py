@@ -513,12 +513,6 @@ def test_kserve_deploy_canary_smoke_promote_rollback_and_gate(namespace: str) ->
     )  # rolled back: all traffic on the previous revision
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="clients/_watch.py SharedWatch._stream reads a 401 answer to a watch request as an event "
-    "(kubernetes_asyncio does not raise for non-2xx with _preload_content=False), so it never reloads "
-    "credentials; reported to the clients engineer. The hook passes the credentials reloader.",
-)
 def test_wait_survives_an_expired_token_rotated_in_the_kubeconfig(
     namespace: str, runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
