@@ -75,6 +75,17 @@ MACROS = {
 }
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` (or its cause) says nothing answers at the API address."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = f"{type(seen).__name__}: {seen}"
+        if any(s in text for s in ("Connection refused", "NewConnectionError", "Max retries exceeded")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class TrainerPodOperator(BaseOperator):
     """Run ``python -m trainer <arguments>`` in a pod of the trainer image; return its summary.
 
@@ -149,7 +160,16 @@ class TrainerPodOperator(BaseOperator):
             startup_timeout_seconds=self.startup_timeout_seconds,
             labels={"app.kubernetes.io/managed-by": "kubeflow-bridge"},
         )
-        pod.execute(context)
+        try:
+            pod.execute(context)
+        except Exception as exc:
+            if _unreachable(exc):
+                raise RuntimeError(
+                    f"the Kubernetes API of connection {self.kubernetes_conn_id!r} is unreachable ({exc}). "
+                    "On this machine start the local runtime: `kubeflow-bridge local up`, then "
+                    "`source .state/local/env`; for a cluster, point the connection at its kubeconfig."
+                ) from exc
+            raise
         if "log" not in captured:
             raise RuntimeError(
                 f"could not read the trainer summary from the pod log: {captured.get('error')}"
@@ -187,7 +207,9 @@ with DAG(
 ) as dag:
     ns = "{{ params.namespace }}"
     ingest = TrainerPodOperator(
-        task_id="ingest", arguments="{{ ingest_args(params, run_id, data_interval_end) }}", namespace=ns
+        task_id="ingest",
+        arguments="{{ ingest_args(params, run_id, data_interval_end | default(None)) }}",
+        namespace=ns,
     )
     preprocess = TrainerPodOperator(
         task_id="preprocess", arguments="{{ preprocess_args(params, run_id) }}", namespace=ns

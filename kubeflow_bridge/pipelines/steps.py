@@ -61,9 +61,17 @@ def run_trainer(argv: list[str], *, timeout: float | None = None) -> dict[str, A
 
 def object_client() -> KubeflowObjectClient:
     """The Kubernetes client components use: ``$KUBECONFIG`` (the local runtime points it at itself)."""
+    import os
+
     from kubeflow_bridge.clients.kube import KubeflowObjectClient
 
-    return KubeflowObjectClient.from_kubeconfig()
+    config = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    if not os.path.exists(config):
+        raise StepFailed(
+            f"no kubeconfig at {config}: the components reach Kubernetes through $KUBECONFIG. Locally, "
+            "run the pipeline through the runtime started by `kubeflow-bridge local up` (it sets KUBECONFIG)."
+        )
+    return KubeflowObjectClient.from_kubeconfig(config)
 
 
 def identity(run_id: str, task: str) -> Identity:

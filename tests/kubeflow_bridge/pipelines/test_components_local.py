@@ -52,3 +52,11 @@ def test_ingest_preprocess_evaluate_components_with_kfp_local(tmp_path: Path) ->
     report = Path(evaluated.outputs["report"].path).read_text()
     assert report.lstrip().lower().startswith("<!doctype html") and "<svg" in report
     assert evaluated.outputs["model"] == f"{prefix}/evaluation/model.pt"
+
+
+def test_kubernetes_steps_without_a_kubeconfig_name_the_runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing-kubeconfig"))
+    with pytest.raises(steps.StepFailed, match="kubeflow-bridge local up"):
+        steps.object_client()
