@@ -250,7 +250,13 @@ class Runtime:
         self.kfp_url = f"http://127.0.0.1:{self._kfp_sock.getsockname()[1]}"
         token = self.faults.config.static_token if self.faults.config.auth else None
         env = write_client_files(
-            self.paths, self.api_url, self.s3_info, token, kfp_url=self.kfp_url, ca_pem=ca_pem
+            self.paths,
+            self.api_url,
+            self.s3_info,
+            token,
+            kfp_url=self.kfp_url,
+            ca_pem=ca_pem,
+            gpus=self.ctx.gpu_count,
         )
         self.ctx._runtime_env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW_CONN_")}
         # Marks every process the runtime starts, so `local down` can find them even after a crash.

@@ -93,8 +93,14 @@ def kubeconfig(api_url: str, token: str | None = None, ca_pem: bytes | None = No
     }
 
 
-def env_vars(paths: StatePaths, api_url: str, s3: S3Info | None, kfp_url: str = "") -> dict[str, str]:
-    """The variables the control plane (Airflow, kubectl, boto3) needs to reach this runtime."""
+def env_vars(
+    paths: StatePaths, api_url: str, s3: S3Info | None, kfp_url: str = "", gpus: int = 0
+) -> dict[str, str]:
+    """The variables the control plane (Airflow, kubectl, boto3) needs to reach this runtime.
+
+    ``gpus`` is what pods may request here; the Kubeflow connection says whether there are any, so
+    operators refuse GPU requests before creating anything.
+    """
     kfp_url = kfp_url or api_url
     env = {
         "KUBECONFIG": str(paths.kubeconfig),
@@ -114,6 +120,7 @@ def env_vars(paths: StatePaths, api_url: str, s3: S3Info | None, kfp_url: str = 
                     "namespace": KFP_NAMESPACE,
                     "kubernetes_conn_id": "kubernetes_default",
                     "dashboard_url": kfp_url,
+                    "gpus_available": gpus > 0,
                 },
             }
         ),
@@ -146,11 +153,12 @@ def write_client_files(
     token: str | None = None,
     kfp_url: str = "",
     ca_pem: bytes | None = None,
+    gpus: int = 0,
 ) -> dict[str, str]:
     """Write ``<state>/kubeconfig`` and ``<state>/env`` (both 0600: they hold credentials)."""
     paths.root.mkdir(parents=True, exist_ok=True)
     _write_private(paths.kubeconfig, yaml.safe_dump(kubeconfig(api_url, token, ca_pem), sort_keys=False))
-    env = env_vars(paths, api_url, s3, kfp_url)
+    env = env_vars(paths, api_url, s3, kfp_url, gpus)
     _write_private(paths.env_file, "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
     return env
 

@@ -59,6 +59,10 @@ def test_up_status_restart_keeps_state_down_leaves_nothing(tmp_path: Path) -> No
         assert {"kubeflow-bridge", "mlpipeline"} <= {b["Name"] for b in s3.list_buckets()["Buckets"]}
         conn = json.loads(json.loads(json.dumps(env["AIRFLOW_CONN_KUBERNETES_DEFAULT"].strip("'"))))
         assert conn["extra"] == {"kube_config_path": str(state / "kubeconfig"), "in_cluster": False}
+        kubeflow = json.loads(env["AIRFLOW_CONN_KUBEFLOW_DEFAULT"].strip("'"))
+        # This machine has no GPU: the connection says so, and operators refuse GPU requests up front.
+        assert kubeflow["extra"]["gpus_available"] is False
+        assert kubeflow["extra"]["kfp_endpoint"] == info["kfp"]
         assert cli("up", "--state-dir", str(state)).stdout.startswith("already running")
         api = info["api"]
         httpx.post(
