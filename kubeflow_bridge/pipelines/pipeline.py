@@ -171,7 +171,13 @@ def gate(f_score: float, f_score_threshold: float, service_name: str, namespace:
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
 def deploy(
-    prefix: str, f_score: float, canary_percent: int, service_name: str, namespace: str, run_id: str
+    prefix: str,
+    f_score: float,
+    canary_percent: int,
+    service_name: str,
+    namespace: str,
+    run_id: str,
+    source: str,
 ) -> NamedTuple("DeployOutputs", [("deployed", bool), ("url", str), ("compute_seconds", float)]):
     """KServe InferenceService: create, or canary + smoke test + promote (roll back on failure)."""
     from collections import namedtuple
@@ -185,6 +191,7 @@ def deploy(
         service_name=service_name,
         namespace=namespace,
         run_id=run_id,
+        source=source,
     )
     DeployOutputs = namedtuple("DeployOutputs", ["deployed", "url", "compute_seconds"])
     return DeployOutputs(bool(result["deployed"]), result["url"] or "", 0.0)
@@ -262,4 +269,5 @@ def anomaly_pipeline(
             service_name=service_name,
             namespace=namespace,
             run_id=run_id,
+            source=source,
         )

@@ -254,17 +254,33 @@ def gate(f_score: float, threshold: float, *, service_name: str, namespace: str)
     return decision
 
 
-def _smoke(url: str, model_name: str = "anomaly-vae") -> None:
+def _smoke(url: str, payload: dict[str, Any], model_name: str = "anomaly-vae") -> None:
+    """POST a V1 predict request to the new model; a non-2xx answer or a wrong shape fails the step."""
     import httpx
 
-    target = f"{url.rstrip('/')}/v1/models/{model_name}"
-    response = httpx.get(target, timeout=30)
+    target = f"{url.rstrip('/')}/v1/models/{model_name}:predict"
+    try:
+        response = httpx.post(target, json=payload, timeout=30)
+    except httpx.HTTPError as exc:
+        raise StepFailed(f"smoke test: POST {target} failed: {exc}") from exc
     if response.status_code >= 400:
-        raise StepFailed(f"smoke test: GET {target} answered {response.status_code}: {response.text[:300]}")
+        raise StepFailed(f"smoke test: POST {target} answered {response.status_code}: {response.text[:300]}")
+    predictions = response.json().get("predictions")
+    if not isinstance(predictions, list) or len(predictions) != len(payload["instances"]):
+        raise StepFailed(
+            f"smoke test: {target} answered {response.text[:300]} (expected one prediction a row)"
+        )
 
 
 def deploy(
-    prefix: str, *, f_score: float, canary_percent: int, service_name: str, namespace: str, run_id: str
+    prefix: str,
+    *,
+    f_score: float,
+    canary_percent: int,
+    service_name: str,
+    namespace: str,
+    run_id: str,
+    source: str = "synthetic",
 ) -> dict[str, Any]:
     """Create the InferenceService, or roll the new model out as a canary, smoke-test, then promote.
 
@@ -313,7 +329,7 @@ def deploy(
                 raise StepFailed(
                     f"InferenceService {namespace}/{service_name} is Ready but has no status.url"
                 )
-            _smoke(endpoint.url)
+            _smoke(endpoint.url, workflow.smoke_payload(source, rows=8))
         except StepFailed:
             if canary is not None:
                 client.patch(INFERENCESERVICE, service_name, canary_patch(0), namespace=namespace)

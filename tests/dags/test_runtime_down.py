@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
@@ -20,6 +22,7 @@ current-context: c
 """
 
 
+@pytest.mark.e2e
 def test_ingest_without_a_runtime_says_how_to_start_one(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(_DEAD_KUBECONFIG)  # port 1: nothing listens there

@@ -14,7 +14,7 @@ import pytest
 
 from kubeflow_bridge.compare.analysis import summarize_run
 from kubeflow_bridge.compare.kfp_collector import kfp_run_from_details
-from kubeflow_bridge.pipelines import workflow
+from kubeflow_bridge.pipelines import steps, workflow
 from kubeflow_bridge.pipelines.compile import COMPILED_PATH
 
 ARGS = {
@@ -71,3 +71,31 @@ def test_pipeline_runs_through_kfp_client(
         assert experiment["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kubeflow-bridge"
         # The gate said no: nothing was deployed.
         assert kube.get(INFERENCESERVICE, ARGS["service_name"], namespace=ns) is None
+
+        # The deploy step itself, on this run's evaluated model: create, then a canary rollout with a
+        # smoke request and promotion (what a second run that beats the first does).
+        prefix = next(d for d in details if d.get("display_name") == "ingest")["output_parameters"]["prefix"]
+        first = steps.deploy(
+            prefix, f_score=0.5, canary_percent=30, service_name="e2e-canary", namespace=ns, run_id="r1"
+        )
+        assert first["canary_percent"] is None and first["url"]
+        # A second model (a copy under another run's prefix) so the rollout makes a new revision.
+        from trainer import io
+
+        other = f"{prefix}-next"
+        io.write_bytes(
+            workflow.evaluated_model_uri(other), io.read_bytes(workflow.evaluated_model_uri(prefix))
+        )
+        second = steps.deploy(
+            other, f_score=0.6, canary_percent=30, service_name="e2e-canary", namespace=ns, run_id="r2"
+        )
+        assert second["canary_percent"] == 30
+        isvc = kube.get(INFERENCESERVICE, "e2e-canary", namespace=ns)
+        assert isvc is not None
+        assert isvc["metadata"]["annotations"]["kubeflow-bridge.io/metric.composite_f1"] == "0.6"
+        assert isvc["metadata"]["annotations"]["kubeflow-bridge.io/pipeline-run"] == "r2"
+        assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]  # promoted
+        traffic = isvc["status"]["components"]["predictor"]["traffic"]
+        assert traffic == [
+            {"latestRevision": True, "percent": 100, "revisionName": "e2e-canary-predictor-00002"}
+        ]
