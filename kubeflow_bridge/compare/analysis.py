@@ -156,7 +156,8 @@ def compare_outcomes(
     the side. Numbers compare within ``rel_tol``/``abs_tol``.
 
     Returns:
-        ``{"equal": bool, "fields": {name: {"equal": bool, "values": {orch: value}, "note": str|None}}}``
+        ``{"equal": bool, "fields": {name: {"equal": bool, "values": {orch: value}, "note": str|None}}}``;
+        ``equal`` is None when there is only one run.
     """
     fields: dict[str, Any] = {}
     for name in ("best_params", "f_score", "deployed"):
@@ -170,6 +171,11 @@ def compare_outcomes(
             equal = all(_close(items[0], other, rel_tol, abs_tol) for other in items[1:])
             note = None if equal else "values differ"
         fields[name] = {"equal": equal, "values": values, "note": note}
+    if len(outcomes) < 2:
+        # One run: nothing to compare it with (the values are still reported).
+        for info in fields.values():
+            info["equal"], info["note"] = None, "one run only"
+        return {"equal": None, "fields": fields}
     return {"equal": bool(fields) and all(f["equal"] for f in fields.values()), "fields": fields}
 
 

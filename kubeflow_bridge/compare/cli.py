@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
             f"{summary['orchestrator']}: run {summary['run_id']} {summary['state']}, wall "
             f"{'?' if wall is None else f'{wall:.1f}s'}, overhead {'?' if overhead is None else f'{overhead:.1f}s'}"
         )
-    verdict = "same outcome" if comparison["outcome_equality"]["equal"] else "outcomes differ"
+    equal = comparison["outcome_equality"]["equal"]
+    verdict = "one run only" if equal is None else "same outcome" if equal else "outcomes differ"
     print(f"{verdict}; report: {paths.html_path} and {paths.json_path}")
     return 0
 

@@ -92,7 +92,12 @@ def _equality_rows(equality: dict[str, Any], labels: list[str]) -> str:
     rows = []
     for name, info in equality["fields"].items():
         cells = "".join(f"<td>{escape(_value(info['values'].get(label)))}</td>" for label in labels)
-        verdict = '<span class="ok">equal</span>' if info["equal"] else '<span class="bad">differs</span>'
+        if info["equal"] is None:
+            verdict = '<span class="muted">n/a</span>'
+        elif info["equal"]:
+            verdict = '<span class="ok">equal</span>'
+        else:
+            verdict = '<span class="bad">differs</span>'
         note = f' <span class="muted">({escape(info["note"])})</span>' if info.get("note") else ""
         rows.append(f"<tr><th>{escape(name)}</th>{cells}<td>{verdict}{note}</td></tr>")
     return "".join(rows)
@@ -190,11 +195,12 @@ def render_html(comparison: dict[str, Any]) -> str:
         out.append("</ul>")
 
     equality = comparison["outcome_equality"]
-    verdict = (
-        '<span class="ok">same outcome</span>'
-        if equality["equal"]
-        else '<span class="bad">outcomes differ</span>'
-    )
+    if equality["equal"] is None:
+        verdict = '<span class="muted">one run only</span>'
+    elif equality["equal"]:
+        verdict = '<span class="ok">same outcome</span>'
+    else:
+        verdict = '<span class="bad">outcomes differ</span>'
     out.append(f"<h2>Outcome: {verdict}</h2><table><tr><th></th>")
     out.extend(f"<th>{escape(label)}</th>" for label in labels)
     out.append("<th></th></tr>")

@@ -177,3 +177,9 @@ def test_skipped_steps_stay_off_the_critical_path(
     path = critical_path(steps)
     assert path.steps == ["ingest", "preprocess", "tune", "train", "evaluate"]
     assert summarize_run(OrchestratorRun("airflow", "r", steps))["compute_unknown"] == []
+
+
+def test_a_single_run_has_nothing_to_compare_with() -> None:
+    result = compare_outcomes({"kfp": Outcome(best_params={"lr": 0.1}, f_score=0.5, deployed=True)})
+    assert result["equal"] is None
+    assert result["fields"]["f_score"] == {"equal": None, "values": {"kfp": 0.5}, "note": "one run only"}

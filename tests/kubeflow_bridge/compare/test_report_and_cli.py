@@ -95,3 +95,9 @@ def test_cli_errors_say_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["--input", str(bad), "--out", str(tmp_path)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
     assert not (tmp_path / "comparison.json").exists()
+
+
+def test_one_run_report_says_so(tmp_path: Path, two_runs: list[OrchestratorRun]) -> None:
+    paths, doc = write_report(two_runs[1:], tmp_path)
+    assert doc["outcome_equality"]["equal"] is None
+    assert "one run only" in paths.html_path.read_text()
