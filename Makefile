@@ -25,7 +25,7 @@ AIRFLOW_TESTS := tests/kubeflow_bridge/hooks tests/kubeflow_bridge/operators tes
 existing = $(wildcard $(1))
 PYTEST_ARGS ?=
 
-.PHONY: help setup lock lint test test-trainer test-airflow demo bench clean local-up local-down
+.PHONY: help setup lock lint test test-trainer test-airflow demo demo-trainer bench clean local-up local-down
 
 help:
 	@echo "make demo   - set everything up and run the main job"
@@ -70,6 +70,10 @@ test-airflow: setup
 test: lint test-trainer test-airflow
 
 demo: setup
+	$(VENV)/bin/kubeflow-bridge demo
+
+# The trainer steps alone, without orchestrators or the runtime.
+demo-trainer: setup
 	$(TVENV)/bin/python -m trainer.demo
 
 bench: setup

@@ -1,7 +1,8 @@
 """The ``kubeflow-bridge`` console script. Subcommands load their modules lazily (importing this is cheap).
 
 ``kubeflow-bridge local ...`` is the local runtime (:mod:`kubeflow_bridge.local.cli`);
-``kubeflow-bridge compare ...`` is handed to :mod:`kubeflow_bridge.compare.cli` as a whole, so one
+``kubeflow-bridge compare ...`` is handed to :mod:`kubeflow_bridge.compare.cli` as a whole (and
+``kubeflow-bridge demo ...`` to :mod:`kubeflow_bridge.compare.demo`), so one
 subcommand's imports never stand in the way of another.
 """
 
@@ -10,7 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-DELEGATED = {"compare": ("kubeflow_bridge.compare.cli", "compare one workflow run by Airflow and by KFP")}
+DELEGATED = {
+    "compare": ("kubeflow_bridge.compare.cli", "compare one workflow run by Airflow and by KFP"),
+    "demo": (
+        "kubeflow_bridge.compare.demo",
+        "run the workflow with Airflow and KFP on the local runtime, compare",
+    ),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,117 @@
+"""``kubeflow-bridge demo``: its pure parts and its errors (the whole demo is `make demo`; the DAG and
+pipeline runs it chains have their own end-to-end tests)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from kubeflow_bridge.compare import demo
+from kubeflow_bridge.local.paths import S3Info, StatePaths, write_client_files
+from kubeflow_bridge.pipelines import workflow
+from kubeflow_bridge.pipelines.submit import parse_params
+
+
+def test_env_file_written_by_the_runtime_reads_back_exactly(tmp_path: Path) -> None:
+    s3 = S3Info(endpoint="http://127.0.0.1:9001", access_key="AK 'quoted'", secret_key="s3cr$t")
+    written = write_client_files(
+        StatePaths(tmp_path), "http://127.0.0.1:6443", s3, kfp_url="http://127.0.0.1:8888"
+    )
+    parsed = demo.parse_env_file((tmp_path / "env").read_text())
+    assert parsed == written
+    assert json.loads(parsed["AIRFLOW_CONN_AWS_DEFAULT"])["password"] == "s3cr$t"
+
+
+def test_env_file_with_a_bad_line_names_it() -> None:
+    with pytest.raises(ValueError, match=r"line 2 is not `export KEY=VALUE`"):
+        demo.parse_env_file("export A=1\nrm -rf /\n")
+    assert demo.parse_env_file("# comment\n\nexport B=''\n") == {"B": ""}
+
+
+def test_both_orchestrators_get_the_same_valid_inputs_and_their_own_service() -> None:
+    conf = demo.airflow_conf()
+    args = demo.kfp_param_args()
+    assert args[::2] == ["--param"] * (len(args) // 2)
+    kfp = parse_params(args[1::2])
+    assert conf["service_name"] == "anomaly-vae-airflow" and kfp["service_name"] == "anomaly-vae-kfp"
+    assert {k: str(v) for k, v in conf.items() if k != "service_name"} == {
+        k: v for k, v in kfp.items() if k != "service_name"
+    }
+    assert set(conf) <= set(workflow.DEFAULTS)  # names the DAG's Params and the pipeline's inputs know
+    workflow.check_params({**workflow.DEFAULTS, **conf})
+    assert conf["rows"] < workflow.DEFAULTS["rows"] and conf["max_trials"] < workflow.DEFAULTS["max_trials"]
+
+
+def test_sample_payload_has_one_value_per_raw_channel() -> None:
+    payload = demo.sample_payload("synthetic", rows=5)
+    assert len(payload["instances"]) == 5
+    assert {len(row) for row in payload["instances"]} == {workflow.CHANNELS_PER_SOURCE["synthetic"]}
+    with pytest.raises(ValueError, match="source"):
+        demo.sample_payload("csv")
+
+
+class FakeRunner:
+    """The subprocess seam: records commands, writes ``output`` to the log, returns ``code``."""
+
+    def __init__(self, code: int, output: str) -> None:
+        self.code, self.output = code, output
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> int:
+        self.calls.append(list(argv))
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(self.output)
+        return self.code
+
+
+def test_a_failing_step_names_itself_its_log_and_its_last_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runner = FakeRunner(1, "starting\nthe runtime exited with code 3; see runtime.log\n")
+    state = tmp_path / "state"
+    code = demo.run_demo(demo.Demo(state_dir=state, out=tmp_path / "out", runner=runner, env={}))
+    err = capsys.readouterr()
+    assert code == 1
+    assert runner.calls[0][-4:] == ["local", "up", "--state-dir", str(state)]
+    log = tmp_path / "out" / "logs" / "local-up.log"
+    assert f"demo step 'local runtime' failed: `{runner.calls[0][0]}" in err.err
+    assert f"log: {log}" in err.err and "the runtime exited with code 3" in err.err
+    assert "[2/5]" not in err.out  # nothing after the failed step ran
+    assert f"kubeflow-bridge local down --state-dir {state}" in err.out
+
+
+def test_runtime_up_without_an_env_file_is_a_clear_error(tmp_path: Path) -> None:
+    d = demo.Demo(state_dir=tmp_path / "state", out=tmp_path / "out", runner=FakeRunner(0, "ok\n"), env={})
+    with pytest.raises(demo.StepFailed, match=r"'local runtime' failed: cannot read .*state/env"):
+        d.local_up()
+
+
+def test_kfp_run_that_fails_is_recorded_and_a_submit_error_stops_the_demo(tmp_path: Path) -> None:
+    d = demo.Demo(
+        state_dir=tmp_path,
+        out=tmp_path / "out",
+        runner=FakeRunner(1, "run abc-123: failed\nabc-123\n"),
+        env={},
+    )
+    assert d.kfp_run() == "abc-123"
+    assert d.failures and "KFP run abc-123 did not succeed" in d.failures[0]
+    assert "--wait" in d.runner.calls[0] and "service_name=anomaly-vae-kfp" in d.runner.calls[0]  # type: ignore[attr-defined]
+
+    bad = demo.Demo(
+        state_dir=tmp_path, out=tmp_path / "out", runner=FakeRunner(2, "submit: rows: below 1000\n"), env={}
+    )
+    with pytest.raises(demo.StepFailed, match=r"'kfp pipeline' failed: submit exited with code 2") as info:
+        bad.kfp_run()
+    assert "rows: below 1000" in str(info.value)
+
+
+def test_demo_is_a_subcommand_of_the_console_script(capsys: pytest.CaptureFixture[str]) -> None:
+    from kubeflow_bridge.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--help"])
+    assert exit_info.value.code == 0
+    assert "--state-dir" in capsys.readouterr().out
