@@ -106,8 +106,42 @@ def kfp_param_args(params: Mapping[str, Any] | None = None) -> list[str]:
 
 
 def sample_payload(source: str = "synthetic", rows: int = 5) -> dict[str, Any]:
-    """A V1 predict request of ``rows`` raw-channel rows, shaped as the deployed model expects."""
+    """A V1 predict request of ``rows`` flat raw-channel rows (when no recorded telemetry is at hand)."""
     return workflow.smoke_payload(source, rows=rows)
+
+
+def spiked_payload(
+    rows: Sequence[Sequence[float]], std: Sequence[float], sigmas: float = 6.0
+) -> dict[str, Any]:
+    """A V1 predict request: recorded normal rows, then a copy of the last one ``sigmas`` std higher.
+
+    The rows are consecutive time steps (the model computes its rolling features over them), so the
+    last prediction is the spike's.
+
+    Raises:
+        ValueError: No rows, or rows and ``std`` differ in width.
+    """
+    if not rows:
+        raise ValueError("need at least one recorded row to build a sample request")
+    widths = {len(row) for row in rows}
+    if widths != {len(std)}:
+        raise ValueError(f"rows have widths {sorted(widths)} but std has {len(std)} channels")
+    spike = [float(v) + sigmas * float(s) for v, s in zip(rows[-1], std, strict=True)]
+    return {"instances": [[float(v) for v in row] for row in rows] + [spike]}
+
+
+#: Run in the trainer environment (pandas, S3): the last normal rows of a run's ingested telemetry.
+SAMPLE_ROWS_SCRIPT = """
+import glob, json, os, sys
+import pandas as pd
+from trainer.io import local_input_dir
+with local_input_dir(sys.argv[1], arg="dataset") as d:
+    channels = json.load(open(os.path.join(d, "metadata.json")))["channels"]
+    parts = sorted(glob.glob(os.path.join(d, "month=*", "*.parquet")))
+    df = pd.concat(pd.read_parquet(p) for p in parts).sort_values("timestamp")
+normal = df[df["label"] == 0][channels].tail(int(sys.argv[2]))
+print(json.dumps({"rows": normal.to_numpy().tolist(), "std": df[channels].std().tolist()}))
+"""
 
 
 def last_line(text: str) -> str:
@@ -228,6 +262,12 @@ class Demo:
             print(f"      Airflow run {run.run_id}: {run.state} (failed tasks: {', '.join(failed) or '?'})")
         else:
             print(f"      Airflow run {run.run_id}: succeeded")
+        deploy = run.step("deploy")
+        if deploy is not None and deploy.state == "skipped":
+            print(
+                "      (the gate kept the serving model: the new one did not clear the threshold or beat "
+                "the serving model's F-score; a re-run with the same params scores the same)"
+            )
         return run.run_id
 
     def kfp_run(self) -> str:
@@ -259,7 +299,25 @@ class Demo:
         if compare_cli.main(argv) != 0:
             raise StepFailed("comparison", "kubeflow-bridge compare failed (its error is above)")
 
-    def show_models(self) -> None:
+    def sample_request(self, airflow_run_id: str | None, rows: int = 24) -> tuple[dict[str, Any], str]:
+        """Recorded telemetry of the Airflow run plus a spike (flat zeros if that cannot be read)."""
+        if airflow_run_id:
+            prefix = workflow.run_prefix(str(workflow.DEFAULTS["artifact_root"]), airflow_run_id)
+            dataset = workflow.uri(prefix, "dataset")
+            argv = [trainer_python(), "-c", SAMPLE_ROWS_SCRIPT, dataset, str(rows - 1)]
+            log_path = self.out / "logs" / "sample-rows.log"
+            if self.runner(argv, self.env, log_path) == 0:
+                try:
+                    recorded = json.loads(last_line(log_path.read_text(encoding="utf-8")))
+                    payload = spiked_payload(recorded["rows"], recorded["std"])
+                    n = len(payload["instances"])
+                    return payload, f"{n - 1} recorded normal rows of {dataset}, then the last one +6 std"
+                except (ValueError, KeyError, TypeError):
+                    pass
+            print(f"      (could not read recorded rows, see {log_path}; sending flat rows)")
+        return sample_payload(rows=5), "5 flat rows"
+
+    def show_models(self, airflow_run_id: str | None = None) -> None:
         """Print each deployed model's URL and one sample prediction."""
         import httpx
 
@@ -267,9 +325,9 @@ class Demo:
         from kubeflow_bridge.clients.results import isvc_endpoint
 
         namespace = str(workflow.DEFAULTS["namespace"])
-        payload = sample_payload()
         predicted = False
         with KubeflowObjectClient.from_kubeconfig(self.env.get("KUBECONFIG")) as client:
+            endpoints = {}
             for orchestrator, name in SERVICES.items():
                 isvc = client.get(INFERENCESERVICE, name, namespace=namespace)
                 if isvc is None:
@@ -277,23 +335,26 @@ class Demo:
                         f"      {orchestrator}: no InferenceService {namespace}/{name} (the gate did not deploy)"
                     )
                     continue
-                endpoint = isvc_endpoint(isvc)
+                endpoints[orchestrator] = endpoint = isvc_endpoint(isvc)
                 print(f"      {orchestrator}: {namespace}/{name} at {endpoint.url} (ready: {endpoint.ready})")
-                if predicted or not endpoint.url or not endpoint.ready:
-                    continue
-                url = f"{endpoint.url}/v1/models/{MODEL_NAME}:predict"
-                try:
-                    answer = httpx.post(url, json=payload, timeout=30)
-                except httpx.HTTPError as exc:
-                    raise StepFailed("sample prediction", f"POST {url}: {exc}") from exc
-                if answer.status_code != 200:
-                    raise StepFailed(
-                        "sample prediction", f"POST {url}: HTTP {answer.status_code} {answer.text}"
-                    )
-                print(f"      sample prediction: POST {url}")
-                print(f"        request : {json.dumps(payload)}")
-                print(f"        response: {answer.text.strip()}")
-                predicted = True
+        for endpoint in endpoints.values():
+            if not endpoint.url or not endpoint.ready:
+                continue
+            payload, what = self.sample_request(airflow_run_id)
+            url = f"{endpoint.url}/v1/models/{MODEL_NAME}:predict"
+            try:
+                answer = httpx.post(url, json=payload, timeout=30)
+            except httpx.HTTPError as exc:
+                raise StepFailed("sample prediction", f"POST {url}: {exc}") from exc
+            if answer.status_code != 200:
+                raise StepFailed("sample prediction", f"POST {url}: HTTP {answer.status_code} {answer.text}")
+            print(f"      sample prediction: POST {url} with {what}")
+            body = answer.json()
+            for number, prediction in list(enumerate(body.get("predictions") or [], 1))[-4:]:
+                print(f"        row {number:>2}: {json.dumps(prediction)}")
+            print(f"        (threshold {body.get('threshold')}; rows above it are flagged anomalous)")
+            predicted = True
+            break
         if not predicted:
             self.failures.append("no deployed model answered a sample prediction")
 
@@ -328,7 +389,7 @@ def run_demo(demo: Demo) -> int:
         demo.compare(airflow_run_id, kfp_run_id)
         _done(t0)
         t0 = _heading(5, "deployed models")
-        demo.show_models()
+        demo.show_models(airflow_run_id)
         _done(t0)
     except StepFailed as exc:
         print(f"\n{exc}", file=sys.stderr)

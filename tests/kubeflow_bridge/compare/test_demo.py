@@ -115,3 +115,25 @@ def test_demo_is_a_subcommand_of_the_console_script(capsys: pytest.CaptureFixtur
         main(["demo", "--help"])
     assert exit_info.value.code == 0
     assert "--state-dir" in capsys.readouterr().out
+
+
+def test_spiked_payload_appends_the_last_row_raised_by_sigmas() -> None:
+    payload = demo.spiked_payload([[1.0, 10.0], [2.0, 20.0]], [0.5, 2.0], sigmas=6.0)
+    assert payload == {"instances": [[1.0, 10.0], [2.0, 20.0], [5.0, 32.0]]}
+    with pytest.raises(ValueError, match="widths"):
+        demo.spiked_payload([[1.0, 2.0, 3.0]], [1.0, 1.0])
+    with pytest.raises(ValueError, match="at least one"):
+        demo.spiked_payload([], [1.0])
+
+
+def test_sample_request_falls_back_to_flat_rows_when_the_telemetry_cannot_be_read(tmp_path: Path) -> None:
+    runner = FakeRunner(1, "UriError: nothing under that S3 prefix\n")
+    d = demo.Demo(state_dir=tmp_path, out=tmp_path / "out", runner=runner, env={})
+    payload, what = d.sample_request("manual__2026-01-01T00:00:00+00:00")
+    assert payload == demo.sample_payload(rows=5) and what == "5 flat rows"
+    assert runner.calls[0][-2] == "s3://kubeflow-bridge/runs/manual__2026-01-01T00-00-00-00-00/raw"
+
+    ok = FakeRunner(0, 'noise\n{"rows": [[1.0], [2.0]], "std": [1.0]}\n')
+    d = demo.Demo(state_dir=tmp_path, out=tmp_path / "out", runner=ok, env={})
+    payload, what = d.sample_request("run-1")
+    assert payload == {"instances": [[1.0], [2.0], [8.0]]} and what.startswith("2 recorded normal rows")
