@@ -1,0 +1,74 @@
+// Drive the Airflow 3 UI's trigger form of one DAG in headless Chromium (the system's chromium).
+// Usage: node trigger_form.js <spec.json>
+// spec: {base_url, dag_id, fill: {param: text}, submit: bool, unpause: bool, screenshot: path, chromium: path}
+// Prints one JSON line: {defaults_triggerable, triggerable, field_errors, response: {status, body} | null,
+// toast}: whether Trigger is enabled before and after filling, the form's field errors, what the trigger
+// request got and the toast the form showed.
+"use strict";
+const fs = require("fs");
+const os = require("os");
+const path = require("path");
+const { chromium } = require("playwright-core");
+
+const TIMEOUT_MS = 45000; // generous: other test suites share the 2 cores
+
+async function main() {
+  const spec = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "kfb-chromium-"));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: spec.chromium || "/usr/bin/chromium",
+    headless: true,
+    viewport: { width: 1400, height: 1000 },
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+  });
+  context.setDefaultTimeout(TIMEOUT_MS);
+  const page = context.pages()[0] || (await context.newPage());
+  const result = {
+    defaults_triggerable: null, triggerable: null, field_errors: [], response: null, toast: null,
+  };
+  try {
+    await page.goto(`${spec.base_url}/dags/${spec.dag_id}`);
+    await page.getByRole("button", { name: "Trigger Dag" }).click();
+    const dialog = page.getByRole("dialog");
+    await dialog.locator('input[name^="element_"]:visible').first().waitFor();
+    const trigger = dialog.getByRole("button", { name: "Trigger", exact: true });
+    result.defaults_triggerable = await trigger.isEnabled();
+
+    // Keep a paused DAG paused: the run is recorded (queued) and nothing executes.
+    const unpause = dialog.getByRole("checkbox");
+    if ((await unpause.count()) > 0 && (await unpause.isChecked()) !== Boolean(spec.unpause)) {
+      await dialog.getByText(/^Unpause .* on trigger$/).click();
+    }
+    for (const [name, text] of Object.entries(spec.fill || {})) {
+      const field = dialog.locator(`input[name="element_${name}"]`);
+      await field.fill(String(text));
+      await field.blur();
+    }
+    result.triggerable = await trigger.isEnabled();
+    result.field_errors = await dialog.locator('[data-part="error-text"]').allInnerTexts();
+    if (result.triggerable && spec.submit !== false) {
+      const posted = page.waitForResponse(
+        (r) => r.request().method() === "POST" && r.url().endsWith(`/dags/${spec.dag_id}/dagRuns`),
+      );
+      await trigger.click();
+      const response = await posted;
+      result.response = { status: response.status(), body: await response.text() };
+      const toast = page.getByRole("status").filter({ hasText: /Trigger/ }).first();
+      await toast.waitFor();
+      result.toast = (await toast.innerText()).trim();
+    }
+  } finally {
+    if (spec.screenshot) await page.screenshot({ path: spec.screenshot }).catch(() => {});
+    await context.close();
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+  }
+  process.stdout.write(JSON.stringify(result) + "\n");
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err && err.stack ? err.stack : err}\n`);
+  process.exit(1);
+});
