@@ -31,6 +31,7 @@ def pipeline_parameters(params: dict[str, Any], data_interval_end: Any = None) -
     """The pipeline's inputs from the DAG params (cross-checked; window end from the data interval)."""
     values = {name: params[name] for name in workflow.DEFAULTS}
     workflow.check_params(values)
+    values["window_end"] = values["window_end"] or ""  # the trigger form may send null
     if not values["window_end"] and data_interval_end is not None:
         values["window_end"] = data_interval_end.isoformat()
     return values

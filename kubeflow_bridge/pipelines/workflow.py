@@ -53,7 +53,8 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "source": {"type": "string", "enum": ["synthetic", "nab"], "description": "telemetry source"},
     "rows": {"type": "integer", "minimum": 1000, "maximum": 100_000_000, "description": "synthetic rows"},
     "window_end": {
-        "type": "string",
+        # Nullable: Airflow's trigger form treats a non-null type as required, and empty is the default.
+        "type": ["null", "string"],
         "description": "end of the training window (ISO 8601); empty: the run's data interval end",
     },
     "seed": {"type": "integer", "minimum": 0},

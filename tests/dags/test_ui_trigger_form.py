@@ -236,12 +236,6 @@ def test_param_outside_its_schema_is_refused(
     assert airflow_ui.manual_runs() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: window_end's schema is a plain string with default '', so the form marks the "
-    "empty field 'required' and disables Trigger until one is typed; allow null (type "
-    "['null', 'string']) in the DAG's Param, then drop this marker",
-)
 def test_defaults_are_triggerable(airflow_ui: AirflowUI, form_driver: Path, tmp_path: Path) -> None:
     result = drive_form(airflow_ui, form_driver, tmp_path, {}, submit=False)
     assert result["defaults_triggerable"], f"Trigger disabled with the defaults; see {result['screenshot']}"
