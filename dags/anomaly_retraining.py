@@ -184,13 +184,6 @@ class TrainerPodOperator(BaseOperator):
         }
 
 
-class SeededKatibExperimentOperator(KatibExperimentOperator):
-    """KatibExperimentOperator with ``algorithm_settings`` templated, so the search is seeded by the
-    ``seed`` param (the KFP pipeline seeds it the same way; same inputs -> same trials)."""
-
-    template_fields: Sequence[str] = (*KatibExperimentOperator.template_fields, "algorithm_settings")
-
-
 with DAG(
     dag_id=DAG_ID,
     description="Retrain the telemetry anomaly detector (Katib, PyTorchJob, KServe) on a daily window",
@@ -214,7 +207,7 @@ with DAG(
     preprocess = TrainerPodOperator(
         task_id="preprocess", arguments="{{ preprocess_args(params, run_id) }}", namespace=ns
     )
-    tune = SeededKatibExperimentOperator(
+    tune = KatibExperimentOperator(
         task_id="tune",
         namespace=ns,
         image=workflow.TRAINER_IMAGE,

@@ -83,6 +83,7 @@ class KatibExperimentOperator(KubeflowObjectOperator):
         "search_space",
         "objective_metric",
         "goal",
+        "algorithm_settings",
         "trial_args",
         "trial_env",
         "parallel_trial_count",

@@ -265,3 +265,20 @@ def test_katib_failed_experiment_is_a_clear_error(fake_client: FakeObjectClient,
             search_space=[{"name": "lr", "type": "double", "min": "0.1", "max": "0.2"}],
             deferrable=False,
         ).execute(context)
+
+
+def test_katib_algorithm_settings_are_templated(fake_client: FakeObjectClient, context: dict) -> None:
+    # A DAG seeds the search from a param, so two runs of the same inputs try the same trials.
+    fake_client.progress = katib_done
+    op = KatibExperimentOperator(
+        task_id="tune",
+        image=IMAGE,
+        objective_metric="val_loss",
+        search_space=[{"name": "lr", "type": "double", "min": "0.0001", "max": "0.01"}],
+        algorithm_settings={"random_state": "{{ params.seed }}"},
+        deferrable=False,
+    )
+    op.render_template_fields({**context, "params": {"seed": 7}})
+    op.execute(context)
+    (exp,) = fake_client.objects.values()
+    assert exp["spec"]["algorithm"]["algorithmSettings"] == [{"name": "random_state", "value": "7"}]
