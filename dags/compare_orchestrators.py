@@ -9,6 +9,13 @@ its own InferenceService (``<service_name>-airflow`` / ``-kfp``) so each gate ju
 serving history. Needs a running scheduler (``airflow standalone``): ``run_airflow`` waits for a DAG
 run the scheduler executes. Without one, run ``airflow dags test anomaly_retraining``, the KFP run,
 and ``kubeflow-bridge compare`` by hand (as ``make demo`` does).
+
+``compare`` reads the Airflow run's task timings from the metadata database (the Task SDK gives a task
+no access to another run's task instances). Airflow's task supervisor blanks
+``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` in task processes to keep DAG code off the database, so the
+collector runs as its own process without that variable and takes the connection from
+``airflow.cfg``: the worker must have the deployment's airflow.cfg and reach its database (true for
+``airflow standalone`` and LocalExecutor deployments).
 """
 
 from __future__ import annotations
@@ -48,8 +55,13 @@ def shared_inputs(params: dict[str, Any], data_interval_end: Any) -> dict[str, A
 
 
 def compare_command(airflow_run_id: str, kfp_run_id: str | None, out: str) -> str:
-    """The ``kubeflow-bridge compare`` command line (the KFP side only when its run started)."""
-    args = ["python", "-m", "kubeflow_bridge.compare.cli", "--airflow-dag-id", RETRAINING_DAG_ID,
+    """The ``kubeflow-bridge compare`` command line (the KFP side only when its run started).
+
+    It drops the blanked database variables (see the module docstring) so airflow.cfg's connection
+    applies.
+    """
+    args = ["env", "-u", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "-u", "AIRFLOW__CORE__SQL_ALCHEMY_CONN",
+            "python", "-m", "kubeflow_bridge.compare.cli", "--airflow-dag-id", RETRAINING_DAG_ID,
             "--airflow-run-id", airflow_run_id, "--out", out]  # fmt: skip
     if kfp_run_id:
         args += ["--kfp-run-id", kfp_run_id]

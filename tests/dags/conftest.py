@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -82,3 +84,115 @@ def local_runtime(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-
         yield runtime
     finally:
         runtime.down()
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (never a fixed one: other test runs share the machine)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class AirflowStandalone:
+    """``airflow standalone`` (scheduler, triggerer, DAG processor, API server) in its own process group.
+
+    Args:
+        env: The environment (AIRFLOW_HOME, the database, connections); the API port, log-server
+            ports and the executor are set here.
+        log: Where its output goes.
+    """
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        import sys
+
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}"
+        venv_bin = Path(sys.executable).parent
+        self.env = {
+            **env,
+            "PATH": f"{venv_bin}:{env.get('PATH', '')}",  # standalone and bash tasks run `airflow`, `python`
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": self.base_url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "0",
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": "0",
+        }
+        self.log = log
+        self.proc: Any = None
+
+    def start(self, wait_for_dag: str, timeout: float = 180.0) -> None:
+        """Start it and wait until the API lists ``wait_for_dag`` (the DAG processor parsed it)."""
+        import subprocess
+        import time
+
+        import httpx
+
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                ["airflow", "standalone"], env=self.env, cwd=self.env.get("AIRFLOW_HOME"),
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"airflow standalone exited ({self.proc.returncode}):\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.base_url}/api/v2/dags/{wait_for_dag}", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"Airflow did not list {wait_for_dag} in {timeout:.0f}s:\n{self.log_tail()}"
+                )
+            time.sleep(1)
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM the process group, SIGKILL what is left, wait until it is gone."""
+        import os
+        import signal
+        import time
+
+        if self.proc is None:
+            return
+        pgid = self.proc.pid  # start_new_session: the leader's pid is the group id
+        for sig, grace in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                self.proc.poll()
+                try:
+                    os.killpg(pgid, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.2)
+        self.proc.wait(timeout=5)
+
+
+@pytest.fixture
+def airflow_standalone(tmp_path: Path) -> Iterator[Callable[[dict[str, str], str], AirflowStandalone]]:
+    """``airflow_standalone(env, dag_id)`` starts one and waits for the DAG; all stop at teardown."""
+    started: list[AirflowStandalone] = []
+
+    def start(env: dict[str, str], wait_for_dag: str) -> AirflowStandalone:
+        standalone = AirflowStandalone(env, tmp_path / f"standalone-{len(started)}.log")
+        started.append(standalone)
+        standalone.start(wait_for_dag)
+        return standalone
+
+    try:
+        yield start
+    finally:
+        for standalone in started:
+            standalone.stop()

@@ -110,7 +110,15 @@ def test_compare_shared_inputs(cmp_mod: Any) -> None:
 def test_compare_command(cmp_mod: Any) -> None:
     command = cmp_mod.compare_command("compare__manual 1", "kfp-run-9", "reports")
     args = shlex.split(command)
-    assert args[:3] == ["python", "-m", "kubeflow_bridge.compare.cli"]
+    # The task supervisor's blanked database variables are dropped: airflow.cfg's connection applies.
+    assert args[:5] == [
+        "env",
+        "-u",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "-u",
+        "AIRFLOW__CORE__SQL_ALCHEMY_CONN",
+    ]
+    assert args[5:8] == ["python", "-m", "kubeflow_bridge.compare.cli"]
     assert args[args.index("--airflow-run-id") + 1] == "compare__manual 1"
     assert args[args.index("--kfp-run-id") + 1] == "kfp-run-9"
     assert "--kfp-run-id" not in shlex.split(cmp_mod.compare_command("r", None, "reports"))

@@ -1,0 +1,157 @@
+"""``compare_orchestrators`` end to end: Airflow (scheduler) and KFP on the same inputs, then the report.
+
+The DAG triggers ``anomaly_retraining`` and waits for it (TriggerDagRunOperator), which needs a
+scheduler, so this test runs it under ``airflow standalone`` (LocalExecutor, cron schedules off so only
+the runs we trigger execute) against a local runtime of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from kubeflow_bridge.pipelines import workflow
+
+REPO = Path(__file__).resolve().parents[2]
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+DAG_ID = "compare_orchestrators"
+#: The small params of test_e2e_retraining.py.
+CONF = {
+    "rows": 5000,
+    "max_trials": 2,
+    "parallel_trials": 2,
+    "tune_epochs": 1,
+    "epochs": 2,
+    "worker_replicas": 1,
+    "f_score_threshold": 0.0,
+    "window_end": "2026-02-01T00:00:00Z",
+    "service_name": "e2e-compare",
+}
+RUN_TIMEOUT_S = 900.0
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
+
+
+def _wait_for_run(api: httpx.Client, dag_id: str, run_id: str, log_tail: Callable[[], str]) -> dict[str, Any]:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while True:
+        response = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        response.raise_for_status()
+        run: dict[str, Any] = response.json()
+        if run["state"] in ("success", "failed"):
+            return run
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"{dag_id} run {run_id} still {run['state']} after {RUN_TIMEOUT_S:.0f}s:\n{log_tail()}"
+            )
+        time.sleep(3)
+
+
+def _task_states(api: httpx.Client, dag_id: str, run_id: str) -> dict[str, str]:
+    response = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+    response.raise_for_status()
+    return {ti["task_id"]: ti["state"] for ti in response.json()["task_instances"]}
+
+
+def _xcom(api: httpx.Client, run_id: str, task_id: str, key: str = "return_value") -> Any:
+    response = api.get(
+        f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+        params={"deserialize": True, "stringify": False},
+    )
+    response.raise_for_status()
+    return response.json()["value"]
+
+
+def test_compare_dag_runs_both_orchestrators_and_writes_the_report(
+    local_runtime: Any, airflow_standalone: Any, tmp_path: Path
+) -> None:
+    home = tmp_path / "airflow"
+    home.mkdir()
+    # The database in airflow.cfg, not in the environment: task processes get the variable blanked,
+    # and the compare step's collector reads the connection from the config file.
+    # One JWT secret for every component (the API server signs the tasks' execution-API tokens).
+    (home / "airflow.cfg").write_text(
+        f"[database]\nsql_alchemy_conn = sqlite:///{home}/airflow.db\n"
+        f"[api_auth]\njwt_secret = {secrets.token_urlsafe(32)}\n"
+    )
+    env = {
+        **os.environ,
+        **local_runtime.env,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        # Only triggered runs execute: no scheduled retraining run appears beside ours.
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+    }
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    standalone = airflow_standalone(env, DAG_ID)
+    report_dir = tmp_path / "report"
+    with httpx.Client(base_url=standalone.base_url, timeout=30) as api:
+        for dag_id in (DAG_ID, "anomaly_retraining"):
+            api.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
+        response = api.post(
+            f"/api/v2/dags/{DAG_ID}/dagRuns",
+            json={"logical_date": None, "conf": {**CONF, "report_dir": str(report_dir)}},
+        )
+        assert response.status_code == 200, response.text
+        run_id = response.json()["dag_run_id"]
+        run = _wait_for_run(api, DAG_ID, run_id, standalone.log_tail)
+        states = _task_states(api, DAG_ID, run_id)
+        assert run["state"] == "success", (states, standalone.log_tail())
+        assert states == {t: "success" for t in ("prepare", "run_airflow", "run_kfp", "compare")}
+
+        # Same inputs on both sides: the triggered Airflow run's conf and the KFP run's parameters.
+        airflow_run_id = f"compare__{run_id}"
+        triggered = api.get(f"/api/v2/dags/anomaly_retraining/dagRuns/{airflow_run_id}").json()
+        assert triggered["state"] == "success"
+        kfp_run_id = _xcom(api, run_id, "run_kfp", key="run_id")
+        kfp_run = httpx.get(
+            f"{local_runtime.env['KUBEFLOW_BRIDGE_KFP_ENDPOINT'].rstrip('/')}/apis/v2beta1/runs/{kfp_run_id}",
+            timeout=30,
+        ).json()
+        kfp_params = kfp_run["runtime_config"]["parameters"]
+        airflow_conf = triggered["conf"]
+        assert airflow_conf["service_name"] == "e2e-compare-airflow"
+        assert kfp_params["service_name"] == "e2e-compare-kfp"
+        for name in workflow.DEFAULTS:
+            if name != "service_name":
+                assert str(airflow_conf[name]) == str(kfp_params[name]), name
+        assert airflow_conf["rows"] == CONF["rows"] and airflow_conf["window_end"] == CONF["window_end"]
+
+        final = _xcom(api, run_id, "compare")
+
+    # The report in the requested folder, both orchestrators with their steps, the outcome equality.
+    assert (report_dir / "comparison.html").is_file()
+    comparison = json.loads((report_dir / "comparison.json").read_text())
+    runs = {r["orchestrator"]: r for r in comparison["runs"]}
+    assert set(runs) == {"airflow", "kfp"}
+    assert runs["airflow"]["run_id"] == airflow_run_id and runs["kfp"]["run_id"] == kfp_run_id
+    for orchestrator, summary in runs.items():
+        assert summary["state"] == "succeeded", orchestrator
+        steps = {s["step"]: s for s in summary["steps"]}
+        for step in ("ingest", "preprocess", "tune", "train", "evaluate", "deploy"):
+            assert steps[step]["state"] == "succeeded", (orchestrator, step)
+            assert steps[step]["start"] and steps[step]["end"], (orchestrator, step)
+        assert summary["wall_seconds"] > 0
+        assert summary["outcome"]["deployed"] is True
+    equality = comparison["outcome_equality"]
+    assert set(equality["fields"]) >= {"best_params", "f_score", "deployed"}
+    assert equality["fields"]["deployed"]["equal"] is True
+    assert isinstance(equality["equal"], bool)
+    verdict = "same outcome" if equality["equal"] else "outcomes differ"
+    assert (
+        final == f"{verdict}; report: {report_dir / 'comparison.html'} and {report_dir / 'comparison.json'}"
+    )
