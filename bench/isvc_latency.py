@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from kubeflow_bridge.local.testing import local_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,22 +81,8 @@ def main() -> int:
         workdir = Path(tmp)
         model, width = train_tiny_model(workdir)
         state = workdir / "state"
-        log = open(workdir / "daemon.log", "wb")  # noqa: SIM115 - closed below
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "kubeflow_bridge.local.daemon", "--state-dir", str(state), "--no-s3"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=ROOT,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while not (state / "runtime.json").exists():
-                if daemon.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("runtime did not start")
-                time.sleep(0.1)
-            info = json.loads((state / "runtime.json").read_text())
-            api = config.new_client_from_config(config_file=info["kubeconfig"])
+        with local_runtime(state, "--no-s3") as rt:
+            api = config.new_client_from_config(config_file=str(rt.kubeconfig))
             custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
             body: dict[str, Any] = {
                 "apiVersion": "serving.kserve.io/v1beta1",
@@ -141,13 +128,6 @@ def main() -> int:
                         response = http.post(f"{base}/v1/models/vae:predict", json=payload)
                         timings[name].append((time.perf_counter() - t0) * 1000)
                         response.raise_for_status()
-        finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-            log.close()
     proxy, direct_s = summary(timings["proxy"]), summary(timings["direct"])
     result = {
         "benchmark": "isvc_latency",

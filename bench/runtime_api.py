@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from kubeflow_bridge.local.testing import local_runtime
 
 N = int(os.environ.get("BENCH_OBJECTS", "1000"))
 NS = "default"
@@ -73,38 +73,14 @@ def job(i: int) -> dict[str, Any]:
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kb-bench-") as tmp:
         state = Path(tmp) / "state"
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kubeflow_bridge.local.daemon",
-                "--state-dir",
-                str(state),
-                "--no-s3",
-                "--history",
-                "100000",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while not (state / "runtime.json").exists():
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("runtime did not start")
-                time.sleep(0.1)
-            api = json.loads((state / "runtime.json").read_text())["api"]
-            results = run(api, proc.pid)
+        with local_runtime(state, "--no-s3", "--history", "100000") as rt:
+            results = run(rt.api, rt.proc.pid)
             db = sum(p.stat().st_size for p in state.glob("state.db*"))
             results["state_file_bytes"] = db
             results["state_file_bytes_per_object"] = round(db / N, 1)
             # Shared 2-core machine: the figures move with the load other work puts on it.
             results["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
             results["cpus"] = os.cpu_count()
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
     out = Path(__file__).resolve().parent / "results" / "runtime_api.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

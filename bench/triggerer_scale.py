@@ -21,13 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import shlex
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,8 +31,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from kubeflow_bridge.local.testing import local_runtime
+
 ROOT = Path(__file__).resolve().parent.parent
-TRAINER_PYTHON = ROOT / ".venv-trainer" / "bin" / "python"
 REQUESTS = {"count": 0}
 
 
@@ -58,43 +55,6 @@ def count_aiohttp_requests() -> None:
         return await original(self, method, url, *args, **kwargs)
 
     aiohttp.ClientSession._request = counting  # type: ignore[method-assign]
-
-
-def start_runtime(state: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    state.mkdir(parents=True)
-    log = open(state / "runtime.log", "ab")  # noqa: SIM115 - the child holds it
-    proc = subprocess.Popen(
-        [str(TRAINER_PYTHON), "-m", "kubeflow_bridge.local.daemon", "--state-dir", str(state), "--no-s3"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        cwd=ROOT,
-    )
-    log.close()
-    deadline = time.monotonic() + 60
-    while not (state / "runtime.json").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError((state / "runtime.log").read_text()[-2000:])
-        time.sleep(0.1)
-    return proc, json.loads((state / "runtime.json").read_text())
-
-
-def stop_runtime(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
-def load_env(path: str) -> None:
-    for line in Path(path).read_text().splitlines():
-        parts = shlex.split(line)
-        if len(parts) == 2 and parts[0] == "export":
-            key, _, value = parts[1].partition("=")
-            os.environ[key] = value
 
 
 def job(name: str) -> dict[str, Any]:
@@ -218,16 +178,12 @@ def main() -> None:
     os.environ.setdefault("AIRFLOW_CONFIG", str(ROOT / "airflow.cfg"))
     count_aiohttp_requests()
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, info = start_runtime(Path(tmp) / "state")
-        try:
-            load_env(info["env"])
-            for size in (int(s) for s in args.sizes.split(",")):
-                result = asyncio.run(run_size(info["api"], size, args.duration))
-                results.append(result)
-                print(json.dumps(result), flush=True)
-        finally:
-            stop_runtime(proc)
+    with tempfile.TemporaryDirectory() as tmp, local_runtime(Path(tmp) / "state", "--no-s3") as rt:
+        os.environ.update(rt.env)
+        for size in (int(s) for s in args.sizes.split(",")):
+            result = asyncio.run(run_size(rt.api, size, args.duration))
+            results.append(result)
+            print(json.dumps(result), flush=True)
     print(
         f"\n{'waits':>6} {'req/min waiting':>16} {'startup req':>12} {'RSS MB':>8} {'p50 ms':>8} {'p99 ms':>8}"
     )

@@ -20,14 +20,14 @@ import json
 import math
 import os
 import platform
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from kubeflow_bridge.local.testing import local_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUP, VERSION = "kubeflow.org", "v1beta1"
@@ -104,22 +104,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="kb-bench-tuning-") as tmp:
         state = Path(tmp) / "state"
-        log = open(Path(tmp) / "daemon.log", "wb")  # noqa: SIM115 - closed below
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "kubeflow_bridge.local.daemon", "--state-dir", str(state), "--no-s3"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=ROOT,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while not (state / "runtime.json").exists():
-                if daemon.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("runtime did not start")
-                time.sleep(0.1)
-            info = json.loads((state / "runtime.json").read_text())
-            custom = client.CustomObjectsApi(config.new_client_from_config(config_file=info["kubeconfig"]))
+        with local_runtime(state, "--no-s3") as rt:
+            custom = client.CustomObjectsApi(config.new_client_from_config(config_file=str(rt.kubeconfig)))
             started = time.time()
             custom.create_namespaced_custom_object(
                 GROUP,
@@ -138,13 +124,6 @@ def main() -> int:
                 time.sleep(0.2)
             wall = time.time() - started
             trials = custom.list_namespaced_custom_object(GROUP, VERSION, "default", "trials")["items"]
-        finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-            log.close()
     first_trial = min(_ts(t["metadata"]["creationTimestamp"]) for t in trials) - started
     durations = [_ts(t["status"]["completionTime"]) - _ts(t["status"]["startTime"]) for t in trials]
     ideal = math.ceil(args.trials / args.parallel) * args.duration

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from kubeflow_bridge.local.paths import read_env_file
 from kubeflow_bridge.pipelines import workflow
 
 DAG_ID = "anomaly_retraining"
@@ -67,28 +68,6 @@ def run_logged(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> i
         return subprocess.run(
             list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
         ).returncode
-
-
-def parse_env_file(text: str) -> dict[str, str]:
-    """``export KEY=VALUE`` lines (values shell-quoted, as ``local up`` writes them) -> a dict.
-
-    Raises:
-        ValueError: A line is neither blank, a comment, nor ``export KEY=VALUE``.
-    """
-    env: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        body = stripped[len("export ") :] if stripped.startswith("export ") else ""
-        key, sep, value = body.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise ValueError(f"env file line {number} is not `export KEY=VALUE`: {line!r}")
-        words = shlex.split(value)
-        if len(words) > 1:
-            raise ValueError(f"env file line {number}: the value of {key} is not one shell word")
-        env[key.strip()] = words[0] if words else ""
-    return env
 
 
 def airflow_conf(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -223,7 +202,7 @@ class Demo:
         log = self.run_step("local runtime", argv, "local-up")
         env_file = self.state_dir / "env"
         try:
-            loaded = parse_env_file(env_file.read_text(encoding="utf-8"))
+            loaded = read_env_file(env_file)
         except (FileNotFoundError, ValueError) as exc:
             raise StepFailed("local runtime", f"cannot read {env_file}: {exc}", log) from exc
         self.env.update(loaded)

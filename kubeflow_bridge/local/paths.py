@@ -163,6 +163,33 @@ def write_client_files(
     return env
 
 
+def parse_env_file(text: str) -> dict[str, str]:
+    """``export KEY=VALUE`` lines (values shell-quoted, as :func:`write_client_files` writes them) -> a dict.
+
+    Raises:
+        ValueError: A line is neither blank, a comment, nor ``export KEY=VALUE``.
+    """
+    env: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        body = stripped[len("export ") :] if stripped.startswith("export ") else ""
+        key, sep, value = body.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"env file line {number} is not `export KEY=VALUE`: {line!r}")
+        words = shlex.split(value)
+        if len(words) > 1:
+            raise ValueError(f"env file line {number}: the value of {key} is not one shell word")
+        env[key.strip()] = words[0] if words else ""
+    return env
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The env file ``local up`` wrote, as a dict (see :func:`parse_env_file`)."""
+    return parse_env_file(path.read_text())
+
+
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +15,7 @@ import pytest
 
 from kubeflow_bridge.clients.kube import PYTORCHJOB, IdentityMismatchError
 from kubeflow_bridge.clients.results import job_outcome
+from kubeflow_bridge.local.testing import local_runtime
 
 pytestmark = pytest.mark.e2e
 
@@ -27,40 +23,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     state = tmp_path_factory.mktemp("clients-rt") / "state"
-    state.mkdir(parents=True)
-    with open(state / "runtime.log", "ab") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kubeflow_bridge.local.daemon",
-                "--state-dir",
-                str(state),
-                "--no-s3",
-                "--bookmark-interval",
-                "0.5",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while not (state / "runtime.json").exists():
-            assert proc.poll() is None, (state / "runtime.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "runtime did not start"
-            time.sleep(0.1)
-        info = json.loads((state / "runtime.json").read_text())
-        yield info
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+    with local_runtime(state, "--no-s3", "--bookmark-interval", "0.5"):
+        yield json.loads((state / "runtime.json").read_text())
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kubeflow_bridge.compare import demo
-from kubeflow_bridge.local.paths import S3Info, StatePaths, write_client_files
+from kubeflow_bridge.local.paths import S3Info, StatePaths, parse_env_file, write_client_files
 from kubeflow_bridge.pipelines import workflow
 from kubeflow_bridge.pipelines.submit import parse_params
 
@@ -20,15 +20,15 @@ def test_env_file_written_by_the_runtime_reads_back_exactly(tmp_path: Path) -> N
     written = write_client_files(
         StatePaths(tmp_path), "http://127.0.0.1:6443", s3, kfp_url="http://127.0.0.1:8888"
     )
-    parsed = demo.parse_env_file((tmp_path / "env").read_text())
+    parsed = parse_env_file((tmp_path / "env").read_text())
     assert parsed == written
     assert json.loads(parsed["AIRFLOW_CONN_AWS_DEFAULT"])["password"] == "s3cr$t"
 
 
 def test_env_file_with_a_bad_line_names_it() -> None:
     with pytest.raises(ValueError, match=r"line 2 is not `export KEY=VALUE`"):
-        demo.parse_env_file("export A=1\nrm -rf /\n")
-    assert demo.parse_env_file("# comment\n\nexport B=''\n") == {"B": ""}
+        parse_env_file("export A=1\nrm -rf /\n")
+    assert parse_env_file("# comment\n\nexport B=''\n") == {"B": ""}
 
 
 def test_both_orchestrators_get_the_same_valid_inputs_and_their_own_service() -> None:

@@ -3,103 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-
-@dataclass
-class RuntimeHandle:
-    """A running local runtime started by a fixture."""
-
-    state_dir: Path
-    proc: subprocess.Popen[bytes]
-    api: str
-    kfp: str | None
-    s3: str | None
-    kubeconfig: Path
-
-    def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api, timeout=30)
-
-    def faults(self, **settings: Any) -> dict[str, Any]:
-        r = httpx.post(f"{self.api}/_admin/faults", json=settings, timeout=10)
-        r.raise_for_status()
-        return dict(r.json())
-
-    def reset_faults(self) -> None:
-        httpx.delete(f"{self.api}/_admin/faults", timeout=10).raise_for_status()
-
-
-def processes_mentioning(text: str) -> list[tuple[int, str]]:
-    """Live processes whose command line contains ``text`` (from /proc)."""
-    found = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        if text in cmd and ") Z" not in stat:
-            found.append((int(d.name), cmd))
-    return found
+from kubeflow_bridge.local.testing import RuntimeHandle, processes_mentioning
+from kubeflow_bridge.local.testing import start_runtime as _start_runtime
+from kubeflow_bridge.local.testing import stop_runtime as stop_runtime_proc
 
 
 def start_runtime(state_dir: Path, *extra: str, timeout: float = 60.0) -> RuntimeHandle:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    log = open(state_dir / "runtime.log", "ab")  # noqa: SIM115 - closed by the child's exit
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kubeflow_bridge.local.daemon", "--state-dir", str(state_dir), *extra],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        # No GPUs, even on a machine that has some: the tests expect GPU pods to stay Pending.
-        env={**os.environ, "KUBEFLOW_BRIDGE_GPUS": "0"},
-    )
-    log.close()
-    info_file = state_dir / "runtime.json"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"runtime exited {proc.returncode}: {(state_dir / 'runtime.log').read_text()[-3000:]}"
-            )
-        if info_file.exists():
-            info = json.loads(info_file.read_text())
-            return RuntimeHandle(
-                state_dir, proc, info["api"], info.get("kfp"), info.get("s3"), Path(info["kubeconfig"])
-            )
-        time.sleep(0.1)
-    stop_runtime_proc(proc)
-    raise RuntimeError("runtime did not start in time")
-
-
-def stop_runtime_proc(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> bool:
-    """SIGTERM the runtime's process group; True if it exited by itself in time."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-        return True
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-        return False
+    # No GPUs, even on a machine that has some: the tests expect GPU pods to stay Pending.
+    return _start_runtime(state_dir, *extra, timeout=timeout, env={"KUBEFLOW_BRIDGE_GPUS": "0"})
 
 
 def stop_runtime(rt: RuntimeHandle) -> None:
