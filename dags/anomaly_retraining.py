@@ -229,6 +229,7 @@ with DAG(
         args="{{ train_args(params, run_id, ti.xcom_pull(task_ids='tune')['best_parameters']) }}",
         workers="{{ params.worker_replicas }}",
         gpus="{{ params.gpus_per_replica }}",
+        backoff_limit=workflow.TRAIN_BACKOFF_LIMIT,
     )
     evaluate = TrainerPodOperator(
         task_id="evaluate", arguments="{{ evaluate_args(params, run_id) }}", namespace=ns

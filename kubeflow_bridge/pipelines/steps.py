@@ -127,7 +127,12 @@ def build_pytorchjob(
     image: str = workflow.TRAINER_IMAGE,
 ) -> dict[str, Any]:
     """The final training PyTorchJob (Master + ``worker_replicas`` Workers) with the best parameters."""
-    from kubeflow_bridge.resources.training import PyTorchJobSpec, resource_requirements, validate_pytorchjob
+    from kubeflow_bridge.resources.training import (
+        PyTorchJobSpec,
+        RunPolicy,
+        resource_requirements,
+        validate_pytorchjob,
+    )
 
     manifest = PyTorchJobSpec(
         name=name,
@@ -139,6 +144,7 @@ def build_pytorchjob(
         ),
         resources=resource_requirements(gpu=int(params["gpus_per_replica"])) or None,
         workers=int(params["worker_replicas"]),
+        run_policy=RunPolicy(backoff_limit=workflow.TRAIN_BACKOFF_LIMIT),
     ).to_dict()
     validate_pytorchjob(manifest)
     return manifest

@@ -18,6 +18,9 @@ TRAINER_IMAGE = "kubeflow-bridge/trainer:latest"
 OBJECTIVE_METRIC = "val_loss"
 #: The evaluate step's composite F-score (event-wise recall with point-wise precision).
 F_SCORE_METRIC = "composite_f1"
+#: Restarts of a failing training replica before the PyTorchJob fails. With restartPolicy OnFailure and
+#: no backoffLimit a replica that always fails restarts forever (as with the real training operator).
+TRAIN_BACKOFF_LIMIT = 2
 #: Steps in workflow order (Airflow task ids and KFP task names use these names).
 STEPS = ("ingest", "preprocess", "tune", "train", "evaluate", "gate", "deploy")
 

@@ -201,12 +201,6 @@ def _restarts_forever(job: dict[str, Any], pods: list[dict[str, Any]]) -> bool:
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(
-    strict=True,
-    reason="dags/anomaly_retraining.py's train task sets no backoff_limit: with restartPolicy OnFailure "
-    "and no runPolicy.backoffLimit a failing replica restarts forever (as in the real training "
-    "operator), so the run never fails; give train a backoff_limit (e.g. 2), then drop this mark",
-)
 def test_failing_replica_fails_the_run_and_deploys_nothing(
     local_runtime: Any, airflow_env: dict[str, str], tmp_path: Path
 ) -> None:
