@@ -8,13 +8,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from .conftest import RuntimeHandle
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
-pytestmark = pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl is not installed")
 
 MANIFEST = """
 apiVersion: kubeflow.org/v1

@@ -9,8 +9,6 @@ from kubeflow_bridge.triggers.kfp import KubeflowPipelineRunTrigger
 
 from .conftest import FakeKfpClient
 
-pytest.importorskip("kubeflow_bridge.clients.kfp", reason="clients.kfp (run_state) not landed yet")
-
 
 def test_rendered_strings_are_cast_and_run_id_pushed_before_waiting(
     fake_kfp: FakeKfpClient, context: dict, pipeline_yaml: str

@@ -25,12 +25,7 @@ from .conftest import FakeStore, FakeTI
 from .local_runtime import ROOT, TRAINER_PYTHON, Runtime, local_runtime
 from .test_bad_input import EXECUTE_CASES
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not TRAINER_PYTHON.exists(), reason=".venv-trainer (the runtime's environment) is missing"
-    ),
-]
+pytestmark = pytest.mark.e2e
 
 IMAGE = "kubeflow-bridge/trainer:latest"
 

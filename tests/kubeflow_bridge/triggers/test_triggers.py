@@ -206,7 +206,6 @@ def kfp_trigger(
 async def test_kfp_trigger_maps_run_states(
     monkeypatch: pytest.MonkeyPatch, states: list[str], expected: str
 ) -> None:
-    pytest.importorskip("kubeflow_bridge.clients.kfp", reason="clients.kfp (run_state) not landed yet")
     client = FakeAsyncKfp(states)
     events = await collect(kfp_trigger(monkeypatch, client))
     assert [e.payload["status"] for e in events] == [expected]
@@ -214,7 +213,6 @@ async def test_kfp_trigger_maps_run_states(
 
 
 async def test_kfp_trigger_timeout_and_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("kubeflow_bridge.clients.kfp", reason="clients.kfp (run_state) not landed yet")
     events = await collect(kfp_trigger(monkeypatch, FakeAsyncKfp(["RUNNING"]), deadline=time.time() + 0.05))
     assert events[0].payload["status"] == "timeout"
     events = await collect(kfp_trigger(monkeypatch, FakeAsyncKfp([RuntimeError("401 expired")])))
