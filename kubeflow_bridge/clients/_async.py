@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -15,6 +16,8 @@ from kubeflow_bridge.clients._common import (
     IfExists,
     WaitOutcome,
     deleted_outcome,
+    has_restarted,
+    join_logs,
     log_container,
     log_selectors,
     object_name,
@@ -347,12 +350,19 @@ class AsyncKubeflowObjectClient:
             if tail_lines is not None:
                 kwargs["tail_lines"] = tail_lines
             try:
-                resp = await self._call(self._core.read_namespaced_pod_log, pod_name, namespace, **kwargs)
+                text = await self._read_log(pod_name, namespace, **kwargs)
             except KubeApiError as err:
                 logs[pod_name] = f"<log unavailable: {err}>"
                 continue
-            try:
-                logs[pod_name] = (await resp.read()).decode("utf-8", "replace")
-            finally:
-                resp.release()
+            if has_restarted(pod, kwargs.get("container")) or not text.strip():
+                with contextlib.suppress(KubeApiError):  # 400 when there is no previous container
+                    text = join_logs(await self._read_log(pod_name, namespace, previous=True, **kwargs), text)
+            logs[pod_name] = text
         return logs
+
+    async def _read_log(self, pod_name: str, namespace: str, **kwargs: Any) -> str:
+        resp = await self._call(self._core.read_namespaced_pod_log, pod_name, namespace, **kwargs)
+        try:
+            return str((await resp.read()).decode("utf-8", "replace"))
+        finally:
+            resp.release()

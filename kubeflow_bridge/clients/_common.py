@@ -148,6 +148,22 @@ def log_selectors(kind: ResourceKind, name: str, role: str) -> list[str]:
     raise ValueError(f"no pod labels known for {kind.kind}; use PYTORCHJOB, JOB, TRIAL or POD")
 
 
+def has_restarted(pod: dict[str, Any], container: str | None) -> bool:
+    """True when ``container`` of ``pod`` ran before (restartPolicy OnFailure/Always): its crash is in the
+    ``previous`` log, and the current log may be empty."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if container is None or status.get("name") == container:
+            return int(status.get("restartCount") or 0) > 0
+    return False
+
+
+def join_logs(previous: str, current: str) -> str:
+    """One text from a restarted container's previous and current logs."""
+    if not previous:
+        return current
+    return f"{previous.rstrip()}\n--- container restarted ---\n{current}"
+
+
 def log_container(kind: ResourceKind, pod: dict[str, Any]) -> str | None:
     """The container whose log to read: ``pytorch`` for training-operator pods, else the first one."""
     containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]

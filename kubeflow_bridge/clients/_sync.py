@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -14,6 +15,8 @@ from kubeflow_bridge.clients._common import (
     IfExists,
     WaitOutcome,
     deleted_outcome,
+    has_restarted,
+    join_logs,
     log_container,
     log_selectors,
     object_name,
@@ -459,8 +462,15 @@ class KubeflowObjectClient:
                 kwargs["tail_lines"] = tail_lines
             try:
                 resp = self._call(self._core.read_namespaced_pod_log, pod_name, namespace, **kwargs)
+                text = resp.data.decode("utf-8", "replace")
             except KubeApiError as err:
                 logs[pod_name] = f"<log unavailable: {err}>"
                 continue
-            logs[pod_name] = resp.data.decode("utf-8", "replace")
+            if has_restarted(pod, kwargs.get("container")) or not text.strip():
+                with contextlib.suppress(KubeApiError):  # 400 when there is no previous container
+                    prev = self._call(
+                        self._core.read_namespaced_pod_log, pod_name, namespace, previous=True, **kwargs
+                    )
+                    text = join_logs(prev.data.decode("utf-8", "replace"), text)
+            logs[pod_name] = text
         return logs

@@ -189,7 +189,13 @@ def _pick_log(logs: dict[str, str], replica: str | None, job_name: str) -> str:
     role = (replica or "master").lower()
     # pods are "<job>-<role>-<index>"; batch Job pods "<job>-<hash>"
     for pod, text in sorted(logs.items()):
-        if pod.startswith(f"{job_name}-{role}-") or pod == f"{job_name}-{role}":
+        if (pod.startswith(f"{job_name}-{role}-") or pod == f"{job_name}-{role}") and (
+            replica or text.strip()
+        ):
+            return text
+    # No replica counted as failed (restartPolicy OnFailure restarts in place): the first log with text.
+    for _, text in sorted(logs.items()):
+        if text.strip():
             return text
     return logs[sorted(logs)[0]]
 

@@ -26,6 +26,7 @@ from kubeflow_bridge.local.faults import Faults
 from kubeflow_bridge.local.kinds import KindRegistry, ResourceType
 from kubeflow_bridge.local.logs import serve_pod_log
 from kubeflow_bridge.local.patch import json_patch, merge_patch
+from kubeflow_bridge.local.query import query_bool
 from kubeflow_bridge.local.selectors import parse_field_selector, parse_label_selector
 from kubeflow_bridge.local.store import Obj, Store
 from kubeflow_bridge.local.tables import table, wants_table
@@ -307,7 +308,7 @@ class ApiServer:
         def matcher(o: Obj) -> bool:
             return matcher_l(o) and matcher_f(o)
 
-        if force_watch or q.get("watch") in ("true", "1", "True"):
+        if force_watch or query_bool(q.get("watch")):
             return await serve_watch(request, self, route.rt, route.namespace, matcher)
         items = self.store.list(route.rt, route.namespace, matcher, copy_obj=False)
         rv = self.store.resource_version

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from kubeflow_bridge.local import apierrors
 from kubeflow_bridge.local.kinds import ResourceType
+from kubeflow_bridge.local.query import query_bool
 from kubeflow_bridge.local.store import Obj, Store
 
 
@@ -51,7 +52,7 @@ async def serve_pod_log(
         container = containers[0]
     if container not in containers:
         raise apierrors.bad_request(f"container {container} is not valid for pod {name}")
-    previous = q.get("previous") in ("true", "1")
+    previous = query_bool(q.get("previous"))
     path = log_path(state_dir, ns, name, container, previous)
     if not path.exists():
         if previous:
@@ -73,7 +74,7 @@ async def serve_pod_log(
         data = _tail(data, tail)
     if limit >= 0:
         data = data[:limit]
-    follow = q.get("follow") in ("true", "1") and not previous
+    follow = query_bool(q.get("follow")) and not previous
     if not follow:
         return web.Response(body=data, content_type="text/plain")
     resp = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})

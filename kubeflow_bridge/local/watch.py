@@ -12,6 +12,7 @@ from aiohttp import web
 from kubeflow_bridge.local import apierrors, jsonfast
 from kubeflow_bridge.local.apierrors import ApiError
 from kubeflow_bridge.local.kinds import ResourceType
+from kubeflow_bridge.local.query import query_bool
 from kubeflow_bridge.local.store import Obj
 from kubeflow_bridge.local.tables import table, wants_table
 
@@ -41,7 +42,7 @@ async def serve_watch(
         timeout = float(q.get("timeoutSeconds") or DEFAULT_TIMEOUT)
     except ValueError:
         raise apierrors.bad_request("timeoutSeconds must be a number") from None
-    bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
+    bookmarks = query_bool(q.get("allowWatchBookmarks"))
     as_table = wants_table(request.headers.get("Accept", ""))
     store = server.store
     faults = server.faults

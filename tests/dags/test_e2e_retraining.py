@@ -255,6 +255,8 @@ def test_failing_replica_fails_the_run_and_deploys_nothing(
     # The train task's error names the step's PyTorchJob and why it failed.
     named = rf"PyTorchJob {ns}/anomaly-retraining-train-\w+ failed: PyTorchJobFailed"
     assert re.search(named, log), log[-6000:]
+    # ... and carries the failing replica's own words (its previous container's log, after restarts).
+    assert "divisible by the world size" in log, log[-6000:]
 
     ours = [
         j

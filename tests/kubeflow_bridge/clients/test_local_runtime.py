@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,6 +90,50 @@ def test_sync_client_runs_a_pytorchjob_and_reads_its_failure(runtime: dict[str, 
         assert summary.failed_replica == "Master" and "NaN loss" in summary.log_tail
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_restarted_replica_shows_its_crash_from_the_previous_log(
+    runtime: dict[str, Any], namespace: str, use_async: bool
+) -> None:
+    # restartPolicy OnFailure restarts the container in place (no replica counts as failed) until the
+    # backoff limit: the crash is only in the previous container's log.
+    from kubeflow_bridge.clients.kube import AsyncKubeflowObjectClient, KubeflowObjectClient
+
+    # The first two runs crash with the reason; later restarts print nothing and wait, so the reason is
+    # only in the previous container's log (the working folder survives restarts: it counts the runs).
+    code = (
+        "import os, sys, time\n"
+        "runs = open('runs').read().count('x') if os.path.exists('runs') else 0\n"
+        "open('runs', 'a').write('x')\n"
+        "if runs >= 2: time.sleep(600)\n"
+        "print('batch 256 not divisible by world 3'); sys.exit(3)\n"
+    )
+    job = pytorchjob("crashloop", code)
+    job["metadata"]["name"] = name = f"crashloop-{int(use_async)}"
+    job["spec"]["pytorchReplicaSpecs"]["Master"]["restartPolicy"] = "OnFailure"
+    job["spec"]["runPolicy"] = {"backoffLimit": 1}
+    sync = KubeflowObjectClient.from_kubeconfig(runtime["kubeconfig"])
+    aclient = await AsyncKubeflowObjectClient.from_kubeconfig(runtime["kubeconfig"])
+    try:
+        sync.create(PYTORCHJOB, job, namespace=namespace)
+        failed = sync.wait(PYTORCHJOB, name, namespace=namespace, timeout=60)
+        assert failed.state == "failed" and failed.obj is not None
+        # Read once the silent third run has started (the reason is then only in the previous log).
+        deadline = time.monotonic() + 15
+        while True:
+            if use_async:
+                logs = await aclient.job_logs(PYTORCHJOB, name, namespace=namespace)
+            else:
+                logs = sync.job_logs(PYTORCHJOB, name, namespace=namespace)
+            if "not divisible" in logs[f"{name}-master-0"] or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        sync.close()
+        await aclient.close()
+    assert "batch 256 not divisible by world 3" in logs[f"{name}-master-0"]
+    assert "not divisible" in job_outcome(failed.obj, logs).log_tail
 
 
 async def test_async_shared_watch_survives_runtime_faults(runtime: dict[str, Any], namespace: str) -> None:
