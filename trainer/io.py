@@ -98,6 +98,12 @@ def s3_client() -> Any:
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
+        # Read on every call: boto3's default session keeps the first credentials it found, so a process
+        # that switches S3 servers (a test run, a long-lived worker) would sign with stale keys. Unset
+        # variables fall back to boto3's usual chain (profiles, IRSA, instance roles).
+        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID") or None,
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY") or None,
+        aws_session_token=os.environ.get("AWS_SESSION_TOKEN") or None,
         region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"}),
     )

@@ -81,3 +81,20 @@ def test_incomplete_s3_dataset_is_refused(
     )
     assert code == 2
     assert "--model 's3://mlops/none.pt': cannot read from S3" in capsys.readouterr().err
+
+
+def test_switching_s3_servers_in_one_process_uses_the_current_keys(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # boto3's default session caches the first credentials it resolves; the trainer must not.
+    from trainer import io as trainer_io
+
+    for k, v in s3.env().items():
+        monkeypatch.setenv(k, v)
+    trainer_io.write_bytes("s3://mlops/switch/a.txt", b"first")
+    with S3Server(data_dir=str(tmp_path / "other"), buckets=("other",)) as other:
+        assert other.access_key != s3.access_key
+        for k, v in other.env().items():
+            monkeypatch.setenv(k, v)
+        trainer_io.write_bytes("s3://other/b.txt", b"second")
+        assert trainer_io.read_bytes("s3://other/b.txt") == b"second"
