@@ -403,7 +403,7 @@ class KubeflowObjectOperator(ResumableJobMixin, BaseOperator):
         self._defer_wait(external_id)
 
     def _defer_wait(self, external_id: str) -> None:
-        from kubeflow_bridge.triggers.kubeflow import KubeflowObjectTrigger
+        from kubeflow_bridge.triggers.kubeflow import KubeflowObjectTrigger, fire_time_for_deferral
 
         name, namespace = self._split(external_id)
         self.defer(
@@ -416,6 +416,7 @@ class KubeflowObjectOperator(ResumableJobMixin, BaseOperator):
                 kubernetes_conn_id=self.kubernetes_conn_id,
                 min_generation=self._submit_generation,
                 on_kill_action=self.on_kill_action,
+                fire_not_before=fire_time_for_deferral(),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout + 60),

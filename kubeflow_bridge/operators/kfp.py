@@ -341,6 +341,7 @@ class KubeflowPipelineRunOperator(ResumableJobMixin, BaseOperator):
             if store is not None:
                 store.set(self.external_id_key, run_id)
         from kubeflow_bridge.triggers.kfp import KubeflowPipelineRunTrigger
+        from kubeflow_bridge.triggers.kubeflow import fire_time_for_deferral
 
         self.defer(
             trigger=KubeflowPipelineRunTrigger(
@@ -349,6 +350,7 @@ class KubeflowPipelineRunOperator(ResumableJobMixin, BaseOperator):
                 kubeflow_conn_id=self.kubeflow_conn_id,
                 poll_interval=self.poll_interval,
                 on_kill_action=self.on_kill_action,
+                fire_not_before=fire_time_for_deferral(),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout + 60),

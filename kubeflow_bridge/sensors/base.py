@@ -85,7 +85,7 @@ class KubeflowObjectSensor(BaseSensorOperator):
             return super().execute(context)
         if self.poke(context):
             return None
-        from kubeflow_bridge.triggers.kubeflow import KubeflowObjectTrigger
+        from kubeflow_bridge.triggers.kubeflow import KubeflowObjectTrigger, fire_time_for_deferral
 
         self.defer(
             trigger=KubeflowObjectTrigger(
@@ -95,6 +95,7 @@ class KubeflowObjectSensor(BaseSensorOperator):
                 deadline=time.time() + float(self.timeout),
                 kubeflow_conn_id=self.kubeflow_conn_id,
                 kubernetes_conn_id=self.kubernetes_conn_id,
+                fire_not_before=fire_time_for_deferral(),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout) + 60),

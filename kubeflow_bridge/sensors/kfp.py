@@ -66,6 +66,7 @@ class KubeflowPipelineRunSensor(BaseSensorOperator):
         if self.poke(context):
             return None
         from kubeflow_bridge.triggers.kfp import KubeflowPipelineRunTrigger
+        from kubeflow_bridge.triggers.kubeflow import fire_time_for_deferral
 
         self.defer(
             trigger=KubeflowPipelineRunTrigger(
@@ -73,6 +74,7 @@ class KubeflowPipelineRunSensor(BaseSensorOperator):
                 deadline=time.time() + float(self.timeout),
                 kubeflow_conn_id=self.kubeflow_conn_id,
                 poll_interval=float(self.poke_interval),
+                fire_not_before=fire_time_for_deferral(),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout) + 60),

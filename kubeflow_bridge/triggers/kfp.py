@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from kubeflow_bridge.triggers.kubeflow import event_payload
+from kubeflow_bridge.triggers.kubeflow import event_payload, hold_until
 
 #: KFP run states (``clients.kfp.run_state``) that end a wait, and the event state each becomes.
 KFP_TERMINAL = {"succeeded": "succeeded", "failed": "failed", "cancelled": "cancelled", "skipped": "failed"}
@@ -24,6 +24,8 @@ class KubeflowPipelineRunTrigger(BaseTrigger):
         kubeflow_conn_id: The ``kubeflow`` connection.
         poll_interval: Seconds between ``get_run`` calls.
         on_kill_action: ``delete`` terminates the run when a user kills the deferred task; ``keep``.
+        fire_not_before: Epoch seconds before which no event is yielded (see
+            :data:`kubeflow_bridge.triggers.kubeflow.FIRE_DELAY_SECONDS`).
     """
 
     def __init__(
@@ -34,9 +36,11 @@ class KubeflowPipelineRunTrigger(BaseTrigger):
         kubeflow_conn_id: str = "kubeflow_default",
         poll_interval: float = 5.0,
         on_kill_action: str = "keep",
+        fire_not_before: float | None = None,
     ) -> None:
         super().__init__()
         self.on_kill_action = on_kill_action
+        self.fire_not_before = fire_not_before
         self._fired = False
         self.run_id = run_id
         self.deadline = float(deadline)
@@ -52,6 +56,7 @@ class KubeflowPipelineRunTrigger(BaseTrigger):
                 "kubeflow_conn_id": self.kubeflow_conn_id,
                 "poll_interval": self.poll_interval,
                 "on_kill_action": self.on_kill_action,
+                "fire_not_before": self.fire_not_before,
             },
         )
 
@@ -99,6 +104,7 @@ class KubeflowPipelineRunTrigger(BaseTrigger):
         except Exception as err:
             self.log.warning("wait for KFP run %s failed: %s", self.run_id, err)
             payload = event_payload("error", reason=type(err).__name__, message=str(err), **detail)
+        await hold_until(self.fire_not_before)
         self._fired = True
         yield TriggerEvent(payload)
 

@@ -8,6 +8,7 @@ trigger re-created after a triggerer restart keeps the original timeout.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -17,6 +18,24 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 #: Every state a trigger event can carry; only ``succeeded`` lets a task succeed.
 EVENT_STATES = ("succeeded", "failed", "cancelled", "timeout", "error")
+
+#: Seconds after a deferral before its trigger may fire. Airflow 3.3's scheduler fails a resumed
+#: task when it reads the executor's report of the deferring process's exit only after the trigger
+#: event has queued the task again (apache/airflow#71580, #72716: 3.3.2 guards the SCHEDULED state
+#: only). The task supervisor can take ~5 s to report that exit, so a job that ended within seconds
+#: of its deferral could fail its task (seen in CI: a 4 s PyTorchJob, "state mismatch").
+FIRE_DELAY_SECONDS = 10.0
+
+
+def fire_time_for_deferral() -> float:
+    """The ``fire_not_before`` for a trigger being deferred to now."""
+    return time.time() + FIRE_DELAY_SECONDS
+
+
+async def hold_until(fire_not_before: float | None) -> None:
+    """Sleep until ``fire_not_before`` (epoch seconds); no wait once it has passed or when None."""
+    if fire_not_before is not None and (delay := fire_not_before - time.time()) > 0:
+        await asyncio.sleep(delay)
 
 
 def event_payload(state: str, *, reason: str = "", message: str = "", **detail: Any) -> dict[str, Any]:
@@ -40,6 +59,8 @@ class KubeflowObjectTrigger(BaseTrigger):
         min_generation: For InferenceServices: the generation whose readiness counts.
         on_kill_action: ``delete`` the object when a user kills the deferred task (Airflow 3.3+
             calls ``on_kill``; a triggerer restart does not), or ``keep`` it.
+        fire_not_before: Epoch seconds before which no event is yielded (operators set the deferral
+            time plus :data:`FIRE_DELAY_SECONDS`); None fires as soon as the object is done.
     """
 
     def __init__(
@@ -53,9 +74,11 @@ class KubeflowObjectTrigger(BaseTrigger):
         kubernetes_conn_id: str | None = None,
         min_generation: int | None = None,
         on_kill_action: str = "keep",
+        fire_not_before: float | None = None,
     ) -> None:
         super().__init__()
         self.on_kill_action = on_kill_action
+        self.fire_not_before = fire_not_before
         self._fired = False
         self.kind = kind
         self.name = name
@@ -77,6 +100,7 @@ class KubeflowObjectTrigger(BaseTrigger):
                 "kubernetes_conn_id": self.kubernetes_conn_id,
                 "min_generation": self.min_generation,
                 "on_kill_action": self.on_kill_action,
+                "fire_not_before": self.fire_not_before,
             },
         )
 
@@ -93,6 +117,7 @@ class KubeflowObjectTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         remaining = self.deadline - time.time()
         if remaining <= 0:
+            await hold_until(self.fire_not_before)
             self._fired = True
             yield TriggerEvent(
                 event_payload("timeout", reason="Timeout", message="deadline passed", **self._detail())
@@ -118,6 +143,7 @@ class KubeflowObjectTrigger(BaseTrigger):
         except Exception as err:  # one event, always: the task fails with what went wrong
             self.log.warning("wait for %s %s/%s failed: %s", self.kind, self.namespace, self.name, err)
             payload = event_payload("error", reason=type(err).__name__, message=str(err), **self._detail())
+        await hold_until(self.fire_not_before)
         self._fired = True
         yield TriggerEvent(payload)
 

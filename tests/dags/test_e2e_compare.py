@@ -72,6 +72,19 @@ def _xcom(api: httpx.Client, run_id: str, task_id: str, key: str = "return_value
     return response.json()["value"]
 
 
+def _failed_task_logs(api: httpx.Client, home: Path, dag_id: str, run_id: str, lines: int = 40) -> str:
+    """The task states of a run and the log tails of its failed tasks (for assertion messages)."""
+    states = _task_states(api, dag_id, run_id)
+    parts = [f"{dag_id} {run_id}: {states}"]
+    run_dir = home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+    for task_id, state in states.items():
+        if state in ("failed", "upstream_failed"):
+            for log in sorted((run_dir / f"task_id={task_id}").glob("*.log")):
+                tail = log.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- {log.relative_to(home)}\n" + "\n".join(tail))
+    return "\n".join(parts)
+
+
 def test_compare_dag_runs_both_orchestrators_and_writes_the_report(
     local_runtime: Any, airflow_standalone: Any, tmp_path: Path
 ) -> None:
@@ -116,7 +129,9 @@ def test_compare_dag_runs_both_orchestrators_and_writes_the_report(
         # Same inputs on both sides: the triggered Airflow run's conf and the KFP run's parameters.
         airflow_run_id = f"compare__{run_id}"
         triggered = api.get(f"/api/v2/dags/anomaly_retraining/dagRuns/{airflow_run_id}").json()
-        assert triggered["state"] == "success"
+        assert triggered["state"] == "success", _failed_task_logs(
+            api, home, "anomaly_retraining", airflow_run_id
+        )
         kfp_run_id = _xcom(api, run_id, "run_kfp", key="run_id")
         kfp_run = httpx.get(
             f"{local_runtime.env['KUBEFLOW_BRIDGE_KFP_ENDPOINT'].rstrip('/')}/apis/v2beta1/runs/{kfp_run_id}",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from kubeflow_bridge.operators._base import KubeflowOperatorError
 from kubeflow_bridge.operators.gate import ModelGateBranchOperator, gate_decision
 from kubeflow_bridge.operators.katib import KatibExperimentOperator
 from kubeflow_bridge.operators.kserve import KServeDeployOperator, SmokeTestError, metric_annotation
+from kubeflow_bridge.triggers.kubeflow import FIRE_DELAY_SECONDS
 
 from .conftest import FakeObjectClient
 
@@ -126,6 +128,8 @@ def test_kserve_waits_for_the_new_generation_in_the_trigger(
             task_id="d", name="svc", image=IMAGE, model_uri="s3://m/2", deferrable=True
         ).execute(ctx)
     assert deferred.value.trigger.min_generation == 2
+    fire_not_before = deferred.value.trigger.fire_not_before
+    assert fire_not_before is not None and 0 < fire_not_before - time.time() <= FIRE_DELAY_SECONDS
 
 
 def test_kserve_failed_smoke_test_rolls_back_the_canary(

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
 from kubeflow_bridge.operators._base import KubeflowOperatorError
 from kubeflow_bridge.operators.kfp import KubeflowPipelineRunOperator
 from kubeflow_bridge.triggers.kfp import KubeflowPipelineRunTrigger
+from kubeflow_bridge.triggers.kubeflow import FIRE_DELAY_SECONDS
 
 from .conftest import FakeKfpClient
 
@@ -32,6 +35,9 @@ def test_rendered_strings_are_cast_and_run_id_pushed_before_waiting(
     )
     trigger = deferred.value.trigger
     assert isinstance(trigger, KubeflowPipelineRunTrigger) and trigger.run_id == run["run_id"]
+    # Held past the deferral so Airflow's scheduler sees the worker's exit first (FIRE_DELAY_SECONDS).
+    assert trigger.fire_not_before is not None
+    assert 0 < trigger.fire_not_before - time.time() <= FIRE_DELAY_SECONDS
 
 
 def test_sync_run_returns_state_and_outputs(

@@ -87,13 +87,16 @@ def job(**kwargs: Any) -> PyTorchJobOperator:
     return PyTorchJobOperator(**{**base, **kwargs})
 
 
-def run_trigger(trigger: KubeflowObjectTrigger) -> dict[str, Any]:
-    async def first() -> dict[str, Any]:
-        events = [event async for event in trigger.run()]
-        assert len(events) == 1
-        return dict(events[0].payload)
+async def run_trigger_async(trigger: KubeflowObjectTrigger) -> dict[str, Any]:
+    """Run a trigger in this process, without its hold (it guards against the scheduler: none here)."""
+    trigger.fire_not_before = None
+    events = [event async for event in trigger.run()]
+    assert len(events) == 1
+    return dict(events[0].payload)
 
-    return asyncio.run(first())
+
+def run_trigger(trigger: KubeflowObjectTrigger) -> dict[str, Any]:
+    return asyncio.run(run_trigger_async(trigger))
 
 
 def test_sync_job_runs_streams_log_and_fails_clearly(
@@ -409,7 +412,7 @@ def test_kfp_run_sync_and_deferrable_with_outputs(namespace: str, compiled_pipel
     _, kwargs = deferred.value.trigger.serialize()
 
     async def wait() -> dict[str, Any]:
-        events = [e async for e in KubeflowPipelineRunTrigger(**kwargs).run()]
+        events = [e async for e in KubeflowPipelineRunTrigger(**{**kwargs, "fire_not_before": None}).run()]
         assert len(events) == 1
         return dict(events[0].payload)
 
@@ -546,12 +549,6 @@ def test_wait_survives_an_expired_token_rotated_in_the_kubeconfig(
     finally:
         runtime.reset_faults()
     assert event["status"] == "succeeded", event
-
-
-async def run_trigger_async(trigger: KubeflowObjectTrigger) -> dict[str, Any]:
-    events = [event async for event in trigger.run()]
-    assert len(events) == 1
-    return dict(events[0].payload)
 
 
 def test_hook_clients_reload_a_rotated_token_after_a_401(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -71,6 +72,7 @@ def test_deferrable_sensor_defers_when_not_done(objects: dict) -> None:
     with pytest.raises(TaskDeferred) as deferred:
         PyTorchJobSensor(task_id="s", name="j", timeout=30).execute({})
     assert deferred.value.trigger.name == "j" and deferred.value.timeout is not None
+    assert deferred.value.trigger.fire_not_before > time.time()  # held past the deferral
     with pytest.raises(KubeflowOperatorError, match="cancelled"):
         PyTorchJobSensor(task_id="s", name="j").execute_complete(
             {}, {"status": "cancelled", "reason": "", "message": ""}

@@ -29,6 +29,10 @@ TRIGGERS: list[BaseTrigger] = [
     ),
     KubeflowObjectTrigger(kind="Experiment", name="exp", namespace="ns", deadline=FUTURE),
     KubeflowPipelineRunTrigger(run_id="run-1", deadline=FUTURE, kubeflow_conn_id="kf", poll_interval=0.5),
+    KubeflowPipelineRunTrigger(run_id="run-2", deadline=FUTURE, fire_not_before=FUTURE - 3590),
+    KubeflowObjectTrigger(
+        kind="PyTorchJob", name="job-2", namespace="ns", deadline=FUTURE, fire_not_before=FUTURE
+    ),
 ]
 
 
@@ -187,10 +191,12 @@ class FakeAsyncKfp:
 
 
 def kfp_trigger(
-    monkeypatch: pytest.MonkeyPatch, client: FakeAsyncKfp, deadline: float | None = None
+    monkeypatch: pytest.MonkeyPatch, client: FakeAsyncKfp, deadline: float | None = None, **kwargs: Any
 ) -> KubeflowPipelineRunTrigger:
     monkeypatch.setattr(KubeflowPipelineRunTrigger, "_kfp_client", lambda self: client)
-    return KubeflowPipelineRunTrigger(run_id="r1", deadline=deadline or time.time() + 30, poll_interval=0.01)
+    return KubeflowPipelineRunTrigger(
+        run_id="r1", deadline=deadline or time.time() + 30, poll_interval=0.01, **kwargs
+    )
 
 
 @pytest.mark.parametrize(
@@ -257,3 +263,44 @@ async def test_kfp_trigger_on_kill_terminates_the_run(monkeypatch: pytest.Monkey
     ).on_kill()
     await KubeflowPipelineRunTrigger(run_id="r8", deadline=time.time() + 30).on_kill()  # keep is the default
     assert terminated == ["r9"] and client.closed
+
+
+HOLD = 0.4
+
+
+@pytest.mark.parametrize("outcome", [Outcome("succeeded", "", ""), ConnectionError("api down")])
+async def test_object_trigger_holds_its_event_until_fire_not_before(
+    monkeypatch: pytest.MonkeyPatch, outcome: Outcome | Exception
+) -> None:
+    # A job done at once still fires no earlier than fire_not_before (Airflow's defer-exit race).
+    client = FakeAsyncObjectClient(outcome)
+    fire_not_before = time.time() + HOLD
+    events = await collect(object_trigger(monkeypatch, client, fire_not_before=fire_not_before))
+    assert len(events) == 1 and time.time() >= fire_not_before
+    assert len(client.waits) == 1
+
+
+async def test_kfp_trigger_holds_its_event_until_fire_not_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    fire_not_before = time.time() + HOLD
+    events = await collect(
+        kfp_trigger(monkeypatch, FakeAsyncKfp(["SUCCEEDED"]), fire_not_before=fire_not_before)
+    )
+    assert [e.payload["status"] for e in events] == ["succeeded"] and time.time() >= fire_not_before
+
+
+async def test_a_passed_fire_not_before_does_not_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A trigger re-created after a triggerer restart: the hold has passed, the event comes at once.
+    from kubeflow_bridge.triggers import kubeflow as module
+
+    slept: list[float] = []
+
+    async def no_sleep(delay: float) -> None:
+        slept.append(delay)
+
+    monkeypatch.setattr(module.asyncio, "sleep", no_sleep)
+    client = FakeAsyncObjectClient(Outcome("succeeded", "", ""))
+    await collect(object_trigger(monkeypatch, client, fire_not_before=time.time() - 1))
+    await collect(object_trigger(monkeypatch, client, fire_not_before=None))
+    assert slept == []
+    await collect(object_trigger(monkeypatch, client, fire_not_before=time.time() + 30))
+    assert len(slept) == 1 and 29 < slept[0] <= 30
