@@ -13,6 +13,7 @@ OPERATOR_MODULES = [
     "kubeflow_bridge.operators.training",
     "kubeflow_bridge.operators.kserve",
     "kubeflow_bridge.operators.gate",
+    "kubeflow_bridge.operators.pod",
 ]
 EXTRA_LINKS = [
     "kubeflow_bridge.links.kfp.KubeflowPipelineRunLink",

@@ -155,25 +155,8 @@ def test_templates_render_to_native_values(mod: Any) -> None:
     assert env.from_string(deploy.metrics["composite_f1"]).render(**context) == 0.61
 
 
-def test_trainer_pod_operator_refuses_unrendered_arguments(mod: Any) -> None:
-    op = mod.TrainerPodOperator(task_id="x", arguments="not a list")
-    with pytest.raises(ValueError, match="non-empty list"):
-        op.execute({})
-
-
 def test_window_end_without_interval(mod: Any) -> None:
     assert mod._window_end({"window_end": ""}, None) == ""
     assert (
         mod._window_end({"window_end": ""}, datetime(2026, 1, 2, tzinfo=UTC)) == "2026-01-02T00:00:00+00:00"
     )
-
-
-def test_unreachable_api_is_recognised(mod: Any) -> None:
-    try:
-        try:
-            raise ConnectionRefusedError(111, "Connection refused")
-        except ConnectionRefusedError as inner:
-            raise RuntimeError("HTTPConnectionPool(host='127.0.0.1', port=1): failed") from inner
-    except RuntimeError as exc:
-        assert mod._unreachable(exc) is True
-    assert mod._unreachable(ValueError("bad argument")) is False

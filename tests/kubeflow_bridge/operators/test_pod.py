@@ -1,0 +1,118 @@
+"""``TrainerPodOperator``: trainer steps as pods on the local runtime, run by ``dag.test()``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kubeflow_bridge.operators.pod import TrainerPodOperator, is_unreachable
+
+from .local_runtime import ROOT, Runtime, local_runtime
+
+DAG_FILE = """
+import json, os, sys
+from datetime import datetime
+from airflow.sdk import DAG, task
+from kubeflow_bridge.operators.pod import TrainerPodOperator
+
+OUT = os.environ["KB_TEST_OUT"]
+with DAG("kb_pod", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+    ingest = TrainerPodOperator(
+        task_id="ingest", namespace="{{ params.ns }}", params={"ns": os.environ["KB_TEST_NS"]},
+        arguments=["ingest", "--source", "synthetic", "--rows", "{{ 10000 + 2000 }}", "--seed", "3",
+                   "--out", OUT + "/raw"])
+    bad = TrainerPodOperator(task_id="bad_flag", namespace=os.environ["KB_TEST_NS"],
+                             arguments=["ingest", "--source", "synthetic", "--rows", "5", "--out", OUT + "/bad"])
+
+    @task
+    def record(summary: dict) -> None:
+        with open(OUT + "/summary.json", "w") as f:
+            json.dump(summary, f)
+
+    record(ingest.output)
+
+if __name__ == "__main__":
+    dr = dag.test()
+    print("RESULT " + json.dumps({ti.task_id: str(ti.state) for ti in dr.get_task_instances()}))
+"""
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    with local_runtime(tmp_path_factory.mktemp("kb-pod") / "state") as rt:
+        yield rt
+
+
+@pytest.mark.e2e
+def test_trainer_steps_run_as_pods_and_return_the_summary(runtime: Runtime, tmp_path: Path) -> None:
+    import httpx
+
+    namespace = f"pod-{uuid.uuid4().hex[:8]}"
+    httpx.post(
+        f"{runtime.api}/api/v1/namespaces", json={"metadata": {"name": namespace}}, timeout=10
+    ).raise_for_status()
+    home, out = tmp_path / "airflow", tmp_path / "out"
+    (home / "dags").mkdir(parents=True)
+    out.mkdir()
+    dag_file = home / "dags" / "kb_pod.py"
+    dag_file.write_text(DAG_FILE)
+    env = {
+        **os.environ,
+        **runtime.env,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "KB_TEST_OUT": str(out),
+        "KB_TEST_NS": namespace,
+    }
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, str(dag_file)], env=env, capture_output=True, text=True, timeout=300
+    )
+    log = run.stdout + run.stderr
+    line = next((x for x in run.stdout.splitlines() if x.startswith("RESULT ")), None)
+    assert line, log[-4000:]
+    assert json.loads(line[len("RESULT ") :]) == {
+        "ingest": "success",
+        "record": "success",
+        "bad_flag": "failed",
+    }
+
+    # The trainer's summary came back as the XCom: the step, its own timing, its output URI.
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["step"] == "ingest" and summary["compute_seconds"] > 0
+    assert summary["outputs"] == {"dataset": str(out / "raw")}
+    assert summary["metrics"]["rows"] == 12000 and summary["f_score"] is None  # templated --rows rendered
+    assert (out / "raw" / "_SUCCESS").exists()
+    # A bad flag fails the task with the trainer's own one-line reason, and writes nothing.
+    assert "rows must be in [1000, 100000000]; got 5" in log
+    assert not (out / "bad").exists()
+    # The pods are deleted when they finish.
+    pods = httpx.get(f"{runtime.api}/api/v1/namespaces/{namespace}/pods", timeout=10).json()["items"]
+    assert pods == []
+
+
+def test_arguments_that_do_not_render_to_a_list_are_refused_before_any_pod() -> None:
+    for arguments in ("ingest --rows 5", []):
+        op = TrainerPodOperator(task_id="x", arguments=arguments)
+        with pytest.raises(ValueError, match="non-empty list"):
+            op.execute({})  # type: ignore[arg-type]
+
+
+def test_unreachable_api_is_recognised_through_the_exception_chain() -> None:
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except ConnectionRefusedError as inner:
+            raise RuntimeError("HTTPConnectionPool(host='127.0.0.1', port=1): failed") from inner
+    except RuntimeError as exc:
+        assert is_unreachable(exc) is True
+    assert is_unreachable(ValueError("bad argument")) is False
