@@ -70,9 +70,10 @@ class Hyperparameters:
             problems.append(f"--lr must be in (0, 1]; got {self.lr}")
         if not 1 <= self.batch_size <= 1 << 20:
             problems.append(f"--batch-size must be in [1, 1048576]; got {self.batch_size}")
-        elif self.batch_size % world_size:
+        elif self.batch_size < world_size:
             problems.append(
-                f"--batch-size {self.batch_size} must be divisible by the world size {world_size}"
+                f"--batch-size {self.batch_size} must be at least the world size {world_size} "
+                "(every replica needs a sample per step)"
             )
         if not 1 <= self.epochs <= 10_000:
             problems.append(f"--epochs must be in [1, 10000]; got {self.epochs}")
@@ -204,7 +205,7 @@ def fit(
         bad, history, start_epoch = ckpt["bad_epochs"], ckpt["history"], ckpt["epoch"] + 1
         log.info("train: resumed from checkpoint at epoch %d", ckpt["epoch"])
     n = x_train.shape[0]
-    gb = min(hp.batch_size, n - n % ctx.world_size) if n < hp.batch_size else hp.batch_size
+    gb = min(hp.batch_size, n)
     steps = max(1, n // gb)
     autocast = device.type == "cuda"
     g_perm = torch.Generator(device="cpu")
@@ -227,6 +228,11 @@ def fit(
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
                 recon, mu, logvar = net(xb, eps)
             loss, _rec, _kl = vae_loss(recon, xb, mu, logvar, hp.beta)
+            if ctx.distributed:
+                # DDP averages gradients over ranks; weighting each rank's batch mean by its share of
+                # the global batch makes that average the global-batch mean, even when the batch does
+                # not split evenly (256 over 3 replicas), so any replica count trains the same model.
+                loss = loss * (xb.shape[0] * ctx.world_size / gb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -17,7 +17,7 @@ README-internal (module layout):
   apply), ``watch.py``, ``logs.py`` (pod log subresource), ``tables.py`` (kubectl's Table printing),
   ``patch.py`` (merge and JSON patch), ``selectors.py``, ``apierrors.py`` (Status errors).
 - ``faults.py``: fault injection (5xx, 429, dropped connections, watch cuts, forced 410, token auth),
-  live through ``/_admin/faults``, ``/_admin/tokens``, ``/_admin/kill-pod``.
+  live through ``/_admin/faults``, ``/_admin/tokens``, ``/_admin/kill-pod``, ``/_admin/crash-pods``.
 - ``images.py``: image name -> Python environment map; ``processes.py``: process groups and pid files.
 - ``controllers/base.py``: the controller framework (read its docstring to write a controller);
   ``controllers/pod.py``, ``job.py``, ``pytorchjob.py`` (part 1); ``controllers/katib.py``,

@@ -159,6 +159,7 @@ class Runtime:
         self.manager.add(JobController())
         self.manager.add(PyTorchJobController())
         self.api.admin_hooks["kill-pod"] = pods.admin_kill
+        self.api.admin_hooks["crash-pods"] = pods.admin_crash
 
     def _load_plugins(self) -> None:
         for name in self.plugins:

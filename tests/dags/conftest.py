@@ -64,6 +64,17 @@ class LocalRuntime:
             check=False, capture_output=True, timeout=120,
         )  # fmt: skip
 
+    @property
+    def api(self) -> str:
+        """The Kubernetes API server's URL (from the kubeconfig ``local up`` wrote)."""
+        import subprocess
+
+        return subprocess.run(
+            ["kubectl", "--kubeconfig", self.env["KUBECONFIG"], "config", "view", "--minify",
+             "-o", "jsonpath={.clusters[0].cluster.server}"],
+            check=True, capture_output=True, text=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+
     def kubectl_json(self, *args: str) -> dict:  # type: ignore[type-arg]
         import json
         import subprocess

@@ -31,7 +31,7 @@ CONF = {
     "parallel_trials": 2,
     "tune_epochs": 1,
     "epochs": 2,
-    "worker_replicas": 1,
+    "worker_replicas": 2,  # a world of 3: the global batch splits unevenly, which must still train
     "f_score_threshold": 0.0,
     "window_end": "2026-02-01T00:00:00Z",
     "service_name": SERVICE,
@@ -119,7 +119,7 @@ def test_retraining_dag_runs_every_step_on_the_runtime(
     assert ours[0]["spec"]["algorithm"]["algorithmSettings"] == [{"name": "random_state", "value": "0"}]
     jobs = local_runtime.kubectl_json("get", "pytorchjobs", "-n", ns)["items"]
     train = [j for j in jobs if j["metadata"]["annotations"].get("kubeflow-bridge.io/task-id") == "train"]
-    assert len(train) == 1 and train[0]["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 1
+    assert len(train) == 1 and train[0]["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 2
     assert any(c["type"] == "Succeeded" and c["status"] == "True" for c in train[0]["status"]["conditions"])
     isvc = local_runtime.kubectl_json("get", "inferenceservice", SERVICE, "-n", ns)
     recorded = float(isvc["metadata"]["annotations"]["kubeflow-bridge.io/metric.composite_f1"])
@@ -182,6 +182,7 @@ RUN_STATES_PROBE = """
         print(json.dumps({"run_id": run.run_id, "state": value(run.state),
                           "tasks": {ti.task_id: value(ti.state) for ti in tis}}))
 """
+CRASH_MESSAGE = "replica crashed on start (crash-pods fault of the local runtime)"
 #: How long the failing run may take: ingest, preprocess, one trial and the failing job take ~40 s.
 FAILING_RUN_LIMIT_S = 240
 
@@ -204,11 +205,12 @@ def _restarts_forever(job: dict[str, Any], pods: list[dict[str, Any]]) -> bool:
 def test_failing_replica_fails_the_run_and_deploys_nothing(
     local_runtime: Any, airflow_env: dict[str, str], tmp_path: Path
 ) -> None:
-    # Two Workers make a world of 3 replicas; the trainer's global batch (256) does not split evenly
-    # over 3, so every replica of the PyTorchJob exits non-zero: a real failing replica, in train.
+    # Valid input does not make a replica fail, so the runtime's crash-pods fault (the named seam)
+    # makes every replica of the train PyTorchJob crash on start with its own words; the job, its
+    # restarts, backoff limit and logs are real.
     service = "e2e-failing-replica"
     ns = workflow.DEFAULTS["namespace"]
-    conf = {**CONF, "max_trials": 1, "parallel_trials": 1, "worker_replicas": 2, "service_name": service}
+    conf = {**CONF, "max_trials": 1, "parallel_trials": 1, "service_name": service}
 
     def services() -> dict[str, str]:
         items = local_runtime.kubectl_json("get", "inferenceservices", "-n", ns)["items"]
@@ -220,6 +222,9 @@ def test_failing_replica_fails_the_run_and_deploys_nothing(
 
     before = services()
     jobs_before = {j["metadata"]["name"] for j in our_jobs()}
+    api = local_runtime.api
+    crash = {"name_pattern": "^anomaly-retraining-train-", "exit_code": 1, "message": CRASH_MESSAGE}
+    httpx.post(f"{api}/_admin/crash-pods", json=crash, timeout=10).raise_for_status()
     out = tmp_path / "dags_test.log"  # a file, not a pipe: the loop below does not drain one
     with out.open("wb") as sink:
         proc = subprocess.Popen(
@@ -243,6 +248,7 @@ def test_failing_replica_fails_the_run_and_deploys_nothing(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        httpx.post(f"{api}/_admin/crash-pods", json={"name_pattern": ""}, timeout=10).raise_for_status()
     log = out.read_text(errors="replace")
 
     run = _probe(airflow_env, RUN_STATES_PROBE.replace("SERVICE", repr(service)))
@@ -256,7 +262,7 @@ def test_failing_replica_fails_the_run_and_deploys_nothing(
     named = rf"PyTorchJob {ns}/anomaly-retraining-train-\w+ failed: PyTorchJobFailed"
     assert re.search(named, log), log[-6000:]
     # ... and carries the failing replica's own words (its previous container's log, after restarts).
-    assert "divisible by the world size" in log, log[-6000:]
+    assert CRASH_MESSAGE in log, log[-6000:]
 
     ours = [
         j

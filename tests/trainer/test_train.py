@@ -124,7 +124,9 @@ def test_early_stopping_restores_best_epoch(pipeline: Any, tmp_path: Path) -> No
     assert m["best_val_loss"] == min(h["val_loss"] for h in m["history"])
 
 
-def test_two_process_torchrun_matches_single_process(pipeline: Any, tmp_path: Path, tools: Any) -> None:
+@pytest.mark.parametrize("nproc", [2, 3], ids=["even-split", "uneven-split"])
+def test_torchrun_matches_single_process(pipeline: Any, tmp_path: Path, tools: Any, nproc: int) -> None:
+    # 3 processes split the global batch of 128 as 43/43/42: still the single-process model.
     common = ["--data", str(pipeline.prep), "--epochs", "3", "--batch-size", "128", "--hidden-dims", "32,16",
               "--latent-dim", "4", "--patience", "0", "--seed", "11", "--device", "cpu"]  # fmt: skip
     single = tools.ok(
@@ -134,7 +136,7 @@ def test_two_process_torchrun_matches_single_process(pipeline: Any, tmp_path: Pa
     )
     port = tools.free_port()
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--nnodes", "1",
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--nnodes", "1",
         "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "trainer", "train", *common,
         "--model-out", str(tmp_path / "d.pt"), "--metrics-out", str(tmp_path / "d.json"),
     ]  # fmt: skip
@@ -143,7 +145,7 @@ def test_two_process_torchrun_matches_single_process(pipeline: Any, tmp_path: Pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     dist = json.loads((tmp_path / "d.json").read_text())
     one = json.loads((tmp_path / "s.json").read_text())
-    assert dist["world_size"] == 2 and one["world_size"] == 1
+    assert dist["world_size"] == nproc and one["world_size"] == 1
     for a, b in zip(one["history"], dist["history"], strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
@@ -154,3 +156,9 @@ def test_two_process_torchrun_matches_single_process(pipeline: Any, tmp_path: Pa
     _m2, a2 = load_artifact(str(tmp_path / "d.pt"))
     for k, v in a1["state_dict"].items():
         torch.testing.assert_close(a2["state_dict"][k], v, rtol=1e-3, atol=1e-4)
+
+
+def test_a_batch_smaller_than_the_world_is_refused() -> None:
+    train.Hyperparameters(batch_size=256).validate(world_size=3)  # uneven splits are fine
+    with pytest.raises(ValueError, match="--batch-size 2 must be at least the world size 3"):
+        train.Hyperparameters(batch_size=2).validate(world_size=3)

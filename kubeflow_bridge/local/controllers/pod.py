@@ -73,6 +73,8 @@ class PodController(Controller):
     def __init__(self) -> None:
         super().__init__()
         self.runs: dict[str, PodRun] = {}
+        #: ``/_admin/crash-pods``: (pod name regex, exit code, message), or None.
+        self.crash_rule: tuple[re.Pattern[str], int, str] | None = None
 
     # --- helpers -------------------------------------------------------------------------------
     def _conditions(
@@ -379,6 +381,9 @@ class PodController(Controller):
         args = [_expand(a, env) for a in (c.get("args") or [])]
         # Images without a declared command run Python (their entrypoint in the trainer image).
         argv = (command or ["python"]) + args
+        if self.crash_rule is not None and self.crash_rule[0].search(meta["name"]):
+            _pattern, code, message = self.crash_rule
+            argv = ["python", "-c", f"import sys; print({message!r}, file=sys.stderr); sys.exit({code})"]
         if argv[0] in ("python", "python3"):
             argv[0] = python
         workdir = c.get("workingDir")
@@ -550,6 +555,23 @@ class PodController(Controller):
             for mp in run.procs.values():
                 mp.killed_by = "Shutdown"
         await asyncio.gather(*(self._kill(r, "Shutdown", 2.0) for r in list(self.runs.values())))
+
+    async def admin_crash(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /_admin/crash-pods {"name_pattern", "exit_code"?, "message"?}``: a fault for failures
+        valid input cannot cause. Containers of pods whose name matches the regex start (and restart)
+        as a process that prints ``message`` to stderr and exits ``exit_code``, as a replica that
+        crashes on start; ``{"name_pattern": ""}`` turns it off."""
+        from kubeflow_bridge.local import apierrors
+
+        pattern = str(body.get("name_pattern") or "")
+        try:
+            compiled, code = re.compile(pattern), int(body.get("exit_code", 1))
+        except (re.error, TypeError, ValueError) as e:
+            raise apierrors.bad_request(f"crash-pods: {e}") from None
+        if code == 0:
+            raise apierrors.bad_request("crash-pods: exit_code 0 is not a crash; use 1-255")
+        self.crash_rule = (compiled, code, str(body.get("message", "crashed"))) if pattern else None
+        return {"name_pattern": pattern, "exit_code": code}
 
     async def admin_kill(self, body: dict[str, Any]) -> dict[str, Any]:
         """``POST /_admin/kill-pod {"namespace", "name", "container"?, "signal"?}``: kill a pod's process

@@ -86,6 +86,37 @@ def test_kill_pod_process(runtime: RuntimeHandle, namespace: str) -> None:
         assert term["exitCode"] == 137 and term["signal"] == 9
 
 
+def test_crash_pods_makes_matching_containers_crash_with_their_words(
+    runtime: RuntimeHandle, namespace: str
+) -> None:
+    with runtime.http() as c:
+
+        def phase(name: str) -> str | None:
+            return c.get(f"/api/v1/namespaces/{namespace}/pods/{name}").json()["status"].get("phase")
+
+        assert c.post("/_admin/crash-pods", json={"name_pattern": "(", "exit_code": 1}).status_code == 400
+        assert c.post("/_admin/crash-pods", json={"name_pattern": "x", "exit_code": 0}).status_code == 400
+        r = c.post(
+            "/_admin/crash-pods", json={"name_pattern": "^doomed-", "exit_code": 3, "message": "out of luck"}
+        )
+        assert r.json() == {"name_pattern": "^doomed-", "exit_code": 3}
+        try:
+            for name in ("doomed-1", "spared-1"):
+                pod = python_pod(name, "print('ran my own command')")
+                c.post(f"/api/v1/namespaces/{namespace}/pods", json=pod).raise_for_status()
+            wait_for(lambda: phase("doomed-1") == "Failed" and phase("spared-1") == "Succeeded")
+        finally:
+            c.post("/_admin/crash-pods", json={"name_pattern": ""}).raise_for_status()
+        status = c.get(f"/api/v1/namespaces/{namespace}/pods/doomed-1").json()["status"]
+        assert status["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
+        assert c.get(f"/api/v1/namespaces/{namespace}/pods/doomed-1/log").text.strip() == "out of luck"
+        assert c.get(f"/api/v1/namespaces/{namespace}/pods/spared-1/log").text.strip() == "ran my own command"
+        # Turned off: a new matching pod runs its own command.
+        pod = python_pod("doomed-2", "print('ran my own command')")
+        c.post(f"/api/v1/namespaces/{namespace}/pods", json=pod).raise_for_status()
+        wait_for(lambda: phase("doomed-2") == "Succeeded")
+
+
 def test_bearer_token_auth_with_expiry(runtime: RuntimeHandle, namespace: str) -> None:
     url = f"{runtime.api}/api/v1/namespaces/{namespace}/pods"
     runtime.faults(auth=True, static_token="s3cret-static")
