@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow.sdk import BaseOperator, ResumableJobMixin
 
@@ -25,6 +25,7 @@ from kubeflow_bridge.hooks.kubeflow import KubeflowHook, resolve_kind
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
+    from airflow.triggers.base import BaseTrigger
 
     from kubeflow_bridge.links.base import KubeflowLink
     from kubeflow_bridge.resources.names import Identity
@@ -129,37 +130,28 @@ def raise_for_event(event: dict[str, Any] | None, what: str) -> dict[str, Any]:
     )
 
 
-class KubeflowObjectOperator(ResumableJobMixin, BaseOperator):
-    """Base of the operators that create one Kubernetes custom object and wait for it.
+class KubeflowWaitingOperator(ResumableJobMixin, BaseOperator):
+    """Base of the operators that start one remote job and wait for it: the wait settings, the deferral.
 
     Args:
         kubeflow_conn_id: The ``kubeflow`` connection.
-        kubernetes_conn_id: Overrides the connection's cncf ``kubernetes`` connection id.
         namespace: Overrides the connection's namespace.
-        name: Object name; default: deterministic from dag_id, task_id, run_id and map_index.
         deferrable: Wait in the triggerer (default: ``[operators] default_deferrable``, else True).
-        poll_interval: Seconds between log reads while waiting on the worker.
+        poll_interval: Seconds between status (and log) reads while waiting on the worker.
         timeout: Seconds to wait before the task fails with a timeout.
-        if_exists: ``reattach`` (a retry reattaches to the object it created), ``fail`` or ``replace``.
-        on_kill_action: ``delete`` the object when the task is killed, or ``keep`` it.
+        if_exists: ``reattach`` (a retry reattaches to the job it started), ``fail`` or ``replace``.
+        on_kill_action: ``delete`` the job when the task is killed, or ``keep`` it.
         wait_for_completion: False submits and returns at once.
     """
 
-    template_fields: Sequence[str] = ("name", "namespace", "kubeflow_conn_id", "kubernetes_conn_id")
     external_id_key = STATE_KEY
-    kind_name: ClassVar[str] = ""
-    link_class: ClassVar[type[KubeflowLink] | None] = None
-    #: Longest generated name (children append suffixes such as ``-master-0``).
-    name_max_length: ClassVar[int] = 40
     ui_color = "#4285f4"
 
     def __init__(
         self,
         *,
         kubeflow_conn_id: str = KubeflowHook.default_conn_name,
-        kubernetes_conn_id: str | None = None,
         namespace: str | None = None,
-        name: str | None = None,
         deferrable: bool | None = None,
         poll_interval: float = 10.0,
         timeout: float | timedelta = 24 * 3600,
@@ -170,15 +162,42 @@ class KubeflowObjectOperator(ResumableJobMixin, BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.kubeflow_conn_id = kubeflow_conn_id
-        self.kubernetes_conn_id = kubernetes_conn_id
         self.namespace = namespace
-        self.name = name
         self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
         self.poll_interval = as_seconds("poll_interval", poll_interval)
         self.timeout = as_seconds("timeout", timeout)
         self.if_exists = check_choice("if_exists", if_exists, IF_EXISTS_VALUES)
         self.on_kill_action = check_choice("on_kill_action", on_kill_action, ON_KILL_ACTIONS)
         self.wait_for_completion = wait_for_completion
+
+    def defer_to(self, trigger: BaseTrigger) -> NoReturn:
+        """Defer to ``trigger``; Airflow's own timeout, a minute past the trigger's deadline, backs it up."""
+        self.defer(
+            trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=self.timeout + 60)
+        )
+
+
+class KubeflowObjectOperator(KubeflowWaitingOperator):
+    """Base of the operators that create one Kubernetes custom object and wait for it.
+
+    Args:
+        kubernetes_conn_id: Overrides the connection's cncf ``kubernetes`` connection id.
+        name: Object name; default: deterministic from dag_id, task_id, run_id and map_index.
+        **kwargs: See :class:`KubeflowWaitingOperator` (connection, namespace, deferrable, timeout, ...).
+    """
+
+    template_fields: Sequence[str] = ("name", "namespace", "kubeflow_conn_id", "kubernetes_conn_id")
+    kind_name: ClassVar[str] = ""
+    link_class: ClassVar[type[KubeflowLink] | None] = None
+    #: Longest generated name (children append suffixes such as ``-master-0``).
+    name_max_length: ClassVar[int] = 40
+
+    def __init__(
+        self, *, kubernetes_conn_id: str | None = None, name: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.name = name
         self._resource_name: str | None = None
         self._resource_namespace: str | None = None
         self._submit_generation: int | None = None
@@ -406,8 +425,8 @@ class KubeflowObjectOperator(ResumableJobMixin, BaseOperator):
         from kubeflow_bridge.triggers.kubeflow import KubeflowObjectTrigger, fire_time_for_deferral
 
         name, namespace = self._split(external_id)
-        self.defer(
-            trigger=KubeflowObjectTrigger(
+        self.defer_to(
+            KubeflowObjectTrigger(
                 kind=self.kind_name,
                 name=name,
                 namespace=namespace,
@@ -417,9 +436,7 @@ class KubeflowObjectOperator(ResumableJobMixin, BaseOperator):
                 min_generation=self._submit_generation,
                 on_kill_action=self.on_kill_action,
                 fire_not_before=fire_time_for_deferral(),
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout + 60),
+            )
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:

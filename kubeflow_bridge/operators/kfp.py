@@ -7,20 +7,13 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-
-from airflow.sdk import BaseOperator, ResumableJobMixin
 
 from kubeflow_bridge.hooks.kubeflow import KubeflowHook
 from kubeflow_bridge.links.kfp import KubeflowPipelineRunLink
 from kubeflow_bridge.operators._base import (
-    IF_EXISTS_VALUES,
-    ON_KILL_ACTIONS,
     KubeflowOperatorError,
-    as_seconds,
-    check_choice,
-    default_deferrable,
+    KubeflowWaitingOperator,
     identity_from_context,
     raise_for_event,
 )
@@ -64,7 +57,7 @@ def compile_pipeline_func(func: Callable[..., Any]) -> Any:
         return load_pipeline_spec(path)
 
 
-class KubeflowPipelineRunOperator(ResumableJobMixin, BaseOperator):
+class KubeflowPipelineRunOperator(KubeflowWaitingOperator):
     """Start a KFP run from a compiled pipeline, a pipeline function or an uploaded pipeline; wait for it.
 
     Args:
@@ -77,14 +70,10 @@ class KubeflowPipelineRunOperator(ResumableJobMixin, BaseOperator):
         run_name: The run's display name (default: deterministic from the task instance).
         service_account: Kubernetes service account of the run's pods.
         pipeline_root: Artifact root.
-        kubeflow_conn_id: The ``kubeflow`` connection.
-        namespace: Overrides the connection's namespace.
-        deferrable: Wait in the triggerer (default: ``[operators] default_deferrable``, else True).
-        poll_interval: Seconds between run status reads.
-        timeout: Seconds to wait.
-        if_exists: ``reattach`` to this task instance's run, ``fail`` or ``replace`` (always a new run).
-        on_kill_action: ``delete`` terminates the run when the task is killed; ``keep`` leaves it.
-        wait_for_completion: False returns right after the run starts.
+        **kwargs: See :class:`~kubeflow_bridge.operators._base.KubeflowWaitingOperator`: connection,
+            namespace, deferrable, poll_interval, timeout, if_exists (``reattach`` to this task
+            instance's run, ``fail``, or ``replace``: always a new run), on_kill_action (``delete``
+            terminates the run), wait_for_completion.
 
     Returns:
         ``{"run_id", "state", "output_parameters": {task: {name: value}}}``.
@@ -103,7 +92,6 @@ class KubeflowPipelineRunOperator(ResumableJobMixin, BaseOperator):
     template_fields_renderers = {"parameters": "json"}
     external_id_key = STATE_KEY
     operator_extra_links = (KubeflowPipelineRunLink(),)
-    ui_color = "#4285f4"
 
     def __init__(
         self,
@@ -117,14 +105,6 @@ class KubeflowPipelineRunOperator(ResumableJobMixin, BaseOperator):
         run_name: str | None = None,
         service_account: str | None = None,
         pipeline_root: str | None = None,
-        kubeflow_conn_id: str = KubeflowHook.default_conn_name,
-        namespace: str | None = None,
-        deferrable: bool | None = None,
-        poll_interval: float = 10.0,
-        timeout: float | timedelta = 24 * 3600,
-        if_exists: str = "reattach",
-        on_kill_action: str = "delete",
-        wait_for_completion: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -144,14 +124,6 @@ class KubeflowPipelineRunOperator(ResumableJobMixin, BaseOperator):
         self.run_name = run_name
         self.service_account = service_account
         self.pipeline_root = pipeline_root
-        self.kubeflow_conn_id = kubeflow_conn_id
-        self.namespace = namespace
-        self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
-        self.poll_interval = as_seconds("poll_interval", poll_interval)
-        self.timeout = as_seconds("timeout", timeout)
-        self.if_exists = check_choice("if_exists", if_exists, IF_EXISTS_VALUES)
-        self.on_kill_action = check_choice("on_kill_action", on_kill_action, ON_KILL_ACTIONS)
-        self.wait_for_completion = wait_for_completion
         self._run_id: str | None = None
 
     @property
@@ -343,17 +315,15 @@ class KubeflowPipelineRunOperator(ResumableJobMixin, BaseOperator):
         from kubeflow_bridge.triggers.kfp import KubeflowPipelineRunTrigger
         from kubeflow_bridge.triggers.kubeflow import fire_time_for_deferral
 
-        self.defer(
-            trigger=KubeflowPipelineRunTrigger(
+        self.defer_to(
+            KubeflowPipelineRunTrigger(
                 run_id=str(run_id),
                 deadline=time.time() + self.timeout,
                 kubeflow_conn_id=self.kubeflow_conn_id,
                 poll_interval=self.poll_interval,
                 on_kill_action=self.on_kill_action,
                 fire_not_before=fire_time_for_deferral(),
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout + 60),
+            )
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:

@@ -1,8 +1,8 @@
 """The Airflow UI's trigger form of ``anomaly_retraining``, driven in headless Chromium.
 
-A session fixture starts ``airflow standalone`` (the repository's airflow.cfg, a temp SQLite DB, logs and
-AIRFLOW_HOME, a free API port, the repository's dags/) in its own process group and kills the whole group
-at teardown. DAGs are paused at creation and the form's "Unpause on trigger" box is cleared, so a
+A session fixture starts ``airflow standalone`` (conftest's ``AirflowStandalone``: the repository's
+airflow.cfg, a temp SQLite DB, logs and AIRFLOW_HOME, a free API port, the repository's dags/) in its own
+process group and kills the whole group at teardown. DAGs are paused at creation and the form's "Unpause on trigger" box is cleared, so a
 triggered run is recorded (queued) with its conf and nothing executes: no local runtime is needed.
 ``ui/trigger_form.js`` (playwright-core on the system's Chromium) fills the form and clicks Trigger; the
 assertions read the DAG runs back through Airflow's REST API v2.
@@ -13,11 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +24,8 @@ import pytest
 
 from kubeflow_bridge.pipelines.workflow import DEFAULTS
 
+from .conftest import AirflowStandalone
+
 REPO = Path(__file__).resolve().parents[2]
 UI_DIR = Path(__file__).resolve().parent / "ui"
 DAG_ID = "anomaly_retraining"
@@ -37,22 +35,19 @@ START_TIMEOUT_S = 120.0
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class AirflowUI:
     """A running ``airflow standalone``: its UI/API address and a REST client."""
 
-    base_url: str
+    standalone: AirflowStandalone
     api: httpx.Client
-    log: Path
+
+    @property
+    def base_url(self) -> str:
+        return self.standalone.base_url
 
     def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return self.standalone.log_tail(lines)
 
     def manual_runs(self) -> list[dict[str, Any]]:
         response = self.api.get(f"/api/v2/dags/{DAG_ID}/dagRuns", params={"run_type": "manual"})
@@ -60,81 +55,30 @@ class AirflowUI:
         return list(response.json()["dag_runs"])
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the standalone's process group, SIGKILL what is left, and wait until it is empty."""
-    pgid = proc.pid  # start_new_session: the leader's pid is the group id
-    for sig, grace in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            proc.poll()  # reap the leader
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
-    proc.wait(timeout=5)
-
-
 @pytest.fixture(scope="session")
 def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowUI]:
     """``airflow standalone`` on a free port; the whole process group is killed at teardown."""
     home = tmp_path_factory.mktemp("airflow_ui")
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    venv_bin = Path(sys.executable).parent
     env = {
         **os.environ,
-        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow ...`
         "AIRFLOW_HOME": str(home),
         "AIRFLOW_CONFIG": str(REPO / "airflow.cfg"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": base_url,
-        "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         # Paused DAGs: a triggered run stays queued, no scheduled run appears, no task executes.
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__PARALLELISM": "1",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        # The scheduler's and triggerer's log servers: any free port, never the fixed defaults.
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "0",
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": "0",
     }
-    log = home / "standalone.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(venv_bin / "airflow"), "standalone"],
-            cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    api = httpx.Client(base_url=base_url, timeout=10)
-    ui = AirflowUI(base_url=base_url, api=api, log=log)
+    standalone = AirflowStandalone(env, home / "standalone.log")
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"airflow standalone exited ({proc.returncode}):\n{ui.log_tail()}")
-            try:
-                if api.get(f"/api/v2/dags/{DAG_ID}").status_code == 200:
-                    break  # the API answers and the DAG processor has parsed the DAG
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"the Airflow UI did not list {DAG_ID} in {START_TIMEOUT_S:.0f}s:\n{ui.log_tail()}"
-                )
-            time.sleep(0.5)
-        yield ui
+        standalone.start(DAG_ID, timeout=START_TIMEOUT_S)
+        with httpx.Client(base_url=standalone.base_url, timeout=10) as api:
+            yield AirflowUI(standalone=standalone, api=api)
     finally:
-        api.close()
-        _kill_group(proc)
+        standalone.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """Shared helpers of the local KFP API tests: the standalone server, compiled test pipelines, waits.
 
-Imported by path from the test modules (pytest runs with --import-mode=importlib); each module that
-uses `kfp_server` gets its own server on a free 127.0.0.1 port with a tmp state dir.
+Imported by the test modules (`from . import kfp_fixtures as fx`); each module that uses `kfp_server`
+gets its own server on a free 127.0.0.1 port with a tmp state dir.
 """
 
 # No `from __future__ import annotations` here: kfp reads the components' annotations as types.

@@ -558,23 +558,14 @@ def test_deleting_a_running_experiment_stops_its_suggestion_and_trials(
 
 def test_experiment_fails_clearly_when_the_suggestion_cannot_start(tmp_path: Any) -> None:
     """The trainer environment (where Ray Tune lives) missing: ExperimentFailed saying why, no retry loop."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
     from kubernetes import client, config
 
-    spec = importlib.util.spec_from_file_location(
-        "katib_conftest_helpers", Path(__file__).with_name("conftest.py")
-    )
-    assert spec is not None and spec.loader is not None
-    helpers = importlib.util.module_from_spec(spec)
-    sys.modules["katib_conftest_helpers"] = helpers
-    spec.loader.exec_module(helpers)
+    from .conftest import start_runtime, stop_runtime
+
     state = tmp_path / "state"
     state.mkdir()
     (state / "images.yaml").write_text(f'"kubeflow-bridge/trainer:*": "{tmp_path / "no-such-venv"}"\n')
-    rt = helpers.start_runtime(state, "--no-s3")
+    rt = start_runtime(state, "--no-s3")
     try:
         custom = client.CustomObjectsApi(config.new_client_from_config(config_file=str(rt.kubeconfig)))
         custom.create_namespaced_custom_object(
@@ -588,4 +579,4 @@ def test_experiment_fails_clearly_when_the_suggestion_cannot_start(tmp_path: Any
         )
         assert _trials(custom, "default", "nosugg") == []
     finally:
-        helpers.stop_runtime(rt)
+        stop_runtime(rt)

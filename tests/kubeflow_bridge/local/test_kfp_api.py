@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +11,8 @@ import httpx
 import pytest
 import yaml
 
+from . import kfp_fixtures as fx
 
-def _load_fixtures() -> Any:
-    name = "kfp_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("kfp_fixtures.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fx = _load_fixtures()
 kfp_server = fx.kfp_server
 http = fx.http
 kfp_client = fx.kfp_client

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import yaml
 
+from . import kfp_fixtures as fx
 
-def _load_fixtures() -> Any:
-    name = "kfp_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("kfp_fixtures.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fx = _load_fixtures()
 packages = fx.packages
 
 pytestmark = pytest.mark.e2e

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ from kubeflow_bridge.resources.names import IDENTITY_LABEL
 from kubeflow_bridge.triggers.kubeflow import KubeflowObjectTrigger
 
 from .conftest import FakeStore, FakeTI
-from .local_runtime import ROOT, TRAINER_PYTHON, Runtime, local_runtime
+from .local_runtime import TRAINER_PYTHON, Runtime, dag_test_file, local_runtime
 from .test_bad_input import EXECUTE_CASES
 
 pytestmark = pytest.mark.e2e
@@ -279,24 +277,7 @@ if __name__ == "__main__":
 
 
 def test_dag_test_end_to_end_deferrable_and_sync(namespace: str, tmp_path: Path) -> None:
-    home = tmp_path / "airflow"
-    (home / "dags").mkdir(parents=True)
-    dag_file = home / "dags" / "kb_local.py"
-    dag_file.write_text(DAG_FILE)
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-    }
-    airflow = str(Path(sys.executable).parent / "airflow")
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    out = subprocess.run(
-        [sys.executable, str(dag_file)], env=env, capture_output=True, text=True, timeout=300
-    )
-    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-    assert line, out.stdout[-3000:] + out.stderr[-3000:]
-    states = json.loads(line[len("RESULT ") :])
+    states, log = dag_test_file(DAG_FILE, tmp_path / "airflow")
     assert states == {
         "train_deferred": "success",
         "train_sync": "success",
@@ -305,7 +286,7 @@ def test_dag_test_end_to_end_deferrable_and_sync(namespace: str, tmp_path: Path)
         "skip": "skipped",
         "dag": "success",
     }
-    assert "[DAG TEST] Trigger completed" in out.stdout + out.stderr  # the deferrable task really deferred
+    assert "[DAG TEST] Trigger completed" in log  # the deferrable task really deferred
     assert len(objects("PyTorchJob", namespace)) == 2
 
 

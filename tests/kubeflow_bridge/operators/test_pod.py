@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +11,7 @@ import pytest
 
 from kubeflow_bridge.operators.pod import TrainerPodOperator, is_unreachable
 
-from .local_runtime import ROOT, Runtime, local_runtime
+from .local_runtime import Runtime, dag_test_file, local_runtime
 
 DAG_FILE = """
 import json, os, sys
@@ -58,33 +55,11 @@ def test_trainer_steps_run_as_pods_and_return_the_summary(runtime: Runtime, tmp_
     httpx.post(
         f"{runtime.api}/api/v1/namespaces", json={"metadata": {"name": namespace}}, timeout=10
     ).raise_for_status()
-    home, out = tmp_path / "airflow", tmp_path / "out"
-    (home / "dags").mkdir(parents=True)
+    out = tmp_path / "out"
     out.mkdir()
-    dag_file = home / "dags" / "kb_pod.py"
-    dag_file.write_text(DAG_FILE)
-    env = {
-        **os.environ,
-        **runtime.env,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "KB_TEST_OUT": str(out),
-        "KB_TEST_NS": namespace,
-    }
-    airflow = str(Path(sys.executable).parent / "airflow")
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    run = subprocess.run(
-        [sys.executable, str(dag_file)], env=env, capture_output=True, text=True, timeout=300
-    )
-    log = run.stdout + run.stderr
-    line = next((x for x in run.stdout.splitlines() if x.startswith("RESULT ")), None)
-    assert line, log[-4000:]
-    assert json.loads(line[len("RESULT ") :]) == {
-        "ingest": "success",
-        "record": "success",
-        "bad_flag": "failed",
-    }
+    env = {**runtime.env, "KB_TEST_OUT": str(out), "KB_TEST_NS": namespace}
+    states, log = dag_test_file(DAG_FILE, tmp_path / "airflow", env)
+    assert states == {"ingest": "success", "record": "success", "bad_flag": "failed"}, log[-4000:]
 
     # The trainer's summary came back as the XCom: the step, its own timing, its output URI.
     summary = json.loads((out / "summary.json").read_text())
