@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from kubeflow_bridge.resources.errors import FieldCause
+from kubeflow_bridge.resources.names import DNS1035_MAX_LENGTH, dns1035_problem
 
 Causes = list[FieldCause]
 
@@ -160,3 +161,27 @@ def check_metadata_maps(causes: Causes, path: str, metadata: Any) -> None:
     if expect(causes, path, metadata, dict):
         check_string_map(causes, f"{path}.labels", metadata.get("labels"))
         check_string_map(causes, f"{path}.annotations", metadata.get("annotations"))
+
+
+def check_object_header(
+    causes: Causes,
+    obj: dict[str, Any],
+    *,
+    kind: str,
+    api_version: str,
+    max_name_length: int = DNS1035_MAX_LENGTH,
+) -> str:
+    """Check ``apiVersion``, ``kind`` and ``metadata`` (a DNS-1035 name, string maps); return the name."""
+    if obj.get("apiVersion") != api_version:
+        causes.append(FieldCause("apiVersion", f"must be {api_version!r}, not {obj.get('apiVersion')!r}"))
+    if obj.get("kind") != kind:
+        causes.append(FieldCause("kind", f"must be {kind!r}, not {obj.get('kind')!r}"))
+    metadata: Any = obj.get("metadata")
+    if not expect(causes, "metadata", metadata, dict, required=True):
+        return ""
+    name = metadata.get("name")
+    problem = dns1035_problem(name, max_name_length)
+    if problem:
+        causes.append(FieldCause("metadata.name", problem))
+    check_metadata_maps(causes, "metadata", metadata)
+    return name if isinstance(name, str) else ""

@@ -14,13 +14,12 @@ from typing import Any
 from kubeflow_bridge.resources._checks import (
     Causes,
     check_container,
-    check_metadata_maps,
+    check_object_header,
     expect,
     expect_enum,
     expect_min,
 )
 from kubeflow_bridge.resources.errors import FieldCause, raise_if_any
-from kubeflow_bridge.resources.names import dns1035_problem
 from kubeflow_bridge.resources.training import check_pytorchjob_spec
 
 API_VERSION = "kubeflow.org/v1beta1"
@@ -71,17 +70,7 @@ def validate_experiment(obj: dict[str, Any]) -> None:
     if not isinstance(obj, dict):
         raise_if_any(KIND, "", [FieldCause("", "an Experiment must be an object")])
         return
-    metadata: Any = obj.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, dict) else None
-    if obj.get("apiVersion") != API_VERSION:
-        causes.append(FieldCause("apiVersion", f"must be {API_VERSION!r}, not {obj.get('apiVersion')!r}"))
-    if obj.get("kind") != KIND:
-        causes.append(FieldCause("kind", f"must be {KIND!r}, not {obj.get('kind')!r}"))
-    if expect(causes, "metadata", metadata, dict, required=True):
-        problem = dns1035_problem(name)
-        if problem:
-            causes.append(FieldCause("metadata.name", problem))
-        check_metadata_maps(causes, "metadata", metadata)
+    name = check_object_header(causes, obj, kind=KIND, api_version=API_VERSION)
     spec: Any = obj.get("spec")
     if expect(causes, "spec", spec, dict, required=True):
         _check_counts(causes, spec)
@@ -92,7 +81,7 @@ def validate_experiment(obj: dict[str, Any]) -> None:
         param_names = _check_parameters(causes, spec)
         _check_trial_template(causes, spec.get("trialTemplate"), param_names)
         _check_metrics_collector(causes, spec.get("metricsCollectorSpec"))
-    raise_if_any(KIND, name if isinstance(name, str) else "", causes)
+    raise_if_any(KIND, name, causes)
 
 
 def _check_counts(causes: Causes, spec: dict[str, Any]) -> None:

@@ -14,14 +14,13 @@ from typing import Any
 from kubeflow_bridge.resources._checks import (
     Causes,
     check_container,
-    check_metadata_maps,
+    check_object_header,
     check_resources,
     expect,
     expect_enum,
     expect_min,
 )
 from kubeflow_bridge.resources.errors import FieldCause, raise_if_any
-from kubeflow_bridge.resources.names import dns1035_problem
 from kubeflow_bridge.resources.training import env_list
 
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -251,18 +250,14 @@ def validate_inference_service(obj: dict[str, Any]) -> None:
     if not isinstance(obj, dict):
         raise_if_any(KIND, "", [FieldCause("", "an InferenceService must be an object")])
         return
+    name = check_object_header(
+        causes, obj, kind=KIND, api_version=API_VERSION, max_name_length=MAX_NAME_LENGTH
+    )
     metadata: Any = obj.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, dict) else None
-    if obj.get("apiVersion") != API_VERSION:
-        causes.append(FieldCause("apiVersion", f"must be {API_VERSION!r}, not {obj.get('apiVersion')!r}"))
-    if obj.get("kind") != KIND:
-        causes.append(FieldCause("kind", f"must be {KIND!r}, not {obj.get('kind')!r}"))
-    if expect(causes, "metadata", metadata, dict, required=True):
-        problem = dns1035_problem(name, MAX_NAME_LENGTH)
-        if problem:
-            causes.append(FieldCause("metadata.name", problem))
-        check_metadata_maps(causes, "metadata", metadata)
-        annotations = metadata.get("annotations") if isinstance(metadata.get("annotations"), dict) else {}
+    if isinstance(metadata, dict):
+        annotations: Any = metadata.get("annotations")
+        if not isinstance(annotations, dict):
+            annotations = {}
         expect_enum(
             causes,
             f"metadata.annotations[{DEPLOYMENT_MODE_ANNOTATION}]",
@@ -282,7 +277,7 @@ def validate_inference_service(obj: dict[str, Any]) -> None:
             _check_predictor(causes, "spec.predictor", predictor)
         for component in ("transformer", "explainer"):
             expect(causes, f"spec.{component}", spec.get(component), dict)
-    raise_if_any(KIND, name if isinstance(name, str) else "", causes)
+    raise_if_any(KIND, name, causes)
 
 
 def _check_predictor(causes: Causes, path: str, predictor: dict[str, Any]) -> None:

@@ -14,12 +14,12 @@ from kubeflow_bridge.resources._checks import (
     Causes,
     check_container,
     check_metadata_maps,
+    check_object_header,
     expect,
     expect_enum,
     expect_min,
 )
 from kubeflow_bridge.resources.errors import FieldCause, raise_if_any
-from kubeflow_bridge.resources.names import dns1035_problem
 
 API_VERSION = "kubeflow.org/v1"
 KIND = "PyTorchJob"
@@ -228,24 +228,14 @@ def validate_pytorchjob(obj: dict[str, Any]) -> None:
         ValidationError: listing every problem found, each saying what to fix.
     """
     causes: Causes = []
-    metadata: Any = obj.get("metadata") if isinstance(obj, dict) else None
-    name = metadata.get("name") if isinstance(metadata, dict) else None
     if not isinstance(obj, dict):
         raise_if_any(KIND, "", [FieldCause("", "a PyTorchJob must be an object")])
         return
-    if obj.get("apiVersion") != API_VERSION:
-        causes.append(FieldCause("apiVersion", f"must be {API_VERSION!r}, not {obj.get('apiVersion')!r}"))
-    if obj.get("kind") != KIND:
-        causes.append(FieldCause("kind", f"must be {KIND!r}, not {obj.get('kind')!r}"))
-    if expect(causes, "metadata", metadata, dict, required=True):
-        problem = dns1035_problem(name)
-        if problem:
-            causes.append(FieldCause("metadata.name", problem))
-        check_metadata_maps(causes, "metadata", metadata)
+    name = check_object_header(causes, obj, kind=KIND, api_version=API_VERSION)
     spec: Any = obj.get("spec")
     if expect(causes, "spec", spec, dict, required=True):
         check_pytorchjob_spec(causes, "spec", spec)
-    raise_if_any(KIND, name if isinstance(name, str) else "", causes)
+    raise_if_any(KIND, name, causes)
 
 
 def _is_placeholder(value: Any) -> bool:
