@@ -275,6 +275,17 @@ def update_experiment_condition(
         )
 
 
+def experiment_would_end(experiment: dict[str, Any], trials: list[dict[str, Any]]) -> bool:
+    """Whether Katib's controller, seeing these trials, completes the experiment (goal, maxFailed or
+    maxTrials): then no new trial may start. Katib's controller decides this in the same reconcile that
+    creates trials; the local suggestion process creates them, so it asks before each one."""
+    if experiment_is_completed(experiment):
+        return True
+    probe: dict[str, Any] = {"spec": experiment["spec"], "status": {}}
+    update_experiment_status(probe, trials)
+    return experiment_is_completed(probe)
+
+
 def update_experiment_status(
     experiment: dict[str, Any],
     trials: list[dict[str, Any]],

@@ -30,7 +30,7 @@ from typing import Any
 
 from kubeflow_bridge.local.katib.metrics import parse_metric_lines
 from kubeflow_bridge.local.katib.search import OBJECTIVE_KEY, build_tune_setup, format_value
-from kubeflow_bridge.local.katib.status import trial_is_completed
+from kubeflow_bridge.local.katib.status import experiment_would_end, trial_is_completed
 from kubeflow_bridge.local.katib.template import EXPERIMENT_LABEL, TRIAL_LABEL, build_trial, metric_names
 
 EARLY_STOP_ANNOTATION = "kubeflow-bridge.io/early-stop"
@@ -120,16 +120,18 @@ def make_trainable(experiment: dict[str, Any], kubeconfig: str) -> Any:
 
         custom, core = _apis(kubeconfig)
         name = katib_trial_name(experiment["metadata"]["name"], tune.get_context().get_trial_id())
-        if max_trials:
-            existing = custom.list_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                "trials",
-                label_selector=f"{EXPERIMENT_LABEL}={experiment['metadata']['name']}",
-            )["items"]
-            if len(existing) >= max_trials and name not in {t["metadata"]["name"] for t in existing}:
+        existing = custom.list_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "trials",
+            label_selector=f"{EXPERIMENT_LABEL}={experiment['metadata']['name']}",
+        )["items"]
+        if name not in {t["metadata"]["name"] for t in existing}:
+            if max_trials and len(existing) >= max_trials:
                 return  # maxTrialCount trials exist (grid larger than maxTrialCount)
+            if experiment_would_end(experiment, existing):
+                return  # the finished trials already end the experiment (maxFailed or goal)
         assignments = {
             key: format_value(params[key], value) for key, value in config.items() if key in params
         }

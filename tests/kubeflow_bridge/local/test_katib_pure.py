@@ -403,3 +403,20 @@ def test_experiment_suggestion_end_waits_for_active_trials() -> None:
         exp, [_trial("exp-a", "succeeded", "0.4"), _trial("exp-b", "succeeded", "0.2")], suggestion_done=True
     )
     assert exp["status"]["conditions"][-1]["reason"] == "ExperimentSuggestionEndReached"
+
+
+def test_experiment_would_end_answers_before_a_new_trial_starts() -> None:
+    exp = _experiment()
+    exp["spec"].update(maxTrialCount=10, maxFailedTrialCount=1)
+    exp["spec"]["objective"].pop("goal")
+    running = [_trial("exp-a", "succeeded", "0.4"), _trial("exp-b", "running")]
+    assert not status.experiment_would_end(exp, running)
+    # One MetricsUnavailable trial reaches maxFailedTrialCount=1 before the controller writes Failed.
+    assert status.experiment_would_end(exp, [*running, _trial("exp-c", "metricsUnavailable")])
+    exp["spec"]["objective"]["goal"] = 0.5
+    assert status.experiment_would_end(exp, running)  # exp-a's 0.4 meets the minimize goal
+    assert "status" not in exp or not status.experiment_is_completed(exp)  # only a probe was updated
+    exp["status"] = {}
+    status.mark_experiment_created(exp["status"])
+    status.update_experiment_condition(exp, goal_reached=True, suggestion_done=False)
+    assert status.experiment_would_end(exp, [])
