@@ -25,7 +25,7 @@ class KubeflowPipelineRunTrigger(BaseTrigger):
         poll_interval: Seconds between ``get_run`` calls.
         on_kill_action: ``delete`` terminates the run when a user kills the deferred task; ``keep``.
         fire_not_before: Epoch seconds before which no event is yielded (see
-            :data:`kubeflow_bridge.triggers.kubeflow.FIRE_DELAY_SECONDS`).
+            ``[kubeflow_bridge] trigger_fire_delay``).
     """
 
     def __init__(

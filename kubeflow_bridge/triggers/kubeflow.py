@@ -24,12 +24,27 @@ EVENT_STATES = ("succeeded", "failed", "cancelled", "timeout", "error")
 #: event has queued the task again (apache/airflow#71580, #72716: 3.3.2 guards the SCHEDULED state
 #: only). The task supervisor can take ~5 s to report that exit, so a job that ended within seconds
 #: of its deferral could fail its task (seen in CI: a 4 s PyTorchJob, "state mismatch").
+#: The default of ``[kubeflow_bridge] trigger_fire_delay``; set it to 0 on an Airflow with the fix.
 FIRE_DELAY_SECONDS = 10.0
+
+
+def fire_delay_seconds() -> float:
+    """``[kubeflow_bridge] trigger_fire_delay`` (seconds, >= 0; :data:`FIRE_DELAY_SECONDS` if unset)."""
+    from airflow.configuration import conf
+    from airflow.exceptions import AirflowConfigException
+
+    delay = conf.getfloat("kubeflow_bridge", "trigger_fire_delay", fallback=FIRE_DELAY_SECONDS)
+    if not delay >= 0:
+        raise AirflowConfigException(
+            f"[kubeflow_bridge] trigger_fire_delay must be a number of seconds >= 0, not {delay}: "
+            "set it to 0 to let triggers fire as soon as the job ends"
+        )
+    return delay
 
 
 def fire_time_for_deferral() -> float:
     """The ``fire_not_before`` for a trigger being deferred to now."""
-    return time.time() + FIRE_DELAY_SECONDS
+    return time.time() + fire_delay_seconds()
 
 
 async def hold_until(fire_not_before: float | None) -> None:
@@ -60,7 +75,7 @@ class KubeflowObjectTrigger(BaseTrigger):
         on_kill_action: ``delete`` the object when a user kills the deferred task (Airflow 3.3+
             calls ``on_kill``; a triggerer restart does not), or ``keep`` it.
         fire_not_before: Epoch seconds before which no event is yielded (operators set the deferral
-            time plus :data:`FIRE_DELAY_SECONDS`); None fires as soon as the object is done.
+            time plus ``[kubeflow_bridge] trigger_fire_delay``); None fires as soon as the object is done.
     """
 
     def __init__(

@@ -67,3 +67,15 @@ def test_airflow_cli_lists_provider_hook_and_links() -> None:
     links = airflow_cli("providers", "links")
     for name in ("KubeflowPipelineRunLink", "KatibExperimentLink", "PyTorchJobLink", "InferenceServiceLink"):
         assert name in links
+
+
+def test_the_trigger_fire_delay_setting_is_declared_with_its_default() -> None:
+    from kubeflow_bridge.triggers.kubeflow import FIRE_DELAY_SECONDS
+
+    option = get_provider_info()["config"]["kubeflow_bridge"]["options"]["trigger_fire_delay"]
+    assert float(option["default"]) == FIRE_DELAY_SECONDS and option["type"] == "float"
+    # Airflow loads the provider's defaults: the setting is known without a line in airflow.cfg.
+    assert (
+        float(airflow_cli("config", "get-value", "kubeflow_bridge", "trigger_fire_delay"))
+        == FIRE_DELAY_SECONDS
+    )

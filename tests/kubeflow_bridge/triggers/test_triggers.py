@@ -304,3 +304,17 @@ async def test_a_passed_fire_not_before_does_not_delay(monkeypatch: pytest.Monke
     assert slept == []
     await collect(object_trigger(monkeypatch, client, fire_not_before=time.time() + 30))
     assert len(slept) == 1 and 29 < slept[0] <= 30
+
+
+def test_the_fire_delay_is_an_airflow_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.exceptions import AirflowConfigException
+
+    from kubeflow_bridge.triggers.kubeflow import FIRE_DELAY_SECONDS, fire_time_for_deferral
+
+    monkeypatch.delenv("AIRFLOW__KUBEFLOW_BRIDGE__TRIGGER_FIRE_DELAY", raising=False)
+    assert fire_time_for_deferral() - time.time() == pytest.approx(FIRE_DELAY_SECONDS, abs=1)
+    monkeypatch.setenv("AIRFLOW__KUBEFLOW_BRIDGE__TRIGGER_FIRE_DELAY", "0")
+    assert fire_time_for_deferral() <= time.time()
+    monkeypatch.setenv("AIRFLOW__KUBEFLOW_BRIDGE__TRIGGER_FIRE_DELAY", "-5")
+    with pytest.raises(AirflowConfigException, match=r"trigger_fire_delay must be .* >= 0"):
+        fire_time_for_deferral()
