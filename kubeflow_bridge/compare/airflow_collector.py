@@ -1,10 +1,10 @@
 """Collect one Airflow DAG run as step records.
 
 Source: Airflow's metadata database through airflow's own models (``TaskInstance``, ``DagRun``,
-``XComModel``, ``SerializedDagModel``), not the REST API. Why: ``airflow dags test`` (what ``make demo``
-and the comparison DAG use) stores its runs in the SQLite database without any API server running, and
-the models read the same rows the REST API v2 would serve (``/api/v2/dags/{id}/dagRuns/{run}/taskInstances``).
-Point ``AIRFLOW_HOME``/``AIRFLOW_CONFIG`` at the deployment to read (the Makefile sets both).
+``XComModel``, ``SerializedDagModel``). Why: ``airflow dags test`` (what ``make demo`` and the comparison
+DAG use) stores its runs in the SQLite database without any API server running. Point
+``AIRFLOW_HOME``/``AIRFLOW_CONFIG`` at the deployment to read (the Makefile sets both); for a deployment
+whose DB you cannot read, :mod:`kubeflow_bridge.compare.airflow_api` reads the same rows over the REST API.
 
 Compute seconds come from each task's ``return_value`` XCom (the trainer summary's ``compute_seconds``);
 dependencies from the serialized DAG, so the critical path follows the DAG's real edges.
@@ -188,11 +188,13 @@ def collect_airflow_run(
             step_names=step_names,
         )
     if from_cluster:
-        run = _fill_from_cluster(run, {(step_names or {}).get(k, k): v for k, v in outputs.items()})
+        run = fill_from_cluster(run, {(step_names or {}).get(k, k): v for k, v in outputs.items()})
     return run
 
 
-def _fill_from_cluster(run: OrchestratorRun, outputs: dict[str, Any]) -> OrchestratorRun:
+def fill_from_cluster(run: OrchestratorRun, outputs: dict[str, Any]) -> OrchestratorRun:
+    """Fill the tune and train steps' compute seconds from the Kubeflow objects at ``$KUBECONFIG``
+    (unchanged when it is unset or unreachable)."""
     import os
 
     if not os.environ.get("KUBECONFIG"):

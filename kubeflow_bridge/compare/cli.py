@@ -3,11 +3,13 @@
 Examples::
 
     kubeflow-bridge compare --airflow-dag-id anomaly_retraining --kfp-run-id RUN_ID
+    kubeflow-bridge compare --airflow-api-url http://airflow:8080 --airflow-dag-id anomaly_retraining
     kubeflow-bridge compare --input runs.json --out reports      # re-render recorded runs
 
-Sources: Airflow's metadata DB (AIRFLOW_HOME/AIRFLOW_CONFIG), the KFP API at ``--kfp-host`` (default
-``$KFP_HOST`` or ``$KUBEFLOW_BRIDGE_KFP_ENDPOINT``, which the local runtime's env file exports), or JSON files holding
-recorded runs (a run, a list of runs, or a previous ``comparison.json``).
+Sources: Airflow's metadata DB (AIRFLOW_HOME/AIRFLOW_CONFIG) or its REST API (``--airflow-api-url``),
+the KFP API at ``--kfp-host`` (default ``$KFP_HOST`` or ``$KUBEFLOW_BRIDGE_KFP_ENDPOINT``, which the local
+runtime's env file exports), or JSON files holding recorded runs (a run, a list of runs, or a previous
+``comparison.json``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     parser.add_argument("--airflow-dag-id", help="DAG whose run to collect from Airflow's metadata DB")
     parser.add_argument("--airflow-run-id", help="DAG run id (default: the DAG's latest run)")
+    parser.add_argument(
+        "--airflow-api-url",
+        default=os.environ.get("AIRFLOW_API_URL"),
+        help="read the DAG run from this Airflow API server (e.g. http://localhost:8080) instead of the "
+        "metadata DB (default: $AIRFLOW_API_URL); auth: $AIRFLOW_API_TOKEN, or --airflow-username with "
+        "$AIRFLOW_API_PASSWORD",
+    )
+    parser.add_argument(
+        "--airflow-username", default=None, help="Airflow API user (default: $AIRFLOW_API_USERNAME)"
+    )
     parser.add_argument("--kfp-run-id", help="KFP run id to collect from the KFP API")
     parser.add_argument(
         "--kfp-host",
@@ -72,7 +84,14 @@ def collect(args: argparse.Namespace) -> list[OrchestratorRun]:
     runs: list[OrchestratorRun] = []
     for path in args.input:
         runs.extend(load_runs(path))
-    if args.airflow_dag_id:
+    if args.airflow_dag_id and args.airflow_api_url:
+        from kubeflow_bridge.compare.airflow_api import AirflowApiAuth, collect_airflow_run_api
+
+        auth = AirflowApiAuth.from_env(args.airflow_username)
+        runs.append(
+            collect_airflow_run_api(args.airflow_api_url, args.airflow_dag_id, args.airflow_run_id, auth=auth)
+        )
+    elif args.airflow_dag_id:
         from kubeflow_bridge.compare.airflow_collector import collect_airflow_run
 
         runs.append(collect_airflow_run(args.airflow_dag_id, args.airflow_run_id))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -11,71 +10,10 @@ from pathlib import Path
 
 import pytest
 
-_DAG = """
-from __future__ import annotations
-
-import time
-
-import pendulum
-from airflow.sdk import dag, task
-
-
-@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False)
-def collector_probe():
-    @task
-    def ingest():
-        time.sleep(0.2)
-        return {"uri": "file:///tmp/raw", "compute_seconds": 0.2}
-
-    @task
-    def tune(_raw):
-        return {"best_params": {"lr": 0.01, "latent_dim": 8}, "compute_seconds": 0.1}
-
-    @task
-    def evaluate(_params):
-        raise RuntimeError("evaluate: test split is empty")
-
-    @task(trigger_rule="all_done")
-    def summary(_ev):
-        return {"f_score": None, "deployed": False}
-
-    summary(evaluate(tune(ingest())))
-
-
-collector_probe()
-"""
-
-
-_AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-
-
-@pytest.fixture(scope="module")
-def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A fresh AIRFLOW_HOME with a migrated SQLite DB and the probe DAG (one migration per module)."""
-    home = tmp_path_factory.mktemp("airflow")
-    (home / "dags").mkdir()
-    (home / "dags" / "probe.py").write_text(_DAG)
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-    }
-    subprocess.run([_AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    return env
-
 
 @pytest.mark.e2e
-def test_collects_a_dags_test_run_from_sqlite(airflow_env: dict[str, str]) -> None:
-    env = airflow_env
-    airflow = _AIRFLOW
-    test = subprocess.run(
-        [airflow, "dags", "test", "collector_probe"], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert "evaluate: test split is empty" in test.stdout + test.stderr
-
+def test_collects_a_dags_test_run_from_sqlite(probe_run: dict[str, str]) -> None:
+    env = probe_run
     script = textwrap.dedent(
         """
         import json
