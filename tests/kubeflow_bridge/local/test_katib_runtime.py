@@ -287,7 +287,7 @@ def test_medianstop_early_stops_a_bad_trial(kube: Any, namespace: str) -> None:
         algorithm="grid",
         parallel=1,
         max_trials=3,
-        epochs=12,
+        epochs=20,  # 8 s per trial: room for Ray's stop to land before a loaded machine's bad trial ends
         sleep=0.4,
         parameters=[
             {"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["0.3", "0.35", "5.0"]}}
@@ -314,9 +314,9 @@ def test_medianstop_early_stops_a_bad_trial(kube: Any, namespace: str) -> None:
         ("Running", "False", "TrialRunning"),
         ("EarlyStopped", "True", "TrialEarlyStopped"),
     ]
-    # stopped before its 12th epoch, whose loss would be (5.0 - 0.3)^2 + 0.1/12
+    # stopped before its 20th epoch, whose loss would be (5.0 - 0.3)^2 + 0.1/20
     metrics = {m["name"]: m for m in stopped[0]["status"]["observation"]["metrics"]}
-    assert float(metrics["loss"]["latest"]) > 4.7**2 + 0.1 / 12 + 1e-5
+    assert float(metrics["loss"]["latest"]) > 4.7**2 + 0.1 / 20 + 1e-5
     assert st["conditions"][-1]["reason"] == "ExperimentMaxTrialsReached"
 
 
