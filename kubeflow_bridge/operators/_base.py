@@ -402,6 +402,9 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
             return {"name": name, "namespace": namespace, "state": "submitted"}
         if not self.deferrable:
             return self.execute_resumable(context)
+        from kubeflow_bridge.triggers.kubeflow import fire_delay_seconds
+
+        fire_delay = fire_delay_seconds()  # a bad setting fails here, before anything is created
         store = context.get("task_state_store")
         external_id: Any = store.get(self.external_id_key) if store is not None else None
         if external_id:
@@ -419,9 +422,9 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
             external_id = self.submit_job(context)
             if store is not None:
                 store.set(self.external_id_key, external_id)
-        self._defer_wait(external_id)
+        self._defer_wait(external_id, fire_delay)
 
-    def _defer_wait(self, external_id: str) -> None:
+    def _defer_wait(self, external_id: str, fire_delay: float) -> None:
         from kubeflow_bridge.triggers.kubeflow import KubeflowObjectTrigger, fire_time_for_deferral
 
         name, namespace = self._split(external_id)
@@ -435,7 +438,7 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
                 kubernetes_conn_id=self.kubernetes_conn_id,
                 min_generation=self._submit_generation,
                 on_kill_action=self.on_kill_action,
-                fire_not_before=fire_time_for_deferral(),
+                fire_not_before=fire_time_for_deferral(fire_delay),
             )
         )
 

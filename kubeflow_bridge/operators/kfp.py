@@ -298,6 +298,10 @@ class KubeflowPipelineRunOperator(KubeflowWaitingOperator):
             return {"run_id": self.submit_job(context), "state": "submitted", "output_parameters": {}}
         if not self.deferrable:
             return self.execute_resumable(context)
+        from kubeflow_bridge.triggers.kfp import KubeflowPipelineRunTrigger
+        from kubeflow_bridge.triggers.kubeflow import fire_delay_seconds, fire_time_for_deferral
+
+        fire_delay = fire_delay_seconds()  # a bad setting fails here, before anything is created
         store = context.get("task_state_store")
         run_id: Any = store.get(self.external_id_key) if store is not None else None
         if run_id:
@@ -312,9 +316,6 @@ class KubeflowPipelineRunOperator(KubeflowWaitingOperator):
             run_id = self.submit_job(context)
             if store is not None:
                 store.set(self.external_id_key, run_id)
-        from kubeflow_bridge.triggers.kfp import KubeflowPipelineRunTrigger
-        from kubeflow_bridge.triggers.kubeflow import fire_time_for_deferral
-
         self.defer_to(
             KubeflowPipelineRunTrigger(
                 run_id=str(run_id),
@@ -322,7 +323,7 @@ class KubeflowPipelineRunOperator(KubeflowWaitingOperator):
                 kubeflow_conn_id=self.kubeflow_conn_id,
                 poll_interval=self.poll_interval,
                 on_kill_action=self.on_kill_action,
-                fire_not_before=fire_time_for_deferral(),
+                fire_not_before=fire_time_for_deferral(fire_delay),
             )
         )
 

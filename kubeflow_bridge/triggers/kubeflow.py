@@ -42,9 +42,9 @@ def fire_delay_seconds() -> float:
     return delay
 
 
-def fire_time_for_deferral() -> float:
-    """The ``fire_not_before`` for a trigger being deferred to now."""
-    return time.time() + fire_delay_seconds()
+def fire_time_for_deferral(delay: float | None = None) -> float:
+    """The ``fire_not_before`` for a trigger being deferred to now (``delay``: read the setting)."""
+    return time.time() + (fire_delay_seconds() if delay is None else delay)
 
 
 async def hold_until(fire_not_before: float | None) -> None:

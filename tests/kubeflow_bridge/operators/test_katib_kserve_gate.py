@@ -286,3 +286,19 @@ def test_katib_algorithm_settings_are_templated(fake_client: FakeObjectClient, c
     op.execute(context)
     (exp,) = fake_client.objects.values()
     assert exp["spec"]["algorithm"]["algorithmSettings"] == [{"name": "random_state", "value": "7"}]
+
+
+def test_a_bad_fire_delay_setting_fails_before_the_object_is_created(
+    fake_client: FakeObjectClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.exceptions import AirflowConfigException
+
+    from .conftest import FakeStore, FakeTI
+
+    monkeypatch.setenv("AIRFLOW__KUBEFLOW_BRIDGE__TRIGGER_FIRE_DELAY", "soon")
+    ctx = {"ti": FakeTI(run_id="r1"), "task_state_store": FakeStore()}
+    with pytest.raises(AirflowConfigException, match="trigger_fire_delay"):
+        KServeDeployOperator(
+            task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", deferrable=True
+        ).execute(ctx)
+    assert fake_client.creates() == []

@@ -82,3 +82,21 @@ def test_on_kill_terminates_the_run(fake_kfp: FakeKfpClient, context: dict, pipe
         op.execute(context)
     op.on_kill()
     assert fake_kfp.runs["run-1"]["state"] == "CANCELING"
+
+
+def test_a_bad_fire_delay_setting_fails_before_the_run_is_created(
+    fake_kfp: FakeKfpClient, context: dict, pipeline_yaml: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.exceptions import AirflowConfigException
+
+    op = KubeflowPipelineRunOperator(
+        task_id="run", pipeline_package_path=pipeline_yaml, parameters={"epochs": 1}, timeout=60
+    )
+    monkeypatch.setenv("AIRFLOW__KUBEFLOW_BRIDGE__TRIGGER_FIRE_DELAY", "-1")
+    with pytest.raises(AirflowConfigException, match="trigger_fire_delay"):
+        op.execute(context)
+    assert fake_kfp.runs == {}
+    monkeypatch.setenv("AIRFLOW__KUBEFLOW_BRIDGE__TRIGGER_FIRE_DELAY", "0")
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    assert deferred.value.trigger.fire_not_before <= time.time()
