@@ -62,7 +62,7 @@ def _check(response: httpx.Response, what: str) -> Any:
     url = response.request.url
     if response.status_code == 401:
         raise ValueError(
-            f"Airflow's API refused the credentials for {what} (401 at {url}): set ${TOKEN_ENV}, or "
+            f"Airflow's API refused the credentials (401 at {url}): set ${TOKEN_ENV}, or "
             f"--airflow-username with ${PASSWORD_ENV}"
         )
     if response.status_code == 403:
@@ -78,9 +78,8 @@ def _login(client: httpx.Client, auth: AirflowApiAuth) -> None:
     token = auth.token
     if token is None and auth.username is not None:
         body = {"username": auth.username, "password": auth.password or ""}
-        token = _check(client.post("/auth/token", json=body), f"a token for user {auth.username!r}")[
-            "access_token"
-        ]
+        login = client.post("/auth/token", json=body)
+        token = _check(login, f"/auth/token login (user {auth.username!r})")["access_token"]
     if token is not None:
         client.headers["Authorization"] = f"Bearer {token}"
 
@@ -136,17 +135,19 @@ def collect_airflow_run_api(
                     f"run {run_id!r} of DAG {dag_id!r}",
                 )
             run_path = f"/api/v2/dags/{dag}/dagRuns/{quote(run['dag_run_id'], safe='')}"
-            rows = _pages(client, f"{run_path}/taskInstances", "task_instances", "the run's task instances")
+            rows = _pages(client, f"{run_path}/taskInstances", "task_instances", "task instances of that run")
             entries = _pages(
-                client, f"{run_path}/taskInstances/~/xcomEntries", "xcom_entries", "the run's XComs",
+                client, f"{run_path}/taskInstances/~/xcomEntries", "xcom_entries", "XComs of that run",
                 xcom_key="return_value",
             )  # fmt: skip
             outputs: dict[str, Any] = {}
             for entry in entries:
                 path = f"{run_path}/taskInstances/{quote(entry['task_id'], safe='')}/xcomEntries/return_value"
                 params = {"map_index": entry["map_index"], "deserialize": True, "stringify": False}
-                outputs[entry["task_id"]] = _check(client.get(path, params=params), "an XCom")["value"]
-            tasks = _check(client.get(f"/api/v2/dags/{dag}/tasks"), f"the tasks of DAG {dag_id!r}")["tasks"]
+                outputs[entry["task_id"]] = _check(
+                    client.get(path, params=params), f"the return_value XCom of task {entry['task_id']!r}"
+                )["value"]
+            tasks = _check(client.get(f"/api/v2/dags/{dag}/tasks"), f"tasks of DAG {dag_id!r}")["tasks"]
         except httpx.TransportError as exc:
             raise ValueError(
                 f"cannot reach Airflow's API at {base_url}: {exc}; check --airflow-api-url"
