@@ -88,16 +88,17 @@ def _gantt_svg(run: dict[str, Any], steps: list[str], scale_seconds: float) -> s
     return "".join(parts)
 
 
+def _verdict(equal: bool | None, same: str, different: str, unknown: str) -> str:
+    """A coloured verdict span: ``ok`` when equal, ``bad`` when not, ``muted`` when not comparable."""
+    css, text = ("muted", unknown) if equal is None else ("ok", same) if equal else ("bad", different)
+    return f'<span class="{css}">{text}</span>'
+
+
 def _equality_rows(equality: dict[str, Any], labels: list[str]) -> str:
     rows = []
     for name, info in equality["fields"].items():
         cells = "".join(f"<td>{escape(_value(info['values'].get(label)))}</td>" for label in labels)
-        if info["equal"] is None:
-            verdict = '<span class="muted">n/a</span>'
-        elif info["equal"]:
-            verdict = '<span class="ok">equal</span>'
-        else:
-            verdict = '<span class="bad">differs</span>'
+        verdict = _verdict(info["equal"], "equal", "differs", "n/a")
         note = f' <span class="muted">({escape(info["note"])})</span>' if info.get("note") else ""
         rows.append(f"<tr><th>{escape(name)}</th>{cells}<td>{verdict}{note}</td></tr>")
     return "".join(rows)
@@ -195,12 +196,7 @@ def render_html(comparison: dict[str, Any]) -> str:
         out.append("</ul>")
 
     equality = comparison["outcome_equality"]
-    if equality["equal"] is None:
-        verdict = '<span class="muted">one run only</span>'
-    elif equality["equal"]:
-        verdict = '<span class="ok">same outcome</span>'
-    else:
-        verdict = '<span class="bad">outcomes differ</span>'
+    verdict = _verdict(equality["equal"], "same outcome", "outcomes differ", "one run only")
     out.append(f"<h2>Outcome: {verdict}</h2><table><tr><th></th>")
     out.extend(f"<th>{escape(label)}</th>" for label in labels)
     out.append("<th></th></tr>")

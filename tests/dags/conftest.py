@@ -32,6 +32,17 @@ def load_dag_file():  # type: ignore[no-untyped-def]
 
 
 REPO = Path(__file__).resolve().parents[2]
+#: The e2e runs' small workflow params (seconds per step on this machine); tests add service_name.
+SMALL_CONF = {
+    "rows": 5000,
+    "max_trials": 2,
+    "parallel_trials": 2,
+    "tune_epochs": 1,
+    "epochs": 2,
+    "worker_replicas": 1,
+    "f_score_threshold": 0.0,
+    "window_end": "2026-02-01T00:00:00Z",
+}
 TRAINER_BIN = REPO / ".venv-trainer" / "bin"
 
 

@@ -22,21 +22,12 @@ import pytest
 
 from kubeflow_bridge.pipelines import workflow
 
+from .conftest import SMALL_CONF
+
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 DAG_ID = "compare_orchestrators"
-#: The small params of test_e2e_retraining.py.
-CONF = {
-    "rows": 5000,
-    "max_trials": 2,
-    "parallel_trials": 2,
-    "tune_epochs": 1,
-    "epochs": 2,
-    "worker_replicas": 1,
-    "f_score_threshold": 0.0,
-    "window_end": "2026-02-01T00:00:00Z",
-    "service_name": "e2e-compare",
-}
+CONF = {**SMALL_CONF, "service_name": "e2e-compare"}
 RUN_TIMEOUT_S = 900.0
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]

@@ -22,18 +22,14 @@ import pytest
 
 from kubeflow_bridge.pipelines import workflow
 
+from .conftest import SMALL_CONF
+
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 SERVICE = "e2e-airflow-vae"
 CONF = {
-    "rows": 5000,
-    "max_trials": 2,
-    "parallel_trials": 2,
-    "tune_epochs": 1,
-    "epochs": 2,
+    **SMALL_CONF,
     "worker_replicas": 2,  # a world of 3: the global batch splits unevenly, which must still train
-    "f_score_threshold": 0.0,
-    "window_end": "2026-02-01T00:00:00Z",
     "service_name": SERVICE,
 }
 
