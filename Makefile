@@ -18,6 +18,7 @@ export PYTHONDONTWRITEBYTECODE :=
 
 # Tests per environment (directories mirror the source tree).
 TRAINER_TESTS := tests/trainer tests/docker tests/kubeflow_bridge/resources tests/kubeflow_bridge/clients \
+                 tests/kubeflow_bridge/workflow \
                  tests/kubeflow_bridge/local tests/kubeflow_bridge/pipelines
 AIRFLOW_TESTS := tests/kubeflow_bridge/hooks tests/kubeflow_bridge/operators tests/kubeflow_bridge/triggers \
                  tests/kubeflow_bridge/sensors tests/kubeflow_bridge/links tests/kubeflow_bridge/compare \

@@ -29,7 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kubeflow_bridge.pipelines import workflow  # noqa: E402
+from kubeflow_bridge import workflow  # noqa: E402
 
 CONTROL_PYTHON = ROOT / ".venv" / "bin" / "python"
 RESULTS = ROOT / "bench" / "results" / "orchestration_overhead.json"

@@ -6,7 +6,7 @@ ingest (pod) -> preprocess (pod) -> tune (Katib Experiment) -> train (PyTorchJob
 deploy and leaves the serving model untouched; the run still succeeds.
 
 Every step runs the same trainer image as the KFP pipeline (``kubeflow_bridge.pipelines``) with the
-same arguments (``kubeflow_bridge.pipelines.workflow``). Data and models live in object storage under
+same arguments (``kubeflow_bridge.workflow``). Data and models live in object storage under
 ``<artifact_root>/<run_id>``; only small values travel through XCom. The daily data interval selects
 the training window: synthetic data ends at the interval's end (or at the ``window_end`` param).
 
@@ -22,12 +22,12 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, TriggerRule, task
 
+from kubeflow_bridge import workflow
 from kubeflow_bridge.operators.gate import ModelGateBranchOperator
 from kubeflow_bridge.operators.katib import KatibExperimentOperator
 from kubeflow_bridge.operators.kserve import KServeDeployOperator
 from kubeflow_bridge.operators.pod import TrainerPodOperator
 from kubeflow_bridge.operators.training import PyTorchJobOperator
-from kubeflow_bridge.pipelines import workflow
 
 DAG_ID = "anomaly_retraining"
 #: The trigger form's fields: the workflow's defaults with their JSON schemas.

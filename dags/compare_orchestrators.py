@@ -28,8 +28,8 @@ import pendulum
 from airflow.sdk import DAG, Param, TriggerRule, task
 
 import kubeflow_bridge.pipelines as pipelines_package
+from kubeflow_bridge import workflow
 from kubeflow_bridge.operators.kfp import KubeflowPipelineRunOperator
-from kubeflow_bridge.pipelines import workflow
 
 DAG_ID = "compare_orchestrators"
 RETRAINING_DAG_ID = "anomaly_retraining"

@@ -16,8 +16,8 @@ import pendulum
 from airflow.sdk import DAG, Param, task
 
 import kubeflow_bridge.pipelines as pipelines_package
+from kubeflow_bridge import workflow
 from kubeflow_bridge.operators.kfp import KubeflowPipelineRunOperator
-from kubeflow_bridge.pipelines import workflow
 
 DAG_ID = "kfp_in_airflow"
 #: The compiled pipeline checked in next to the pipeline code (`python -m kubeflow_bridge.pipelines.compile`).

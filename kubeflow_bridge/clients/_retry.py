@@ -1,4 +1,4 @@
-"""Retry policy, error translation and backoff shared by the sync and async Kubernetes clients."""
+"""What every client here shares: the retry policy, the retryable statuses, and the Status body parser."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import email.utils
 import json
 import random
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,93 +41,38 @@ class RetryPolicy:
         return base * (1 - self.jitter) + random.uniform(0, base * self.jitter)
 
 
-class KubeApiError(RuntimeError):
-    """The Kubernetes API answered with an error the client does not retry.
-
-    Attributes:
-        status: HTTP status (0 for a connection error).
-        reason: The Status reason (``NotFound``, ``Forbidden``, ``Invalid`` ...).
-        message: The Status message.
-        causes: The Status details' causes, when the API sent them.
-    """
-
-    def __init__(self, status: int, reason: str, message: str, causes: list[dict[str, Any]] | None = None):
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.causes = causes or []
-        detail = "; ".join(f"{c.get('field', '')}: {c.get('message', '')}" for c in self.causes)
-        super().__init__(f"{status} {reason}: {message}" + (f" ({detail})" if detail else ""))
-
-
-class IdentityMismatchError(KubeApiError):
-    """An object with the requested name exists but was created by someone else (identity label differs)."""
-
-
-class AlreadyExistsError(KubeApiError):
-    """The object exists and ``if_exists=fail`` was asked for."""
-
-
-def http_status(exc: BaseException) -> int | None:
-    """HTTP status of a ``kubernetes``/``kubernetes_asyncio`` ApiException, else None."""
-    status = getattr(exc, "status", None)
-    # kubernetes >= 35 raises subclasses (NotFoundException, ServiceException ...) of ApiException.
-    is_api_exception = any(cls.__name__ == "ApiException" for cls in type(exc).__mro__)
-    return status if isinstance(status, int) and is_api_exception else None
-
-
-def retry_after(exc: BaseException) -> float | None:
-    """The Retry-After header of an ApiException in seconds (delta or HTTP date), else None."""
-    headers: Mapping[str, str] | None = getattr(exc, "headers", None)
-    if not headers:
-        return None
-    value = None
-    for key in headers:
-        if key.lower() == "retry-after":
-            value = headers[key]
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header value (delta seconds or an HTTP date) in seconds, else None."""
     if value is None:
         return None
     try:
         return float(value)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
-def is_connection_error(exc: BaseException) -> bool:
-    """True for transport failures worth a retry (refused, reset, timeouts, truncated streams)."""
-    if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
-        return True
-    module = type(exc).__module__
-    return module.startswith(("urllib3", "aiohttp", "http.client")) or isinstance(exc, EOFError)
+def parse_status(body: Any, fallback_reason: str = "") -> tuple[str, str, list[dict[str, Any]]]:
+    """``(reason, message, causes)`` of an error answer: a Kubernetes ``Status`` or KFP's ``{"message"}``.
 
-
-def is_retryable(exc: BaseException) -> bool:
-    status = http_status(exc)
-    if status is not None:
-        return status in RETRYABLE_STATUSES
-    return is_connection_error(exc)
-
-
-def to_api_error(exc: BaseException) -> KubeApiError:
-    """Translate an ApiException (with its Status body) into a :class:`KubeApiError`."""
-    status = http_status(exc)
-    if status is None:
-        return KubeApiError(0, type(exc).__name__, str(exc))
-    body: Any = getattr(exc, "body", None)
-    reason = str(getattr(exc, "reason", "") or "")
-    message = reason
-    causes: list[dict[str, Any]] = []
-    if isinstance(body, (bytes, bytearray)):
+    Args:
+        body: The answer's body (bytes, text or already parsed).
+        fallback_reason: The reason when the body names none (the HTTP reason phrase).
+    """
+    if isinstance(body, bytes | bytearray):
         body = body.decode("utf-8", "replace")
-    if isinstance(body, str) and body:
+    parsed: Any = body
+    if isinstance(body, str):
         try:
-            parsed = json.loads(body)
+            parsed = json.loads(body) if body else None
         except ValueError:
-            message = body[:500]
-        else:
-            if isinstance(parsed, dict):
-                reason = str(parsed.get("reason") or reason)
-                message = str(parsed.get("message") or message)
-                causes = list((parsed.get("details") or {}).get("causes") or [])
-    return KubeApiError(status, reason, message, causes)
+            return fallback_reason, body[:500], []
+    if not isinstance(parsed, dict):
+        return fallback_reason, "" if parsed is None else str(parsed)[:500], []
+    reason = str(parsed.get("reason") or fallback_reason)
+    message = str(parsed.get("message") or parsed.get("error") or fallback_reason)[:1000]
+    causes = list((parsed.get("details") or {}).get("causes") or [])
+    return reason, message, causes

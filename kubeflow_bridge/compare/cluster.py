@@ -15,7 +15,7 @@ from typing import Any
 
 from kubeflow_bridge.compare.model import OrchestratorRun, StepRecord
 from kubeflow_bridge.compare.outputs import as_mapping
-from kubeflow_bridge.pipelines.workflow import parse_trainer_summary, trial_span_seconds
+from kubeflow_bridge.workflow import parse_trainer_summary, trial_span_seconds
 
 log = logging.getLogger(__name__)
 

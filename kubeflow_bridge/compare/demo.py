@@ -26,8 +26,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from kubeflow_bridge import workflow
 from kubeflow_bridge.local.paths import read_env_file
-from kubeflow_bridge.pipelines import workflow
 
 DAG_ID = "anomaly_retraining"
 #: Small inputs that finish in minutes on 2 cores; both orchestrators get the same ones.
@@ -301,7 +301,7 @@ class Demo:
         import httpx
 
         from kubeflow_bridge.clients.kube import INFERENCESERVICE, KubeflowObjectClient
-        from kubeflow_bridge.clients.results import isvc_endpoint
+        from kubeflow_bridge.clients.kube.results import isvc_endpoint
 
         namespace = str(workflow.DEFAULTS["namespace"])
         predicted = False

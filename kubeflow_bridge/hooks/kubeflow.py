@@ -390,8 +390,6 @@ class KubeflowHook(BaseHook):
 
 def resolve_kind(name: str) -> Any:
     """The client's ``ResourceKind`` for a kind or plural name (``"PyTorchJob"``, ``"pytorchjobs"``)."""
-    try:
-        from kubeflow_bridge.clients.kube import kind_named
-    except ImportError:  # older client module layout: kinds live beside it
-        from kubeflow_bridge.clients._kinds import kind_named
+    from kubeflow_bridge.clients.kube import kind_named
+
     return kind_named(name)

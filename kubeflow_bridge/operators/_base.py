@@ -139,12 +139,21 @@ class KubeflowWaitingOperator(ResumableJobMixin, BaseOperator):
         deferrable: Wait in the triggerer (default: ``[operators] default_deferrable``, else True).
         poll_interval: Seconds between status (and log) reads while waiting on the worker.
         timeout: Seconds to wait before the task fails with a timeout.
-        if_exists: ``reattach`` (a retry reattaches to the job it started), ``fail`` or ``replace``.
-        on_kill_action: ``delete`` the job when the task is killed, or ``keep`` it.
+        if_exists: What to do when the job this task instance would start already exists (the same
+            deterministic name): ``reattach`` (default) waits for the one an earlier try started, unless
+            it failed or was cancelled (then a new one starts); ``fail`` raises; ``replace`` deletes it
+            and starts a new one. Only ever the task instance's own job: an object with the same name but
+            another identity is never touched. Operators refuse a value they cannot honour.
+        on_kill_action: What a kill the user asked for does to the job (default per operator, see
+            ``on_kill_actions``): ``delete`` it, or ``keep`` it running.
         wait_for_completion: False submits and returns at once.
     """
 
     external_id_key = STATE_KEY
+    #: The ``if_exists`` values this operator honours.
+    if_exists_values: ClassVar[tuple[str, ...]] = IF_EXISTS_VALUES
+    #: The ``on_kill_action`` values this operator honours; the first is the default.
+    on_kill_actions: ClassVar[tuple[str, ...]] = ON_KILL_ACTIONS
     ui_color = "#4285f4"
 
     def __init__(
@@ -156,7 +165,7 @@ class KubeflowWaitingOperator(ResumableJobMixin, BaseOperator):
         poll_interval: float = 10.0,
         timeout: float | timedelta = 24 * 3600,
         if_exists: str = "reattach",
-        on_kill_action: str = "delete",
+        on_kill_action: str | None = None,
         wait_for_completion: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -166,14 +175,24 @@ class KubeflowWaitingOperator(ResumableJobMixin, BaseOperator):
         self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
         self.poll_interval = as_seconds("poll_interval", poll_interval)
         self.timeout = as_seconds("timeout", timeout)
-        self.if_exists = check_choice("if_exists", if_exists, IF_EXISTS_VALUES)
-        self.on_kill_action = check_choice("on_kill_action", on_kill_action, ON_KILL_ACTIONS)
+        self.if_exists = check_choice("if_exists", if_exists, self.if_exists_values)
+        self.on_kill_action = check_choice(
+            "on_kill_action", on_kill_action or self.on_kill_actions[0], self.on_kill_actions
+        )
         self.wait_for_completion = wait_for_completion
 
-    def defer_to(self, trigger: BaseTrigger) -> NoReturn:
+    def defer_to(
+        self,
+        trigger: BaseTrigger,
+        method_name: str = "execute_complete",
+        kwargs: dict[str, Any] | None = None,
+    ) -> NoReturn:
         """Defer to ``trigger``; Airflow's own timeout, a minute past the trigger's deadline, backs it up."""
         self.defer(
-            trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=self.timeout + 60)
+            trigger=trigger,
+            method_name=method_name,
+            kwargs=kwargs,
+            timeout=timedelta(seconds=self.timeout + 60),
         )
 
 
@@ -250,18 +269,15 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
         """``active``, ``succeeded``, ``failed``, ``cancelled`` or ``missing`` for an object."""
         if obj is None:
             return "missing"
-        from kubeflow_bridge.clients.status import classify
+        from kubeflow_bridge.clients.kube.status import classify
 
         found = classify(self.kind, obj, min_generation=min_generation)
         return "active" if found is None else found.state
 
     def _if_exists_value(self, value: str) -> Any:
-        try:
-            from kubeflow_bridge.clients.kube import IfExists
+        from kubeflow_bridge.clients.kube import IfExists
 
-            return IfExists(value)
-        except ImportError:
-            return value
+        return IfExists(value)
 
     def submit_job(self, context: Context) -> str:
         """Validate, build and create (or reattach to) the object; return ``namespace/name``."""
@@ -318,41 +334,37 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
         return status == "succeeded"
 
     def poll_until_complete(self, external_id: Any, context: Context) -> Any:
-        """Wait on the worker in slices of ``poll_interval`` (so logs can stream); raise unless succeeded."""
+        """Wait on the worker; raise unless the object succeeded; return the result."""
         name, namespace = self._split(external_id)
         self._resource_name, self._resource_namespace = name, namespace
-        client = self.object_client()
         if self._submit_generation is None:
-            current = client.get(self.kind, name, namespace=namespace)
+            current = self.object_client().get(self.kind, name, namespace=namespace)
             self._submit_generation = self.min_generation(current) if current else None
+        event = self.wait_on_worker(context, name, namespace, self._submit_generation)
+        self.after_wait(context, name, namespace)
+        self._raise_unless_succeeded(event, name, namespace)
+        return self.get_job_result(external_id, context)
+
+    def wait_on_worker(
+        self, context: Context, name: str, namespace: str, min_generation: int | None
+    ) -> dict[str, Any]:
+        """Wait in slices of ``poll_interval`` (so logs can stream); the outcome as a trigger event."""
+        client = self.object_client()
         deadline = time.monotonic() + self.timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                outcome_event = {
-                    "status": "timeout",
-                    "reason": "Timeout",
-                    "message": f"after {self.timeout:g}s",
-                }
-                break
+                return {"status": "timeout", "reason": "Timeout", "message": f"after {self.timeout:g}s"}
             outcome = client.wait(
                 self.kind,
                 name,
                 namespace=namespace,
                 timeout=min(self.poll_interval, remaining),
-                min_generation=self._submit_generation,
+                min_generation=min_generation,
             )
             self.on_poll(context, name, namespace)
             if outcome.state != "timeout":
-                outcome_event = {
-                    "status": outcome.state,
-                    "reason": outcome.reason,
-                    "message": outcome.message,
-                }
-                break
-        self.after_wait(context, name, namespace)
-        self._raise_unless_succeeded(outcome_event, name, namespace)
-        return self.get_job_result(external_id, context)
+                return {"status": outcome.state, "reason": outcome.reason, "message": outcome.message}
 
     def _raise_unless_succeeded(self, event: dict[str, Any] | None, name: str, namespace: str) -> None:
         try:
@@ -424,7 +436,14 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
                 store.set(self.external_id_key, external_id)
         self._defer_wait(external_id, fire_delay)
 
-    def _defer_wait(self, external_id: str, fire_delay: float) -> None:
+    def _defer_wait(
+        self,
+        external_id: str,
+        fire_delay: float,
+        *,
+        min_generation: int | None = None,
+        method_name: str = "execute_complete",
+    ) -> NoReturn:
         from kubeflow_bridge.triggers.kubeflow import KubeflowObjectTrigger, fire_time_for_deferral
 
         name, namespace = self._split(external_id)
@@ -436,10 +455,11 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
                 deadline=time.time() + self.timeout,
                 kubeflow_conn_id=self.kubeflow_conn_id,
                 kubernetes_conn_id=self.kubernetes_conn_id,
-                min_generation=self._submit_generation,
+                min_generation=self._submit_generation if min_generation is None else min_generation,
                 on_kill_action=self.on_kill_action,
                 fire_not_before=fire_time_for_deferral(fire_delay),
-            )
+            ),
+            method_name=method_name,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:

@@ -1,48 +1,21 @@
 """``ModelGateBranchOperator``: deploy only a model that clears a threshold and beats the serving one.
 
-The serving model's metric is the annotation ``kubeflow-bridge.io/metric.<name>`` that
-:class:`~kubeflow_bridge.operators.kserve.KServeDeployOperator` records on the live InferenceService.
+The rules are the workflow's gate (:mod:`kubeflow_bridge.workflow.gate`), the same the KFP pipeline
+applies: no valid score -> skip; below the threshold -> skip; not better than the score recorded on the
+live InferenceService -> skip; else deploy.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseBranchOperator
 
 from kubeflow_bridge.hooks.kubeflow import KubeflowHook, resolve_kind
-from kubeflow_bridge.operators.kserve import metric_annotation
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
-
-
-def _number(field: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{field} must be a number, not {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{field} must be a number (after templating), not {value!r}") from None
-    if math.isnan(number):
-        raise ValueError(f"{field} must be a number, not NaN")
-    return number
-
-
-def gate_decision(
-    metric: float, threshold: float, serving: float | None, *, higher_is_better: bool = True
-) -> tuple[bool, str]:
-    """Whether to deploy, and why (pure; the operator and ``@task.branch`` helpers share it)."""
-    better = (lambda a, b: a > b) if higher_is_better else (lambda a, b: a < b)
-    clears = metric >= threshold if higher_is_better else metric <= threshold
-    if not clears:
-        return False, f"metric {metric:g} does not clear the threshold {threshold:g}"
-    if serving is not None and not better(metric, serving):
-        return False, f"metric {metric:g} does not beat the serving model's {serving:g}"
-    against = "no serving model" if serving is None else f"serving model {serving:g}"
-    return True, f"metric {metric:g} clears {threshold:g} and beats {against}"
 
 
 class ModelGateBranchOperator(BaseBranchOperator):
@@ -97,28 +70,36 @@ class ModelGateBranchOperator(BaseBranchOperator):
 
     def serving_metric(self) -> float | None:
         """The live InferenceService's recorded metric, or None when there is no live model or record."""
+        from kubeflow_bridge.resources.names import dns1035_problem
+        from kubeflow_bridge.workflow.gate import serving_score
+
         if not self.service_name:
             return None
+        if problem := dns1035_problem(str(self.service_name), 63):
+            raise ValueError(f"service_name: {problem}")
         namespace = KubeflowHook(self.kubeflow_conn_id, namespace=self.namespace).namespace
         live = self.object_client().get(
             resolve_kind("InferenceService"), self.service_name, namespace=namespace
         )
-        if live is None:
-            return None
-        recorded = ((live.get("metadata") or {}).get("annotations") or {}).get(
-            metric_annotation(self.metric_name)
-        )
-        if recorded in (None, ""):
-            return None
-        return _number(f"the serving model's {self.metric_name} annotation", recorded)
+        return serving_score(live, self.metric_name)
 
     def choose_branch(self, context: Context) -> str | Iterable[str]:
-        metric = _number("metric_value", self.metric_value)
-        threshold = _number("threshold", self.threshold)
-        serving = self.serving_metric()
-        deploy, why = gate_decision(metric, threshold, serving, higher_is_better=self.higher_is_better)
-        self.log.info("model gate: %s -> %s", why, "deploy" if deploy else "skip")
-        context["ti"].xcom_push(
-            key="gate", value={"deploy": deploy, "reason": why, "metric": metric, "serving_metric": serving}
+        from kubeflow_bridge.workflow.gate import as_score, as_threshold, decide
+
+        metric = as_score("metric_value", self.metric_value)
+        threshold = as_threshold(self.threshold)
+        decision = decide(
+            metric,
+            threshold,
+            self.serving_metric(),
+            higher_is_better=self.higher_is_better,
+            metric=self.metric_name,
         )
-        return self.deploy_task_ids if deploy else self.skip_task_ids
+        self.log.info(
+            "model gate: %s -> %s (decided by: %s)",
+            decision.reason,
+            "deploy" if decision.deploy else "skip",
+            decision.decided_by,
+        )
+        context["ti"].xcom_push(key="gate", value=decision.as_dict())
+        return self.deploy_task_ids if decision.deploy else self.skip_task_ids

@@ -195,7 +195,7 @@ class KatibExperimentOperator(KubeflowObjectOperator):
         )
 
     def build_result(self, obj: dict[str, Any], context: Context) -> dict[str, Any]:
-        from kubeflow_bridge.clients.results import best_trial
+        from kubeflow_bridge.clients.kube.results import best_trial
         from kubeflow_bridge.resources.katib import parameter_types
 
         best = best_trial(obj, parameter_types(obj))

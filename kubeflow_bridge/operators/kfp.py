@@ -261,25 +261,15 @@ class KubeflowPipelineRunOperator(KubeflowWaitingOperator):
         return status == "succeeded"
 
     def poll_until_complete(self, external_id: Any, context: Context) -> Any:
-        from kubeflow_bridge.clients.kfp import run_state
-        from kubeflow_bridge.triggers.kfp import KFP_TERMINAL
-
         run_id = str(external_id)
         self._run_id = run_id
-        client = self.kfp_client()
-        deadline = time.monotonic() + self.timeout
-        while True:
-            run = client.get_run(run_id)
-            state = run_state(run)
-            if state in KFP_TERMINAL:
-                message = (run.get("error") or {}).get("message", "")
-                event = {"status": KFP_TERMINAL[state], "reason": str(run.get("state")), "message": message}
-                break
-            if time.monotonic() >= deadline:
-                event = {"status": "timeout", "reason": "Timeout", "message": f"still {state}"}
-                break
-            time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
-        raise_for_event(event, f"KFP run {run_id}")
+        outcome = self.kfp_client().wait_for_run(
+            run_id, timeout=self.timeout, poll_interval=self.poll_interval
+        )
+        raise_for_event(
+            {"status": outcome.state, "reason": outcome.reason, "message": outcome.message},
+            f"KFP run {run_id}",
+        )
         return self.get_job_result(run_id, context)
 
     def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:

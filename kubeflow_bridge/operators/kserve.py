@@ -1,8 +1,10 @@
-"""``KServeDeployOperator``: create or update an InferenceService, canary, smoke test, promote or roll back.
+"""``KServeDeployOperator``: roll a model out on KServe with the workflow's canary rollout.
 
 An InferenceService is a long-lived service, so its name is chosen by the user (it is what clients
-call) rather than derived from the task. Each deploy writes the spec and waits until the generation it
-wrote is Ready: an old revision being Ready does not count.
+call) rather than derived from the task. The phases are :mod:`kubeflow_bridge.workflow.rollout`'s, the
+same the KFP pipeline runs: write the spec (create, or patch the live service with a canary), wait until
+the generation written is Ready, smoke-test the new revision, then promote (wait again) or roll back.
+Both waits are deferred to the triggerer (or run on the worker with ``deferrable=False``).
 """
 
 from __future__ import annotations
@@ -17,25 +19,11 @@ from kubeflow_bridge.operators._base import KubeflowObjectOperator, KubeflowOper
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
-#: Requests a smoke test may send through a canary split before one reaches the new revision.
-SMOKE_ATTEMPTS = 50
-#: Header with the revision that answered (KServe's local proxy; Knative's queue-proxy).
-REVISION_HEADER = "x-kserve-revision"
-#: Annotation prefix under which a deploy records model metrics (the gate compares against them).
-METRIC_ANNOTATION_PREFIX = "kubeflow-bridge.io/metric."
-
-
-def metric_annotation(metric: str) -> str:
-    """The annotation key holding ``metric`` of the model an InferenceService serves."""
-    return f"{METRIC_ANNOTATION_PREFIX}{metric}"
-
-
-class SmokeTestError(KubeflowOperatorError):
-    """The new model did not answer the smoke request correctly."""
+    from kubeflow_bridge.workflow.rollout import Rollout
 
 
 class KServeDeployOperator(KubeflowObjectOperator):
-    """Deploy a model on KServe: create the InferenceService or patch the live one.
+    """Deploy a model on KServe: create the InferenceService or roll a new model out on the live one.
 
     Args:
         name: The InferenceService name (required; the service clients call).
@@ -45,13 +33,17 @@ class KServeDeployOperator(KubeflowObjectOperator):
         storage_uri: Instead of ``image``: a model KServe's runtimes serve.
         model_format: With ``storage_uri``: the model format.
         inference_service: A full InferenceService manifest instead of the fields above.
-        canary_traffic_percent: Route this percent to the new revision (only when updating).
-        smoke_payload: JSON posted to the new model after it is Ready; None skips the smoke test.
+        canary_traffic_percent: Route this percent to the new revision while it is tested (updates only).
+        smoke_payload: JSON posted to the new revision after it is Ready; None skips the smoke test.
         smoke_path: Path of the smoke request (``{model_name}`` is filled in).
         promote: After a good smoke test, move all traffic to the new revision.
-        rollback_on_failure: On a failed smoke test, send all traffic back to the previous revision.
-        metrics: Model metrics to record as annotations (the model gate reads them).
-        **kwargs: See :class:`KubeflowObjectOperator`.
+        rollback_on_failure: When the canary does not become Ready or fails the smoke test, send all
+            traffic back to the previous revision.
+        metrics: Model metrics recorded as annotations once the new model serves (the gate reads them).
+        **kwargs: See :class:`KubeflowObjectOperator`. ``if_exists``: ``reattach`` (default) rolls the
+            model out on the live service, ``fail`` refuses to touch a live service; ``replace`` is
+            refused (a deploy never deletes what serves). ``on_kill_action``: ``rollback`` (default: a
+            canary in flight is rolled back, the previous revision serves everything) or ``keep``.
 
     Returns:
         ``{"name", "namespace", "url", "ready", "traffic", "generation", "promoted", "smoke_status"}``.
@@ -71,6 +63,8 @@ class KServeDeployOperator(KubeflowObjectOperator):
     kind_name: ClassVar[str] = "InferenceService"
     link_class = InferenceServiceLink
     operator_extra_links = (InferenceServiceLink(),)
+    if_exists_values: ClassVar[tuple[str, ...]] = ("reattach", "fail")
+    on_kill_actions: ClassVar[tuple[str, ...]] = ("rollback", "keep")
 
     def __init__(
         self,
@@ -90,6 +84,11 @@ class KServeDeployOperator(KubeflowObjectOperator):
         metrics: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if kwargs.get("if_exists") == "replace":
+            raise ValueError(
+                "if_exists='replace' is not offered for KServeDeployOperator: it would delete the serving "
+                "InferenceService. Use 'reattach' (roll the new model out on the live service) or 'fail'."
+            )
         super().__init__(name=name, **kwargs)
         self.image = image
         self.model_uri = model_uri
@@ -103,7 +102,6 @@ class KServeDeployOperator(KubeflowObjectOperator):
         self.promote = promote
         self.rollback_on_failure = rollback_on_failure
         self.metrics = metrics
-        self._canary: int | None = None
 
     def _target(self, context: Context) -> tuple[str, str]:
         if not self.name:
@@ -114,24 +112,39 @@ class KServeDeployOperator(KubeflowObjectOperator):
         generation = (obj.get("metadata") or {}).get("generation")
         return int(generation) if generation is not None else None
 
-    def build_manifest(self, context: Context, name: str, namespace: str) -> dict[str, Any]:
-        from kubeflow_bridge.resources import kserve
+    def rollout(self, name: str, namespace: str) -> Rollout:
+        """The workflow's rollout plan from this operator's (rendered) fields."""
+        from kubeflow_bridge.workflow.gate import metric_annotation
+        from kubeflow_bridge.workflow.rollout import Rollout
 
-        self._canary = (
+        canary = (
             None
             if self.canary_traffic_percent in (None, "")
             else as_int("canary_traffic_percent", self.canary_traffic_percent, minimum=0)
         )
-        if self._canary is not None and self._canary > 100:
-            raise ValueError(f"canary_traffic_percent must be between 0 and 100, not {self._canary}")
-        annotations = {metric_annotation(k): str(v) for k, v in (self.metrics or {}).items()}
+        if canary is not None and canary > 100:
+            raise ValueError(f"canary_traffic_percent must be between 0 and 100, not {canary}")
+        return Rollout(
+            name=name,
+            namespace=namespace,
+            canary_percent=canary,
+            record={metric_annotation(k): str(v) for k, v in (self.metrics or {}).items()},
+            smoke_payload=self.smoke_payload,
+            model_name=self.model_name,
+            smoke_path=self.smoke_path,
+            promote=self.promote,
+            rollback_on_failure=self.rollback_on_failure,
+            verify=self.hook.settings.verify_tls,
+        )
+
+    def build_manifest(self, context: Context, name: str, namespace: str) -> dict[str, Any]:
+        from kubeflow_bridge.resources import kserve
+
         if self.inference_service is not None:
             if not isinstance(self.inference_service, dict):
                 raise ValueError("inference_service must be an InferenceService manifest (a dict)")
             manifest = copy.deepcopy(self.inference_service)
-            metadata = manifest.setdefault("metadata", {})
-            metadata.update(name=name, namespace=namespace)
-            metadata["annotations"] = {**(metadata.get("annotations") or {}), **annotations}
+            manifest.setdefault("metadata", {}).update(name=name, namespace=namespace)
             kserve.validate_inference_service(manifest)
             return manifest
         if bool(self.image) == bool(self.storage_uri):
@@ -144,140 +157,117 @@ class KServeDeployOperator(KubeflowObjectOperator):
             model_name=self.model_name,
             storage_uri=self.storage_uri,
             model_format=self.model_format,
-            annotations=annotations,
         )
 
     def submit_job(self, context: Context) -> str:
-        """Create the InferenceService, or patch the live one with the new spec (and canary percent)."""
+        """Validate, then write the spec (rollout phase 1); return ``namespace/name``."""
         from kubeflow_bridge.operators._base import identity_from_context
         from kubeflow_bridge.resources.names import with_identity
+        from kubeflow_bridge.workflow import rollout
 
         name, namespace = self._target(context)
+        plan = self.rollout(name, namespace)
         manifest = with_identity(
             self.build_manifest(context, name, namespace), identity_from_context(context)
         )
         client = self.object_client()
-        live = client.get(self.kind, name, namespace=namespace)
-        if live is None:
-            obj = client.create(
-                self.kind, manifest, namespace=namespace, if_exists=self._if_exists_value(self.if_exists)
-            ).obj
-            self.log.info("created InferenceService %s/%s", namespace, name)
-        else:
-            if self.if_exists == "fail":
-                raise KubeflowOperatorError(
-                    f"InferenceService {namespace}/{name} exists and if_exists='fail'; use 'reattach' to update it"
-                )
-            predictor = copy.deepcopy(manifest["spec"]["predictor"])
-            if self._canary is not None:
-                predictor["canaryTrafficPercent"] = self._canary
-            patch = {
-                "metadata": {
-                    "labels": manifest["metadata"].get("labels", {}),
-                    "annotations": manifest["metadata"].get("annotations", {}),
-                },
-                "spec": {"predictor": predictor},
-            }
-            live_predictor = (live.get("spec") or {}).get("predictor") or {}
-            if all(live_predictor.get(k) == v for k, v in predictor.items()):
-                obj = live  # a retry of this very deploy: the spec is already written
-                self.log.info("InferenceService %s/%s already has this spec; waiting", namespace, name)
-            else:
-                obj = client.patch(self.kind, name, patch, namespace=namespace)
-                self.log.info("patched InferenceService %s/%s (canary=%s)", namespace, name, self._canary)
-        self._remember(context, name, namespace, obj)
+        if self.if_exists == "fail" and client.get(self.kind, name, namespace=namespace) is not None:
+            raise KubeflowOperatorError(
+                f"InferenceService {namespace}/{name} exists and if_exists='fail'; use 'reattach' to update it"
+            )
+        written = rollout.write(client, plan, manifest)
+        self.log.info(
+            "InferenceService %s/%s %s (generation %s, canary %s)",
+            namespace,
+            name,
+            written.action,
+            written.generation,
+            plan.canary_percent if written.action != "created" else None,
+        )
+        self._remember(context, name, namespace, written.obj)
         return f"{namespace}/{name}"
 
-    def _smoke(
-        self, url: str | None, latest_revision: str | None = None, latest_url: str | None = None
-    ) -> str:
-        """POST the smoke payload to the new revision; return ``ok`` or raise :class:`SmokeTestError`.
+    def execute(self, context: Context) -> Any:
+        from kubeflow_bridge.triggers.kubeflow import fire_delay_seconds
 
-        A canary shares the service URL with the previous revision, so the request goes to the latest
-        revision's own (tag-routed) URL when the status has one; otherwise it is repeated until an answer
-        carries ``x-kserve-revision: <latest revision>`` (or, without that header, the first answer counts).
-        """
-        import httpx
-
-        base = latest_url or url
-        if not base:
-            raise SmokeTestError("the InferenceService has no status.url to send the smoke request to")
-        target = base.rstrip("/") + self.smoke_path.format(model_name=self.model_name)
-        with httpx.Client(timeout=30, verify=False) as http:
-            for _ in range(SMOKE_ATTEMPTS):
-                try:
-                    response = http.post(target, json=self.smoke_payload)
-                except httpx.HTTPError as err:
-                    raise SmokeTestError(f"smoke request to {target} failed: {err}") from err
-                served_by = response.headers.get(REVISION_HEADER)
-                if latest_url or not latest_revision or served_by is None or served_by == latest_revision:
-                    break
-            else:
-                raise SmokeTestError(
-                    f"no smoke answer came from the new revision {latest_revision} in {SMOKE_ATTEMPTS} requests"
-                )
-        if response.status_code >= 400:
-            raise SmokeTestError(
-                f"smoke request to {target} answered {response.status_code}: {response.text[:300]}"
-            )
-        return "ok"
-
-    def read_result(self, external_id: Any, context: Context) -> Any:
-        from kubeflow_bridge.clients.results import isvc_endpoint
-        from kubeflow_bridge.resources.kserve import canary_patch
-
+        fire_delay = fire_delay_seconds() if self.deferrable else 0.0  # a bad setting creates nothing
+        # Writing is idempotent (an unchanged spec is not written again), so a retry runs every phase.
+        external_id = self.submit_job(context)
         name, namespace = self._split(external_id)
-        client = self.object_client()
-        obj = client.get(self.kind, name, namespace=namespace)
-        if obj is None:
-            raise KubeflowOperatorError(f"InferenceService {namespace}/{name} is gone")
-        endpoint = isvc_endpoint(obj)
-        canary = ((obj.get("spec") or {}).get("predictor") or {}).get("canaryTrafficPercent")
-        smoke_status = "skipped"
-        promoted = False
-        if self.smoke_payload is not None:
-            try:
-                latest = next((t for t in endpoint.traffic if t.get("latestRevision")), {})
-                smoke_status = self._smoke(
-                    endpoint.url,
-                    latest.get("revisionName") or endpoint.latest_ready_revision,
-                    latest.get("url"),
-                )
-            except SmokeTestError:
-                if canary is not None and self.rollback_on_failure:
-                    self.log.warning(
-                        "smoke test failed: rolling %s/%s back to the previous revision", namespace, name
-                    )
-                    client.patch(self.kind, name, canary_patch(0), namespace=namespace)
-                raise
-        if canary is not None and self.promote:
-            promoted_obj = client.patch(self.kind, name, canary_patch(None), namespace=namespace)
-            outcome = client.wait(
-                self.kind,
-                name,
-                namespace=namespace,
-                timeout=self.timeout,
-                min_generation=self.min_generation(promoted_obj),
-            )
-            if outcome.state != "succeeded":
-                raise KubeflowOperatorError(
-                    f"promoting {namespace}/{name} did not become Ready: {outcome.state} {outcome.message}"
-                )
-            obj = client.get(self.kind, name, namespace=namespace) or promoted_obj
-            endpoint = isvc_endpoint(obj)
-            promoted = True
-        return {
-            "name": name,
-            "namespace": namespace,
-            "url": endpoint.url,
-            "ready": endpoint.ready,
-            "traffic": endpoint.traffic,
-            "generation": self.min_generation(obj),
-            "promoted": promoted,
-            "smoke_status": smoke_status,
-        }
+        if not self.wait_for_completion:
+            return {"name": name, "namespace": namespace, "state": "submitted"}
+        if self.deferrable:
+            self._defer_wait(external_id, fire_delay, method_name="execute_complete")
+        event = self.wait_on_worker(context, name, namespace, self._submit_generation)
+        return self._after_ready(context, name, namespace, event)
 
-    def build_result(
-        self, obj: dict[str, Any], context: Context
-    ) -> Any:  # pragma: no cover - see get_job_result
-        raise NotImplementedError
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """The written generation's wait ended: judge it, smoke-test, then promote (deferred) or finish."""
+        name = (event or {}).get("name") or self.name or ""
+        namespace = (event or {}).get("namespace") or self.hook.namespace
+        self._resource_name, self._resource_namespace = name, namespace
+        return self._after_ready(context, name, namespace, event)
+
+    def _after_ready(self, context: Context, name: str, namespace: str, event: dict[str, Any] | None) -> Any:
+        from kubeflow_bridge.triggers.kubeflow import fire_delay_seconds
+        from kubeflow_bridge.workflow import rollout
+
+        plan = self.rollout(name, namespace)
+        client = self.object_client()
+        state = (event or {}).get("status", "error")
+        try:
+            obj = rollout.check_ready(client, plan, state, (event or {}).get("message", ""))
+            smoke_status = rollout.smoke(client, plan, obj)
+            self.log.info("smoke test of %s/%s: %s", namespace, name, smoke_status)
+            promote_generation = rollout.finish(client, plan, obj)
+        except rollout.RolloutFailed as err:
+            raise KubeflowOperatorError(str(err)) from None
+        if promote_generation is None:
+            return rollout.result(obj, smoke_status=smoke_status, promoted=False)
+        self.log.info("promoting %s/%s: waiting for generation %s", namespace, name, promote_generation)
+        if self.deferrable:
+            self._defer_wait(
+                f"{namespace}/{name}",
+                fire_delay_seconds(),
+                min_generation=promote_generation,
+                method_name="execute_promoted",
+            )
+        promoted = self.wait_on_worker(context, name, namespace, promote_generation)
+        return self._promoted(name, namespace, promoted)
+
+    def execute_promoted(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """The promoted generation's wait ended (second deferral)."""
+        name = (event or {}).get("name") or self.name or ""
+        namespace = (event or {}).get("namespace") or self.hook.namespace
+        return self._promoted(name, namespace, event)
+
+    def _promoted(self, name: str, namespace: str, event: dict[str, Any] | None) -> Any:
+        from kubeflow_bridge.workflow import rollout
+
+        plan = self.rollout(name, namespace)
+        try:
+            rollout.check_promoted(
+                plan, (event or {}).get("status", "error"), (event or {}).get("message", "")
+            )
+        except rollout.RolloutFailed as err:
+            raise KubeflowOperatorError(str(err)) from None
+        obj = self.object_client().get(self.kind, name, namespace=namespace)
+        if obj is None:
+            raise KubeflowOperatorError(f"InferenceService {namespace}/{name} is gone after promotion")
+        return rollout.result(
+            obj, smoke_status="ok" if self.smoke_payload is not None else "skipped", promoted=True
+        )
+
+    def on_kill(self) -> None:
+        """Roll a canary in flight back (``on_kill_action='rollback'``); never delete a serving service."""
+        if not self._resource_name or self.on_kill_action != "rollback":
+            return
+        from kubeflow_bridge.workflow import rollout
+
+        plan = self.rollout(self._resource_name, self._resource_namespace or self.hook.namespace)
+        client = self.object_client()
+        live = client.get(self.kind, plan.name, namespace=plan.namespace)
+        if rollout.roll_back(client, plan, live):
+            self.log.info(
+                "task killed: rolled %s/%s back to the previous revision", plan.namespace, plan.name
+            )

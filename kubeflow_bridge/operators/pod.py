@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from kubeflow_bridge.pipelines import workflow
+from kubeflow_bridge import workflow
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context

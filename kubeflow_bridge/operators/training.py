@@ -184,7 +184,7 @@ class PyTorchJobOperator(KubeflowObjectOperator):
             self.on_poll(context, name, namespace)
 
     def failure_detail(self, name: str, namespace: str) -> str:
-        from kubeflow_bridge.clients.results import job_outcome
+        from kubeflow_bridge.clients.kube.results import job_outcome
 
         obj = self.object_client().get(self.kind, name, namespace=namespace)
         if obj is None:
@@ -196,7 +196,7 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         return f"failed replica: {outcome.failed_replica or 'unknown'}; last log lines:\n{outcome.log_tail}"
 
     def build_result(self, obj: dict[str, Any], context: Context) -> dict[str, Any]:
-        from kubeflow_bridge.clients.results import job_outcome
+        from kubeflow_bridge.clients.kube.results import job_outcome
 
         outcome = job_outcome(obj)
         return {

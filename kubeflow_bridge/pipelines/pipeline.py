@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from kfp import dsl
 
-from kubeflow_bridge.pipelines.workflow import DEFAULTS, TRAINER_IMAGE
+from kubeflow_bridge.workflow import DEFAULTS, TRAINER_IMAGE
 
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
@@ -27,7 +27,8 @@ def ingest(artifact_root: str, run_id: str, source: str, rows: int, seed: int, w
     """Generate or load the telemetry into the run's folder."""
     from collections import namedtuple
 
-    from kubeflow_bridge.pipelines import steps, workflow
+    from kubeflow_bridge import workflow
+    from kubeflow_bridge.pipelines import steps
 
     prefix = workflow.run_prefix(artifact_root, run_id)
     summary = steps.run_trainer(
@@ -44,7 +45,8 @@ def preprocess(prefix: str, dataset: str, dask_workers: int) -> NamedTuple(
     """Dask: resample, window features, split by time, fit the scaler on train."""
     from collections import namedtuple
 
-    from kubeflow_bridge.pipelines import steps, workflow
+    from kubeflow_bridge import workflow
+    from kubeflow_bridge.pipelines import steps
 
     summary = steps.run_trainer(workflow.preprocess_args(prefix, workers=dask_workers))
     PreprocessOutputs = namedtuple("PreprocessOutputs", ["features", "compute_seconds"])
@@ -137,7 +139,8 @@ def evaluate(
     """Composite F-score on the test split; KFP Metrics and the HTML report for the KFP UI."""
     from collections import namedtuple
 
-    from kubeflow_bridge.pipelines import steps, workflow
+    from kubeflow_bridge import workflow
+    from kubeflow_bridge.pipelines import steps
     from trainer import io
 
     summary = steps.run_trainer(workflow.evaluate_args(prefix))
@@ -147,8 +150,9 @@ def evaluate(
     with open(report.path, "w", encoding="utf-8") as handle:
         handle.write(io.read_text(summary["outputs"]["report"]))
     EvaluateOutputs = namedtuple("EvaluateOutputs", ["f_score", "model", "report_uri", "compute_seconds"])
+    f_score = summary.get("metrics", {}).get(workflow.F_SCORE_METRIC)
     return EvaluateOutputs(
-        float(summary["metrics"][workflow.F_SCORE_METRIC]),
+        float("nan") if f_score is None else float(f_score),  # no score: the gate keeps the serving model
         summary["outputs"]["model"],
         summary["outputs"]["report"],
         float(summary["compute_seconds"]),
@@ -165,7 +169,7 @@ def gate(f_score: float, f_score_threshold: float, service_name: str, namespace:
     from kubeflow_bridge.pipelines import steps
 
     decision = steps.gate(f_score, f_score_threshold, service_name=service_name, namespace=namespace)
-    print(f"gate: {decision.reason}")
+    print(f"gate: {decision.reason} (decided by: {decision.decided_by})")
     return "deploy" if decision.deploy else "skip"
 
 

@@ -17,18 +17,17 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from kubeflow_bridge.pipelines import workflow
+from kubeflow_bridge import workflow
 
 if TYPE_CHECKING:
-    from kubeflow_bridge.clients._sync import KubeflowObjectClient
+    from kubeflow_bridge.clients.kube._sync import KubeflowObjectClient
     from kubeflow_bridge.resources.names import Identity
+    from kubeflow_bridge.workflow.gate import GateDecision
 
 log = logging.getLogger(__name__)
 
 #: The pipeline's name (also the KFP identity's pipeline part on every object it creates).
 PIPELINE_NAME = "anomaly-pipeline"
-#: Annotation recording a served model's metric (the same key the Airflow KServeDeployOperator writes).
-METRIC_ANNOTATION_PREFIX = "kubeflow-bridge.io/metric."
 #: How long a component waits for a Kubeflow object before failing.
 WAIT_TIMEOUT_SECONDS = 3600.0
 
@@ -151,18 +150,12 @@ def build_pytorchjob(
 
 
 def build_inference_service(
-    prefix: str, *, name: str, namespace: str, f_score: float, image: str = workflow.TRAINER_IMAGE
+    prefix: str, *, name: str, namespace: str, image: str = workflow.TRAINER_IMAGE
 ) -> dict[str, Any]:
-    """The InferenceService serving the evaluated model, with its F-score recorded for the next gate."""
+    """The InferenceService serving the evaluated model (the trainer's ``serve`` on the trainer image)."""
     from kubeflow_bridge.resources.kserve import build_inference_service as build
 
-    return build(
-        name=name,
-        namespace=namespace,
-        image=image,
-        model_uri=workflow.evaluated_model_uri(prefix),
-        annotations={f"{METRIC_ANNOTATION_PREFIX}{workflow.F_SCORE_METRIC}": str(f_score)},
-    )
+    return build(name=name, namespace=namespace, image=image, model_uri=workflow.evaluated_model_uri(prefix))
 
 
 def _create_and_wait(
@@ -184,7 +177,7 @@ def _create_and_wait(
 def tune(prefix: str, params: dict[str, Any], *, run_id: str, namespace: str) -> dict[str, Any]:
     """Run the Katib Experiment; return best params, objective value and the trials' compute span."""
     from kubeflow_bridge.clients.kube import EXPERIMENT, TRIAL
-    from kubeflow_bridge.clients.results import best_trial
+    from kubeflow_bridge.clients.kube.results import best_trial
     from kubeflow_bridge.resources.katib import parameter_types
 
     who = identity(run_id, "tune")
@@ -235,47 +228,22 @@ def train(
     return {"model": workflow.uri(prefix, "model"), "compute_seconds": compute, "job": name}
 
 
-def serving_f_score(client: KubeflowObjectClient, name: str, namespace: str) -> float | None:
-    """The F-score recorded on the live InferenceService, or None when nothing serves yet."""
+def gate(f_score: float | None, threshold: float, *, service_name: str, namespace: str) -> GateDecision:
+    """The workflow's gate against the live model's recorded score (see :mod:`kubeflow_bridge.workflow.gate`)."""
     from kubeflow_bridge.clients.kube import INFERENCESERVICE
+    from kubeflow_bridge.workflow import gate as workflow_gate
 
-    live = client.get(INFERENCESERVICE, name, namespace=namespace)
-    if live is None:
-        return None
-    recorded = ((live.get("metadata") or {}).get("annotations") or {}).get(
-        f"{METRIC_ANNOTATION_PREFIX}{workflow.F_SCORE_METRIC}"
-    )
-    try:
-        return None if recorded in (None, "") else float(recorded)
-    except ValueError:
-        return None
-
-
-def gate(f_score: float, threshold: float, *, service_name: str, namespace: str) -> workflow.GateDecision:
-    """Deploy only when the score clears the threshold and beats the live model's recorded score."""
     with object_client() as client:
-        serving = serving_f_score(client, service_name, namespace)
-    decision = workflow.gate(f_score, threshold, serving)
+        live = client.get(INFERENCESERVICE, service_name, namespace=namespace)
+    try:
+        serving = workflow_gate.serving_score(live, workflow.F_SCORE_METRIC)
+        decision = workflow_gate.decide(
+            f_score, workflow_gate.as_threshold(threshold), serving, metric=workflow.F_SCORE_METRIC
+        )
+    except ValueError as exc:
+        raise StepFailed(f"gate: {exc}") from exc
     log.info("gate: %s", decision.reason)
     return decision
-
-
-def _smoke(url: str, payload: dict[str, Any], model_name: str = "anomaly-vae") -> None:
-    """POST a V1 predict request to the new model; a non-2xx answer or a wrong shape fails the step."""
-    import httpx
-
-    target = f"{url.rstrip('/')}/v1/models/{model_name}:predict"
-    try:
-        response = httpx.post(target, json=payload, timeout=30)
-    except httpx.HTTPError as exc:
-        raise StepFailed(f"smoke test: POST {target} failed: {exc}") from exc
-    if response.status_code >= 400:
-        raise StepFailed(f"smoke test: POST {target} answered {response.status_code}: {response.text[:300]}")
-    predictions = response.json().get("predictions")
-    if not isinstance(predictions, list) or len(predictions) != len(payload["instances"]):
-        raise StepFailed(
-            f"smoke test: {target} answered {response.text[:300]} (expected one prediction a row)"
-        )
 
 
 def deploy(
@@ -288,71 +256,32 @@ def deploy(
     run_id: str,
     source: str = "synthetic",
 ) -> dict[str, Any]:
-    """Create the InferenceService, or roll the new model out as a canary, smoke-test, then promote.
+    """Roll the evaluated model out with the workflow's rollout (canary, smoke test, promote or roll back).
 
-    A canary that fails readiness or the smoke test is rolled back (0% to the new revision) and the
-    step fails; the previous model keeps serving.
+    A canary that does not become Ready or fails the smoke test is rolled back (the previous model
+    serves all traffic) and the step fails.
     """
-    from kubeflow_bridge.clients.kube import INFERENCESERVICE
-    from kubeflow_bridge.clients.results import isvc_endpoint
-    from kubeflow_bridge.resources.kserve import canary_patch
     from kubeflow_bridge.resources.names import with_identity
+    from kubeflow_bridge.workflow import gate as workflow_gate
+    from kubeflow_bridge.workflow import rollout
 
-    who = identity(run_id, "deploy")
+    plan = rollout.Rollout(
+        name=service_name,
+        namespace=namespace,
+        canary_percent=int(canary_percent),
+        record={workflow_gate.metric_annotation(workflow.F_SCORE_METRIC): str(f_score)},
+        smoke_payload=workflow.smoke_payload(source),
+    )
     manifest = with_identity(
-        build_inference_service(prefix, name=service_name, namespace=namespace, f_score=f_score), who
+        build_inference_service(prefix, name=service_name, namespace=namespace), identity(run_id, "deploy")
     )
     with object_client() as client:
-        live = client.get(INFERENCESERVICE, service_name, namespace=namespace)
-        canary = None
-        if live is None:
-            obj = client.create(INFERENCESERVICE, manifest, namespace=namespace).obj
-        else:
-            canary = int(canary_percent)
-            predictor = {**manifest["spec"]["predictor"], "canaryTrafficPercent": canary}
-            patch = {
-                "metadata": {"annotations": manifest["metadata"]["annotations"]},
-                "spec": {"predictor": predictor},
-            }
-            obj = client.patch(INFERENCESERVICE, service_name, patch, namespace=namespace)
-        generation = int(obj["metadata"].get("generation") or 1)
-        outcome = client.wait(
-            INFERENCESERVICE,
-            service_name,
-            namespace=namespace,
-            timeout=WAIT_TIMEOUT_SECONDS,
-            min_generation=generation,
-        )
         try:
-            if outcome.state != "succeeded":
-                raise StepFailed(
-                    f"InferenceService {namespace}/{service_name} ended {outcome.state}: {outcome.message}"
-                )
-            endpoint = isvc_endpoint(
-                outcome.obj or client.get(INFERENCESERVICE, service_name, namespace=namespace) or {}
-            )
-            if not endpoint.url:
-                raise StepFailed(
-                    f"InferenceService {namespace}/{service_name} is Ready but has no status.url"
-                )
-            _smoke(endpoint.url, workflow.smoke_payload(source, rows=8))
-        except StepFailed:
-            if canary is not None:
-                client.patch(INFERENCESERVICE, service_name, canary_patch(0), namespace=namespace)
-            raise
-        if canary is not None:
-            promoted = client.patch(INFERENCESERVICE, service_name, canary_patch(None), namespace=namespace)
-            outcome = client.wait(
-                INFERENCESERVICE,
-                service_name,
-                namespace=namespace,
-                timeout=WAIT_TIMEOUT_SECONDS,
-                min_generation=int(promoted["metadata"].get("generation") or generation),
-            )
-            if outcome.state != "succeeded":
-                raise StepFailed(f"promoting {namespace}/{service_name} failed: {outcome.message}")
-            endpoint = isvc_endpoint(outcome.obj or {})
-    return {"deployed": True, "url": endpoint.url, "canary_percent": canary, "service": service_name}
+            result = rollout.run_rollout(client, plan, manifest, timeout=WAIT_TIMEOUT_SECONDS)
+        except rollout.RolloutFailed as exc:
+            raise StepFailed(str(exc)) from exc
+    log.info("deploy: %s smoke %s, promoted %s", service_name, result["smoke_status"], result["promoted"])
+    return {"deployed": True, **result}
 
 
 def as_json(value: dict[str, Any]) -> str:

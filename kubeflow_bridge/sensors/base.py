@@ -66,7 +66,7 @@ class KubeflowObjectSensor(BaseSensorOperator):
         return None
 
     def poke(self, context: Context) -> bool:
-        from kubeflow_bridge.clients.status import classify
+        from kubeflow_bridge.clients.kube.status import classify
 
         kind = resolve_kind(self.kind_name)
         namespace = self.hook.namespace

@@ -46,16 +46,13 @@ class KubeflowPipelineRunSensor(BaseSensorOperator):
         return KubeflowHook(self.kubeflow_conn_id).get_kfp_client()
 
     def poke(self, context: Context) -> bool:
-        from kubeflow_bridge.clients.kfp import run_state
-        from kubeflow_bridge.triggers.kfp import KFP_TERMINAL
+        from kubeflow_bridge.clients.kfp import run_outcome
 
-        run = self.kfp_client().get_run(self.run_id)
-        state = run_state(run)
-        if state not in KFP_TERMINAL:
+        outcome = run_outcome(self.kfp_client().get_run(self.run_id), self.run_id)
+        if outcome is None:
             return False
-        message = (run.get("error") or {}).get("message", "")
         raise_for_event(
-            {"status": KFP_TERMINAL[state], "reason": str(run.get("state")), "message": message},
+            {"status": outcome.state, "reason": outcome.reason, "message": outcome.message},
             f"KFP run {self.run_id}",
         )
         return True

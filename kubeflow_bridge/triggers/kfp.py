@@ -11,9 +11,6 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from kubeflow_bridge.triggers.kubeflow import event_payload, hold_until
 
-#: KFP run states (``clients.kfp.run_state``) that end a wait, and the event state each becomes.
-KFP_TERMINAL = {"succeeded": "succeeded", "failed": "failed", "cancelled": "cancelled", "skipped": "failed"}
-
 
 class KubeflowPipelineRunTrigger(BaseTrigger):
     """Wait for a KFP run to reach a terminal state.
@@ -69,38 +66,16 @@ class KubeflowPipelineRunTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         detail = {"run_id": self.run_id}
         try:
-            from kubeflow_bridge.clients.kfp import run_state
-
             client = self._kfp_client()
             try:
-                while True:
-                    run = await client.get_run(self.run_id)
-                    state = run_state(run)
-                    if state in KFP_TERMINAL:
-                        error = (run.get("error") or {}).get("message", "") if isinstance(run, dict) else ""
-                        payload = event_payload(
-                            KFP_TERMINAL[state],
-                            reason=str(run.get("state", state)),
-                            message=error or f"run {self.run_id} {state}",
-                            **detail,
-                        )
-                        break
-                    remaining = self.deadline - time.time()
-                    if remaining <= 0:
-                        payload = event_payload(
-                            "timeout",
-                            reason="Timeout",
-                            message=f"run {self.run_id} still {state} at the deadline",
-                            **detail,
-                        )
-                        break
-                    await asyncio.sleep(min(self.poll_interval, remaining))
+                outcome = await client.wait_for_run(
+                    self.run_id,
+                    timeout=max(0.0, self.deadline - time.time()),
+                    poll_interval=self.poll_interval,
+                )
             finally:
-                close = getattr(client, "aclose", None) or getattr(client, "close", None)
-                if close is not None:
-                    result = close()
-                    if asyncio.iscoroutine(result):
-                        await result
+                await _close(client)
+            payload = event_payload(outcome.state, reason=outcome.reason, message=outcome.message, **detail)
         except Exception as err:
             self.log.warning("wait for KFP run %s failed: %s", self.run_id, err)
             payload = event_payload("error", reason=type(err).__name__, message=str(err), **detail)
@@ -119,8 +94,12 @@ class KubeflowPipelineRunTrigger(BaseTrigger):
         except Exception:
             self.log.exception("could not terminate KFP run %s", self.run_id)
         finally:
-            close = getattr(client, "aclose", None) or getattr(client, "close", None)
-            if close is not None:
-                result = close()
-                if asyncio.iscoroutine(result):
-                    await result
+            await _close(client)
+
+
+async def _close(client: Any) -> None:
+    close = getattr(client, "aclose", None) or getattr(client, "close", None)
+    if close is not None:
+        result = close()
+        if asyncio.iscoroutine(result):
+            await result

@@ -72,8 +72,9 @@ class KubeflowObjectTrigger(BaseTrigger):
         kubeflow_conn_id: The ``kubeflow`` connection.
         kubernetes_conn_id: Overrides the connection's cncf ``kubernetes`` connection id.
         min_generation: For InferenceServices: the generation whose readiness counts.
-        on_kill_action: ``delete`` the object when a user kills the deferred task (Airflow 3.3+
-            calls ``on_kill``; a triggerer restart does not), or ``keep`` it.
+        on_kill_action: What a user's kill of the deferred task does (Airflow 3.3+ calls ``on_kill``;
+            a triggerer restart does not): ``delete`` the object, ``rollback`` an InferenceService's
+            canary in flight (never deleting it), or ``keep``.
         fire_not_before: Epoch seconds before which no event is yielded (operators set the deferral
             time plus ``[kubeflow_bridge] trigger_fire_delay``); None fires as soon as the object is done.
     """
@@ -163,14 +164,28 @@ class KubeflowObjectTrigger(BaseTrigger):
         yield TriggerEvent(payload)
 
     async def on_kill(self) -> None:
-        """A user killed the deferred task: delete the object unless told to keep it."""
-        if self._fired or self.on_kill_action != "delete":
+        """A user killed the deferred task: ``delete`` the object, ``rollback`` a canary, or ``keep``."""
+        if self._fired or self.on_kill_action not in ("delete", "rollback"):
             return
         from kubeflow_bridge.hooks.kubeflow import resolve_kind
 
-        self.log.info("task killed: deleting %s %s/%s", self.kind, self.namespace, self.name)
+        kind = resolve_kind(self.kind)
         try:
             async with self._object_client() as client:
-                await client.cancel(resolve_kind(self.kind), self.name, namespace=self.namespace)
+                if self.on_kill_action == "delete":
+                    self.log.info("task killed: deleting %s %s/%s", self.kind, self.namespace, self.name)
+                    await client.cancel(kind, self.name, namespace=self.namespace)
+                    return
+                from kubeflow_bridge.resources.kserve import canary_patch
+                from kubeflow_bridge.workflow.rollout import canary_in_flight
+
+                live = await client.get(kind, self.name, namespace=self.namespace)
+                if canary_in_flight(live) is not None:
+                    self.log.info(
+                        "task killed: rolling %s/%s back to the previous revision", self.namespace, self.name
+                    )
+                    await client.patch(kind, self.name, canary_patch(0), namespace=self.namespace)
         except Exception:
-            self.log.exception("could not delete %s %s/%s", self.kind, self.namespace, self.name)
+            self.log.exception(
+                "could not %s %s %s/%s", self.on_kill_action, self.kind, self.namespace, self.name
+            )

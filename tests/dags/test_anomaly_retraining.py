@@ -10,7 +10,7 @@ import pytest
 from airflow.sdk import CronDataIntervalTimetable, TriggerRule
 from airflow.sdk.exceptions import ParamValidationError
 
-from kubeflow_bridge.pipelines import workflow
+from kubeflow_bridge import workflow
 
 
 @pytest.fixture(scope="module")

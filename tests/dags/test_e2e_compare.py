@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kubeflow_bridge.pipelines import workflow
+from kubeflow_bridge import workflow
 
 from .conftest import SMALL_CONF
 

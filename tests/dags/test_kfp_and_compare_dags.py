@@ -11,7 +11,7 @@ import pytest
 from airflow.sdk import TriggerRule
 from airflow.sdk.exceptions import ParamValidationError
 
-from kubeflow_bridge.pipelines import workflow
+from kubeflow_bridge import workflow
 
 
 @pytest.fixture(scope="module")

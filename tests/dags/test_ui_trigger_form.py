@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kubeflow_bridge.pipelines.workflow import DEFAULTS
+from kubeflow_bridge.workflow import DEFAULTS
 
 from .conftest import AirflowStandalone
 

@@ -5,7 +5,6 @@ import time
 
 import pytest
 
-from kubeflow_bridge.clients._watch import active_watches
 from kubeflow_bridge.clients.kube import (
     EXPERIMENT,
     INFERENCESERVICE,
@@ -16,6 +15,7 @@ from kubeflow_bridge.clients.kube import (
     IdentityMismatchError,
     KubeApiError,
 )
+from kubeflow_bridge.clients.kube._watch import active_watches
 
 NS = "ns"
 PJ = PYTORCHJOB.collection_path(NS)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from kubeflow_bridge.clients.kube import PYTORCHJOB, IdentityMismatchError
-from kubeflow_bridge.clients.results import job_outcome
+from kubeflow_bridge.clients.kube.results import job_outcome
 from kubeflow_bridge.local.testing import local_runtime
 
 pytestmark = pytest.mark.e2e

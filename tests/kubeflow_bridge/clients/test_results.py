@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubeflow_bridge.clients.results import (
+from kubeflow_bridge.clients.kube.results import (
     NoBestTrialError,
     best_trial,
     isvc_endpoint,

@@ -11,7 +11,7 @@ from kubeflow_bridge.clients.kube import (
     TRIAL,
     ResourceKind,
 )
-from kubeflow_bridge.clients.status import classify
+from kubeflow_bridge.clients.kube.status import classify
 
 
 def cond(ctype: str, status: str = "True", reason: str = "", message: str = "") -> dict:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from kubeflow_bridge import workflow
 from kubeflow_bridge.compare import demo
 from kubeflow_bridge.local.paths import S3Info, StatePaths, parse_env_file, write_client_files
-from kubeflow_bridge.pipelines import workflow
 from kubeflow_bridge.pipelines.submit import parse_params
 
 

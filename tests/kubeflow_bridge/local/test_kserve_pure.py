@@ -129,7 +129,7 @@ def test_canary_split_promotion_and_pin_to_previous() -> None:
     ]
     assert starting.status["conditions"][-1]["status"] == "Unknown"
     assert starting.keep == {"vae-predictor-00001", "vae-predictor-00002"}
-    from kubeflow_bridge.clients.status import classify
+    from kubeflow_bridge.clients.kube.status import classify
 
     assert classify("InferenceService", {**canary, "status": starting.status}, min_generation=2) is None
     split = status.compute_status(canary, [_rev(1), _rev(2)], proxy_url="u", now="T3")
@@ -177,7 +177,7 @@ def test_failed_canary_keeps_previous_serving() -> None:
     assert st["components"]["predictor"]["latestCreatedRevision"] == "vae-predictor-00002"
     assert st["modelStatus"]["transitionStatus"] == "BlockedByFailedLoad"
     assert st["conditions"][0]["lastTransitionTime"] == "T1"  # IngressReady did not change
-    from kubeflow_bridge.clients.status import classify
+    from kubeflow_bridge.clients.kube.status import classify
 
     verdict = classify("InferenceService", {**bad, "status": st}, min_generation=2)
     assert verdict is not None and verdict.state == "failed" and "model failed to load" in verdict.message
@@ -192,7 +192,7 @@ def test_unsupported_format_status() -> None:
     assert out.status["modelStatus"]["transitionStatus"] == "InvalidSpec"
     assert out.status["modelStatus"]["lastFailureInfo"]["reason"] == "NoSupportingRuntime"
     # the bridge's own classifier reads it as a failure with the reason
-    from kubeflow_bridge.clients.status import classify
+    from kubeflow_bridge.clients.kube.status import classify
 
     verdict = classify("InferenceService", {**_isvc({}), "status": out.status})
     assert verdict is not None and verdict.state == "failed" and "sklearn" in verdict.message

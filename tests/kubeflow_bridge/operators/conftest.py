@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from kubeflow_bridge.clients.status import classify
-from kubeflow_bridge.resources.names import IDENTITY_LABEL
-
-
-@dataclass(frozen=True)
-class CreateResult:
-    obj: dict
-    created: bool
-
-
-@dataclass(frozen=True)
-class WaitOutcome:
-    state: str
-    reason: str
-    message: str
-    obj: dict | None
-
-
-class AlreadyExists(RuntimeError):
-    pass
+from kubeflow_bridge.clients.kfp import KfpClient
+from kubeflow_bridge.clients.kube import CreateResult, IfExists, WaitOutcome
+from kubeflow_bridge.clients.kube._common import deleted_outcome, outcome_of, resolve_conflict
 
 
 class FakeObjectClient:
@@ -50,17 +32,11 @@ class FakeObjectClient:
         name = body["metadata"]["name"]
         self.calls.append(("create", name))
         key = self._key(kind, name, namespace)
-        mode = getattr(if_exists, "value", if_exists)
         existing = self.objects.get(key)
         if existing is not None:
-            same = (
-                existing["metadata"].get("labels", {}).get(IDENTITY_LABEL)
-                == body["metadata"]["labels"][IDENTITY_LABEL]
-            )
-            if mode == "reattach" and same:
+            # The real client's conflict rules (reattach to our own object, fail, replace ours only).
+            if resolve_conflict(kind, body, existing, IfExists(if_exists), namespace):
                 return CreateResult(copy.deepcopy(existing), False)
-            if mode != "replace":
-                raise AlreadyExists(f"{kind.kind} {name} already exists")
             del self.objects[key]
         obj = copy.deepcopy(body)
         obj["metadata"].update(namespace=namespace, generation=1, uid=f"uid-{len(self.calls)}")
@@ -76,8 +52,10 @@ class FakeObjectClient:
         self.calls.append(("patch", name))
         obj = self.objects[self._key(kind, name, namespace)]
         if "spec" in patch:
-            obj["spec"] = _merge(obj.get("spec", {}), patch["spec"])
-            obj["metadata"]["generation"] += 1
+            spec = _merge(obj.get("spec", {}), patch["spec"])
+            if spec != obj.get("spec"):  # as the API server: only a spec change bumps the generation
+                obj["spec"] = spec
+                obj["metadata"]["generation"] += 1
         if "metadata" in patch:
             obj["metadata"] = _merge(obj["metadata"], patch["metadata"])
         return copy.deepcopy(obj)
@@ -97,13 +75,11 @@ class FakeObjectClient:
         key = self._key(kind, name, namespace)
         obj = self.objects.get(key)
         if obj is None:
-            return WaitOutcome("cancelled", "Deleted", "object was deleted", None)
+            return deleted_outcome(kind, name, None)
         if self.progress is not None:
             obj["status"] = self.progress(obj)
-        found = classify(kind, obj, min_generation=min_generation)
-        if found is None:
-            return WaitOutcome("timeout", "Timeout", "still running", copy.deepcopy(obj))
-        return WaitOutcome(found.state, found.reason, found.message, copy.deepcopy(obj))
+        found = outcome_of(kind, copy.deepcopy(obj), min_generation)
+        return found or WaitOutcome("timeout", "Timeout", "still running", copy.deepcopy(obj))
 
     def job_logs(
         self, kind: Any, name: str, *, namespace: str, role: str = "master", tail_lines: int | None = None
@@ -222,7 +198,10 @@ sdkVersion: kfp-2.17.0
 
 
 class FakeKfpClient:
-    """Speaks the Client API contract of ``KfpClient`` in memory, recording every call."""
+    """Speaks the Client API contract of ``KfpClient`` in memory, recording every call (the wait is the
+    real client's, over the fake ``get_run``)."""
+
+    wait_for_run = KfpClient.wait_for_run
 
     def __init__(self) -> None:
         self.calls: list[str] = []

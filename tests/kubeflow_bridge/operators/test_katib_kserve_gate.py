@@ -1,16 +1,22 @@
 from __future__ import annotations
 
+import contextlib
+import json
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
 from kubeflow_bridge.operators._base import KubeflowOperatorError
-from kubeflow_bridge.operators.gate import ModelGateBranchOperator, gate_decision
+from kubeflow_bridge.operators.gate import ModelGateBranchOperator
 from kubeflow_bridge.operators.katib import KatibExperimentOperator
-from kubeflow_bridge.operators.kserve import KServeDeployOperator, SmokeTestError, metric_annotation
+from kubeflow_bridge.operators.kserve import KServeDeployOperator
 from kubeflow_bridge.triggers.kubeflow import FIRE_DELAY_SECONDS
+from kubeflow_bridge.workflow.gate import metric_annotation
 
 from .conftest import FakeObjectClient
 
@@ -132,18 +138,13 @@ def test_kserve_waits_for_the_new_generation_in_the_trigger(
     assert fire_not_before is not None and 0 < fire_not_before - time.time() <= FIRE_DELAY_SECONDS
 
 
-def test_kserve_failed_smoke_test_rolls_back_the_canary(
-    fake_client: FakeObjectClient, context: dict, monkeypatch: pytest.MonkeyPatch
+def test_kserve_promotion_wait_is_a_second_deferral_and_no_worker_waits(
+    fake_client: FakeObjectClient, context: dict
 ) -> None:
     fake_client.progress = ready_isvc
     KServeDeployOperator(
         task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", deferrable=False
     ).execute(context)
-
-    def broken(self: Any, url: str | None, *args: Any) -> str:
-        raise SmokeTestError("smoke request answered 500")
-
-    monkeypatch.setattr(KServeDeployOperator, "_smoke", broken)
     from .conftest import FakeStore, FakeTI
 
     ctx = {"ti": FakeTI(run_id="r2"), "task_state_store": FakeStore()}
@@ -152,42 +153,100 @@ def test_kserve_failed_smoke_test_rolls_back_the_canary(
         name="svc",
         image=IMAGE,
         model_uri="s3://m/2",
-        canary_traffic_percent=10,
-        smoke_payload={"instances": [[0.1]]},
-        deferrable=False,
+        canary_traffic_percent=20,
+        metrics={"f1": 0.9},
     )
-    with pytest.raises(SmokeTestError, match="answered 500"):
+    waits_before = len([c for c in fake_client.calls if c[0] == "wait"])
+    with pytest.raises(TaskDeferred) as first:
         op.execute(ctx)
-    assert (
-        fake_client.objects[("inferenceservices", "team-a", "svc")]["spec"]["predictor"][
-            "canaryTrafficPercent"
-        ]
-        == 0
+    assert first.value.method_name == "execute_complete" and first.value.trigger.min_generation == 2
+    # The trigger (the controller, here) reports generation 2 Ready; the worker resumes, promotes, defers again.
+    fake_client.wait(op.kind, "svc", namespace="team-a", timeout=1)
+    resumed = KServeDeployOperator(
+        task_id="d",
+        name="svc",
+        image=IMAGE,
+        model_uri="s3://m/2",
+        canary_traffic_percent=20,
+        metrics={"f1": 0.9},
     )
+    event = {"status": "succeeded", "reason": "Ready", "message": "", "name": "svc", "namespace": "team-a"}
+    with pytest.raises(TaskDeferred) as second:
+        resumed.execute_complete(ctx, event)
+    assert second.value.method_name == "execute_promoted" and second.value.trigger.min_generation == 3
+    assert second.value.trigger.on_kill_action == "rollback"
+    live = fake_client.objects[("inferenceservices", "team-a", "svc")]
+    assert "canaryTrafficPercent" not in live["spec"]["predictor"]  # promoted
+    assert live["metadata"]["annotations"][metric_annotation("f1")] == "0.9"  # recorded on promotion
+    fake_client.wait(op.kind, "svc", namespace="team-a", timeout=1)
+    result = resumed.execute_promoted(ctx, event)
+    assert result["promoted"] and result["generation"] == 3
+    # Only the test's own stand-ins for the trigger waited: the worker never did.
+    assert len([c for c in fake_client.calls if c[0] == "wait"]) == waits_before + 2
 
 
-def test_kserve_smoke_request_against_a_real_http_server(
-    fake_client: FakeObjectClient, context: dict
-) -> None:
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
+def test_kserve_refuses_if_exists_replace_and_never_deletes_on_kill(fake_client: FakeObjectClient) -> None:
+    with pytest.raises(ValueError, match="would delete the serving InferenceService"):
+        KServeDeployOperator(task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", if_exists="replace")
+    with pytest.raises(ValueError, match="on_kill_action must be one of rollback, keep"):
+        KServeDeployOperator(
+            task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", on_kill_action="delete"
+        )
 
+
+@contextlib.contextmanager
+def predictor(status: int, body: bytes) -> Iterator[tuple[str, list[Any]]]:
+    """A real HTTP server standing in for the predictor: answers every POST with ``status`` and ``body``."""
     seen: list[Any] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             seen.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
-            self.send_response(200)
+            self.send_response(status)
             self.end_headers()
-            self.wfile.write(b'{"predictions": [0.1]}')
+            self.wfile.write(body)
 
         def log_message(self, *args: Any) -> None: ...
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+
+
+def test_kserve_failed_smoke_test_rolls_back_the_canary(fake_client: FakeObjectClient, context: dict) -> None:
+    with predictor(500, b'{"error": "model failed to load"}') as (url, _seen):
+        fake_client.progress = lambda obj: {**ready_isvc(obj), "url": url}
+        KServeDeployOperator(
+            task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", metrics={"f1": 0.7}, deferrable=False
+        ).execute(context)
+        from .conftest import FakeStore, FakeTI
+
+        ctx = {"ti": FakeTI(run_id="r2"), "task_state_store": FakeStore()}
+        op = KServeDeployOperator(
+            task_id="d",
+            name="svc",
+            image=IMAGE,
+            model_uri="s3://m/2",
+            canary_traffic_percent=10,
+            smoke_payload={"instances": [[0.1]]},
+            metrics={"f1": 0.9},
+            deferrable=False,
+        )
+        with pytest.raises(KubeflowOperatorError, match=r"answered 500.*rolled back"):
+            op.execute(ctx)
+    live = fake_client.objects[("inferenceservices", "team-a", "svc")]
+    assert live["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    # The gate's record still describes the model that serves, not the rolled-back candidate.
+    assert live["metadata"]["annotations"][metric_annotation("f1")] == "0.7"
+
+
+def test_kserve_smoke_request_against_a_real_http_server(
+    fake_client: FakeObjectClient, context: dict
+) -> None:
+    with predictor(200, b'{"predictions": [0.1]}') as (url, seen):
         fake_client.progress = lambda obj: {**ready_isvc(obj), "url": url}
         result = KServeDeployOperator(
             task_id="d",
@@ -197,27 +256,8 @@ def test_kserve_smoke_request_against_a_real_http_server(
             smoke_payload={"instances": [[1.0]]},
             deferrable=False,
         ).execute(context)
-    finally:
-        server.shutdown()
     assert result["smoke_status"] == "ok"
     assert seen == [("/v1/models/anomaly-vae:predict", {"instances": [[1.0]]})]
-
-
-@pytest.mark.parametrize(
-    ("metric", "threshold", "serving", "higher", "deploy"),
-    [
-        (0.9, 0.8, None, True, True),
-        (0.7, 0.8, None, True, False),
-        (0.9, 0.8, 0.95, True, False),
-        (0.96, 0.8, 0.95, True, True),
-        (0.1, 0.2, 0.15, False, True),
-        (0.18, 0.2, 0.15, False, False),
-    ],
-)
-def test_gate_decision(
-    metric: float, threshold: float, serving: float | None, higher: bool, deploy: bool
-) -> None:
-    assert gate_decision(metric, threshold, serving, higher_is_better=higher)[0] is deploy
 
 
 def test_gate_operator_compares_with_the_live_services_annotation(
@@ -242,7 +282,7 @@ def test_gate_operator_compares_with_the_live_services_annotation(
 
     assert gate("0.95") == "deploy"
     assert gate("0.85") == ["skip"]
-    assert context["ti"].xcoms["gate"]["serving_metric"] == 0.9
+    assert context["ti"].xcoms["gate"]["serving_score"] == 0.9
     with pytest.raises(ValueError, match="metric_value must be a number"):
         gate("None")
 

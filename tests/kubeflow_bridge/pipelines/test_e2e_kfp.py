@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from kubeflow_bridge import workflow
 from kubeflow_bridge.compare.analysis import summarize_run
 from kubeflow_bridge.compare.kfp_collector import kfp_run_from_details
-from kubeflow_bridge.pipelines import steps, workflow
+from kubeflow_bridge.pipelines import steps
 from kubeflow_bridge.pipelines.compile import COMPILED_PATH
 
 ARGS = {
@@ -78,7 +79,7 @@ def test_pipeline_runs_through_kfp_client(
         first = steps.deploy(
             prefix, f_score=0.5, canary_percent=30, service_name="e2e-canary", namespace=ns, run_id="r1"
         )
-        assert first["canary_percent"] is None and first["url"]
+        assert first["promoted"] is False and first["smoke_status"] == "ok" and first["url"]
         # A second model (a copy under another run's prefix) so the rollout makes a new revision.
         from trainer import io
 
@@ -89,7 +90,7 @@ def test_pipeline_runs_through_kfp_client(
         second = steps.deploy(
             other, f_score=0.6, canary_percent=30, service_name="e2e-canary", namespace=ns, run_id="r2"
         )
-        assert second["canary_percent"] == 30
+        assert second["promoted"] is True and second["smoke_status"] == "ok"
         isvc = kube.get(INFERENCESERVICE, "e2e-canary", namespace=ns)
         assert isvc is not None
         assert isvc["metadata"]["annotations"]["kubeflow-bridge.io/metric.composite_f1"] == "0.6"

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import yaml
 
+from kubeflow_bridge import workflow
 from kubeflow_bridge.compare.kfp_collector import spec_dependencies
-from kubeflow_bridge.pipelines import steps, workflow
+from kubeflow_bridge.pipelines import steps
 from kubeflow_bridge.pipelines.compile import COMPILED_PATH, compile_pipeline, main
 
 _KFP_TYPES = {"source": "STRING", "rows": "NUMBER_INTEGER", "lr_min": "NUMBER_DOUBLE"}

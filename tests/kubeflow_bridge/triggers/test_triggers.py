@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from kubeflow_bridge.clients.kfp import AsyncKfpClient
 from kubeflow_bridge.triggers.kfp import KubeflowPipelineRunTrigger
 from kubeflow_bridge.triggers.kubeflow import KubeflowObjectTrigger
 
@@ -170,6 +171,10 @@ async def test_object_trigger_unknown_kind_is_error(monkeypatch: pytest.MonkeyPa
 
 
 class FakeAsyncKfp:
+    """Fakes the transport (``get_run``); the wait is the real client's."""
+
+    wait_for_run = AsyncKfpClient.wait_for_run
+
     def __init__(self, states: list[str | Exception]) -> None:
         self.states = states
         self.gets = 0

@@ -19,22 +19,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubeflow_bridge.clients._kinds import POD, ResourceKind
-from kubeflow_bridge.clients._retry import (
+from kubeflow_bridge.clients._retry import RETRYABLE_STATUSES, RetryPolicy, parse_status
+from kubeflow_bridge.clients.kube._errors import (
     KubeApiError,
-    RetryPolicy,
     http_status,
     is_retryable,
     retry_after,
     to_api_error,
 )
+from kubeflow_bridge.clients.kube._kinds import POD, ResourceKind
 
 log = logging.getLogger(__name__)
 
 #: Server-side timeout of one watch request; the watch then resumes from its last resourceVersion.
 WATCH_SECONDS = 300
 #: Statuses after which a shared watch keeps retrying (others end it and are reported to waiters).
-_RETRY_STATUSES = frozenset({0, 429, 500, 502, 503, 504})
+_RETRY_STATUSES = RETRYABLE_STATUSES | {0}
 
 
 @dataclass(eq=False)
@@ -289,17 +289,8 @@ class SharedWatch:
 
 def _error_from_response(status: int, reason: str | None, body: bytes) -> KubeApiError:
     """A :class:`KubeApiError` from an HTTP error answer and its Status body (if it has one)."""
-    message = body.decode("utf-8", "replace")[:500]
-    causes: list[dict[str, Any]] = []
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict):
-        reason = str(parsed.get("reason") or reason or "")
-        message = str(parsed.get("message") or message)
-        causes = list((parsed.get("details") or {}).get("causes") or [])
-    return KubeApiError(status, str(reason or "Error"), message, causes)
+    parsed_reason, message, causes = parse_status(body, reason or "")
+    return KubeApiError(status, parsed_reason or "Error", message, causes)
 
 
 _REGISTRY: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], SharedWatch]] = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kubeflow_bridge.clients._kinds import ResourceKind, kind_named
+from kubeflow_bridge.clients.kube._kinds import ResourceKind, kind_named
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"

@@ -10,7 +10,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from kubeflow_bridge.clients._common import (
+from kubeflow_bridge.clients._retry import RetryPolicy
+from kubeflow_bridge.clients.kube._common import (
     SUSPEND_PATCHES,
     CreateResult,
     IfExists,
@@ -25,16 +26,15 @@ from kubeflow_bridge.clients._common import (
     resolve_conflict,
     with_kind,
 )
-from kubeflow_bridge.clients._kinds import POD, ResourceKind
-from kubeflow_bridge.clients._retry import (
+from kubeflow_bridge.clients.kube._errors import (
     KubeApiError,
-    RetryPolicy,
     http_status,
     is_retryable,
     retry_after,
     to_api_error,
 )
-from kubeflow_bridge.clients._watch import shared_watch
+from kubeflow_bridge.clients.kube._kinds import POD, ResourceKind
+from kubeflow_bridge.clients.kube._watch import shared_watch
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kubeflow_bridge.clients._common import IDENTITY_LABEL, CreateResult, IfExists, WaitOutcome
-from kubeflow_bridge.clients._kinds import (
+from kubeflow_bridge.clients._retry import RetryPolicy
+from kubeflow_bridge.clients.kube._common import IDENTITY_LABEL, CreateResult, IfExists, WaitOutcome
+from kubeflow_bridge.clients.kube._errors import AlreadyExistsError, IdentityMismatchError, KubeApiError
+from kubeflow_bridge.clients.kube._kinds import (
     ALL_KINDS,
     EXPERIMENT,
     INFERENCESERVICE,
@@ -22,16 +24,10 @@ from kubeflow_bridge.clients._kinds import (
     ResourceKind,
     kind_named,
 )
-from kubeflow_bridge.clients._retry import (
-    AlreadyExistsError,
-    IdentityMismatchError,
-    KubeApiError,
-    RetryPolicy,
-)
 
 if TYPE_CHECKING:
-    from kubeflow_bridge.clients._async import AsyncKubeflowObjectClient
-    from kubeflow_bridge.clients._sync import KubeflowObjectClient
+    from kubeflow_bridge.clients.kube._async import AsyncKubeflowObjectClient
+    from kubeflow_bridge.clients.kube._sync import KubeflowObjectClient
 
 __all__ = [
     "ALL_KINDS",
@@ -59,11 +55,11 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The client classes import kubernetes / kubernetes_asyncio; load them only when asked for.
     if name == "KubeflowObjectClient":
-        from kubeflow_bridge.clients._sync import KubeflowObjectClient
+        from kubeflow_bridge.clients.kube._sync import KubeflowObjectClient
 
         return KubeflowObjectClient
     if name == "AsyncKubeflowObjectClient":
-        from kubeflow_bridge.clients._async import AsyncKubeflowObjectClient
+        from kubeflow_bridge.clients.kube._async import AsyncKubeflowObjectClient
 
         return AsyncKubeflowObjectClient
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

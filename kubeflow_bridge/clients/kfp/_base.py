@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from kubeflow_bridge.clients._kfp_auth import KfpAuth, TokenFile, is_login_redirect
-from kubeflow_bridge.clients._retry import RetryPolicy
+from kubeflow_bridge.clients._retry import RETRYABLE_STATUSES, RetryPolicy, parse_status, retry_after_seconds
+from kubeflow_bridge.clients.kfp._auth import KfpAuth, TokenFile, is_login_redirect
 
 API = "/apis/v2beta1"
 _STATE_MAP = {
@@ -41,12 +41,22 @@ class KfpApiError(RuntimeError):
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """How waiting for a run ended: ``state`` is a mapped run state, or ``timeout``."""
+    """How waiting for a run ended.
+
+    Attributes:
+        run_id: The run.
+        state: ``succeeded``, ``failed`` (SKIPPED included: the run did not do its work), ``cancelled``
+            (CANCELING included) or ``timeout``.
+        run: The last version of the run read.
+        message: The run's error message, or what happened.
+        reason: KFP's own state (``SUCCEEDED``, ``CANCELING``...) or ``Timeout``.
+    """
 
     run_id: str
     state: str
     run: dict[str, Any] | None
     message: str = ""
+    reason: str = ""
 
     @property
     def succeeded(self) -> bool:
@@ -57,6 +67,24 @@ def run_state(run: dict[str, Any]) -> str:
     """The run's state mapped to pending/running/succeeded/failed/cancelled/skipped (CANCELING -> cancelled)."""
     raw = str(run.get("state") or run.get("status") or "").upper()
     return _STATE_MAP.get(raw, "pending")
+
+
+def run_outcome(run: dict[str, Any], run_id: str) -> RunOutcome | None:
+    """The one answer to "is this KFP run done?": its outcome when terminal, None while it runs."""
+    state = run_state(run)
+    if state not in TERMINAL_RUN_STATES:
+        return None
+    raw = str(run.get("state") or run.get("status") or "")
+    message = str((run.get("error") or {}).get("message") or "")
+    if state == "skipped":
+        return RunOutcome(run_id, "failed", run, message or f"run {run_id} was skipped", raw)
+    return RunOutcome(run_id, state, run, message or f"run {run_id} {state}", raw)
+
+
+def timeout_outcome(run: dict[str, Any], run_id: str, timeout: float) -> RunOutcome:
+    return RunOutcome(
+        run_id, "timeout", run, f"run {run_id} still {run_state(run)} after {timeout:g}s", "Timeout"
+    )
 
 
 def run_task_details(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -92,13 +120,8 @@ def equals_filter(key: str, value: str) -> str:
 
 
 def _error_message(resp: httpx.Response) -> str:
-    try:
-        body = resp.json()
-    except ValueError:
-        return resp.text[:500] or resp.reason_phrase
-    if isinstance(body, dict):
-        return str(body.get("message") or body.get("error") or body)[:1000]
-    return str(body)[:1000]
+    _reason, message, _causes = parse_status(resp.content, resp.reason_phrase)
+    return message or resp.reason_phrase
 
 
 def _check_run_body(body: dict[str, Any]) -> None:
@@ -159,15 +182,11 @@ class _KfpBase:
 
     @staticmethod
     def _retryable(resp: httpx.Response) -> bool:
-        return resp.status_code in (429, 500, 502, 503, 504)
+        return resp.status_code in RETRYABLE_STATUSES
 
     @staticmethod
     def _retry_after(resp: httpx.Response) -> float | None:
-        value = resp.headers.get("retry-after")
-        try:
-            return float(value) if value is not None else None
-        except ValueError:
-            return None
+        return retry_after_seconds(resp.headers.get("retry-after"))
 
     def _result(self, resp: httpx.Response, path: str) -> Any:
         if resp.status_code >= 300:

@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from kubeflow_bridge.clients._common import (
+from kubeflow_bridge.clients._retry import RetryPolicy
+from kubeflow_bridge.clients.kube._common import (
     SUSPEND_PATCHES,
     CreateResult,
     IfExists,
@@ -24,15 +25,14 @@ from kubeflow_bridge.clients._common import (
     resolve_conflict,
     with_kind,
 )
-from kubeflow_bridge.clients._kinds import POD, ResourceKind
-from kubeflow_bridge.clients._retry import (
+from kubeflow_bridge.clients.kube._errors import (
     KubeApiError,
-    RetryPolicy,
     http_status,
     is_retryable,
     retry_after,
     to_api_error,
 )
+from kubeflow_bridge.clients.kube._kinds import POD, ResourceKind
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient

@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from kubeflow_bridge.clients._kinds import EXPERIMENT, JOB, POD, PYTORCHJOB, TRIAL, ResourceKind
-from kubeflow_bridge.clients._retry import AlreadyExistsError, IdentityMismatchError
-from kubeflow_bridge.clients.status import classify
+from kubeflow_bridge.clients.kube._errors import AlreadyExistsError, IdentityMismatchError
+from kubeflow_bridge.clients.kube._kinds import EXPERIMENT, JOB, POD, PYTORCHJOB, TRIAL, ResourceKind
+from kubeflow_bridge.clients.kube.status import classify
+from kubeflow_bridge.resources.names import IDENTITY_LABEL
 
-#: Same keys as kubeflow_bridge.resources.names (kept here so the clients import nothing above them).
-IDENTITY_LABEL = "kubeflow-bridge.io/identity"
 #: Deployment/ReplicaSet-style suspend fields, by kind; kinds absent here are cancelled by deletion.
 SUSPEND_PATCHES: dict[str, dict[str, Any]] = {
     "PyTorchJob": {"spec": {"runPolicy": {"suspend": True}}},

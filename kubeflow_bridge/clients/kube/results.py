@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubeflow_bridge.clients._kinds import EXPERIMENT, JOB, PYTORCHJOB, ResourceKind
-from kubeflow_bridge.clients.status import classify
+from kubeflow_bridge.clients.kube._kinds import EXPERIMENT, JOB, PYTORCHJOB, ResourceKind
+from kubeflow_bridge.clients.kube.status import classify
 
 #: Lines of the failing replica's log kept in a JobOutcome.
 LOG_TAIL_LINES = 30

@@ -1,4 +1,4 @@
-"""The workflow's shared pure helpers (both the DAG and the KFP components use them)."""
+"""The workflow spec's pure helpers (both the DAG and the KFP components use them)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kubeflow_bridge.pipelines import workflow
+from kubeflow_bridge import workflow
 
 
 def test_run_prefix_is_path_safe() -> None:
@@ -71,24 +71,6 @@ def test_trainer_cli_accepts_the_generated_arguments() -> None:
         assert parsed.summary_out == f"{prefix}/summaries/{args[0]}.json"
     parsed = parser.parse_args(["train", *workflow.trial_args(prefix, epochs=2, seed=0), "--lr=0.01"])
     assert parsed.epochs == 2 and parsed.lr == 0.01
-
-
-@pytest.mark.parametrize(
-    ("f_score", "threshold", "serving", "deploy", "why"),
-    [
-        (0.8, 0.5, None, True, "no serving model"),
-        (0.4, 0.5, None, False, "below the threshold"),
-        (0.8, 0.5, 0.9, False, "does not beat"),
-        (0.8, 0.5, 0.8, False, "does not beat"),
-        (0.85, 0.5, 0.8, True, "beats the serving model's 0.8000"),
-        (None, 0.5, None, False, "no F-score"),
-        (0.5, 0.5, None, True, "clears"),
-    ],
-)
-def test_gate(f_score: float | None, threshold: float, serving: float | None, deploy: bool, why: str) -> None:
-    decision = workflow.gate(f_score, threshold, serving)
-    assert decision.deploy is deploy
-    assert why in decision.reason
 
 
 def test_parse_trainer_summary() -> None:

@@ -1,15 +1,14 @@
-"""The retraining workflow's shared definition: defaults, object-store layout, trainer arguments, gate.
+"""The retraining workflow's spec: defaults, param schemas, object-store layout, trainer arguments, image.
 
-Both faces use it, so the Airflow DAG and the KFP pipeline run exactly the same trainer commands with
-the same parameters: ``dags/anomaly_retraining.py`` (control plane) and the KFP components (trainer
-image). Standard library only, so DAG files can import it at parse time.
+Both orchestrators use it, so the Airflow DAG (``dags/anomaly_retraining.py``, control plane) and the
+KFP pipeline (``kubeflow_bridge.pipelines``, trainer image) run exactly the same trainer commands with
+the same parameters. Standard library only, so DAG files can import it at parse time.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from typing import Any
 
 #: The trainer image every step runs (the local runtime maps it to ``.venv-trainer``).
@@ -248,39 +247,6 @@ def evaluate_args(prefix: str) -> list[str]:
 def evaluated_model_uri(prefix: str) -> str:
     """The model evaluate writes with its best threshold recorded (the one to deploy)."""
     return f"{uri(prefix, 'evaluation')}/model.pt"
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    """Whether to deploy the evaluated model.
-
-    Attributes:
-        deploy: True when the score clears the threshold and beats the serving model.
-        reason: One line saying why.
-    """
-
-    deploy: bool
-    reason: str
-
-
-def gate(f_score: float | None, threshold: float, serving_f_score: float | None = None) -> GateDecision:
-    """Deploy only when ``f_score`` clears ``threshold`` and beats the serving model's recorded score.
-
-    Args:
-        f_score: The evaluated model's composite F-score (None: evaluation produced none).
-        threshold: The minimum score to deploy.
-        serving_f_score: The score recorded on the model now serving (None: nothing serves yet).
-    """
-    if f_score is None or not math.isfinite(f_score):
-        return GateDecision(False, "no F-score to judge: evaluation produced none")
-    if f_score < threshold:
-        return GateDecision(False, f"F-score {f_score:.4f} is below the threshold {threshold:.4f}")
-    if serving_f_score is not None and f_score <= serving_f_score:
-        return GateDecision(
-            False, f"F-score {f_score:.4f} does not beat the serving model's {serving_f_score:.4f}"
-        )
-    against = "no serving model" if serving_f_score is None else f"the serving model's {serving_f_score:.4f}"
-    return GateDecision(True, f"F-score {f_score:.4f} clears {threshold:.4f} and beats {against}")
 
 
 def parse_trainer_summary(stdout: str) -> dict[str, Any]:

@@ -1,0 +1,65 @@
+"""The retraining workflow, defined once; the Airflow DAG, the KFP pipeline and the comparison call it.
+
+- :mod:`~kubeflow_bridge.workflow.spec`: defaults, param schemas, artifact layout, trainer arguments,
+  the trainer image (re-exported here, so ``workflow.DEFAULTS`` and ``workflow.train_args`` read as-is);
+- :mod:`~kubeflow_bridge.workflow.gate`: the deploy gate (one rule set);
+- :mod:`~kubeflow_bridge.workflow.rollout`: the canary rollout (write, Ready, smoke, promote or roll back).
+
+No Airflow and no kfp import anywhere in this package; importing it loads only the standard library.
+"""
+
+from __future__ import annotations
+
+from kubeflow_bridge.workflow.spec import (
+    CHANNELS_PER_SOURCE,
+    DEFAULTS,
+    F_SCORE_METRIC,
+    LAYOUT,
+    OBJECTIVE_METRIC,
+    PARAM_SCHEMAS,
+    STEPS,
+    TRAIN_BACKOFF_LIMIT,
+    TRAINER_IMAGE,
+    check_params,
+    evaluate_args,
+    evaluated_model_uri,
+    hyperparameter_flags,
+    ingest_args,
+    parse_trainer_summary,
+    preprocess_args,
+    run_prefix,
+    search_space,
+    smoke_payload,
+    summary_uri,
+    train_args,
+    trial_args,
+    trial_span_seconds,
+    uri,
+)
+
+__all__ = [
+    "CHANNELS_PER_SOURCE",
+    "DEFAULTS",
+    "F_SCORE_METRIC",
+    "LAYOUT",
+    "OBJECTIVE_METRIC",
+    "PARAM_SCHEMAS",
+    "STEPS",
+    "TRAINER_IMAGE",
+    "TRAIN_BACKOFF_LIMIT",
+    "check_params",
+    "evaluate_args",
+    "evaluated_model_uri",
+    "hyperparameter_flags",
+    "ingest_args",
+    "parse_trainer_summary",
+    "preprocess_args",
+    "run_prefix",
+    "search_space",
+    "smoke_payload",
+    "summary_uri",
+    "train_args",
+    "trial_args",
+    "trial_span_seconds",
+    "uri",
+]

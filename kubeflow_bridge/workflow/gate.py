@@ -1,0 +1,160 @@
+"""The deploy gate: one rule set that the Airflow DAG and the KFP pipeline both call.
+
+A candidate model is deployed only when it has a valid score, the score clears the threshold, and it
+beats the score recorded on the model that serves now. The serving model's score is an annotation on
+its InferenceService (``kubeflow-bridge.io/metric.<metric>``), written by the deploy step.
+
+Rules, in order (the first that applies decides, and ``decided_by`` names it):
+
+1. ``no_score``: the candidate has no score, or it is NaN or infinite -> do not deploy (what serves now
+   keeps serving; a missing score is never read as "good enough").
+2. ``threshold``: the score does not clear the threshold (``>=``, or ``<=`` when lower is better).
+3. ``serving_model``: a serving model with a recorded score exists and the candidate does not beat it
+   strictly (a tie keeps the serving model).
+4. ``passed``: deploy.
+
+Bad input is an error, not a decision: a threshold that is not a finite number, a score that is not a
+number at all (``"abc"``), or a recorded serving score that cannot be read (fix or remove the annotation).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+#: Annotation prefix under which a deploy records the served model's metrics.
+METRIC_ANNOTATION_PREFIX = "kubeflow-bridge.io/metric."
+
+
+def metric_annotation(metric: str) -> str:
+    """The annotation key holding ``metric`` of the model an InferenceService serves."""
+    return f"{METRIC_ANNOTATION_PREFIX}{metric}"
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether to deploy the candidate, and why.
+
+    Attributes:
+        deploy: True when every rule passed.
+        reason: One sentence saying why.
+        decided_by: The rule that decided: ``no_score``, ``threshold``, ``serving_model`` or ``passed``.
+        score: The candidate's score (None when it had none).
+        threshold: The threshold it was held to.
+        serving_score: The serving model's recorded score (None: nothing serves, or no record).
+    """
+
+    deploy: bool
+    reason: str
+    decided_by: str
+    score: float | None
+    threshold: float
+    serving_score: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (NaN becomes None) for XCom and KFP outputs."""
+        score = self.score if self.score is not None and math.isfinite(self.score) else None
+        return {
+            "deploy": self.deploy,
+            "reason": self.reason,
+            "decided_by": self.decided_by,
+            "score": score,
+            "threshold": self.threshold,
+            "serving_score": self.serving_score,
+        }
+
+
+def as_score(field: str, value: Any) -> float | None:
+    """A score from a rendered template or a step output: None/"" -> None, else a float (NaN allowed).
+
+    Raises:
+        ValueError: ``value`` is a bool or text that is not a number (names the field).
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{field} must be a number, not {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field} must be a number (after templating), not {value!r}") from None
+
+
+def as_threshold(value: Any) -> float:
+    """The gate's threshold as a finite float.
+
+    Raises:
+        ValueError: Missing, not a number, NaN or infinite.
+    """
+    threshold = as_score("threshold", value)
+    if threshold is None or not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, not {value!r}")
+    return threshold
+
+
+def serving_score(isvc: dict[str, Any] | None, metric: str) -> float | None:
+    """The score recorded on the live InferenceService (None: no live service, or no record).
+
+    Raises:
+        ValueError: The annotation holds something that is not a finite number.
+    """
+    if isvc is None:
+        return None
+    annotations = (isvc.get("metadata") or {}).get("annotations") or {}
+    recorded = annotations.get(metric_annotation(metric))
+    if recorded in (None, ""):
+        return None
+    name = (isvc.get("metadata") or {}).get("name", "")
+    try:
+        value = float(recorded)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError(
+            f"InferenceService {name} records {metric}={recorded!r} ({metric_annotation(metric)}), which is "
+            "not a number: the gate cannot tell whether the candidate beats it. Fix or remove the annotation."
+        )
+    return value
+
+
+def decide(
+    score: float | None,
+    threshold: float,
+    serving: float | None = None,
+    *,
+    higher_is_better: bool = True,
+    metric: str = "score",
+) -> GateDecision:
+    """Apply the gate's rules (see the module docstring).
+
+    Args:
+        score: The candidate's score (None, NaN or infinite: no valid score).
+        threshold: The score to clear (finite; use :func:`as_threshold` on raw input).
+        serving: The serving model's recorded score (None: nothing to beat).
+        higher_is_better: False for losses.
+        metric: The metric's name, for the reason.
+
+    Raises:
+        ValueError: ``threshold`` is not finite.
+    """
+    if not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, not {threshold!r}")
+
+    def decision(deploy: bool, reason: str, decided_by: str) -> GateDecision:
+        return GateDecision(deploy, reason, decided_by, score, threshold, serving)
+
+    if score is None or not math.isfinite(score):
+        return decision(False, f"no valid {metric} to judge ({score!r}): the serving model stays", "no_score")
+    clears = score >= threshold if higher_is_better else score <= threshold
+    if not clears:
+        return decision(
+            False, f"{metric} {score:.4g} does not clear the threshold {threshold:.4g}", "threshold"
+        )
+    beats = serving is None or (score > serving if higher_is_better else score < serving)
+    if not beats:
+        return decision(
+            False, f"{metric} {score:.4g} does not beat the serving model's {serving:.4g}", "serving_model"
+        )
+    against = "no serving model" if serving is None else f"the serving model's {serving:.4g}"
+    return decision(True, f"{metric} {score:.4g} clears {threshold:.4g} and beats {against}", "passed")

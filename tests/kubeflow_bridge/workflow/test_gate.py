@@ -1,0 +1,58 @@
+"""The deploy gate's rules (pure), on the decision table both orchestrators are tested against."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubeflow_bridge.workflow import gate
+
+CASES = json.loads((Path(__file__).with_name("decision_cases.json")).read_text())
+
+
+def live_service(serving: str | None) -> dict[str, Any] | None:
+    """The live InferenceService a case describes (None: nothing serves)."""
+    if serving is None:
+        return None
+    annotations = {gate.metric_annotation("composite_f1"): serving} if serving else {}
+    return {"metadata": {"name": "svc", "annotations": annotations}}
+
+
+@pytest.mark.parametrize("case", CASES["gate"], ids=[c["case"] for c in CASES["gate"]])
+def test_gate_table(case: dict[str, Any]) -> None:
+    live = live_service(case["serving"])
+    if "error" in case:
+        with pytest.raises(ValueError, match=case["error"]):
+            gate.serving_score(live, "composite_f1")
+        return
+    score = gate.as_score("score", case["score"])
+    decision = gate.decide(score, case["threshold"], gate.serving_score(live, "composite_f1"))
+    assert (decision.deploy, decision.decided_by) == (case["deploy"], case["decided_by"])
+    json.dumps(decision.as_dict(), allow_nan=False)  # XCom- and KFP-safe even for a NaN score
+
+
+def test_lower_is_better_and_reasons() -> None:
+    assert gate.decide(0.1, 0.2, 0.15, higher_is_better=False).deploy
+    assert gate.decide(0.18, 0.2, 0.15, higher_is_better=False).decided_by == "serving_model"
+    assert gate.decide(0.3, 0.2, higher_is_better=False).decided_by == "threshold"
+    decision = gate.decide(0.85, 0.5, 0.8, metric="composite_f1")
+    assert decision.reason == "composite_f1 0.85 clears 0.5 and beats the serving model's 0.8"
+    assert gate.decide(math.inf, 0.5).decided_by == "no_score"
+
+
+@pytest.mark.parametrize("bad", ["-inf", "nan", None, "high", True])
+def test_a_threshold_must_be_a_finite_number(bad: Any) -> None:
+    with pytest.raises(ValueError, match="threshold must be"):
+        gate.as_threshold(bad)
+
+
+def test_a_score_that_is_not_a_number_is_bad_input_not_a_decision() -> None:
+    with pytest.raises(ValueError, match="metric_value must be a number"):
+        gate.as_score("metric_value", "abc")
+    with pytest.raises(ValueError, match="must be a number"):
+        gate.as_score("metric_value", False)
+    assert gate.as_score("metric_value", "") is None and gate.as_score("x", "0.5") == 0.5
