@@ -349,6 +349,8 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
         self, context: Context, name: str, namespace: str, min_generation: int | None
     ) -> dict[str, Any]:
         """Wait in slices of ``poll_interval`` (so logs can stream); the outcome as a trigger event."""
+        from kubeflow_bridge.clients.kube import created_object_outcome
+
         client = self.object_client()
         deadline = time.monotonic() + self.timeout
         while True:
@@ -363,6 +365,7 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
                 min_generation=min_generation,
             )
             self.on_poll(context, name, namespace)
+            outcome = created_object_outcome(outcome)
             if outcome.state != "timeout":
                 return {"status": outcome.state, "reason": outcome.reason, "message": outcome.message}
 

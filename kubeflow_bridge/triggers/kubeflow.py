@@ -151,11 +151,13 @@ class KubeflowObjectTrigger(BaseTrigger):
                     timeout=remaining,
                     min_generation=self.min_generation,
                 )
-            state = outcome.state
-            if state == "error" and outcome.reason == "NotFound":
-                # the worker created it before deferring: gone now means deleted, i.e. cancelled
-                state = "cancelled"
-            payload = event_payload(state, reason=outcome.reason, message=outcome.message, **self._detail())
+            from kubeflow_bridge.clients.kube import created_object_outcome
+
+            # the worker created it before deferring: gone now means deleted, i.e. cancelled
+            outcome = created_object_outcome(outcome)
+            payload = event_payload(
+                outcome.state, reason=outcome.reason, message=outcome.message, **self._detail()
+            )
         except Exception as err:  # one event, always: the task fails with what went wrong
             self.log.warning("wait for %s %s/%s failed: %s", self.kind, self.namespace, self.name, err)
             payload = event_payload("error", reason=type(err).__name__, message=str(err), **self._detail())

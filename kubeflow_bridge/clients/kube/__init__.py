@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kubeflow_bridge.clients._retry import RetryPolicy
-from kubeflow_bridge.clients.kube._common import IDENTITY_LABEL, CreateResult, IfExists, WaitOutcome
+from kubeflow_bridge.clients.kube._common import CreateResult, IfExists, WaitOutcome, created_object_outcome
 from kubeflow_bridge.clients.kube._errors import AlreadyExistsError, IdentityMismatchError, KubeApiError
 from kubeflow_bridge.clients.kube._kinds import (
     ALL_KINDS,
@@ -24,6 +24,7 @@ from kubeflow_bridge.clients.kube._kinds import (
     ResourceKind,
     kind_named,
 )
+from kubeflow_bridge.resources.names import IDENTITY_LABEL
 
 if TYPE_CHECKING:
     from kubeflow_bridge.clients.kube._async import AsyncKubeflowObjectClient
@@ -48,6 +49,7 @@ __all__ = [
     "ResourceKind",
     "RetryPolicy",
     "WaitOutcome",
+    "created_object_outcome",
     "kind_named",
 ]
 

@@ -21,6 +21,7 @@ from kubeflow_bridge.clients.kube._common import (
     join_logs,
     log_container,
     log_selectors,
+    not_found_outcome,
     object_name,
     outcome_of,
     resolve_conflict,
@@ -283,12 +284,7 @@ class AsyncKubeflowObjectClient:
                 if sub.deleted:
                     return deleted_outcome(kind, name, sub.obj)
                 if sub.missing:
-                    return WaitOutcome(
-                        "error",
-                        "NotFound",
-                        f'{kind.kind} "{name}" not found in namespace "{namespace}"',
-                        None,
-                    )
+                    return not_found_outcome(kind, name, namespace)
                 if sub.obj is not None and (done := outcome_of(kind, sub.obj, min_generation)):
                     return done
                 remaining = deadline - loop.time()
@@ -311,12 +307,7 @@ class AsyncKubeflowObjectClient:
                         except KubeApiError as err:
                             return WaitOutcome("error", err.reason, err.message, None)
                         if current is None:
-                            return WaitOutcome(
-                                "error",
-                                "NotFound",
-                                f'{kind.kind} "{name}" not found in namespace "{namespace}"',
-                                None,
-                            )
+                            return not_found_outcome(kind, name, namespace)
                         if sub.obj is None:
                             sub.obj = current
         finally:

@@ -115,6 +115,20 @@ def outcome_of(
     return WaitOutcome(verdict.state, verdict.reason, verdict.message, obj)
 
 
+def not_found_outcome(kind: ResourceKind, name: str, namespace: str) -> WaitOutcome:
+    """A wait for an object that was never seen: an error, not a cancellation (nothing was deleted)."""
+    return WaitOutcome(
+        "error", "NotFound", f'{kind.kind} "{name}" not found in namespace "{namespace}"', None
+    )
+
+
+def created_object_outcome(outcome: WaitOutcome) -> WaitOutcome:
+    """How a wait ended for an object the caller created: not found then means deleted, i.e. cancelled."""
+    if outcome.state == "error" and outcome.reason == "NotFound":
+        return WaitOutcome("cancelled", "Deleted", f"{outcome.message}: it was deleted", outcome.obj)
+    return outcome
+
+
 def deleted_outcome(kind: ResourceKind, name: str, obj: dict[str, Any] | None) -> WaitOutcome:
     return WaitOutcome("cancelled", "Deleted", f'{kind.kind} "{name}" was deleted before it finished', obj)
 

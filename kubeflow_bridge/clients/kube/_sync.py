@@ -20,6 +20,7 @@ from kubeflow_bridge.clients.kube._common import (
     join_logs,
     log_container,
     log_selectors,
+    not_found_outcome,
     object_name,
     outcome_of,
     resolve_conflict,
@@ -342,12 +343,7 @@ class KubeflowObjectClient:
                     ]
                     if not items:
                         if last is None:
-                            return WaitOutcome(
-                                "error",
-                                "NotFound",
-                                f'{kind.kind} "{name}" not found in namespace "{namespace}"',
-                                None,
-                            )
+                            return not_found_outcome(kind, name, namespace)
                         return deleted_outcome(kind, name, last)
                     last = items[0]
                     if done := outcome_of(kind, last, min_generation):

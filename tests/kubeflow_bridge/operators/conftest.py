@@ -10,7 +10,7 @@ import pytest
 
 from kubeflow_bridge.clients.kfp import KfpClient
 from kubeflow_bridge.clients.kube import CreateResult, IfExists, WaitOutcome
-from kubeflow_bridge.clients.kube._common import deleted_outcome, outcome_of, resolve_conflict
+from kubeflow_bridge.clients.kube._common import not_found_outcome, outcome_of, resolve_conflict
 
 
 class FakeObjectClient:
@@ -75,7 +75,7 @@ class FakeObjectClient:
         key = self._key(kind, name, namespace)
         obj = self.objects.get(key)
         if obj is None:
-            return deleted_outcome(kind, name, None)
+            return not_found_outcome(kind, name, namespace)
         if self.progress is not None:
             obj["status"] = self.progress(obj)
         found = outcome_of(kind, copy.deepcopy(obj), min_generation)

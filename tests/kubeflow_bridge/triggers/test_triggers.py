@@ -4,13 +4,13 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from kubeflow_bridge.clients.kfp import AsyncKfpClient
+from kubeflow_bridge.clients.kube import WaitOutcome
 from kubeflow_bridge.triggers.kfp import KubeflowPipelineRunTrigger
 from kubeflow_bridge.triggers.kubeflow import KubeflowObjectTrigger
 
@@ -60,12 +60,8 @@ def test_serialize_round_trip_through_airflow_trigger_model(
     crypto.get_fernet.cache_clear()
 
 
-@dataclass(frozen=True)
-class Outcome:
-    state: str
-    reason: str
-    message: str
-    obj: dict | None = None
+def Outcome(state: str, reason: str, message: str, obj: dict | None = None) -> WaitOutcome:
+    return WaitOutcome(state, reason, message, obj)
 
 
 class FakeAsyncObjectClient:
