@@ -149,10 +149,12 @@ def trainer_python() -> str:
     Raises:
         StepFailed: The environment is missing.
     """
-    python = repo_root() / ".venv-trainer" / "bin" / "python"
-    if not python.exists():
-        raise StepFailed("kfp pipeline", f"{python} is missing; run `make setup` first")
-    return str(python)
+    from kubeflow_bridge.local.images import TRAINER_IMAGE, ImageMap, UnknownImage
+
+    try:
+        return ImageMap().resolve(TRAINER_IMAGE)[0]
+    except UnknownImage as exc:
+        raise StepFailed("kfp pipeline", f"{exc}; run `make setup` first") from exc
 
 
 @dataclass

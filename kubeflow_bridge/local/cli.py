@@ -108,8 +108,9 @@ def _print_endpoints(info: dict[str, Any]) -> None:
 def runtime_python() -> str:
     """The runtime runs in the trainer environment (boto3, kfp, kserve, ray live there), whichever
     environment ``kubeflow-bridge`` was started from; the current interpreter if that env is missing."""
-    trainer = Path(__file__).resolve().parents[2] / ".venv-trainer" / "bin" / "python"
-    return str(trainer) if trainer.exists() else sys.executable
+    from kubeflow_bridge.local.images import trainer_python
+
+    return trainer_python()
 
 
 def daemon_argv(paths: StatePaths, args: argparse.Namespace) -> list[str]:

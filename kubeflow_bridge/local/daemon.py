@@ -4,10 +4,10 @@
 is what ``kubeflow-bridge local up`` starts in the background (its own process group, output to
 ``<state>/runtime.log``). Once it serves, it writes ``<state>/runtime.json`` (pid, ports, endpoints).
 
-Part-2 plug-ins: each module in :data:`PLUGINS` that exists may define ``register(runtime: Runtime)``,
-called before the server starts; it adds controllers (``runtime.manager.add(...)``) and HTTP routes
-(``runtime.api.extra_routes.append((method, path, handler))``, matched before the Kubernetes paths, e.g.
-the KFP API under ``/apis/v2beta1/``), and may use ``runtime.ctx`` and ``runtime.s3``.
+Components: :meth:`Runtime._install_components` adds every controller, one line per Kubeflow component
+(core Pods and Jobs, the Training Operator, Katib, KServe); a component's ``install(runtime)`` adds its
+controllers (``runtime.manager.add(...)``) and admission rules (``runtime.admission.validators``). The
+KFP API runs on its own port (:mod:`kubeflow_bridge.local.kfp`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -27,25 +26,19 @@ from typing import Any
 
 from aiohttp import web
 
-from kubeflow_bridge.local.admission import Admission
-from kubeflow_bridge.local.apiserver import ApiServer
+from kubeflow_bridge.local.apiserver.admission import Admission
+from kubeflow_bridge.local.apiserver.faults import FaultConfig, Faults
+from kubeflow_bridge.local.apiserver.kinds import NAMESPACE, KindRegistry
+from kubeflow_bridge.local.apiserver.server import ApiServer
+from kubeflow_bridge.local.apiserver.store import Store
 from kubeflow_bridge.local.controllers.base import ControllerContext, ControllerManager
-from kubeflow_bridge.local.faults import FaultConfig, Faults
-from kubeflow_bridge.local.images import ImageMap
-from kubeflow_bridge.local.kinds import NAMESPACE, KindRegistry
+from kubeflow_bridge.local.images import ImageMap, trainer_python
 from kubeflow_bridge.local.paths import KFP_NAMESPACE, S3Info, StatePaths, write_client_files
 from kubeflow_bridge.local.processes import MARKER, ProcessManager, sweep_pid_files
-from kubeflow_bridge.local.store import Store
 
 log = logging.getLogger("kubeflow_bridge.local")
 
-PLUGINS = (
-    "kubeflow_bridge.local.controllers.katib",
-    "kubeflow_bridge.local.controllers.kserve",
-    "kubeflow_bridge.local.kfp",
-)
 S3_BUCKETS = ("kubeflow-bridge", "mlpipeline")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_NAMESPACES = ("default", KFP_NAMESPACE, "kube-system")
 
 
@@ -101,7 +94,6 @@ class Runtime:
         faults: dict[str, Any] | None = None,
         history: int = 2000,
         bookmark_interval: float = 5.0,
-        plugins: tuple[str, ...] = PLUGINS,
         tls: bool | None = None,
     ) -> None:
         self.paths = StatePaths(state_dir.resolve())
@@ -109,7 +101,6 @@ class Runtime:
         self.api_port = api_port
         self.s3_port = s3_port
         self.want_s3 = s3
-        self.plugins = plugins
         self.faults = Faults(FaultConfig.from_dict(faults or {}))
         # HTTPS when asked, and by default when token auth is on (kubectl sends no token over HTTP).
         self.tls = self.faults.config.auth if tls is None else tls
@@ -149,30 +140,21 @@ class Runtime:
             if self.store.find(NAMESPACE, "", ns) is None:
                 self.store.create(NAMESPACE, {"metadata": {"name": ns}})
 
-    def _add_builtin_controllers(self) -> None:
+    def _install_components(self) -> None:
         from kubeflow_bridge.local.controllers.job import JobController
         from kubeflow_bridge.local.controllers.pod import PodController
-        from kubeflow_bridge.local.controllers.pytorchjob import PyTorchJobController
+        from kubeflow_bridge.local.katib import controller as katib
+        from kubeflow_bridge.local.kserve import controller as kserve
+        from kubeflow_bridge.local.training.pytorchjob import PyTorchJobController
 
         pods = PodController()
         self.manager.add(pods)
         self.manager.add(JobController())
         self.manager.add(PyTorchJobController())
+        katib.install(self)
+        kserve.install(self)
         self.api.admin_hooks["kill-pod"] = pods.admin_kill
         self.api.admin_hooks["crash-pods"] = pods.admin_crash
-
-    def _load_plugins(self) -> None:
-        for name in self.plugins:
-            try:
-                module = importlib.import_module(name)
-            except ModuleNotFoundError as e:
-                if e.name and name.startswith(e.name):
-                    continue  # not written yet
-                raise
-            register = getattr(module, "register", None)
-            if callable(register):
-                register(self)
-                log.info("plug-in %s registered", name)
 
     async def _start_s3(self) -> None:
         if not self.want_s3:
@@ -215,13 +197,12 @@ class Runtime:
         except ImportError as e:
             log.warning("KFP API not available (%s); running without it", e)
             return
-        trainer_python = REPO_ROOT / ".venv-trainer" / "bin" / "python"
         app = create_kfp_app(
             state_dir=self.paths.root / "kfp",
             pipeline_root="",
             kubeconfig=self.paths.kubeconfig,
             env={**{k: v for k, v in env.items() if k.startswith("AWS_")}, MARKER: str(self.paths.root)},
-            trainer_python=str(trainer_python) if trainer_python.exists() else sys.executable,
+            trainer_python=trainer_python(self.ctx.images),
         )
         self._kfp_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._kfp_runner.setup()
@@ -233,7 +214,7 @@ class Runtime:
         # Processes a crashed predecessor left behind are not ours to keep.
         sweep_pid_files(self.paths.procs)
         self._ensure_namespaces()
-        self._add_builtin_controllers()
+        self._install_components()
         await self._start_s3()
         sock = _bind(self.api_port)
         self.api_port = sock.getsockname()[1]
@@ -262,7 +243,6 @@ class Runtime:
         self.ctx._runtime_env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW_CONN_")}
         # Marks every process the runtime starts, so `local down` can find them even after a crash.
         self.ctx._runtime_env[MARKER] = str(self.paths.root)
-        self._load_plugins()
         await self._start_kfp(env)
         self._runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)
         await self._runner.setup()

@@ -19,6 +19,9 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SELF = "@self"
+#: The trainer image: the runtime's own helpers (the Katib suggestion service, the KFP executor, the
+#: KServe ``kubeflow-bridge-vae`` format) run in the environment this image maps to.
+TRAINER_IMAGE = "kubeflow-bridge/trainer:latest"
 
 
 class UnknownImage(LookupError):
@@ -89,3 +92,11 @@ class ImageMap:
             f'image "{image}" is not mapped to a local environment (known patterns: {patterns}); '
             "add it to <state>/images.yaml"
         )
+
+
+def trainer_python(images: ImageMap | None = None) -> str:
+    """The interpreter of the environment :data:`TRAINER_IMAGE` maps to (this one if it has none)."""
+    try:
+        return (images or ImageMap()).resolve(TRAINER_IMAGE)[0]
+    except UnknownImage:
+        return sys.executable

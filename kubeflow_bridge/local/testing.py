@@ -62,7 +62,7 @@ class RuntimeHandle:
         return httpx.Client(base_url=self.api, timeout=30)
 
     def faults(self, **settings: Any) -> dict[str, Any]:
-        """Change fault injection live (see ``kubeflow_bridge.local.faults``); returns the settings."""
+        """Change fault injection live (see ``kubeflow_bridge.local.apiserver.faults``); returns the settings."""
         import httpx
 
         r = httpx.post(f"{self.api}/_admin/faults", json=settings, timeout=10)

@@ -3,12 +3,12 @@
 How a controller works here (the same model as controller-runtime, level-triggered):
 
 1. **Register for kinds.** Subclass :class:`Controller`, set ``name``, ``kinds`` (the primary
-   :class:`~kubeflow_bridge.local.kinds.ResourceType` objects it reconciles) and optionally ``owns``
+   :class:`~kubeflow_bridge.local.apiserver.kinds.ResourceType` objects it reconciles) and optionally ``owns``
    (kinds it creates; a change to an owned object whose ``ownerReferences`` names an object of one of
-   ``kinds`` enqueues that owner). Register it with ``runtime.manager.add(MyController())`` from a
-   plug-in module's ``register(runtime)`` listed in :data:`kubeflow_bridge.local.daemon.PLUGINS`
-   (part 2: ``controllers/katib.py``, ``controllers/kserve.py``); part 1's are added by ``Runtime``.
-   Kinds come from :mod:`kubeflow_bridge.local.kinds` (``POD``, ``JOB``, ``PYTORCHJOB``, ``EXPERIMENT``,
+   ``kinds`` enqueues that owner). Register it with ``runtime.manager.add(MyController())`` in the
+   component's ``install(runtime)`` (``katib/controller.py``, ``kserve/controller.py``), called from
+   :meth:`kubeflow_bridge.local.daemon.Runtime._install_components`, which lists every controller.
+   Kinds come from :mod:`kubeflow_bridge.local.apiserver.kinds` (``POD``, ``JOB``, ``PYTORCHJOB``, ``EXPERIMENT``,
    ``TRIAL``, ``SUGGESTION``, ``INFERENCESERVICE``, ``EVENT``, ...).
 
 2. **Receive events.** The manager keeps one work queue per controller. Every ADDED/MODIFIED/DELETED
@@ -31,7 +31,7 @@ How a controller works here (the same model as controller-runtime, level-trigger
    Status writes keep ``lastTransitionTime`` of conditions whose type and status did not change and are
    skipped when nothing changed, so a reconcile that rewrites the same status settles (no event loop).
    ``create`` runs the same admission (defaults + validation) as the API server and raises
-   :class:`~kubeflow_bridge.local.apierrors.ApiError` (e.g. 422 Invalid, 409 AlreadyExists).
+   :class:`~kubeflow_bridge.local.apiserver.errors.ApiError` (e.g. 422 Invalid, 409 AlreadyExists).
 
 4. **Create owned objects.** ``ctx.create(rt, body, namespace=ns, owner=parent)`` adds an
    ``ownerReferences`` entry (controller=true, blockOwnerDeletion=true) to ``parent``; deleting the parent
@@ -53,7 +53,7 @@ How a controller works here (the same model as controller-runtime, level-trigger
 6. **Emit events.** ``ctx.event(obj, reason, message, type="Normal"|"Warning")`` records a core/v1 Event
    about ``obj`` (repeats of the same reason+message bump ``count``), visible with ``kubectl get events``.
 
-Time helper: ``now_iso()`` (RFC 3339 seconds, UTC) from :mod:`kubeflow_bridge.local.store`.
+Time helper: ``now_iso()`` (RFC 3339 seconds, UTC) from :mod:`kubeflow_bridge.local.apiserver.store`.
 """
 
 from __future__ import annotations
@@ -67,16 +67,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubeflow_bridge.local import apierrors, jsonfast
+from kubeflow_bridge.local.apiserver import errors as apierrors
+from kubeflow_bridge.local.apiserver import jsonfast
+from kubeflow_bridge.local.apiserver.kinds import EVENT, KindRegistry, ResourceType
+from kubeflow_bridge.local.apiserver.patch import merge_patch
+from kubeflow_bridge.local.apiserver.selectors import parse_label_selector
+from kubeflow_bridge.local.apiserver.store import Obj, Store, WatchEvent, now_iso
 from kubeflow_bridge.local.images import ImageMap
-from kubeflow_bridge.local.kinds import EVENT, KindRegistry, ResourceType
-from kubeflow_bridge.local.patch import merge_patch
 from kubeflow_bridge.local.processes import ProcessManager, free_port
-from kubeflow_bridge.local.selectors import parse_label_selector
-from kubeflow_bridge.local.store import Obj, Store, WatchEvent, now_iso
 
 if TYPE_CHECKING:
-    from kubeflow_bridge.local.admission import Admission
+    from kubeflow_bridge.local.apiserver.admission import Admission
 
 log = logging.getLogger("kubeflow_bridge.local.controllers")
 

@@ -6,9 +6,9 @@ import copy
 import secrets
 from typing import Any
 
+from kubeflow_bridge.local.apiserver.kinds import JOB, POD
+from kubeflow_bridge.local.apiserver.store import Obj, now_iso, seconds_since
 from kubeflow_bridge.local.controllers.base import Controller, Request
-from kubeflow_bridge.local.kinds import JOB, POD
-from kubeflow_bridge.local.store import Obj, now_iso, seconds_since
 
 
 def _condition(ctype: str, reason: str, message: str) -> dict[str, Any]:

@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubeflow_bridge.local.apiserver.kinds import CONFIGMAP, POD, SECRET, ResourceType
+from kubeflow_bridge.local.apiserver.store import Obj, now_iso
 from kubeflow_bridge.local.controllers.base import Controller, Request
 from kubeflow_bridge.local.images import UnknownImage
-from kubeflow_bridge.local.kinds import CONFIGMAP, POD, SECRET, ResourceType
 from kubeflow_bridge.local.processes import ManagedProcess
-from kubeflow_bridge.local.store import Obj, now_iso
 
 BASE_ENV_KEYS = ("HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "PYTHONDONTWRITEBYTECODE")
 RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 10.0)
@@ -561,7 +561,7 @@ class PodController(Controller):
         valid input cannot cause. Containers of pods whose name matches the regex start (and restart)
         as a process that prints ``message`` to stderr and exits ``exit_code``, as a replica that
         crashes on start; ``{"name_pattern": ""}`` turns it off."""
-        from kubeflow_bridge.local import apierrors
+        from kubeflow_bridge.local.apiserver import errors as apierrors
 
         pattern = str(body.get("name_pattern") or "")
         try:

@@ -7,7 +7,7 @@ Design, as Katib's own pieces:
   Katib's validating webhook rules (``kubeflow_bridge.resources.katib.validate_experiment``) and the
   local limits (:data:`.search.SUPPORTED_ALGORITHMS`): an Experiment the runtime cannot run is 422 Invalid
   and is not stored;
-* the experiment controller (``kubeflow_bridge.local.controllers.katib``) starts one suggestion process
+* the experiment controller (``kubeflow_bridge.local.katib.controller``) starts one suggestion process
   per Experiment, ``python -m kubeflow_bridge.local.katib.suggestion`` in the trainer environment (like
   Katib's per-experiment suggestion pod), and writes Experiment status from the Trials
   (:mod:`.status`);

@@ -10,7 +10,7 @@ Integration (the `local up` daemon mounts it on its own port)::
         pipeline_root="",                        # "" -> <state_dir>/pipeline-root; or s3://bucket/prefix
         kubeconfig=state / "kubeconfig",         # KUBECONFIG of every run (components reach the runtime)
         env={"AWS_ENDPOINT_URL": ..., ...},      # extra env of every run (S3 settings)
-        trainer_python=".venv-trainer/bin/python",
+        trainer_python=trainer_python(),         # the trainer image's environment (local.images)
     )
     runner = web.AppRunner(kfp_app); await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()   # KFP endpoint: http://127.0.0.1:<port>

@@ -29,7 +29,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-TRAINER_IMAGE = "kubeflow-bridge/trainer:latest"
+from kubeflow_bridge.local.images import TRAINER_IMAGE
+
 SUPPORTED_MODEL_FORMATS = ("kubeflow-bridge-vae", "anomaly-vae", "trainer")
 LEGACY_FRAMEWORKS = (
     "sklearn",

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from kubeflow_bridge.local import apierrors
-from kubeflow_bridge.local.kinds import ResourceType
-from kubeflow_bridge.local.query import query_bool
-from kubeflow_bridge.local.store import Obj, Store
+from kubeflow_bridge.local.apiserver import errors as apierrors
+from kubeflow_bridge.local.apiserver.kinds import ResourceType
+from kubeflow_bridge.local.apiserver.query import query_bool
+from kubeflow_bridge.local.apiserver.store import Obj, Store
 
 
 def log_path(state_dir: Path, namespace: str, pod: str, container: str, previous: bool = False) -> Path:

@@ -5,21 +5,28 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from kubeflow_bridge.local import apierrors, jsonfast
-from kubeflow_bridge.local.apierrors import ApiError
-from kubeflow_bridge.local.kinds import ResourceType
-from kubeflow_bridge.local.query import query_bool
-from kubeflow_bridge.local.store import Obj
-from kubeflow_bridge.local.tables import table, wants_table
-
-if TYPE_CHECKING:
-    from kubeflow_bridge.local.apiserver import ApiServer
+from kubeflow_bridge.local.apiserver import errors as apierrors
+from kubeflow_bridge.local.apiserver import jsonfast
+from kubeflow_bridge.local.apiserver.errors import ApiError
+from kubeflow_bridge.local.apiserver.faults import Faults
+from kubeflow_bridge.local.apiserver.kinds import ResourceType
+from kubeflow_bridge.local.apiserver.query import query_bool
+from kubeflow_bridge.local.apiserver.store import Obj, Store
+from kubeflow_bridge.local.apiserver.tables import table, wants_table
 
 DEFAULT_TIMEOUT = 1800.0
+
+
+class WatchSource(Protocol):
+    """What a watch reads from the API server (so this module does not import the server)."""
+
+    store: Store
+    faults: Faults
+    bookmark_interval: float
 
 
 def _line(event_type: str, obj: dict[str, Any]) -> bytes:
@@ -28,7 +35,7 @@ def _line(event_type: str, obj: dict[str, Any]) -> bytes:
 
 async def serve_watch(
     request: web.Request,
-    server: ApiServer,
+    server: WatchSource,
     rt: ResourceType,
     namespace: str | None,
     matcher: Callable[[Obj], bool],

@@ -1,6 +1,6 @@
 """The Kubernetes-compatible HTTP API (aiohttp): discovery, CRUD, patch, status, watch, logs, admin.
 
-Every resource in :mod:`kubeflow_bridge.local.kinds` is served at its real path
+Every resource in :mod:`kubeflow_bridge.local.apiserver.kinds` is served at its real path
 (``/api/v1/namespaces/{ns}/pods``, ``/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs/{name}/status`` ...).
 Discovery, watch, table printing and pod logs live in :mod:`discovery`, :mod:`watch` and :mod:`logs`.
 """
@@ -19,18 +19,19 @@ import yaml
 from aiohttp import web
 
 from kubeflow_bridge import __version__
-from kubeflow_bridge.local import apierrors, discovery, jsonfast, openapi
-from kubeflow_bridge.local.admission import Admission
-from kubeflow_bridge.local.apierrors import ApiError
-from kubeflow_bridge.local.faults import Faults
-from kubeflow_bridge.local.kinds import KindRegistry, ResourceType
-from kubeflow_bridge.local.logs import serve_pod_log
-from kubeflow_bridge.local.patch import json_patch, merge_patch
-from kubeflow_bridge.local.query import query_bool
-from kubeflow_bridge.local.selectors import parse_field_selector, parse_label_selector
-from kubeflow_bridge.local.store import Obj, Store
-from kubeflow_bridge.local.tables import table, wants_table
-from kubeflow_bridge.local.watch import serve_watch
+from kubeflow_bridge.local.apiserver import discovery, jsonfast, openapi
+from kubeflow_bridge.local.apiserver import errors as apierrors
+from kubeflow_bridge.local.apiserver.admission import Admission
+from kubeflow_bridge.local.apiserver.errors import ApiError
+from kubeflow_bridge.local.apiserver.faults import Faults
+from kubeflow_bridge.local.apiserver.kinds import KindRegistry, ResourceType
+from kubeflow_bridge.local.apiserver.logs import serve_pod_log
+from kubeflow_bridge.local.apiserver.patch import json_patch, merge_patch
+from kubeflow_bridge.local.apiserver.query import query_bool
+from kubeflow_bridge.local.apiserver.selectors import parse_field_selector, parse_label_selector
+from kubeflow_bridge.local.apiserver.store import Obj, Store
+from kubeflow_bridge.local.apiserver.tables import table, wants_table
+from kubeflow_bridge.local.apiserver.watch import serve_watch
 
 log = logging.getLogger("kubeflow_bridge.local.api")
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from kubeflow_bridge.local.apiserver.kinds import POD, PYTORCHJOB
+from kubeflow_bridge.local.apiserver.store import Obj, now_iso, seconds_since
 from kubeflow_bridge.local.controllers.base import Controller, Request
-from kubeflow_bridge.local.kinds import POD, PYTORCHJOB
-from kubeflow_bridge.local.store import Obj, now_iso, seconds_since
 
 OPERATOR = "pytorchjob-controller"
 L_JOB = "training.kubeflow.org/job-name"

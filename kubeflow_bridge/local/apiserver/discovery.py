@@ -9,7 +9,7 @@ from __future__ import annotations
 import platform
 from typing import Any
 
-from kubeflow_bridge.local.kinds import KindRegistry, ResourceType
+from kubeflow_bridge.local.apiserver.kinds import KindRegistry, ResourceType
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from kubeflow_bridge.local.kinds import ResourceType
-from kubeflow_bridge.local.store import Obj
+from kubeflow_bridge.local.apiserver.kinds import ResourceType
+from kubeflow_bridge.local.apiserver.store import Obj
 
 
 def age(ts: str | None) -> str:

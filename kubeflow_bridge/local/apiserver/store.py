@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubeflow_bridge.local import apierrors, jsonfast
-from kubeflow_bridge.local.kinds import ResourceType
+from kubeflow_bridge.local.apiserver import errors as apierrors
+from kubeflow_bridge.local.apiserver import jsonfast
+from kubeflow_bridge.local.apiserver.kinds import ResourceType
 
 Obj = dict[str, Any]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kubeflow_bridge.local.apierrors import ApiError, bad_request
+from kubeflow_bridge.local.apiserver.errors import ApiError, bad_request
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

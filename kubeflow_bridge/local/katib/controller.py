@@ -26,26 +26,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from kubeflow_bridge.local import admission, apierrors
+from kubeflow_bridge.local.apiserver import errors as apierrors
+from kubeflow_bridge.local.apiserver.kinds import EXPERIMENT, JOB, POD, PYTORCHJOB, TRIAL, ResourceType
 from kubeflow_bridge.local.controllers.base import Controller, Request
+from kubeflow_bridge.local.images import TRAINER_IMAGE
 from kubeflow_bridge.local.katib import metrics as katib_metrics
 from kubeflow_bridge.local.katib import status as katib_status
 from kubeflow_bridge.local.katib.suggestion import EARLY_STOP_ANNOTATION
 from kubeflow_bridge.local.katib.template import EXPERIMENT_LABEL, TRIAL_LABEL, metric_names
-from kubeflow_bridge.local.kinds import EXPERIMENT, JOB, POD, PYTORCHJOB, TRIAL, ResourceType
 from kubeflow_bridge.local.processes import ManagedProcess
 
-log = logging.getLogger("kubeflow_bridge.local.controllers.katib")
+log = logging.getLogger("kubeflow_bridge.local.katib.controller")
 
-# The local runtime serves fewer algorithms than Katib's katib-config: the Experiment validator of the
-# admission chain is this runtime's (Katib's webhook rules + local limits), so an experiment the
-# runtime cannot run is rejected as Invalid at create instead of failing later.
-admission.VALIDATORS["kubeflow.org/experiments"] = (
-    "kubeflow_bridge.local.katib.validation",
-    "validate_experiment",
-)
-
-TRAINER_IMAGE = "kubeflow-bridge/trainer:latest"
 RUNNING_REQUEUE = 1.0
 MAX_SUGGESTION_RESTARTS = 3
 _CONDITION_RE = re.compile(r'#\(type=="([^"]+)"\)#\|#\(status=="([^"]+)"\)#')
@@ -331,12 +323,11 @@ class ExperimentController(Controller):
         await self._stop_suggestion(self._key(obj))
 
 
-def controllers() -> list[Controller]:
-    """The Katib controllers, for ``ControllerManager.add``."""
-    return [ExperimentController(), TrialController()]
+def install(runtime: Any) -> None:
+    """Add Katib to a runtime: its two controllers, and its Experiment admission (Katib's webhook rules
+    plus what this runtime can run, so an experiment it cannot run is refused at create)."""
+    from kubeflow_bridge.local.katib.validation import validate_experiment
 
-
-def register(runtime: Any) -> None:
-    """Daemon plug-in hook: add the Katib controllers to the runtime's manager."""
-    for controller in controllers():
-        runtime.manager.add(controller)
+    runtime.admission.validators["kubeflow.org/experiments"] = validate_experiment
+    runtime.manager.add(ExperimentController())
+    runtime.manager.add(TrialController())

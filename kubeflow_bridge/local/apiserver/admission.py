@@ -8,14 +8,13 @@ missing required fields). Every problem is returned as a 422 Invalid ``Status`` 
 from __future__ import annotations
 
 import copy
-import importlib
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from kubeflow_bridge.local import apierrors
-from kubeflow_bridge.local.kinds import ResourceType
-from kubeflow_bridge.local.store import Obj
+from kubeflow_bridge.local.apiserver import errors as apierrors
+from kubeflow_bridge.local.apiserver.kinds import ResourceType
+from kubeflow_bridge.local.apiserver.store import Obj
 from kubeflow_bridge.resources.errors import ValidationError
 from kubeflow_bridge.resources.katib import validate_experiment
 from kubeflow_bridge.resources.kserve import validate_inference_service
@@ -25,24 +24,15 @@ Cause = dict[str, str]
 
 Validator = Callable[[dict[str, Any]], None]
 
-# resource key -> validator raising ValidationError: a function, or a ``(module, function)`` pair
-# imported on first use (how plug-ins replace one, e.g. the Katib controller's local Experiment rules).
-VALIDATORS: dict[str, Validator | tuple[str, str]] = {
+#: The built-in validators per resource key (the webhooks' rules from the resources layer); a runtime
+#: component replaces one through :attr:`Admission.validators` (Katib adds the runtime's own limits).
+DEFAULT_VALIDATORS: dict[str, Validator] = {
     "kubeflow.org/pytorchjobs": validate_pytorchjob,
     "kubeflow.org/experiments": validate_experiment,
     "serving.kserve.io/inferenceservices": validate_inference_service,
 }
 
 PYTORCHJOB_PORT = 23456
-
-
-def _validator(key: str) -> Validator | None:
-    target = VALIDATORS.get(key)
-    if target is None or callable(target):
-        return target
-    fn = getattr(importlib.import_module(target[0]), target[1])
-    VALIDATORS[key] = fn
-    return fn  # type: ignore[no-any-return]
 
 
 def _cause(field: str, message: str, reason: str = "FieldValueInvalid") -> Cause:
@@ -164,7 +154,14 @@ def qos_class(spec: dict[str, Any]) -> str:
 
 
 class Admission:
-    """Defaults then validates. ``admit(rt, obj, old)`` returns the object to store or raises 422."""
+    """Defaults then validates. ``admit(rt, obj, old)`` returns the object to store or raises 422.
+
+    Attributes:
+        validators: Validator per resource key (``group/plural``), raising ``ValidationError``.
+    """
+
+    def __init__(self) -> None:
+        self.validators: dict[str, Validator] = dict(DEFAULT_VALIDATORS)
 
     def admit(self, rt: ResourceType, obj: Obj, old: Obj | None) -> Obj:
         obj = copy.deepcopy(obj)
@@ -177,7 +174,7 @@ class Admission:
             hook(obj, old, causes)
         if causes:
             self._fail(rt, obj, causes)
-        validator = _validator(rt.key)
+        validator = self.validators.get(rt.key)
         if validator is not None:
             try:
                 validator(obj)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubeflow_bridge.local.kinds import KindRegistry, ResourceType
+from kubeflow_bridge.local.apiserver.kinds import KindRegistry, ResourceType
 
 
 def _gv_path(group: str, version: str) -> str:

@@ -21,10 +21,10 @@ from urllib.parse import urlparse
 
 import aiohttp
 
-from kubeflow_bridge.local import apierrors
+from kubeflow_bridge.local.apiserver import errors as apierrors
+from kubeflow_bridge.local.apiserver.kinds import INFERENCESERVICE, POD, ResourceType
 from kubeflow_bridge.local.controllers.base import Controller, Request
 from kubeflow_bridge.local.katib.status import now_rfc3339
-from kubeflow_bridge.local.kinds import INFERENCESERVICE, POD, ResourceType
 from kubeflow_bridge.local.kserve.predictor import (
     ISVC_LABEL,
     PORT_ANNOTATION,
@@ -37,7 +37,7 @@ from kubeflow_bridge.local.kserve.predictor import (
 from kubeflow_bridge.local.kserve.proxy import TrafficProxy
 from kubeflow_bridge.local.kserve.status import Revision, compute_status
 
-log = logging.getLogger("kubeflow_bridge.local.controllers.kserve")
+log = logging.getLogger("kubeflow_bridge.local.kserve.controller")
 
 PENDING_REQUEUE = 0.5
 PROBE_TIMEOUT = 1.0
@@ -231,6 +231,6 @@ class InferenceServiceController(Controller):
             await self._session.close()
 
 
-def register(runtime: Any) -> None:
-    """Daemon plug-in hook: add the InferenceService controller to the runtime's manager."""
+def install(runtime: Any) -> None:
+    """Add KServe to a runtime: the InferenceService controller."""
     runtime.manager.add(InferenceServiceController())

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from kubeflow_bridge.local.apierrors import bad_request
+from kubeflow_bridge.local.apiserver.errors import bad_request
 
 Matcher = Callable[[dict[str, Any]], bool]
 

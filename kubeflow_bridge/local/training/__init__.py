@@ -1,0 +1,1 @@
+"""The Kubeflow Training Operator (v1 PyTorchJob) for the local runtime."""
