@@ -138,11 +138,6 @@ def log_tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def repo_root() -> Path:
-    """The checkout this package is installed from (editable install)."""
-    return Path(__file__).resolve().parents[2]
-
-
 def trainer_python() -> str:
     """The trainer environment's interpreter (kfp lives there).
 

@@ -191,12 +191,9 @@ class Runtime:
         )
 
     async def _start_kfp(self, env: dict[str, str]) -> None:
-        """The KFP v2beta1 API on its own port (kubeflow_bridge.local.kfp), if it is installed."""
-        try:
-            from kubeflow_bridge.local.kfp import create_kfp_app
-        except ImportError as e:
-            log.warning("KFP API not available (%s); running without it", e)
-            return
+        """The KFP v2beta1 API on its own port (kubeflow_bridge.local.kfp)."""
+        from kubeflow_bridge.local.kfp import create_kfp_app
+
         app = create_kfp_app(
             state_dir=self.paths.root / "kfp",
             pipeline_root="",

@@ -32,14 +32,6 @@ def kill_group(pgid: int, sig: int = signal.SIGTERM) -> bool:
         return False
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
 @dataclass(eq=False)
 class ManagedProcess:
     """A started process (leader of its own process group)."""

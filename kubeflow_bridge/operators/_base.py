@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from airflow.sdk import BaseOperator, ResumableJobMixin
 
 from kubeflow_bridge.hooks.kubeflow import KubeflowHook, resolve_kind
+from kubeflow_bridge.resources.names import ObjectRef
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -305,7 +306,7 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
         else:
             self.log.info("created %s %s/%s", self.kind_name, namespace, name)
         self._remember(context, name, namespace, obj)
-        return f"{namespace}/{name}"
+        return str(ObjectRef(namespace, name))
 
     def _remember(self, context: Context, name: str, namespace: str, obj: dict[str, Any]) -> None:
         self._resource_name, self._resource_namespace = name, namespace
@@ -317,13 +318,9 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
         if self.link_class is not None:
             self.link_class.persist(context, self.hook.dashboard_url, namespace=namespace, name=name)
 
-    @staticmethod
-    def _split(external_id: Any) -> tuple[str, str]:
-        namespace, _, name = str(external_id).partition("/")
-        return name, namespace
-
     def get_job_status(self, external_id: Any, context: Context) -> str:
-        name, namespace = self._split(external_id)
+        ref = ObjectRef.parse(external_id)
+        name, namespace = ref.name, ref.namespace
         obj = self.object_client().get(self.kind, name, namespace=namespace)
         return self._classify(obj, self.min_generation(obj) if obj else None)
 
@@ -335,7 +332,8 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
 
     def poll_until_complete(self, external_id: Any, context: Context) -> Any:
         """Wait on the worker; raise unless the object succeeded; return the result."""
-        name, namespace = self._split(external_id)
+        ref = ObjectRef.parse(external_id)
+        name, namespace = ref.name, ref.namespace
         self._resource_name, self._resource_namespace = name, namespace
         if self._submit_generation is None:
             current = self.object_client().get(self.kind, name, namespace=namespace)
@@ -401,7 +399,8 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
 
     def read_result(self, external_id: Any, context: Context) -> Any:
         """Read the finished object and build the result."""
-        name, namespace = self._split(external_id)
+        ref = ObjectRef.parse(external_id)
+        name, namespace = ref.name, ref.namespace
         obj = self.object_client().get(self.kind, name, namespace=namespace)
         if obj is None:
             raise KubeflowOperatorError(
@@ -413,7 +412,8 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
     def execute(self, context: Context) -> Any:
         if not self.wait_for_completion:
             submitted = self.submit_job(context)
-            name, namespace = self._split(submitted)
+            ref = ObjectRef.parse(submitted)
+            name, namespace = ref.name, ref.namespace
             return {"name": name, "namespace": namespace, "state": "submitted"}
         if not self.deferrable:
             return self.execute_resumable(context)
@@ -430,7 +430,8 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
             if status != "active":
                 external_id = None  # failed, cancelled or gone: a real failure, start a new one
         if external_id:
-            name, namespace = self._split(external_id)
+            ref = ObjectRef.parse(external_id)
+            name, namespace = ref.name, ref.namespace
             obj = self.object_client().get(self.kind, name, namespace=namespace) or {}
             self._remember(context, name, namespace, obj)
         else:
@@ -449,7 +450,8 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
     ) -> NoReturn:
         from kubeflow_bridge.triggers.kubeflow import KubeflowObjectTrigger, fire_time_for_deferral
 
-        name, namespace = self._split(external_id)
+        ref = ObjectRef.parse(external_id)
+        name, namespace = ref.name, ref.namespace
         self.defer_to(
             KubeflowObjectTrigger(
                 kind=self.kind_name,
@@ -472,7 +474,7 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
         self._resource_name, self._resource_namespace = name, namespace
         self.after_wait(context, name, namespace)
         self._raise_unless_succeeded(event, name, namespace)
-        return self.get_job_result(f"{namespace}/{name}", context)
+        return self.get_job_result(str(ObjectRef(namespace, name)), context)
 
     def on_kill(self) -> None:
         """Delete the object (``on_kill_action='delete'``) or leave it running (``keep``)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from kubeflow_bridge.links.kserve import InferenceServiceLink
 from kubeflow_bridge.operators._base import KubeflowObjectOperator, KubeflowOperatorError, as_int
+from kubeflow_bridge.resources.names import ObjectRef
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -185,7 +186,7 @@ class KServeDeployOperator(KubeflowObjectOperator):
             plan.canary_percent if written.action != "created" else None,
         )
         self._remember(context, name, namespace, written.obj)
-        return f"{namespace}/{name}"
+        return str(ObjectRef(namespace, name))
 
     def execute(self, context: Context) -> Any:
         from kubeflow_bridge.triggers.kubeflow import fire_delay_seconds
@@ -193,7 +194,8 @@ class KServeDeployOperator(KubeflowObjectOperator):
         fire_delay = fire_delay_seconds() if self.deferrable else 0.0  # a bad setting creates nothing
         # Writing is idempotent (an unchanged spec is not written again), so a retry runs every phase.
         external_id = self.submit_job(context)
-        name, namespace = self._split(external_id)
+        ref = ObjectRef.parse(external_id)
+        name, namespace = ref.name, ref.namespace
         if not self.wait_for_completion:
             return {"name": name, "namespace": namespace, "state": "submitted"}
         if self.deferrable:
@@ -227,7 +229,7 @@ class KServeDeployOperator(KubeflowObjectOperator):
         self.log.info("promoting %s/%s: waiting for generation %s", namespace, name, promote_generation)
         if self.deferrable:
             self._defer_wait(
-                f"{namespace}/{name}",
+                str(ObjectRef(namespace, name)),
                 fire_delay_seconds(),
                 min_generation=promote_generation,
                 method_name="execute_promoted",

@@ -245,3 +245,24 @@ def owned_by(obj: dict[str, Any], identity: Identity) -> bool:
     """True when ``obj`` carries this identity's label (the reattach-on-409 check)."""
     labels = (obj.get("metadata") or {}).get("labels") or {}
     return labels.get(IDENTITY_LABEL) == identity.hash
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """A namespaced object's reference; ``str()`` is ``namespace/name`` (what operators keep as the
+    external id in Airflow's task state), :meth:`parse` reads it back once."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @classmethod
+    def parse(cls, text: object) -> ObjectRef:
+        """Raises:
+        ValueError: ``text`` is not ``namespace/name``."""
+        namespace, sep, name = str(text).partition("/")
+        if not (sep and namespace and name) or "/" in name:
+            raise ValueError(f"expected an object reference 'namespace/name', not {text!r}")
+        return cls(namespace, name)

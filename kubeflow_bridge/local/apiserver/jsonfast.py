@@ -1,26 +1,18 @@
-"""JSON encoding for hot paths: orjson when installed (it is in the trainer env), else the stdlib."""
+"""JSON encoding for hot paths, on orjson (the runtime runs in the trainer environment, which has it)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-try:
-    import orjson
+import orjson
 
-    def dumps(obj: Any) -> bytes:
-        return orjson.dumps(obj)
 
-    def loads(data: bytes | str) -> Any:
-        return orjson.loads(data)
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)
 
-except ImportError:  # pragma: no cover - the stdlib path
 
-    def dumps(obj: Any) -> bytes:
-        return json.dumps(obj, separators=(",", ":")).encode()
-
-    def loads(data: bytes | str) -> Any:
-        return json.loads(data)
+def loads(data: bytes | str) -> Any:
+    return orjson.loads(data)
 
 
 def clone(obj: Any) -> Any:

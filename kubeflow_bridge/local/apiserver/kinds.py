@@ -92,13 +92,9 @@ class KindRegistry:
     def __init__(self, types: tuple[ResourceType, ...] = ALL_TYPES) -> None:
         self.types = list(types)
         self._by_url = {(t.group, t.version, t.plural): t for t in self.types}
-        self._by_kind = {(t.api_version, t.kind): t for t in self.types}
 
     def by_url(self, group: str, version: str, plural: str) -> ResourceType | None:
         return self._by_url.get((group, version, plural))
-
-    def by_kind(self, api_version: str, kind: str) -> ResourceType | None:
-        return self._by_kind.get((api_version, kind))
 
     def groups(self) -> dict[str, list[str]]:
         """``{group: [versions]}`` for the named groups (not the core group)."""

@@ -14,7 +14,7 @@ import re
 import secrets
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -201,9 +201,6 @@ class Store:
                 continue
             out.append(jsonfast.clone(obj) if copy_obj else obj)
         return out
-
-    def all_types(self) -> Iterable[str]:
-        return self._objects.keys()
 
     # ----- writes --------------------------------------------------------------------------------
     def assign_generated_name(self, rt: ResourceType, obj: Obj, namespace: str | None = None) -> None:

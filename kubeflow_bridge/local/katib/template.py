@@ -6,7 +6,6 @@
   ``${trialSpec.Annotations[k]}`` into the experiment's ``trialTemplate.trialSpec``, names the job after
   the trial and puts Katib's labels on the job and on every pod template.
 * ``build_trial`` builds the Trial object the experiment owns (``runSpec`` carries the rendered job).
-* ``job_for_trial`` adds the owner reference from the job to its Trial.
 """
 
 from __future__ import annotations
@@ -220,10 +219,3 @@ def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
-
-
-def job_for_trial(trial: dict[str, Any]) -> dict[str, Any]:
-    """The job to create for a Trial: its runSpec, owned by the Trial."""
-    job = copy.deepcopy(trial["spec"]["runSpec"])
-    job.setdefault("metadata", {})["ownerReferences"] = [owner_reference(trial)]
-    return job

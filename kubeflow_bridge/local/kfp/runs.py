@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -353,10 +352,6 @@ def _is_our_executor(pid: int, run_id: str) -> bool:
     except OSError:
         return False
     return _EXECUTOR_MODULE in cmdline and run_id in cmdline
-
-
-def default_python() -> str:
-    return sys.executable
 
 
 def require_state(run: dict[str, Any], allowed: tuple[str, ...], action: str) -> None:

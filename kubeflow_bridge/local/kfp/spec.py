@@ -116,13 +116,11 @@ def validate_spec(spec: dict[str, Any]) -> None:
     problems = _structure_problems(spec)
     if problems:
         raise bad_request("malformed pipeline_spec: " + "; ".join(problems))
-    try:
-        from google.protobuf import json_format
-        from kfp.pipeline_spec import pipeline_spec_pb2
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
 
+    try:
         json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
-    except ImportError:  # pragma: no cover - the trainer env always has kfp
-        pass
     except Exception as exc:
         raise bad_request(f"malformed pipeline_spec: {exc}") from exc
     if not spec.get("pipelineInfo", {}).get("name"):

@@ -161,3 +161,13 @@ def test_random_identities_always_give_valid_distinct_names() -> None:
         assert is_dns1035_label(name, max_length), (parts, name)
         names.add(name)
     assert len(names) == 500
+
+
+def test_object_ref_round_trip_and_bad_references() -> None:
+    from kubeflow_bridge.resources.names import ObjectRef
+
+    ref = ObjectRef.parse("team-a/train-1")
+    assert (ref.namespace, ref.name) == ("team-a", "train-1") and str(ref) == "team-a/train-1"
+    for bad in ("train-1", "/x", "a/", "a/b/c", None):
+        with pytest.raises(ValueError, match="namespace/name"):
+            ObjectRef.parse(bad)
