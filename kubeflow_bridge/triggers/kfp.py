@@ -9,10 +9,10 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from kubeflow_bridge.triggers.kubeflow import event_payload, hold_until
+from kubeflow_bridge.triggers.kubeflow import KillGuard, event_payload, hold_until
 
 
-class KubeflowPipelineRunTrigger(BaseTrigger):
+class KubeflowPipelineRunTrigger(KillGuard, BaseTrigger):
     """Wait for a KFP run to reach a terminal state.
 
     Args:
@@ -38,7 +38,6 @@ class KubeflowPipelineRunTrigger(BaseTrigger):
         super().__init__()
         self.on_kill_action = on_kill_action
         self.fire_not_before = fire_not_before
-        self._fired = False
         self.run_id = run_id
         self.deadline = float(deadline)
         self.kubeflow_conn_id = kubeflow_conn_id
@@ -64,6 +63,7 @@ class KubeflowPipelineRunTrigger(BaseTrigger):
         return KubeflowHook(self.kubeflow_conn_id).get_async_kfp_client()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        await self.note_start()
         detail = {"run_id": self.run_id}
         try:
             client = self._kfp_client()
@@ -84,8 +84,14 @@ class KubeflowPipelineRunTrigger(BaseTrigger):
         yield TriggerEvent(payload)
 
     async def on_kill(self) -> None:
-        """A user killed the deferred task: terminate the run unless told to keep it."""
-        if self._fired or self.on_kill_action != "delete":
+        """A user killed the deferred task: terminate the run unless told to keep it (Airflow's own
+        clean-ups are told apart by :meth:`kill_asked`)."""
+        if self.on_kill_action != "delete":
+            return
+        if not await self.kill_asked():
+            self.log.info(
+                "trigger cancelled by Airflow, not by a user: KFP run %s is left running", self.run_id
+            )
             return
         self.log.info("task killed: terminating KFP run %s", self.run_id)
         client = self._kfp_client()

@@ -61,7 +61,70 @@ def event_payload(state: str, *, reason: str = "", message: str = "", **detail: 
     return {"status": state, "reason": reason, "message": message, **detail}
 
 
-class KubeflowObjectTrigger(BaseTrigger):
+def kill_was_asked(state_at_start: str | None, state_now: str | None) -> bool:
+    """Whether a cancelled trigger stands for a kill a user asked for (so ``on_kill`` may act).
+
+    Airflow's triggerer cancels a trigger "by user action" whenever its row is no longer wanted, which
+    also covers rows nobody killed: trigger rows that ``airflow dags test`` left behind (their task
+    already finished) and triggers of an earlier try. What the task instance says decides:
+
+    - it was not deferred when this trigger started: a leftover, never a kill;
+    - it is deferred now: the task still waits (the trigger moved to another triggerer), not a kill;
+    - otherwise (marked failed or success, cleared, or its run deleted while deferred): a user's kill.
+
+    ``None`` means unknown (no Execution API to ask); an unknown start state is not read as a leftover.
+    """
+    if state_at_start is not None and state_at_start != "deferred":
+        return False
+    return state_now != "deferred"
+
+
+class KillGuard:
+    """What the bridge's triggers share: read their task instance's state, to tell a user's kill from
+    Airflow's own clean-up (see :func:`kill_was_asked`)."""
+
+    _state_at_start: str | None = None
+    _fired: bool = False
+    log: Any  # BaseTrigger's logger
+
+    async def task_state(self) -> str | None:
+        """The task instance's state now, from the Execution API (None when it cannot be read)."""
+        ti = getattr(self, "task_instance", None)
+        if ti is None:
+            return None
+        try:
+            from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+            from asgiref.sync import sync_to_async
+
+            map_index = getattr(ti, "map_index", -1)
+            states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
+                dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=map_index
+            )
+        except Exception as err:  # the guard must never break the wait itself
+            self.log.warning("could not read the task's state: %s", err)
+            return None
+        key = ti.task_id if map_index is None or map_index < 0 else f"{ti.task_id}_{map_index}"
+        state = (states.get(ti.run_id) or {}).get(key)
+        return None if state is None else str(state)
+
+    async def note_start(self) -> None:
+        """Remember the task's state when the trigger starts (a leftover row finds it finished)."""
+        self._state_at_start = await self.task_state()
+        if self._state_at_start not in (None, "deferred"):
+            self.log.warning(
+                "the task instance is %s, not deferred: this trigger is a leftover (e.g. of `airflow dags "
+                "test`) and will not act on a cancellation",
+                self._state_at_start,
+            )
+
+    async def kill_asked(self) -> bool:
+        """Whether this cancellation is a user's kill (never after the trigger's event was sent)."""
+        if self._fired:
+            return False
+        return kill_was_asked(self._state_at_start, await self.task_state())
+
+
+class KubeflowObjectTrigger(KillGuard, BaseTrigger):
     """Wait for a custom object to reach a terminal state.
 
     Args:
@@ -95,7 +158,6 @@ class KubeflowObjectTrigger(BaseTrigger):
         super().__init__()
         self.on_kill_action = on_kill_action
         self.fire_not_before = fire_not_before
-        self._fired = False
         self.kind = kind
         self.name = name
         self.namespace = namespace
@@ -131,6 +193,7 @@ class KubeflowObjectTrigger(BaseTrigger):
         return {"kind": self.kind, "name": self.name, "namespace": self.namespace}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        await self.note_start()
         remaining = self.deadline - time.time()
         if remaining <= 0:
             await hold_until(self.fire_not_before)
@@ -166,8 +229,20 @@ class KubeflowObjectTrigger(BaseTrigger):
         yield TriggerEvent(payload)
 
     async def on_kill(self) -> None:
-        """A user killed the deferred task: ``delete`` the object, ``rollback`` a canary, or ``keep``."""
-        if self._fired or self.on_kill_action not in ("delete", "rollback"):
+        """A user killed the deferred task: ``delete`` the object, ``rollback`` a canary, or ``keep``.
+
+        Airflow calls this for every cancellation it makes "by user action", its own clean-ups included;
+        :meth:`kill_asked` keeps those from touching anything.
+        """
+        if self.on_kill_action not in ("delete", "rollback"):
+            return
+        if not await self.kill_asked():
+            self.log.info(
+                "trigger cancelled by Airflow, not by a user: %s %s/%s is left as it is",
+                self.kind,
+                self.namespace,
+                self.name,
+            )
             return
         from kubeflow_bridge.hooks.kubeflow import resolve_kind
 

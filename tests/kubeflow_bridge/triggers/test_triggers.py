@@ -12,7 +12,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from kubeflow_bridge.clients.kfp import AsyncKfpClient
 from kubeflow_bridge.clients.kube import WaitOutcome
 from kubeflow_bridge.triggers.kfp import KubeflowPipelineRunTrigger
-from kubeflow_bridge.triggers.kubeflow import KubeflowObjectTrigger
+from kubeflow_bridge.triggers.kubeflow import KubeflowObjectTrigger, kill_was_asked
 
 FUTURE = time.time() + 3600
 
@@ -248,6 +248,44 @@ async def test_object_trigger_on_kill_deletes_only_when_asked_and_not_after_its_
         await collect(trigger)
     await trigger.on_kill()
     assert client.cancelled == ["PyTorchJob ns/j"] * expected
+
+
+@pytest.mark.parametrize(
+    ("at_start", "now", "asked"),
+    [
+        ("deferred", "failed", True),  # a user marked the deferred task failed
+        ("deferred", "success", True),  # ... or success
+        ("deferred", None, True),  # ... or cleared it (no state), or the state cannot be read
+        ("deferred", "deferred", False),  # the task still waits: the trigger moved to another triggerer
+        ("success", "success", False),  # a row `airflow dags test` left behind
+        ("failed", "failed", False),  # a trigger of an earlier, finished try
+        (None, "failed", True),  # no Execution API at start: Airflow's own word stands
+    ],
+)
+def test_kill_was_asked(at_start: str | None, now: str | None, asked: bool) -> None:
+    assert kill_was_asked(at_start, now) is asked
+
+
+@pytest.mark.parametrize(
+    ("states", "deleted"),
+    [(["deferred", "failed"], 1), (["success", "success"], 0), (["deferred", "deferred"], 0)],
+)
+async def test_object_trigger_on_kill_acts_only_on_a_users_kill(
+    monkeypatch: pytest.MonkeyPatch, states: list[str], deleted: int
+) -> None:
+    # The seam: the task instance's state as the Execution API reports it, at the trigger's start and at
+    # the cancellation (a real triggerer run is in tests/dags/test_airflow_ui_path.py).
+    answers = iter(states)
+
+    async def task_state(self: Any) -> str:
+        return next(answers)
+
+    monkeypatch.setattr(KubeflowObjectTrigger, "task_state", task_state)
+    client = FakeAsyncObjectClient(ConnectionError("still waiting"))
+    trigger = object_trigger(monkeypatch, client, on_kill_action="delete")
+    await trigger.note_start()
+    await trigger.on_kill()
+    assert client.cancelled == ["PyTorchJob ns/j"] * deleted
 
 
 async def test_kfp_trigger_on_kill_terminates_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
