@@ -76,3 +76,18 @@ def parse_status(body: Any, fallback_reason: str = "") -> tuple[str, str, list[d
     message = str(parsed.get("message") or parsed.get("error") or fallback_reason)[:1000]
     causes = list((parsed.get("details") or {}).get("causes") or [])
     return reason, message, causes
+
+
+def unreachable(what: str, url: str, exc: BaseException) -> str:
+    """The message for an endpoint that did not answer: which one, why, and what to do about it."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if host in ("127.0.0.1", "localhost", "::1"):
+        hint = (
+            "is the local runtime up? Run `kubeflow-bridge local up` and re-source its env file "
+            "(`source .state/local/env`) so the connections name its current ports"
+        )
+    else:
+        hint = "check the endpoint in the connection and that this machine can reach it"
+    return f"cannot reach the {what} at {url} ({type(exc).__name__}: {exc}); {hint}"

@@ -33,9 +33,13 @@ def add_parser(sub: Any) -> None:
 
     up = lsub.add_parser("up", help="start the runtime in the background")
     state(up)
-    up.add_argument("--api-port", type=int, default=0, help="API server port (default: a free one)")
-    up.add_argument("--s3-port", type=int, default=0, help="S3 port (default: a free one)")
-    up.add_argument("--kfp-port", type=int, default=0, help="KFP API port (default: a free one)")
+    up.add_argument(
+        "--api-port", type=int, default=0, help="API server port (default: the last run's, else free)"
+    )
+    up.add_argument("--s3-port", type=int, default=0, help="S3 port (default: the last run's, else free)")
+    up.add_argument(
+        "--kfp-port", type=int, default=0, help="KFP API port (default: the last run's, else free)"
+    )
     up.add_argument("--no-s3", action="store_true", help="run without the S3 server")
     up.add_argument(
         "--faults", default="{}", help="fault-injection settings as JSON, e.g. '{\"error_rate\": 0.1}'"
@@ -167,16 +171,37 @@ def up(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            print(f"the runtime exited with code {proc.returncode}; see {paths.log_file}", file=sys.stderr)
+            reason = _last_error(paths)
+            print(
+                f"the runtime exited with code {proc.returncode}{': ' + reason if reason else ''} "
+                f"(full log: {paths.log_file})",
+                file=sys.stderr,
+            )
             return 1
         info = _info(paths)
         if info and _healthy(info["api"], paths):
             _print_endpoints(info)
+            for change in info.get("moved") or []:
+                print(f"note: {change}. Source {info['env']} again and update running clients (Airflow).")
             return 0
         time.sleep(0.1)
     print(f"the runtime did not become healthy in {args.timeout:.0f}s; see {paths.log_file}", file=sys.stderr)
     _stop(paths, proc.pid)
     return 1
+
+
+def _last_error(paths: StatePaths) -> str:
+    """The last error line the runtime logged (what made it exit)."""
+    try:
+        lines = paths.log_file.read_text(errors="replace").splitlines()[-40:]
+    except FileNotFoundError:
+        return ""
+    for line in reversed(lines):
+        if " ERROR " in line:
+            return line.split(": ", 1)[-1].strip()
+        if "Error: " in line:
+            return line.strip()
+    return ""
 
 
 def _stop(paths: StatePaths, pid: int, timeout: float = 15.0) -> None:

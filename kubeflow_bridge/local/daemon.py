@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from kubeflow_bridge.local import ports
 from kubeflow_bridge.local.apiserver.admission import Admission
 from kubeflow_bridge.local.apiserver.faults import FaultConfig, Faults
 from kubeflow_bridge.local.apiserver.kinds import NAMESPACE, KindRegistry
@@ -60,23 +61,14 @@ def detect_gpus() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
-def _bind(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
 class Runtime:
     """One local Kubeflow runtime.
 
     Args:
         state_dir: The state folder (SQLite, logs, kubeconfig, env, pid files).
-        api_port: Port of the API server (0: a free one).
-        s3_port: Port of the S3 server (0: a free one); ``s3=False`` runs without S3.
-        kfp_port: Port of the KFP v2beta1 API (0: a free one).
+        api_port: Port of the API server (0: the last run's, else a free one).
+        s3_port: Port of the S3 server (0: the last run's, else a free one); ``s3=False`` runs without S3.
+        kfp_port: Port of the KFP v2beta1 API (0: the last run's, else a free one).
         faults: Initial fault-injection settings.
         history: Watch history length (older resourceVersions get 410 Gone).
         bookmark_interval: Seconds between watch bookmarks.
@@ -98,6 +90,10 @@ class Runtime:
     ) -> None:
         self.paths = StatePaths(state_dir.resolve())
         self.paths.root.mkdir(parents=True, exist_ok=True)
+        #: The last run's ports (kept so the env file and Airflow's connections stay valid).
+        self.kept_ports = ports.remembered(self.paths.ports_file)
+        #: Remembered ports that were taken this time, and where their endpoints went.
+        self.moved: list[ports.Moved] = []
         self.api_port = api_port
         self.s3_port = s3_port
         self.want_s3 = s3
@@ -161,20 +157,32 @@ class Runtime:
             return
         from kubeflow_bridge.local.s3 import S3Server
 
+        held_by = ""
         creds_file = self.paths.root / "s3-credentials.json"
         creds: dict[str, str] = {}
         if creds_file.exists():
             creds = json.loads(creds_file.read_text())
+        port = self.s3_port or self.kept_ports.get("s3", 0)
+        if port and not ports.is_free(port):
+            if self.s3_port:
+                raise ports.PortTaken(
+                    f"port {port} for the s3 is taken by {ports.holder(port)}: stop it, "
+                    "or pass another port (--s3-port 0 picks a free one)"
+                )
+            held_by, port = ports.holder(port), 0
         self.s3 = S3Server(
             data_dir=str(self.paths.root / "s3"),
             buckets=S3_BUCKETS,
-            port=self.s3_port,
+            port=port,
             log_path=str(self.paths.root / "s3.log"),
         )
         if creds:
             self.s3.access_key, self.s3.secret_key = creds["access_key"], creds["secret_key"]
         # Blocking start (seconds): nothing is served yet, so blocking the loop costs nothing.
         self.s3.start()
+        kept = self.kept_ports.get("s3")
+        if kept and not self.s3_port and self.s3.port != kept:
+            self.moved.append(ports.Moved("s3", kept, self.s3.port, held_by))
         if self.s3.pid:
             # Recorded like a pod's process so `local down` kills weed even if this daemon was killed.
             (self.paths.procs / str(self.s3.pid)).write_text("s3 (weed mini)")
@@ -213,7 +221,7 @@ class Runtime:
         self._ensure_namespaces()
         self._install_components()
         await self._start_s3()
-        sock = _bind(self.api_port)
+        sock, moved = ports.claim("api", self.api_port, self.kept_ports.get("api"))
         self.api_port = sock.getsockname()[1]
         ssl_context = None
         ca_pem: bytes | None = None
@@ -225,8 +233,19 @@ class Runtime:
             ca_pem = ca.read_bytes()
         scheme = "https" if self.tls else "http"
         self.api_url = f"{scheme}://127.0.0.1:{self.api_port}"
-        self._kfp_sock = _bind(self.kfp_port)
+        self._kfp_sock, kfp_moved = ports.claim("kfp", self.kfp_port, self.kept_ports.get("kfp"))
         self.kfp_url = f"http://127.0.0.1:{self._kfp_sock.getsockname()[1]}"
+        self.moved += [m for m in (moved, kfp_moved) if m is not None]
+        for change in self.moved:
+            log.warning("%s: source %s again", change, self.paths.env_file)
+        ports.remember(
+            self.paths.ports_file,
+            {
+                "api": self.api_port,
+                "kfp": self._kfp_sock.getsockname()[1],
+                "s3": self.s3.port if self.s3 is not None else self.kept_ports.get("s3", 0),
+            },
+        )
         token = self.faults.config.static_token if self.faults.config.auth else None
         env = write_client_files(
             self.paths,
@@ -253,6 +272,7 @@ class Runtime:
             "state_dir": str(self.paths.root),
             "kubeconfig": str(self.paths.kubeconfig),
             "env": str(self.paths.env_file),
+            "moved": [str(m) for m in self.moved],
         }
         # Atomic: `local up` and tests poll for this file and must never read it half-written.
         tmp = self.paths.info_file.with_suffix(".tmp")
@@ -333,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
             tls=args.tls,
         )
         asyncio.run(serve(runtime, args.announce))
+    except ports.PortTaken as err:
+        log.error("cannot start: %s", err)
+        return 1
     finally:
         with contextlib.suppress(FileNotFoundError):
             if paths.pid_file.read_text().strip() == str(os.getpid()):

@@ -37,6 +37,11 @@ class StatePaths:
         return self.root / "runtime.json"
 
     @property
+    def ports_file(self) -> Path:
+        """The last run's ports (kept across ``local down``, see :mod:`kubeflow_bridge.local.ports`)."""
+        return self.root / "ports.json"
+
+    @property
     def log_file(self) -> Path:
         return self.root / "runtime.log"
 

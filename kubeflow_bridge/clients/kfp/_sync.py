@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from kubeflow_bridge.clients._retry import RetryPolicy
+from kubeflow_bridge.clients._retry import RetryPolicy, unreachable
 from kubeflow_bridge.clients.kfp._auth import (
     KfpAuth,
     KfpAuthError,
@@ -103,7 +103,7 @@ class KfpClient(_KfpBase):
                 )
             except httpx.TransportError as exc:
                 if attempt >= self.retry.max_attempts:
-                    raise KfpApiError(0, f"{type(exc).__name__}: {exc}", path) from exc
+                    raise KfpApiError(0, unreachable("KFP API", self.host, exc), path) from exc
                 time.sleep(self.retry.delay(attempt))
                 continue
             if self._needs_login(resp) and not relogged and self.auth.mode in ("dex", "sa_token_file"):

@@ -119,7 +119,7 @@ class AsyncKubeflowObjectClient:
                     await self._reload_credentials()
                     continue
                 if not is_retryable(exc) or attempt >= self.retry.max_attempts:
-                    raise to_api_error(exc) from exc
+                    raise to_api_error(exc, self.api_client.configuration.host) from exc
                 delay = self.retry.delay(attempt, retry_after(exc))
                 log.info("retrying after %s (try %d, %.2fs)", to_api_error(exc), attempt, delay)
                 await asyncio.sleep(delay)

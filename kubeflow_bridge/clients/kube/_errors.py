@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubeflow_bridge.clients._retry import RETRYABLE_STATUSES, parse_status, retry_after_seconds
+from kubeflow_bridge.clients._retry import RETRYABLE_STATUSES, parse_status, retry_after_seconds, unreachable
 
 
 class KubeApiError(RuntimeError):
@@ -63,10 +63,13 @@ def is_retryable(exc: BaseException) -> bool:
     return is_connection_error(exc)
 
 
-def to_api_error(exc: BaseException) -> KubeApiError:
-    """Translate an ApiException (with its Status body) into a :class:`KubeApiError`."""
+def to_api_error(exc: BaseException, host: str | None = None) -> KubeApiError:
+    """Translate an ApiException (with its Status body) into a :class:`KubeApiError`; a connection
+    error names the API server ``host`` and what to check."""
     status = http_status(exc)
     if status is None:
+        if host and is_connection_error(exc):
+            return KubeApiError(0, "Unreachable", unreachable("Kubernetes API", host, exc))
         return KubeApiError(0, type(exc).__name__, str(exc))
     reason, message, causes = parse_status(getattr(exc, "body", None), str(getattr(exc, "reason", "") or ""))
     return KubeApiError(status, reason, message or reason, causes)

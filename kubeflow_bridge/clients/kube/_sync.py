@@ -129,11 +129,12 @@ class KubeflowObjectClient:
                     log.info("401 from the API server: reloading credentials")
                     self._reload()
                     continue
+                host = self.api_client.configuration.host
                 if not is_retryable(exc) or attempt >= self.retry.max_attempts:
-                    raise to_api_error(exc) from exc
+                    raise to_api_error(exc, host) from exc
                 delay = self.retry.delay(attempt, retry_after(exc))
                 if deadline is not None and time.monotonic() + delay > deadline:
-                    raise to_api_error(exc) from exc
+                    raise to_api_error(exc, host) from exc
                 log.info("retrying after %s (try %d, %.2fs)", to_api_error(exc), attempt, delay)
                 time.sleep(delay)
 

@@ -184,3 +184,46 @@ def test_auth_at_start_serves_https_with_a_token_kubeconfig(tmp_path: Path) -> N
         assert "tok-" not in (rt.state_dir / "runtime.log").read_text()
     finally:
         stop_runtime(rt)
+
+
+def test_ports_survive_a_restart_and_a_taken_port_is_named(tmp_path: Path) -> None:
+    import socket
+
+    state = tmp_path / "state"
+    try:
+        assert cli("up", "--state-dir", str(state), "--no-s3").returncode == 0
+        first = json.loads((state / "runtime.json").read_text())
+        env_before = (state / "env").read_text()
+        assert cli("down", "--state-dir", str(state)).returncode == 0
+        assert cli("up", "--state-dir", str(state), "--no-s3").returncode == 0
+        again = json.loads((state / "runtime.json").read_text())
+        # Same endpoints after down/up: the env file (and Airflow's connections) stay valid.
+        assert (again["api"], again["kfp"]) == (first["api"], first["kfp"]) and not again["moved"]
+        assert (state / "env").read_text() == env_before
+        assert cli("down", "--state-dir", str(state)).returncode == 0
+
+        # Another process takes the API port: up moves the API and says who holds the old port.
+        api_port = int(first["api"].rsplit(":", 1)[1])
+        squatter = socket.socket()
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", api_port))
+        squatter.listen(1)
+        try:
+            moved = cli("up", "--state-dir", str(state), "--no-s3")
+            assert moved.returncode == 0, moved.stderr
+            assert f"the api port {api_port} is taken by pid {os.getpid()}" in moved.stdout
+            assert f"Source {state / 'env'} again" in moved.stdout
+            info = json.loads((state / "runtime.json").read_text())
+            kubeconfig = yaml.safe_load((state / "kubeconfig").read_text())
+            assert (
+                info["api"] != first["api"] and kubeconfig["clusters"][0]["cluster"]["server"] == info["api"]
+            )
+            assert cli("down", "--state-dir", str(state)).returncode == 0
+            # A port asked for on the command line is a promise: up fails and names the holder.
+            refused = cli("up", "--state-dir", str(state), "--no-s3", "--api-port", str(api_port))
+            assert refused.returncode == 1
+            assert f"port {api_port} for the api is taken by pid {os.getpid()}" in refused.stderr
+        finally:
+            squatter.close()
+    finally:
+        cli("down", "--state-dir", str(state))
