@@ -22,16 +22,17 @@ TRAINER_TESTS := tests/trainer tests/docker tests/kubeflow_bridge/resources test
                  tests/kubeflow_bridge/local tests/kubeflow_bridge/pipelines
 AIRFLOW_TESTS := tests/kubeflow_bridge/hooks tests/kubeflow_bridge/operators tests/kubeflow_bridge/triggers \
                  tests/kubeflow_bridge/sensors tests/kubeflow_bridge/links tests/kubeflow_bridge/compare \
-                 tests/kubeflow_bridge/test_provider.py tests/dags
+                 tests/kubeflow_bridge/test_provider.py tests/kubeflow_bridge/test_airflow_local.py tests/dags
 existing = $(wildcard $(1))
 PYTEST_ARGS ?=
 
-.PHONY: help setup lock lint test test-trainer test-airflow demo demo-trainer bench pipeline clean
+.PHONY: help setup lock lint test test-trainer test-airflow demo demo-trainer airflow bench pipeline clean
 
 help:
 	@echo "make demo   - set everything up and run the main job"
 	@echo "make test   - set everything up, lint, and run the tests"
 	@echo "make demo-trainer - only the trainer steps on local files (no runtime)"
+	@echo "make airflow - the local runtime and Airflow's UI (airflow standalone) on http://127.0.0.1:8080"
 	@echo "make setup | lint | bench | lock | pipeline | clean"
 
 setup: $(VENV)/.installed $(TVENV)/.installed
@@ -73,6 +74,11 @@ test: lint test-trainer test-airflow
 
 demo: setup
 	$(VENV)/bin/kubeflow-bridge demo
+
+# The local runtime (kept running if it is up) and Airflow's UI on it, until Ctrl-C.
+airflow: setup
+	$(TVENV)/bin/kubeflow-bridge local up
+	$(VENV)/bin/kubeflow-bridge airflow
 
 # The trainer steps alone, without orchestrators or the runtime.
 demo-trainer: setup

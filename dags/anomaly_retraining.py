@@ -16,11 +16,10 @@ Kubernetes client and the cncf pod operator load only when a pod task runs.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
-import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, TriggerRule, task
+from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
 from kubeflow_bridge import workflow
 from kubeflow_bridge.operators.gate import ModelGateBranchOperator
@@ -78,8 +77,11 @@ MACROS = {
 with DAG(
     dag_id=DAG_ID,
     description="Retrain the telemetry anomaly detector (Katib, PyTorchJob, KServe) on a daily window",
-    schedule=CronDataIntervalTimetable("0 3 * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # Daily at 03:00, each run covering the day before it; unpausing the DAG does not start a run of its
+    # own for the last missed 03:00 (run_immediately=False): runs start at 03:00 or when triggered.
+    schedule=CronTriggerTimetable(
+        "0 3 * * *", timezone="UTC", interval=timedelta(days=1), run_immediately=False
+    ),
     catchup=False,
     max_active_runs=1,
     params=PARAMS,

@@ -2,7 +2,8 @@
 
 ``kubeflow-bridge local ...`` is the local runtime (:mod:`kubeflow_bridge.local.cli`);
 ``kubeflow-bridge compare ...`` is handed to :mod:`kubeflow_bridge.compare.cli` as a whole (and
-``kubeflow-bridge demo ...`` to :mod:`kubeflow_bridge.compare.demo`), so one
+``kubeflow-bridge demo ...`` to :mod:`kubeflow_bridge.compare.demo`, ``kubeflow-bridge airflow ...`` to
+:mod:`kubeflow_bridge.airflow_local`), so one
 subcommand's imports never stand in the way of another.
 """
 
@@ -12,6 +13,10 @@ import argparse
 import sys
 
 DELEGATED = {
+    "airflow": (
+        "kubeflow_bridge.airflow_local",
+        "Airflow's UI (airflow standalone) set up for this checkout and the local runtime",
+    ),
     "compare": ("kubeflow_bridge.compare.cli", "compare one workflow run by Airflow and by KFP"),
     "demo": (
         "kubeflow_bridge.compare.demo",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from airflow.sdk import BaseOperator, ResumableJobMixin
 
 from kubeflow_bridge.hooks.kubeflow import KubeflowHook, resolve_kind
-from kubeflow_bridge.resources.names import ObjectRef
+from kubeflow_bridge.resources.names import IDENTITY_LABEL, ObjectRef
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -315,8 +315,22 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
         ti.xcom_push(
             key="kubeflow_resource", value={"kind": self.kind_name, "name": name, "namespace": namespace}
         )
+        url = None
         if self.link_class is not None:
-            self.link_class.persist(context, self.hook.dashboard_url, namespace=namespace, name=name)
+            url = self.link_class.persist(context, self.hook.dashboard_url, namespace=namespace, name=name)
+        who = identity_from_context(context)
+        self.log.info(
+            "%s %s/%s is this task's (dag %s, task %s, run %s; label %s=%s)%s",
+            self.kind_name,
+            namespace,
+            name,
+            who.dag_id,
+            who.task_id,
+            who.run_id,
+            IDENTITY_LABEL,
+            who.hash,
+            f"; open it at {url}" if url else "",
+        )
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         ref = ObjectRef.parse(external_id)
@@ -463,6 +477,7 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
                 min_generation=self._submit_generation if min_generation is None else min_generation,
                 on_kill_action=self.on_kill_action,
                 fire_not_before=fire_time_for_deferral(fire_delay),
+                progress_interval=self.poll_interval,
             ),
             method_name=method_name,
         )
@@ -472,6 +487,7 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
         name = (event or {}).get("name") or self._resource_name or ""
         namespace = (event or {}).get("namespace") or self._resource_namespace or ""
         self._resource_name, self._resource_namespace = name, namespace
+        self._event = event
         self.after_wait(context, name, namespace)
         self._raise_unless_succeeded(event, name, namespace)
         return self.get_job_result(str(ObjectRef(namespace, name)), context)

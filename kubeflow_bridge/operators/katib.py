@@ -6,6 +6,7 @@ import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kubeflow_bridge.hooks.kubeflow import resolve_kind
 from kubeflow_bridge.links.katib import KatibExperimentLink
 from kubeflow_bridge.operators._base import KubeflowObjectOperator, as_command, as_int
 
@@ -193,6 +194,27 @@ class KatibExperimentOperator(KubeflowObjectOperator):
                 else as_int("max_failed_trial_count", self.max_failed_trial_count, minimum=0)
             ),
         )
+
+    def after_wait(self, context: Context, name: str, namespace: str) -> None:
+        """Log the final trial table (name, state, parameters, objective)."""
+        from kubeflow_bridge.clients.kube.results import trial_states, trial_table
+
+        try:
+            client = self.object_client()
+            experiment = client.get(self.kind, name, namespace=namespace)
+            if experiment is None:
+                return
+            trial_kind = resolve_kind("Trial")
+            trials = [
+                t
+                for t in (client.get(trial_kind, n, namespace=namespace) for n in trial_states(experiment))
+                if t
+            ]
+        except Exception as err:  # the table is a courtesy; the outcome is what matters
+            self.log.warning("could not read the trials of %s/%s: %s", namespace, name, err)
+            return
+        for row in trial_table(experiment, trials):
+            self.log.info("%s", row)
 
     def build_result(self, obj: dict[str, Any], context: Context) -> dict[str, Any]:
         from kubeflow_bridge.clients.kube.results import best_trial

@@ -239,9 +239,10 @@ class KubeflowPipelineRunOperator(KubeflowWaitingOperator):
     def _remember(self, context: Context, run_id: str) -> None:
         self._run_id = run_id
         context["ti"].xcom_push(key="run_id", value=run_id)
-        KubeflowPipelineRunLink.persist(
+        url = KubeflowPipelineRunLink.persist(
             context, self.hook.dashboard_url, namespace=self.hook.namespace, name=run_id
         )
+        self.log.info("KFP run %s%s", run_id, f"; open it at {url}" if url else "")
 
     # --- ResumableJobMixin ------------------------------------------------------------------
     def get_job_status(self, external_id: Any, context: Context) -> str:

@@ -175,13 +175,17 @@ class PyTorchJobOperator(KubeflowObjectOperator):
                 self.log.info("[%s] %s", pod, line)
 
     def after_wait(self, context: Context, name: str, namespace: str) -> None:
-        if self.deferrable and name:
-            logs = self._read_logs(name, namespace)
-            for pod, text in sorted(logs.items()):
-                for line in text.splitlines()[-self.log_lines :]:
-                    self.log.info("[%s] %s", pod, line)
-        elif name:
-            self.on_poll(context, name, namespace)
+        """Print what of the master's log the task log does not hold yet."""
+        if not name:
+            return
+        if not self.deferrable:
+            self.on_poll(context, name, namespace)  # the lines since the last slice
+            return
+        if (getattr(self, "_event", None) or {}).get("streamed_log_lines"):
+            return  # the triggerer streamed it live
+        for pod, text in sorted(self._read_logs(name, namespace).items()):
+            for line in text.splitlines()[-self.log_lines :]:
+                self.log.info("[%s] %s", pod, line)
 
     def failure_detail(self, name: str, namespace: str) -> str:
         from kubeflow_bridge.clients.kube.results import job_outcome

@@ -177,7 +177,7 @@ def _create_and_wait(
 def tune(prefix: str, params: dict[str, Any], *, run_id: str, namespace: str) -> dict[str, Any]:
     """Run the Katib Experiment; return best params, objective value and the trials' compute span."""
     from kubeflow_bridge.clients.kube import EXPERIMENT, TRIAL
-    from kubeflow_bridge.clients.kube.results import best_trial
+    from kubeflow_bridge.clients.kube.results import best_trial, trial_states, trial_table
     from kubeflow_bridge.resources.katib import parameter_types
 
     who = identity(run_id, "tune")
@@ -185,18 +185,11 @@ def tune(prefix: str, params: dict[str, Any], *, run_id: str, namespace: str) ->
     with object_client() as client:
         experiment = _create_and_wait(client, EXPERIMENT, manifest, who, namespace)
         best = best_trial(experiment, parameter_types(experiment))
-        status = experiment.get("status") or {}
-        trial_names = [
-            n
-            for key in (
-                "succeededTrialList",
-                "failedTrialList",
-                "earlyStoppedTrialList",
-                "metricsUnavailableTrialList",
-            )
-            for n in status.get(key) or []
+        trials = [
+            t for t in (client.get(TRIAL, n, namespace=namespace) for n in trial_states(experiment)) if t
         ]
-        trials = [t for t in (client.get(TRIAL, n, namespace=namespace) for n in trial_names) if t]
+        for row in trial_table(experiment, trials):
+            log.info("%s", row)
     return {
         "best_params": dict(best.parameters),
         "objective_value": best.objective_value,

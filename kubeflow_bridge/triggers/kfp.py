@@ -10,6 +10,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from kubeflow_bridge.triggers.kubeflow import KillGuard, event_payload, hold_until
+from kubeflow_bridge.triggers.progress import RunProgress
 
 
 class KubeflowPipelineRunTrigger(KillGuard, BaseTrigger):
@@ -72,6 +73,7 @@ class KubeflowPipelineRunTrigger(KillGuard, BaseTrigger):
                     self.run_id,
                     timeout=max(0.0, self.deadline - time.time()),
                     poll_interval=self.poll_interval,
+                    on_poll=RunProgress(self.log),
                 )
             finally:
                 await _close(client)

@@ -16,6 +16,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from kubeflow_bridge.triggers.progress import ProgressReporter
+
 #: Every state a trigger event can carry; only ``succeeded`` lets a task succeed.
 EVENT_STATES = ("succeeded", "failed", "cancelled", "timeout", "error")
 
@@ -140,6 +142,8 @@ class KubeflowObjectTrigger(KillGuard, BaseTrigger):
             canary in flight (never deleting it), or ``keep``.
         fire_not_before: Epoch seconds before which no event is yielded (operators set the deferral
             time plus ``[kubeflow_bridge] trigger_fire_delay``); None fires as soon as the object is done.
+        progress_interval: Seconds between progress lines in the task log (and the training master's
+            log streamed live; see :mod:`kubeflow_bridge.triggers.progress`); 0 turns them off.
     """
 
     def __init__(
@@ -154,10 +158,12 @@ class KubeflowObjectTrigger(KillGuard, BaseTrigger):
         min_generation: int | None = None,
         on_kill_action: str = "keep",
         fire_not_before: float | None = None,
+        progress_interval: float = 10.0,
     ) -> None:
         super().__init__()
         self.on_kill_action = on_kill_action
         self.fire_not_before = fire_not_before
+        self.progress_interval = float(progress_interval)
         self.kind = kind
         self.name = name
         self.namespace = namespace
@@ -179,6 +185,7 @@ class KubeflowObjectTrigger(KillGuard, BaseTrigger):
                 "min_generation": self.min_generation,
                 "on_kill_action": self.on_kill_action,
                 "fire_not_before": self.fire_not_before,
+                "progress_interval": self.progress_interval,
             },
         )
 
@@ -207,19 +214,31 @@ class KubeflowObjectTrigger(KillGuard, BaseTrigger):
 
             resource_kind = resolve_kind(self.kind)
             async with self._object_client() as client:
-                outcome = await client.wait(
-                    resource_kind,
-                    self.name,
-                    namespace=self.namespace,
-                    timeout=remaining,
-                    min_generation=self.min_generation,
+                reporter = ProgressReporter(
+                    client, resource_kind, self.name, self.namespace, self.log, self.progress_interval
                 )
+                progress = asyncio.ensure_future(reporter.run()) if self.progress_interval > 0 else None
+                try:
+                    outcome = await client.wait(
+                        resource_kind,
+                        self.name,
+                        namespace=self.namespace,
+                        timeout=remaining,
+                        min_generation=self.min_generation,
+                    )
+                finally:
+                    if progress is not None:
+                        await reporter.finish(progress)
             from kubeflow_bridge.clients.kube import created_object_outcome
 
             # the worker created it before deferring: gone now means deleted, i.e. cancelled
             outcome = created_object_outcome(outcome)
             payload = event_payload(
-                outcome.state, reason=outcome.reason, message=outcome.message, **self._detail()
+                outcome.state,
+                reason=outcome.reason,
+                message=outcome.message,
+                streamed_log_lines=reporter.streamed,
+                **self._detail(),
             )
         except Exception as err:  # one event, always: the task fails with what went wrong
             self.log.warning("wait for %s %s/%s failed: %s", self.kind, self.namespace, self.name, err)

@@ -118,26 +118,28 @@ def free_port() -> int:
 
 
 class AirflowStandalone:
-    """``airflow standalone`` (scheduler, triggerer, DAG processor, API server) in its own process group.
+    """``kubeflow-bridge airflow`` (the README's way to ``airflow standalone``: scheduler, triggerer, DAG
+    processor, API server) in its own process group.
 
     Args:
-        env: The environment (AIRFLOW_HOME, the database, connections); the API port, log-server
-            ports and the executor are set here.
+        env: The environment (AIRFLOW_HOME, the database, connections); the API port, log-server ports
+            and the executor are set here.
         log: Where its output goes.
     """
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         import sys
 
-        port = free_port()
-        self.base_url = f"http://127.0.0.1:{port}"
-        venv_bin = Path(sys.executable).parent
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.command = [
+            str(Path(sys.executable).with_name("kubeflow-bridge")),
+            "airflow",
+            "--port",
+            str(self.port),
+        ]
         self.env = {
             **env,
-            "PATH": f"{venv_bin}:{env.get('PATH', '')}",  # standalone and bash tasks run `airflow`, `python`
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__API__BASE_URL": self.base_url,
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
@@ -154,9 +156,12 @@ class AirflowStandalone:
 
         import httpx
 
+        state = Path(self.env.get("AIRFLOW_HOME", str(self.log.parent))) / "kubeflow-bridge-state"
+        # The connections are in ``env`` already (the test's runtime), not in the checkout's .state.
+        command = [*self.command, "--state-dir", str(state), "--no-runtime"]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                ["airflow", "standalone"], env=self.env, cwd=self.env.get("AIRFLOW_HOME"),
+                command, env=self.env, cwd=self.env.get("AIRFLOW_HOME"),
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + timeout

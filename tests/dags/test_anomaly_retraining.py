@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pendulum
 import pytest
-from airflow.sdk import CronDataIntervalTimetable, TriggerRule
+from airflow.sdk import CronTriggerTimetable, TriggerRule
 from airflow.sdk.exceptions import ParamValidationError
 
 from kubeflow_bridge import workflow
@@ -56,18 +56,27 @@ def test_operators_and_trigger_rules(mod: Any) -> None:
 
 def test_schedule_and_data_interval(mod: Any) -> None:
     dag = mod.dag
-    assert isinstance(dag.timetable, CronDataIntervalTimetable)
-    assert dag.catchup is False
+    assert isinstance(dag.timetable, CronTriggerTimetable)
+    assert dag.catchup is False and dag.start_date is None
     assert dag.max_active_runs == 1
-    assert dag.timetable.expression == "0 3 * * *"
-    # What the scheduler computes from it (the core timetable behind the SDK definition): the run at
-    # 03:00 covers the previous day, and its end is the training window's end.
-    from airflow.timetables.interval import CronDataIntervalTimetable as CoreTimetable
+    # What the scheduler computes from it (the core timetable behind the SDK definition): a run at 03:00
+    # covers the day before it (its end is the training window's end); unpausing the DAG starts nothing
+    # before the next 03:00; a manual run covers the day before it was triggered.
+    from airflow.timetables.base import TimeRestriction
+    from airflow.timetables.trigger import CronTriggerTimetable as CoreTimetable
 
-    core = CoreTimetable(dag.timetable.expression, timezone="UTC")
-    interval = core.infer_manual_data_interval(run_after=pendulum.datetime(2026, 3, 5, 12, tz="UTC"))
-    assert interval.end == pendulum.datetime(2026, 3, 5, 3, tz="UTC")
-    assert interval.start == pendulum.datetime(2026, 3, 4, 3, tz="UTC")
+    core = CoreTimetable("0 3 * * *", timezone="UTC", interval=timedelta(days=1), run_immediately=False)
+    first = core.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=dag.start_date, latest=None, catchup=dag.catchup),
+    )
+    assert first is not None and first.run_after > pendulum.now("UTC")
+    assert first.run_after.hour == 3 and first.data_interval.end - first.data_interval.start == timedelta(
+        days=1
+    )
+    triggered_at = pendulum.datetime(2026, 3, 5, 12, tz="UTC")
+    manual = core.infer_manual_data_interval(run_after=triggered_at)
+    assert (manual.start, manual.end) == (pendulum.datetime(2026, 3, 4, 12, tz="UTC"), triggered_at)
 
 
 def test_params_defaults_validate(mod: Any) -> None:

@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from kubeflow_bridge.clients._retry import RetryPolicy
@@ -323,15 +323,11 @@ class AsyncKubeflowObjectClient:
         tail_lines: int | None = None,
     ) -> dict[str, str]:
         """Logs of the pods of a job's ``role`` (``master``, ``worker``, ``all``), by pod name."""
-        pods: list[dict[str, Any]] = []
         if kind == POD:
             pod = await self.get(POD, name, namespace=namespace)
             pods = [pod] if pod else []
-        for selector in log_selectors(kind, name, role):
-            listing = await self._raw_json(self._core.list_namespaced_pod, namespace, label_selector=selector)
-            pods = listing.get("items") or []
-            if pods:
-                break
+        else:
+            pods = await self.job_pods(kind, name, namespace=namespace, role=role)
         logs: dict[str, str] = {}
         for pod in pods:
             pod_name = pod["metadata"]["name"]
@@ -350,6 +346,34 @@ class AsyncKubeflowObjectClient:
                     text = join_logs(await self._read_log(pod_name, namespace, previous=True, **kwargs), text)
             logs[pod_name] = text
         return logs
+
+    async def job_pods(
+        self, kind: ResourceKind, name: str, *, namespace: str, role: str = "master"
+    ) -> list[dict[str, Any]]:
+        """The pods of a job's ``role`` (``master``, ``worker``, ``all``)."""
+        for selector in log_selectors(kind, name, role):
+            listing = await self._raw_json(self._core.list_namespaced_pod, namespace, label_selector=selector)
+            if pods := listing.get("items") or []:
+                return list(pods)
+        return []
+
+    async def follow_log(
+        self, kind: ResourceKind, pod: dict[str, Any], *, tail_lines: int
+    ) -> AsyncIterator[str]:
+        """The lines of a pod's log as they are written (``follow``), starting with the last ``tail_lines``.
+
+        Ends when the container ends or the API server closes the stream; no retry (the caller decides).
+        """
+        kwargs: dict[str, Any] = {"_preload_content": False, "follow": True, "tail_lines": tail_lines}
+        if (container := log_container(kind, pod)) is not None:
+            kwargs["container"] = container
+        meta = pod["metadata"]
+        resp = await self._call(self._core.read_namespaced_pod_log, meta["name"], meta["namespace"], **kwargs)
+        try:
+            async for raw in resp.content:
+                yield raw.decode("utf-8", "replace").rstrip("\n")
+        finally:
+            resp.release()
 
     async def _read_log(self, pod_name: str, namespace: str, **kwargs: Any) -> str:
         resp = await self._call(self._core.read_namespaced_pod_log, pod_name, namespace, **kwargs)

@@ -280,3 +280,41 @@ def isvc_endpoint(isvc: dict[str, Any]) -> IsvcEndpoint:
         address_url=(status.get("address") or {}).get("url"),
         observed_generation=int(observed) if observed is not None else None,
     )
+
+
+#: Katib's per-state trial name lists in ``Experiment.status``, and the state each stands for.
+TRIAL_LISTS = {
+    "succeededTrialList": "Succeeded",
+    "failedTrialList": "Failed",
+    "earlyStoppedTrialList": "EarlyStopped",
+    "metricsUnavailableTrialList": "MetricsUnavailable",
+    "killedTrialList": "Killed",
+    "runningTrialList": "Running",
+    "pendingTrialList": "Pending",
+}
+
+
+def trial_states(experiment: dict[str, Any]) -> dict[str, str]:
+    """``{trial name: state}`` from an Experiment's status lists."""
+    status = experiment.get("status") or {}
+    return {name: state for key, state in TRIAL_LISTS.items() for name in status.get(key) or []}
+
+
+def trial_table(experiment: dict[str, Any], trials: list[dict[str, Any]]) -> list[str]:
+    """The experiment's trials as aligned text rows: name, state, parameters, objective (header first)."""
+    objective = ((experiment.get("spec") or {}).get("objective") or {}).get(
+        "objectiveMetricName", "objective"
+    )
+    states = trial_states(experiment)
+    rows = [("trial", "state", "parameters", objective)]
+    for trial in sorted(trials, key=lambda t: (t.get("metadata") or {}).get("name", "")):
+        name = (trial.get("metadata") or {}).get("name", "")
+        params = ", ".join(
+            f"{p.get('name')}={p.get('value')}"
+            for p in (trial.get("spec") or {}).get("parameterAssignments") or []
+        )
+        metrics = ((trial.get("status") or {}).get("observation") or {}).get("metrics") or []
+        value = next((str(m.get("latest")) for m in metrics if m.get("name") == objective), "-")
+        rows.append((name, states.get(name, "-"), params, value))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]

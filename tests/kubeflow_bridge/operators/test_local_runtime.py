@@ -574,3 +574,35 @@ def test_hook_clients_reload_a_rotated_token_after_a_401(
         assert sync_client.get(PYTORCHJOB, "absent", namespace=namespace) is None  # same for the sync client
     finally:
         runtime.reset_faults()
+
+
+def test_deferred_wait_streams_progress_and_the_masters_log_while_the_job_runs(
+    namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+    from datetime import UTC, datetime
+
+    script = "import time\nfor i in range(8):\n    print(f'tick {i}', flush=True); time.sleep(0.5)\n"
+    op = job(command=["python", "-c", script], poll_interval=0.5)
+    context = ctx()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    trigger = deferred.value.trigger
+    assert trigger.progress_interval == 0.5
+    capsys.readouterr()
+    event = run_trigger(trigger)
+    finished = datetime.now(UTC)
+    out = capsys.readouterr().out
+    assert event["status"] == "succeeded" and event["streamed_log_lines"] >= 8
+    # Airflow's log lines start with their own time: when each line reached the task log.
+    ticks = [
+        (datetime.fromisoformat(m.group(1).replace("Z", "+00:00")), m.group(2))
+        for m in re.finditer(r"^(\S+Z) \[info\s*\] \[\S+-master-0\] tick (\d)", out, re.M)
+    ]
+    assert [n for _, n in ticks] == [str(i) for i in range(8)], out[-3000:]  # each line once, in order
+    # Live, not after the fact: the first lines reached the log seconds before the wait ended.
+    assert (finished - ticks[0][0]).total_seconds() > 1.5, ticks
+    assert re.search(r"PyTorchJob \S+: Running; Master: 1 active", out)
+    # The worker does not print the streamed log again.
+    op.execute_complete(context, event)
+    assert "tick 0" not in capsys.readouterr().out

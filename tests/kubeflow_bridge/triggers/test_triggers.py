@@ -126,6 +126,7 @@ async def test_object_trigger_yields_exactly_one_event_with_the_outcome(
         "kind": "pytorchjobs",
         "name": "j",
         "namespace": "ns",
+        "streamed_log_lines": 0,
     }
     (call,) = client.waits
     assert call["kind"] == "PyTorchJob" and call["min_generation"] == 2 and 0 < call["timeout"] <= 60
