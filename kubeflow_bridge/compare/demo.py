@@ -217,8 +217,13 @@ class Demo:
         conf = json.dumps(airflow_conf())
         argv = [airflow, "dags", "test", DAG_ID, "--conf", conf]
         log = self.run_step("airflow dag", argv, "airflow-dags-test")
+        from airflow.models.trigger import Trigger
+
         from kubeflow_bridge.compare.airflow_collector import collect_airflow_run
 
+        # `dags test` ran its triggers in this process and left their rows; drop them, as a triggerer's
+        # clean-up would, so a triggerer started later (`make airflow`) never picks them up.
+        Trigger.clean_unused()
         try:
             run = collect_airflow_run(DAG_ID, from_cluster=False)
         except LookupError as exc:

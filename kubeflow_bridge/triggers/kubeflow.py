@@ -9,6 +9,7 @@ trigger re-created after a triggerer restart keeps the original timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -110,7 +111,15 @@ class KillGuard:
         return None if state is None else str(state)
 
     async def note_start(self) -> None:
-        """Remember the task's state when the trigger starts (a leftover row finds it finished)."""
+        """Remember the task's state when the trigger starts (a leftover row finds it finished).
+
+        The read runs shielded: when Airflow cancels the trigger while it is still reading (a leftover is
+        cancelled within seconds of starting), :meth:`kill_asked` waits for it instead of guessing.
+        """
+        self._start_read = asyncio.ensure_future(self._read_start_state())
+        await asyncio.shield(self._start_read)
+
+    async def _read_start_state(self) -> None:
         self._state_at_start = await self.task_state()
         if self._state_at_start not in (None, "deferred"):
             self.log.warning(
@@ -123,6 +132,10 @@ class KillGuard:
         """Whether this cancellation is a user's kill (never after the trigger's event was sent)."""
         if self._fired:
             return False
+        start_read = getattr(self, "_start_read", None)
+        if start_read is not None and not start_read.done():
+            with contextlib.suppress(Exception):
+                await start_read
         return kill_was_asked(self._state_at_start, await self.task_state())
 
 

@@ -435,7 +435,7 @@ def isvc(code: int, version: str) -> dict[str, Any]:
 
 def test_kserve_deploy_canary_smoke_promote_rollback_and_gate(namespace: str) -> None:
     from kubeflow_bridge.operators.gate import ModelGateBranchOperator
-    from kubeflow_bridge.operators.kserve import KServeDeployOperator, SmokeTestError
+    from kubeflow_bridge.operators.kserve import KServeDeployOperator
 
     def deploy(run: str, body: dict[str, Any], **kwargs: Any) -> Any:
         return KServeDeployOperator(
@@ -484,7 +484,7 @@ def test_kserve_deploy_canary_smoke_promote_rollback_and_gate(namespace: str) ->
     )
     assert gate.choose_branch(ctx()) == "skip"  # 0.85 does not beat the serving model's recorded 0.9
 
-    with pytest.raises(SmokeTestError, match="answered 500"):
+    with pytest.raises(KubeflowOperatorError, match="answered 500"):
         deploy("r3", isvc(500, "v3"), canary_traffic_percent=20, smoke_payload={"instances": [[1.0]]})
     (live,) = objects("InferenceService", namespace)
     assert (
