@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from airflow.sdk import BaseOperator, ResumableJobMixin
 
 from kubeflow_bridge.hooks.kubeflow import KubeflowHook, resolve_kind
+from kubeflow_bridge.links.base import start_links
 from kubeflow_bridge.resources.names import IDENTITY_LABEL, ObjectRef
 
 if TYPE_CHECKING:
@@ -424,6 +425,7 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
 
     # --- Airflow entry points -----------------------------------------------------------------
     def execute(self, context: Context) -> Any:
+        start_links(self)  # no link until this try creates something
         if not self.wait_for_completion:
             submitted = self.submit_job(context)
             ref = ObjectRef.parse(submitted)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kubeflow_bridge.hooks.kubeflow import KubeflowHook
+from kubeflow_bridge.links.base import start_links
 from kubeflow_bridge.links.kfp import KubeflowPipelineRunLink
 from kubeflow_bridge.operators._base import (
     KubeflowOperatorError,
@@ -285,6 +286,7 @@ class KubeflowPipelineRunOperator(KubeflowWaitingOperator):
 
     # --- Airflow entry points -----------------------------------------------------------------
     def execute(self, context: Context) -> Any:
+        start_links(self)  # no link until this try creates something
         if not self.wait_for_completion:
             return {"run_id": self.submit_job(context), "state": "submitted", "output_parameters": {}}
         if not self.deferrable:

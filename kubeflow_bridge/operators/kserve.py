@@ -13,6 +13,7 @@ import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kubeflow_bridge.links.base import start_links
 from kubeflow_bridge.links.kserve import InferenceServiceLink
 from kubeflow_bridge.operators._base import KubeflowObjectOperator, KubeflowOperatorError, as_int
 from kubeflow_bridge.resources.names import ObjectRef
@@ -189,6 +190,7 @@ class KServeDeployOperator(KubeflowObjectOperator):
         return str(ObjectRef(namespace, name))
 
     def execute(self, context: Context) -> Any:
+        start_links(self)  # no link until this try creates something
         from kubeflow_bridge.triggers.kubeflow import fire_delay_seconds
 
         fire_delay = fire_delay_seconds() if self.deferrable else 0.0  # a bad setting creates nothing

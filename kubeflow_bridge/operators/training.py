@@ -197,7 +197,8 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         outcome = job_outcome(obj, {**replica_logs, **self._read_logs(name, namespace)})
         if not outcome.failed_replica and not outcome.log_tail:
             return ""
-        return f"failed replica: {outcome.failed_replica or 'unknown'}; last log lines:\n{outcome.log_tail}"
+        who = f"failed replica: {outcome.failed_replica}; " if outcome.failed_replica else ""
+        return f"{who}last log lines:\n{outcome.log_tail}"
 
     def build_result(self, obj: dict[str, Any], context: Context) -> dict[str, Any]:
         from kubeflow_bridge.clients.kube.results import job_outcome

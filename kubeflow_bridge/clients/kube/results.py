@@ -219,6 +219,15 @@ def job_outcome(job: dict[str, Any], logs: dict[str, str] | None = None) -> JobO
         if int((replicas[rtype] or {}).get("failed") or 0) > 0:
             failed_replica = rtype
             break
+    if failed_replica is None and verdict is not None and verdict.state == "failed":
+        # The counts can be gone (pods cleaned up, or restarted to the backoff limit); the training
+        # operator's Failed or Restarting message still names the replica type ("... because 1 Master
+        # replica(s) failed."): the latest such message wins.
+        messages = [verdict.message or ""] + [
+            str(c.get("message") or "") for c in reversed(status.get("conditions") or [])
+        ]
+        named = next((m for m in (re.search(r"(\w+) replica\(s\) failed", t) for t in messages) if m), None)
+        failed_replica = named.group(1) if named else None
     text = _pick_log(logs or {}, failed_replica, name)
     return JobOutcome(
         name=name,

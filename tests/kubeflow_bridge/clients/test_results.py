@@ -148,3 +148,22 @@ def test_isvc_endpoint_traffic_split() -> None:
     assert ep.percent(latest=True) == 10 and ep.percent(latest=False) == 90
     assert ep.previous_rolledout_revision == "m-predictor-00001"
     assert not isvc_endpoint({"metadata": {"name": "n"}, "status": {}}).ready
+
+
+def test_job_outcome_names_the_failed_replica_from_the_operators_message() -> None:
+    # Restarted up to the backoff limit, pods cleaned up: no failed count, but the conditions say who.
+    job = {
+        "kind": "PyTorchJob",
+        "metadata": {"name": "t"},
+        "status": {
+            "replicaStatuses": {"Master": {}, "Worker": {}},
+            "conditions": [
+                {"type": "Created", "status": "True"},
+                {"type": "Restarting", "status": "False", "message": "PyTorchJob t is restarting because 1 Worker replica(s) failed."},
+                {"type": "Failed", "status": "True", "reason": "PyTorchJobFailed", "message": "PyTorchJob t has failed because it has reached the specified backoff limit"},
+            ],
+        },
+    }  # fmt: skip
+    assert job_outcome(job).failed_replica == "Worker"
+    job["status"]["conditions"][1]["message"] = "no replica named"
+    assert job_outcome(job).failed_replica is None

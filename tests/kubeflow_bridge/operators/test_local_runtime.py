@@ -269,6 +269,9 @@ with DAG("kb_local", schedule=None, start_date=datetime(2026, 1, 1), catchup=Fal
         task_id="gate", metric_value="{{ 0.9 if ti.xcom_pull('train_sync')['state'] == 'succeeded' else 0 }}",
         threshold=0.5, metric_name="f1", service_name="no-live-model", deploy_task_ids="deploy", skip_task_ids="skip")
     deferred >> sync >> gate >> [EmptyOperator(task_id="deploy"), EmptyOperator(task_id="skip")]
+    # Fails before it creates anything: no link exists, and none is looked up.
+    PyTorchJobOperator(task_id="bad_input", image="kubeflow-bridge/trainer:latest", command=CMD,
+                       workers="{{ 'many' }}", deferrable=True)
 
 if __name__ == "__main__":
     dr = dag.test()
@@ -284,9 +287,11 @@ def test_dag_test_end_to_end_deferrable_and_sync(namespace: str, tmp_path: Path)
         "gate": "success",
         "deploy": "success",
         "skip": "skipped",
-        "dag": "success",
+        "bad_input": "failed",
+        "dag": "failed",
     }
     assert "[DAG TEST] Trigger completed" in log  # the deferrable task really deferred
+    assert "workers must be an integer" in log and "XCom not found" not in log
     assert len(objects("PyTorchJob", namespace)) == 2
 
 

@@ -60,6 +60,7 @@ def test_trainer_steps_run_as_pods_and_return_the_summary(runtime: Runtime, tmp_
     env = {**runtime.env, "KB_TEST_OUT": str(out), "KB_TEST_NS": namespace}
     states, log = dag_test_file(DAG_FILE, tmp_path / "airflow", env)
     assert states == {"ingest": "success", "record": "success", "bad_flag": "failed"}, log[-4000:]
+    assert "cannot be called outside of the Task Runner" not in log  # run as the task runner runs it
 
     # The trainer's summary came back as the XCom: the step, its own timing, its output URI.
     summary = json.loads((out / "summary.json").read_text())
