@@ -18,3 +18,5 @@ RUN pip install --no-cache-dir "/opt/kubeflow-bridge[airflow]" \
 
 COPY --chown=airflow:root dags/ /opt/airflow/dags/
 COPY --chown=airflow:root plugins/ /opt/airflow/plugins/
+# The how-to the plugin serves at /kubeflow-bridge/docs (the provider's documentation URL).
+COPY --chown=airflow:root docs/ /opt/airflow/docs/

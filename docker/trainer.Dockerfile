@@ -9,7 +9,8 @@ FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONPATH=/opt/kubeflow-bridge
 
 WORKDIR /opt/kubeflow-bridge
 
@@ -20,7 +21,7 @@ RUN grep -v '^torch==' trainer/requirements.txt > /tmp/requirements-cuda.txt \
  && pip install --no-cache-dir --no-deps hyperts==0.2.2 \
  && rm /tmp/requirements-cuda.txt
 
-# The trainer and the bridge core (resources, clients, local runtime, pipelines).
+# The bridge core (resources, clients, local runtime, pipelines) as a package, the trainer on PYTHONPATH.
 COPY pyproject.toml README.md ./
 COPY kubeflow_bridge/ kubeflow_bridge/
 COPY trainer/ trainer/

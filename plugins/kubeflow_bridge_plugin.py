@@ -1,21 +1,34 @@
-"""Airflow plugin registering kubeflow-bridge's operator extra links (for deployments that load plugins/).
+"""Airflow plugin: kubeflow-bridge's operator extra links, and its how-to page in the Airflow UI.
 
-The provider's ``extra-links`` already register them where the package is installed as a provider;
-this plugin makes the links resolvable by the API server from the plugins folder too.
+The provider's ``extra-links`` already register the links where the package is installed as a provider;
+this plugin makes them resolvable by the API server from the plugins folder too. The how-to
+(``docs/operators.md`` of the checkout) is served at ``/kubeflow-bridge/docs``: the documentation URL
+Admin > Providers shows for kubeflow-bridge.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from airflow.plugins_manager import AirflowPlugin
 
+from kubeflow_bridge.docs_app import URL_PREFIX, docs_app
 from kubeflow_bridge.links.katib import KatibExperimentLink
 from kubeflow_bridge.links.kfp import KubeflowPipelineRunLink
 from kubeflow_bridge.links.kserve import InferenceServiceLink
 from kubeflow_bridge.links.training import PyTorchJobLink
 
+#: The how-to: the checkout's docs/ (KUBEFLOW_BRIDGE_HOME, else the folder above plugins/).
+DOCS_FILE = (
+    Path(os.environ.get("KUBEFLOW_BRIDGE_HOME") or Path(__file__).resolve().parents[1])
+    / "docs"
+    / "operators.md"
+)
+
 
 class KubeflowBridgePlugin(AirflowPlugin):
-    """Registers the Kubeflow links."""
+    """Registers the Kubeflow links and the how-to page."""
 
     name = "kubeflow_bridge"
     operator_extra_links = [
@@ -24,3 +37,4 @@ class KubeflowBridgePlugin(AirflowPlugin):
         PyTorchJobLink(),
         InferenceServiceLink(),
     ]
+    fastapi_apps = [{"app": docs_app(DOCS_FILE), "url_prefix": URL_PREFIX, "name": "kubeflow-bridge docs"}]

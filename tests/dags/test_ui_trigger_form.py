@@ -183,3 +183,11 @@ def test_param_outside_its_schema_is_refused(
 def test_defaults_are_triggerable(airflow_ui: AirflowUI, form_driver: Path, tmp_path: Path) -> None:
     result = drive_form(airflow_ui, form_driver, tmp_path, {}, submit=False)
     assert result["defaults_triggerable"], f"Trigger disabled with the defaults; see {result['screenshot']}"
+
+
+def test_the_providers_documentation_link_opens_the_how_to(airflow_ui: AirflowUI) -> None:
+    providers = airflow_ui.api.get("/api/v2/providers").json()["providers"]
+    (ours,) = [p for p in providers if p["package_name"] == "kubeflow-bridge"]
+    path = ours["documentation_url"].split("8080", 1)[1]  # the same path on this test's port
+    page = httpx.get(airflow_ui.base_url + path, timeout=30)
+    assert page.status_code == 200 and "<h2>KServeDeployOperator</h2>" in page.text
