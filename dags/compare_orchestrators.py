@@ -35,14 +35,16 @@ DAG_ID = "compare_orchestrators"
 RETRAINING_DAG_ID = "anomaly_retraining"
 PIPELINE_PACKAGE = os.path.join(os.path.dirname(pipelines_package.__file__), "anomaly_pipeline.yaml")
 
-PARAMS = {name: Param(default, **workflow.PARAM_SCHEMAS[name]) for name, default in workflow.DEFAULTS.items()}
+PARAMS = {
+    name: Param(default, **workflow.PARAM_SCHEMAS[name]) for name, default in workflow.FORM_DEFAULTS.items()
+}
 PARAMS["report_dir"] = Param("reports", type="string", minLength=1, description="where the report goes")
 
 
 def shared_inputs(params: dict[str, Any], data_interval_end: Any) -> dict[str, Any]:
     """The same inputs for both orchestrators: a fixed window end and per-side service names."""
+    workflow.check_params(params, extra=("report_dir",))  # an unknown name in the conf is an error
     values = {name: params[name] for name in workflow.DEFAULTS}
-    workflow.check_params(values)
     if not values["window_end"]:
         if data_interval_end is None:
             raise ValueError("set the window_end param: this run has no data interval to take it from")

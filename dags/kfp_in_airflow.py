@@ -23,14 +23,16 @@ DAG_ID = "kfp_in_airflow"
 #: The compiled pipeline checked in next to the pipeline code (`python -m kubeflow_bridge.pipelines.compile`).
 PIPELINE_PACKAGE = os.path.join(os.path.dirname(pipelines_package.__file__), "anomaly_pipeline.yaml")
 
-PARAMS = {name: Param(default, **workflow.PARAM_SCHEMAS[name]) for name, default in workflow.DEFAULTS.items()}
+PARAMS = {
+    name: Param(default, **workflow.PARAM_SCHEMAS[name]) for name, default in workflow.FORM_DEFAULTS.items()
+}
 PARAMS["experiment"] = Param("anomaly-retraining", type="string", minLength=1, description="KFP experiment")
 
 
 def pipeline_parameters(params: dict[str, Any], data_interval_end: Any = None) -> dict[str, Any]:
     """The pipeline's inputs from the DAG params (cross-checked; window end from the data interval)."""
+    workflow.check_params(params, extra=("experiment",))  # an unknown name in the conf is an error
     values = {name: params[name] for name in workflow.DEFAULTS}
-    workflow.check_params(values)
     values["window_end"] = values["window_end"] or ""  # the trigger form may send null
     if not values["window_end"] and data_interval_end is not None:
         values["window_end"] = data_interval_end.isoformat()

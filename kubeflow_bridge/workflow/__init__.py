@@ -14,6 +14,7 @@ from kubeflow_bridge.workflow.spec import (
     CHANNELS_PER_SOURCE,
     DEFAULTS,
     F_SCORE_METRIC,
+    FORM_DEFAULTS,
     LAYOUT,
     OBJECTIVE_METRIC,
     PARAM_SCHEMAS,
@@ -34,12 +35,14 @@ from kubeflow_bridge.workflow.spec import (
     train_args,
     trial_args,
     trial_span_seconds,
+    unknown_params,
     uri,
 )
 
 __all__ = [
     "CHANNELS_PER_SOURCE",
     "DEFAULTS",
+    "FORM_DEFAULTS",
     "F_SCORE_METRIC",
     "LAYOUT",
     "OBJECTIVE_METRIC",
@@ -61,5 +64,6 @@ __all__ = [
     "train_args",
     "trial_args",
     "trial_span_seconds",
+    "unknown_params",
     "uri",
 ]

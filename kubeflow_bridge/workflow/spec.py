@@ -49,52 +49,100 @@ DEFAULTS: dict[str, Any] = {
 _DNS1123 = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _DNS1035 = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
-#: JSON schema of each parameter (the DAGs build Airflow ``Param``s from these, so the trigger form
-#: validates them; the KFP pipeline takes the same names and defaults).
+#: JSON schema of each parameter, with the trigger form's title, description and section (the DAGs build
+#: Airflow ``Param``s from these, so the form validates them; the KFP pipeline takes the same names).
 PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
-    "source": {"type": "string", "enum": ["synthetic", "nab"], "description": "telemetry source"},
-    "rows": {"type": "integer", "minimum": 1000, "maximum": 100_000_000, "description": "synthetic rows"},
+    "source": {
+        "type": "string", "enum": ["synthetic", "nab"], "title": "Data source", "section": "Data",
+        "description": "synthetic: generated ISS-like telemetry with labelled anomalies; nab: NAB's "
+        "machine_temperature series",
+    },
+    "rows": {
+        "type": "integer", "minimum": 1000, "maximum": 100_000_000, "title": "Rows", "section": "Data",
+        "description": "rows of synthetic telemetry, one a minute, ending at the window's end (1,000 to 100M)",
+    },
     "window_end": {
-        # Nullable: Airflow's trigger form treats a non-null type as required, and empty is the default.
-        "type": ["null", "string"],
-        "description": "end of the training window (ISO 8601); empty: the run's data interval end",
+        # Nullable: Airflow's trigger form treats a non-null type as required; empty means the run's own.
+        "type": ["null", "string"], "format": "date-time", "title": "Window end", "section": "Data",
+        "description": "end of the training window (ISO 8601 date-time, e.g. 2026-11-01T00:00:00+00:00); "
+        "empty: the end of the run's data interval",
     },
-    "seed": {"type": "integer", "minimum": 0},
-    "max_trials": {"type": "integer", "minimum": 1, "maximum": 100, "description": "Katib trials in all"},
+    "seed": {
+        "type": "integer", "minimum": 0, "title": "Seed", "section": "Data",
+        "description": "seeds the data, the search and the training: the same seed gives the same run",
+    },
+    "max_trials": {
+        "type": "integer", "minimum": 1, "maximum": 100, "title": "Trials", "section": "Tuning",
+        "description": "Katib trials in all (1 to 100)",
+    },
     "parallel_trials": {
-        "type": "integer",
-        "minimum": 1,
-        "maximum": 16,
-        "description": "Katib trials at once",
+        "type": "integer", "minimum": 1, "maximum": 16, "title": "Parallel trials", "section": "Tuning",
+        "description": "Katib trials at once (1 to 16, at most Trials)",
     },
-    "lr_min": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "learning rate from"},
-    "lr_max": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "learning rate to"},
-    "latent_dim_min": {"type": "integer", "minimum": 1, "maximum": 512},
-    "latent_dim_max": {"type": "integer", "minimum": 2, "maximum": 512},
-    "tune_epochs": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "epochs per trial"},
+    "lr_min": {
+        "type": "number", "exclusiveMinimum": 0, "maximum": 1, "title": "Learning rate from", "section": "Tuning",
+        "description": "lower end of the log-uniform learning-rate search (above 0, below Learning rate to)",
+    },
+    "lr_max": {
+        "type": "number", "exclusiveMinimum": 0, "maximum": 1, "title": "Learning rate to", "section": "Tuning",
+        "description": "upper end of the learning-rate search (at most 1)",
+    },
+    "latent_dim_min": {
+        "type": "integer", "minimum": 1, "maximum": 512, "title": "Latent size from", "section": "Tuning",
+        "description": "smallest VAE latent size tried (1 to 512, below Latent size to)",
+    },
+    "latent_dim_max": {
+        "type": "integer", "minimum": 2, "maximum": 512, "title": "Latent size to", "section": "Tuning",
+        "description": "largest VAE latent size tried (2 to 512)",
+    },
+    "tune_epochs": {
+        "type": "integer", "minimum": 1, "maximum": 1000, "title": "Epochs per trial", "section": "Tuning",
+        "description": "training epochs of each Katib trial (1 to 1,000)",
+    },
     "epochs": {
-        "type": "integer",
-        "minimum": 1,
-        "maximum": 1000,
-        "description": "epochs of the final training",
+        "type": "integer", "minimum": 1, "maximum": 1000, "title": "Epochs", "section": "Training",
+        "description": "epochs of the final training with the best parameters (1 to 1,000)",
     },
-    "worker_replicas": {"type": "integer", "minimum": 0, "maximum": 64, "description": "PyTorchJob Workers"},
-    "gpus_per_replica": {"type": "integer", "minimum": 0, "maximum": 8},
-    "f_score_threshold": {"type": "number", "minimum": 0, "maximum": 1, "description": "deploy at or above"},
-    "canary_percent": {"type": "integer", "minimum": 0, "maximum": 100, "description": "new model's traffic"},
-    "namespace": {"type": "string", "pattern": _DNS1123, "maxLength": 63},
+    "worker_replicas": {
+        "type": "integer", "minimum": 0, "maximum": 64, "title": "Workers", "section": "Training",
+        "description": "training Workers beside the Master (0 to 64); any count trains the same model",
+    },
+    "gpus_per_replica": {
+        "type": "integer", "minimum": 0, "maximum": 8, "title": "GPUs per replica", "section": "Training",
+        "description": "GPUs each training replica asks for (0 to 8; 0 on a cluster without GPUs)",
+    },
+    "f_score_threshold": {
+        "type": "number", "minimum": 0, "maximum": 1, "title": "F-score threshold", "section": "Gate",
+        "description": "deploy only a model whose composite F-score is at least this (0 to 1) and beats "
+        "the serving model's",
+    },
+    "canary_percent": {
+        "type": "integer", "minimum": 0, "maximum": 100, "title": "Canary traffic (%)", "section": "Deploy",
+        "description": "traffic the new model gets while it is smoke-tested, before promotion (0 to 100)",
+    },
+    "namespace": {
+        "type": "string", "pattern": _DNS1123, "maxLength": 63, "title": "Namespace", "section": "Deploy",
+        "description": "Kubernetes namespace of every object the run creates (lower-case DNS label)",
+    },
     "artifact_root": {
-        "type": "string",
-        "pattern": "^(s3://|file://|/).+",
-        "description": "object store prefix",
+        "type": "string", "pattern": "^(s3://|file://|/).+", "title": "Artifact root", "section": "Data",
+        "description": "object-store prefix of the run's data and models (s3://..., file://... or /path)",
     },
     "service_name": {
-        "type": "string",
-        "pattern": _DNS1035,
-        "maxLength": 45,
-        "description": "InferenceService",
+        "type": "string", "pattern": _DNS1035, "maxLength": 45, "title": "Service name", "section": "Deploy",
+        "description": "the InferenceService that serves the model (lower-case, starts with a letter)",
     },
-}
+}  # fmt: skip
+
+
+#: The trigger form's defaults: an empty date-time is null there (the KFP pipeline takes "" for it).
+FORM_DEFAULTS: dict[str, Any] = {**DEFAULTS, "window_end": None}
+
+
+def unknown_params(params: dict[str, Any], extra: tuple[str, ...] = ()) -> list[str]:
+    """The names in ``params`` that are neither the workflow's nor in ``extra`` (a DAG's own params)."""
+    return sorted(set(params) - set(DEFAULTS) - set(extra))
+
 
 #: Where each step writes under the run's prefix.
 LAYOUT = {
@@ -296,12 +344,35 @@ def smoke_payload(source: str, rows: int = 24) -> dict[str, Any]:
     return {"instances": [[0.0] * CHANNELS_PER_SOURCE[source] for _ in range(rows)]}
 
 
-def check_params(params: dict[str, Any]) -> None:
-    """Cross-field checks JSON schema cannot express (per-field ranges are in the DAG's Params).
+def check_params(params: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
+    """Checks JSON schema cannot express (per-field ranges are in the DAG's Params): no unknown names,
+    and the fields that depend on each other.
 
     Raises:
         ValueError: Says which params conflict and how to fix them.
     """
+    if unknown := unknown_params(params, extra):
+        import difflib
+
+        hints = [
+            f"{name!r} (did you mean {close[0]!r}?)"
+            if (close := difflib.get_close_matches(name, DEFAULTS, 1))
+            else repr(name)
+            for name in unknown
+        ]
+        raise ValueError(
+            f"unknown param(s) {', '.join(hints)}: the params are {', '.join(sorted([*DEFAULTS, *extra]))}"
+        )
+    if end := params.get("window_end"):
+        from datetime import datetime
+
+        try:
+            datetime.fromisoformat(str(end).replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"window_end {end!r} is not an ISO 8601 date-time: give e.g. 2026-11-01T00:00:00+00:00, "
+                "or leave it empty for the run's data interval end"
+            ) from None
     search_space(params)
     if int(params["parallel_trials"]) > int(params["max_trials"]):
         raise ValueError(

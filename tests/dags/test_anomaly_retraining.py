@@ -81,7 +81,30 @@ def test_schedule_and_data_interval(mod: Any) -> None:
 
 def test_params_defaults_validate(mod: Any) -> None:
     resolved = mod.dag.params.validate()
-    assert resolved == workflow.DEFAULTS
+    assert resolved == workflow.FORM_DEFAULTS == {**workflow.DEFAULTS, "window_end": None}
+
+
+def test_every_param_has_a_title_a_description_and_a_section(mod: Any) -> None:
+    sections = set()
+    for name in workflow.DEFAULTS:
+        schema = mod.dag.params.get_param(name).schema
+        param = mod.dag.params.get_param(name)
+        assert schema["title"] and len(param.description or "") > 20, name
+        sections.add(schema["section"])
+    assert sections == {"Data", "Tuning", "Training", "Gate", "Deploy"}
+    window_end = mod.dag.params.get_param("window_end")
+    assert window_end.schema["format"] == "date-time"
+    assert window_end.resolve(value="2026-11-01T00:00:00+00:00") == "2026-11-01T00:00:00+00:00"
+    # The schema's format is the form's picker; the workflow's own check refuses text that is no date-time.
+    with pytest.raises(ValueError, match="window_end 'yesterday' is not an ISO 8601 date-time"):
+        mod.MACROS["ingest_args"]({**workflow.FORM_DEFAULTS, "window_end": "yesterday"}, "manual__1", None)
+    mod.MACROS["ingest_args"]({**workflow.FORM_DEFAULTS, "window_end": "2026-11-01T00:00:00.000Z"}, "m", None)
+
+
+def test_an_unknown_conf_key_fails_the_first_task_before_anything_is_created(mod: Any) -> None:
+    params = {**workflow.FORM_DEFAULTS, "rowz": 5000}
+    with pytest.raises(ValueError, match=r"unknown param\(s\) 'rowz' \(did you mean 'rows'\?\)"):
+        mod.MACROS["ingest_args"](params, "manual__1", None)
 
 
 @pytest.mark.parametrize(

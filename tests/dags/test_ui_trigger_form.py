@@ -16,13 +16,14 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from kubeflow_bridge.workflow import DEFAULTS
+from kubeflow_bridge import workflow
 
 from .conftest import AirflowStandalone
 
@@ -106,6 +107,12 @@ def drive_form(
             {
                 "base_url": ui.base_url,
                 "dag_id": DAG_ID,
+                "sections": {name: schema["section"] for name, schema in workflow.PARAM_SCHEMAS.items()},
+                "datetimes": {
+                    name: schema["title"]
+                    for name, schema in workflow.PARAM_SCHEMAS.items()
+                    if schema.get("format") == "date-time"
+                },
                 "fill": fill,
                 "submit": submit,
                 "unpause": False,
@@ -144,8 +151,11 @@ def test_changed_params_reach_the_triggered_run(
     conf = run["conf"]
     assert conf["rows"] == 5000 and isinstance(conf["rows"], int)
     assert conf["f_score_threshold"] == 0.75
-    assert conf["window_end"] == WINDOW_END
-    untouched = {name: value for name, value in DEFAULTS.items() if name not in changed}
+    # The date-time picker sends its own ISO form of the same instant.
+    assert datetime.fromisoformat(conf["window_end"].replace("Z", "+00:00")) == datetime.fromisoformat(
+        WINDOW_END
+    )
+    untouched = {name: value for name, value in workflow.FORM_DEFAULTS.items() if name not in changed}
     assert {name: conf[name] for name in untouched} == untouched
     # The form's unpause box was cleared: the DAG stays paused and the run waits, nothing executes.
     assert airflow_ui.api.get(f"/api/v2/dags/{DAG_ID}").json()["is_paused"] is True

@@ -1,6 +1,7 @@
 // Drive the Airflow 3 UI's trigger form of one DAG in headless Chromium (the system's chromium).
 // Usage: node trigger_form.js <spec.json>
-// spec: {base_url, dag_id, fill: {param: text}, submit: bool, unpause: bool, screenshot: path, chromium: path}
+// spec: {base_url, dag_id, sections: {param: section title}, datetimes: {param: field title}, fill: {param: text}, submit: bool, unpause: bool, screenshot: path,
+// chromium: path}
 // Prints one JSON line: {defaults_triggerable, triggerable, field_errors, response: {status, body} | null,
 // toast}: whether Trigger is enabled before and after filling, the form's field errors, what the trigger
 // request got and the toast the form showed.
@@ -33,7 +34,17 @@ async function main() {
     await page.goto(`${spec.base_url}/dags/${spec.dag_id}`);
     await page.getByRole("button", { name: "Trigger Dag" }).click();
     const dialog = page.getByRole("dialog");
-    await dialog.locator('input[name^="element_"]:visible').first().waitFor();
+    // The params are grouped in sections (Data, Tuning, ...), one open at a time: open a field's section
+    // before filling it.
+    const open = async (name) => {
+      const field = dialog.locator(`input[name="element_${name}"]`);
+      if (!(await field.isVisible()) && spec.sections && spec.sections[name]) {
+        await dialog.getByRole("button", { name: spec.sections[name], exact: true }).click();
+      }
+      await field.waitFor();
+      return field;
+    };
+    await dialog.getByRole("button", { name: "Data", exact: true }).waitFor();
     const trigger = dialog.getByRole("button", { name: "Trigger", exact: true });
     result.defaults_triggerable = await trigger.isEnabled();
 
@@ -43,7 +54,22 @@ async function main() {
       await dialog.getByText(/^Unpause .* on trigger$/).click();
     }
     for (const [name, text] of Object.entries(spec.fill || {})) {
-      const field = dialog.locator(`input[name="element_${name}"]`);
+      if ((spec.datetimes || {})[name]) {
+        // A date-time param is a picker: its popover has a Date (YYYY/MM/DD) and a Time (HH:mm) input, in UTC.
+        const section = dialog.getByRole("button", { name: spec.sections[name], exact: true });
+        const row = dialog.locator('[data-part="root"][role="group"]', {
+          has: page.getByText(spec.datetimes[name], { exact: true }),
+        });
+        if (!(await row.isVisible())) await section.click();
+        await row.getByTestId("datetime-input").click();
+        const popover = page.locator('[data-scope="popover"][data-part="content"][data-state="open"]').last();
+        const iso = new Date(String(text)).toISOString(); // 2026-11-01T00:00:00.000Z
+        await popover.getByPlaceholder("YYYY/MM/DD").fill(iso.slice(0, 10).replaceAll("-", "/"));
+        await popover.getByPlaceholder("HH:mm").fill(iso.slice(11, 16));
+        await page.keyboard.press("Escape");
+        continue;
+      }
+      const field = await open(name);
       await field.fill(String(text));
       await field.blur();
     }
