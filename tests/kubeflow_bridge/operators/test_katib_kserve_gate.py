@@ -194,6 +194,38 @@ def test_kserve_refuses_if_exists_replace_and_never_deletes_on_kill(fake_client:
         )
 
 
+def test_killing_a_deploy_rolls_back_only_the_canary(fake_client: FakeObjectClient, context: dict) -> None:
+    fake_client.progress = ready_isvc
+    KServeDeployOperator(
+        task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", metrics={"f1": 0.7}, deferrable=False
+    ).execute(context)
+    from .conftest import FakeStore, FakeTI
+
+    op = KServeDeployOperator(
+        task_id="d",
+        name="svc",
+        image=IMAGE,
+        model_uri="s3://m/2",
+        canary_traffic_percent=30,
+        metrics={"f1": 0.9},
+    )
+    with pytest.raises(TaskDeferred):
+        op.execute({"ti": FakeTI(run_id="r2"), "task_state_store": FakeStore()})
+    op.on_kill()  # a user killed the task while the canary was being tested
+    live = fake_client.objects[("inferenceservices", "team-a", "svc")]
+    assert live["spec"]["predictor"]["canaryTrafficPercent"] == 0  # the previous model serves everything
+    assert live["metadata"]["annotations"][metric_annotation("f1")] == "0.7"
+    assert not [c for c in fake_client.calls if c[0] in ("delete", "cancel")]
+    # With nothing in flight (a plain create), a kill changes nothing at all.
+    patches = len([c for c in fake_client.calls if c[0] == "patch"])
+    first = KServeDeployOperator(task_id="d", name="other", image=IMAGE, model_uri="s3://m/1")
+    with pytest.raises(TaskDeferred):
+        first.execute({"ti": FakeTI(run_id="r3"), "task_state_store": FakeStore()})
+    first.on_kill()
+    assert len([c for c in fake_client.calls if c[0] == "patch"]) == patches
+    assert ("inferenceservices", "team-a", "other") in fake_client.objects
+
+
 @contextlib.contextmanager
 def predictor(status: int, body: bytes) -> Iterator[tuple[str, list[Any]]]:
     """A real HTTP server standing in for the predictor: answers every POST with ``status`` and ``body``."""

@@ -358,3 +358,24 @@ def test_the_fire_delay_is_an_airflow_setting(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("AIRFLOW__KUBEFLOW_BRIDGE__TRIGGER_FIRE_DELAY", "-5")
     with pytest.raises(AirflowConfigException, match=r"trigger_fire_delay must be .* >= 0"):
         fire_time_for_deferral()
+
+
+async def test_a_deploys_trigger_rolls_a_canary_back_on_kill_and_never_deletes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    patches: list[dict[str, Any]] = []
+
+    class Client(FakeAsyncObjectClient):
+        async def get(self, kind: Any, name: str, *, namespace: str) -> dict[str, Any]:
+            return {"metadata": {"name": name}, "spec": {"predictor": {"canaryTrafficPercent": 20}}}
+
+        async def patch(
+            self, kind: Any, name: str, patch: dict[str, Any], *, namespace: str
+        ) -> dict[str, Any]:
+            patches.append(patch)
+            return {}
+
+    client = Client(Outcome("succeeded", "", ""))
+    trigger = object_trigger(monkeypatch, client, kind="InferenceService", on_kill_action="rollback")
+    await trigger.on_kill()
+    assert patches == [{"spec": {"predictor": {"canaryTrafficPercent": 0}}}] and client.cancelled == []
