@@ -111,8 +111,9 @@ class KServeDeployOperator(KubeflowObjectOperator):
         return super()._target(context)
 
     def min_generation(self, obj: dict[str, Any]) -> int | None:
-        generation = (obj.get("metadata") or {}).get("generation")
-        return int(generation) if generation is not None else None
+        from kubeflow_bridge.workflow.rollout import generation_of
+
+        return generation_of(obj)
 
     def rollout(self, name: str, namespace: str) -> Rollout:
         """The workflow's rollout plan from this operator's (rendered) fields."""

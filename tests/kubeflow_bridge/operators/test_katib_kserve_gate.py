@@ -18,9 +18,14 @@ from kubeflow_bridge.operators.kserve import KServeDeployOperator
 from kubeflow_bridge.triggers.kubeflow import FIRE_DELAY_SECONDS
 from kubeflow_bridge.workflow.gate import metric_annotation
 
-from .conftest import FakeObjectClient
+from .conftest import FakeObjectClient, FakeStore, FakeTI
 
 IMAGE = "kubeflow-bridge/trainer:latest"
+
+
+def run_context(run_id: str) -> dict[str, Any]:
+    """The context of another DAG run's try (a new identity, an empty task state)."""
+    return {"ti": FakeTI(run_id=run_id), "task_state_store": FakeStore()}
 
 
 def katib_done(obj: dict) -> dict:
@@ -98,9 +103,7 @@ def test_kserve_creates_then_patches_with_canary_and_promotes(
     obj = fake_client.objects[("inferenceservices", "team-a", "anomaly-vae")]
     assert obj["metadata"]["annotations"][metric_annotation("f1")] == "0.8"
 
-    from .conftest import FakeStore, FakeTI
-
-    ctx = {"ti": FakeTI(run_id="manual__2"), "task_state_store": FakeStore()}
+    ctx = run_context("manual__2")
     second = KServeDeployOperator(
         task_id="deploy",
         name="anomaly-vae",
@@ -126,9 +129,8 @@ def test_kserve_waits_for_the_new_generation_in_the_trigger(
     KServeDeployOperator(
         task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", deferrable=False
     ).execute(context)
-    from .conftest import FakeStore, FakeTI
 
-    ctx = {"ti": FakeTI(run_id="r2"), "task_state_store": FakeStore()}
+    ctx = run_context("r2")
     with pytest.raises(TaskDeferred) as deferred:
         KServeDeployOperator(
             task_id="d", name="svc", image=IMAGE, model_uri="s3://m/2", deferrable=True
@@ -145,9 +147,8 @@ def test_kserve_promotion_wait_is_a_second_deferral_and_no_worker_waits(
     KServeDeployOperator(
         task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", deferrable=False
     ).execute(context)
-    from .conftest import FakeStore, FakeTI
 
-    ctx = {"ti": FakeTI(run_id="r2"), "task_state_store": FakeStore()}
+    ctx = run_context("r2")
     op = KServeDeployOperator(
         task_id="d",
         name="svc",
@@ -199,7 +200,6 @@ def test_killing_a_deploy_rolls_back_only_the_canary(fake_client: FakeObjectClie
     KServeDeployOperator(
         task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", metrics={"f1": 0.7}, deferrable=False
     ).execute(context)
-    from .conftest import FakeStore, FakeTI
 
     op = KServeDeployOperator(
         task_id="d",
@@ -210,7 +210,7 @@ def test_killing_a_deploy_rolls_back_only_the_canary(fake_client: FakeObjectClie
         metrics={"f1": 0.9},
     )
     with pytest.raises(TaskDeferred):
-        op.execute({"ti": FakeTI(run_id="r2"), "task_state_store": FakeStore()})
+        op.execute(run_context("r2"))
     op.on_kill()  # a user killed the task while the canary was being tested
     live = fake_client.objects[("inferenceservices", "team-a", "svc")]
     assert live["spec"]["predictor"]["canaryTrafficPercent"] == 0  # the previous model serves everything
@@ -220,7 +220,7 @@ def test_killing_a_deploy_rolls_back_only_the_canary(fake_client: FakeObjectClie
     patches = len([c for c in fake_client.calls if c[0] == "patch"])
     first = KServeDeployOperator(task_id="d", name="other", image=IMAGE, model_uri="s3://m/1")
     with pytest.raises(TaskDeferred):
-        first.execute({"ti": FakeTI(run_id="r3"), "task_state_store": FakeStore()})
+        first.execute(run_context("r3"))
     first.on_kill()
     assert len([c for c in fake_client.calls if c[0] == "patch"]) == patches
     assert ("inferenceservices", "team-a", "other") in fake_client.objects
@@ -254,9 +254,8 @@ def test_kserve_failed_smoke_test_rolls_back_the_canary(fake_client: FakeObjectC
         KServeDeployOperator(
             task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", metrics={"f1": 0.7}, deferrable=False
         ).execute(context)
-        from .conftest import FakeStore, FakeTI
 
-        ctx = {"ti": FakeTI(run_id="r2"), "task_state_store": FakeStore()}
+        ctx = run_context("r2")
         op = KServeDeployOperator(
             task_id="d",
             name="svc",
@@ -365,10 +364,8 @@ def test_a_bad_fire_delay_setting_fails_before_the_object_is_created(
 ) -> None:
     from airflow.exceptions import AirflowConfigException
 
-    from .conftest import FakeStore, FakeTI
-
     monkeypatch.setenv("AIRFLOW__KUBEFLOW_BRIDGE__TRIGGER_FIRE_DELAY", "soon")
-    ctx = {"ti": FakeTI(run_id="r1"), "task_state_store": FakeStore()}
+    ctx = run_context("r1")
     with pytest.raises(AirflowConfigException, match="trigger_fire_delay"):
         KServeDeployOperator(
             task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", deferrable=True
