@@ -23,6 +23,13 @@ from .conftest import FakeObjectClient, FakeStore, FakeTI
 IMAGE = "kubeflow-bridge/trainer:latest"
 
 
+def serve_first(context: dict[str, Any], metrics: dict[str, Any] | None = None) -> Any:
+    """The model that serves before a test's deploy: InferenceService ``svc`` with model 1."""
+    return KServeDeployOperator(
+        task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", metrics=metrics, deferrable=False
+    ).execute(context)
+
+
 def run_context(run_id: str) -> dict[str, Any]:
     """The context of another DAG run's try (a new identity, an empty task state)."""
     return {"ti": FakeTI(run_id=run_id), "task_state_store": FakeStore()}
@@ -126,9 +133,7 @@ def test_kserve_waits_for_the_new_generation_in_the_trigger(
     fake_client: FakeObjectClient, context: dict
 ) -> None:
     fake_client.progress = ready_isvc
-    KServeDeployOperator(
-        task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", deferrable=False
-    ).execute(context)
+    serve_first(context)
 
     ctx = run_context("r2")
     with pytest.raises(TaskDeferred) as deferred:
@@ -144,9 +149,7 @@ def test_kserve_promotion_wait_is_a_second_deferral_and_no_worker_waits(
     fake_client: FakeObjectClient, context: dict
 ) -> None:
     fake_client.progress = ready_isvc
-    KServeDeployOperator(
-        task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", deferrable=False
-    ).execute(context)
+    serve_first(context)
 
     ctx = run_context("r2")
     op = KServeDeployOperator(
@@ -197,9 +200,7 @@ def test_kserve_refuses_if_exists_replace_and_never_deletes_on_kill(fake_client:
 
 def test_killing_a_deploy_rolls_back_only_the_canary(fake_client: FakeObjectClient, context: dict) -> None:
     fake_client.progress = ready_isvc
-    KServeDeployOperator(
-        task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", metrics={"f1": 0.7}, deferrable=False
-    ).execute(context)
+    serve_first(context, metrics={"f1": 0.7})
 
     op = KServeDeployOperator(
         task_id="d",
@@ -251,9 +252,7 @@ def predictor(status: int, body: bytes) -> Iterator[tuple[str, list[Any]]]:
 def test_kserve_failed_smoke_test_rolls_back_the_canary(fake_client: FakeObjectClient, context: dict) -> None:
     with predictor(500, b'{"error": "model failed to load"}') as (url, _seen):
         fake_client.progress = lambda obj: {**ready_isvc(obj), "url": url}
-        KServeDeployOperator(
-            task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", metrics={"f1": 0.7}, deferrable=False
-        ).execute(context)
+        serve_first(context, metrics={"f1": 0.7})
 
         ctx = run_context("r2")
         op = KServeDeployOperator(
@@ -295,9 +294,7 @@ def test_gate_operator_compares_with_the_live_services_annotation(
     fake_client: FakeObjectClient, context: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_client.progress = ready_isvc
-    KServeDeployOperator(
-        task_id="d", name="svc", image=IMAGE, model_uri="s3://m/1", metrics={"f1": 0.9}, deferrable=False
-    ).execute(context)
+    serve_first(context, metrics={"f1": 0.9})
     monkeypatch.setattr(ModelGateBranchOperator, "object_client", lambda self: fake_client)
 
     def gate(value: Any) -> Any:
