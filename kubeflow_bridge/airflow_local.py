@@ -37,7 +37,7 @@ def jwt_secret(state_dir: Path) -> str:
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32))
+            handle.write(secrets.token_urlsafe(64))  # 64 bytes: what JWT's HS512 asks for
     return path.read_text().strip()
 
 

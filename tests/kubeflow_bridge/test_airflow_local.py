@@ -24,7 +24,7 @@ def test_env_keeps_one_jwt_secret_pauses_dags_and_carries_the_runtime(tmp_path: 
         {"PATH": "/usr/bin"}, home=tmp_path, state_dir=tmp_path / "s", runtime_env={}, port=8123
     )
     secret = first["AIRFLOW__API_AUTH__JWT_SECRET"]
-    assert len(secret) >= 32 and again["AIRFLOW__API_AUTH__JWT_SECRET"] == secret  # kept across starts
+    assert len(secret) >= 64 and again["AIRFLOW__API_AUTH__JWT_SECRET"] == secret  # kept across starts
     assert oct((tmp_path / "s" / "jwt_secret").stat().st_mode & 0o777) == "0o600"
     assert first["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "True"
     assert first["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)  # standalone runs `airflow`
