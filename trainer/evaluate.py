@@ -1,12 +1,20 @@
-"""``evaluate``: scores on the test split, a threshold sweep, point-wise and composite F-scores, a report.
+"""``evaluate``: the model and two baselines under one honest protocol on the test split, and a report.
 
-The composite F-score (Garg et al. 2021, "An Evaluation of Anomaly Detection and Diagnosis in Multivariate
-Time Series") combines point-wise precision ``Pt`` with event-wise recall ``Re`` (an event, a run of
-labelled points, counts as found when any of its points is flagged): ``Fc = 2 Pt Re / (Pt + Re)``.
+The protocol (:mod:`trainer.metrics`): each detector's threshold is chosen on the validation split (the
+best composite F-score on validation labels when validation holds a labelled event, else the
+``1 - --contamination`` quantile of validation scores) and applied unchanged to the test split. Test
+labels are read only to measure. The detectors: the model, a rolling z-score and an IsolationForest
+(:mod:`trainer.baselines`), on the same split and features.
+
+The gate's number is the model's ``composite_f1`` at its validation-chosen threshold. It is None when the
+test split cannot be evaluated (no labels, or no labelled event in it): ``evaluable`` is false and
+``not_evaluable`` says why. ``oracle_composite_f1``, the best F any threshold reaches on the test labels,
+is a diagnostic upper bound: it decides nothing and is never written into the model.
 
 Writes to ``--out`` (a directory, published atomically): ``metrics.json``, ``kfp_metrics.json`` (KFP
 Metrics shape ``{"metrics": [{"name", "numberValue", "format"}]}``), ``report.html`` (inline SVG, no
-network) and ``model.pt``, a copy of the artifact with the best threshold recorded (or to ``--model-out``).
+network) and ``model.pt``, a copy of the artifact with the validation-chosen threshold (or to
+``--model-out``).
 """
 
 from __future__ import annotations
@@ -19,98 +27,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trainer.metrics import events
+
 if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger("trainer.evaluate")
 
-
-def events(labels: np.ndarray) -> list[tuple[int, int]]:
-    """Runs of positive labels as half-open index ranges ``[start, end)``."""
-    import numpy as np
-
-    lab = np.asarray(labels).astype(bool).astype(np.int8)
-    edges = np.flatnonzero(np.diff(np.r_[0, lab, 0]))
-    return [(int(edges[i]), int(edges[i + 1])) for i in range(0, len(edges), 2)]
-
-
-def point_prf(labels: np.ndarray, preds: np.ndarray) -> tuple[float, float, float]:
-    """Point-wise (precision, recall, F1); 0 where undefined."""
-    import numpy as np
-
-    y, p = np.asarray(labels).astype(bool), np.asarray(preds).astype(bool)
-    tp = int((y & p).sum())
-    prec = tp / int(p.sum()) if p.any() else 0.0
-    rec = tp / int(y.sum()) if y.any() else 0.0
-    f1 = 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0
-    return prec, rec, f1
-
-
-def event_recall(labels: np.ndarray, preds: np.ndarray) -> float:
-    """Share of labelled events with at least one flagged point; 0 when there are no events."""
-    import numpy as np
-
-    evs = events(labels)
-    p = np.asarray(preds).astype(bool)
-    return sum(bool(p[s:e].any()) for s, e in evs) / len(evs) if evs else 0.0
-
-
-def composite_f(labels: np.ndarray, preds: np.ndarray) -> float:
-    """Fc = 2 Pt Re / (Pt + Re) with point-wise precision Pt and event-wise recall Re."""
-    pt, _r, _f = point_prf(labels, preds)
-    re = event_recall(labels, preds)
-    return 2 * pt * re / (pt + re) if pt + re > 0 else 0.0
-
-
-def sweep(scores: np.ndarray, labels: np.ndarray, n_thresholds: int = 400) -> dict[str, np.ndarray]:
-    """Every metric at each candidate threshold (flag = score >= threshold), vectorised."""
-    import numpy as np
-
-    s = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(labels).astype(bool)
-    qs = np.unique(np.quantile(s, np.linspace(0.5, 1.0, n_thresholds))) if s.size else np.zeros(0)
-    all_sorted = np.sort(s)
-    pos_sorted = np.sort(s[y])
-    n_pred = s.size - np.searchsorted(all_sorted, qs, side="left")
-    tp = pos_sorted.size - np.searchsorted(pos_sorted, qs, side="left")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(n_pred > 0, tp / np.maximum(n_pred, 1), 0.0)
-        recall = tp / pos_sorted.size if pos_sorted.size else np.zeros_like(qs)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-        evs = events(y)
-        ev_max = np.sort(np.array([s[a:b].max() for a, b in evs])) if evs else np.zeros(0)
-        ev_rec = (ev_max.size - np.searchsorted(ev_max, qs, side="left")) / ev_max.size if evs else 0 * qs
-        fc = np.where(precision + ev_rec > 0, 2 * precision * ev_rec / (precision + ev_rec), 0.0)
-    return {
-        "threshold": qs,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "event_recall": ev_rec,
-        "composite_f1": fc,
-    }
-
-
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    """ROC AUC via ranks (ties averaged); None with one class only."""
-    import numpy as np
-    import pandas as pd
-
-    y = np.asarray(labels).astype(bool)
-    npos, nneg = int(y.sum()), int((~y).sum())
-    if npos == 0 or nneg == 0:
-        return None
-    ranks = pd.Series(scores).rank(method="average").to_numpy()
-    return float((ranks[y].sum() - npos * (npos + 1) / 2) / (npos * nneg))
-
-
-def best_threshold(table: dict[str, np.ndarray]) -> int:
-    """Index of the threshold with the highest composite F-score (the highest threshold among ties)."""
-    import numpy as np
-
-    fc = table["composite_f1"]
-    best = np.flatnonzero(fc == fc.max())
-    return int(best[-1])
+#: The model's fields in metrics.json that each baseline also reports (as ``baseline_<name>_<field>``).
+COMPARED = ("composite_f1", "roc_auc", "pr_auc")
 
 
 def svg_plot(
@@ -163,28 +88,110 @@ def svg_plot(
     return "\n".join(parts)
 
 
-def render_report(metrics: dict[str, Any], svg: str, table: dict[str, np.ndarray]) -> str:
+def render_report(metrics: dict[str, Any], svg: str, detectors: dict[str, dict[str, Any]]) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        return html.escape("n/a" if value is None else str(value))
+
     rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        f"<tr><th>{html.escape(k)}</th><td>{cell(v)}</td></tr>"
         for k, v in metrics.items()
         if not isinstance(v, dict | list)
+    )
+    fields = (
+        "composite_f1",
+        "precision",
+        "event_recall",
+        "roc_auc",
+        "pr_auc",
+        "threshold",
+        "threshold_source",
+    )
+    head = "".join(f"<th>{f}</th>" for f in ("detector", *fields))
+    body = "".join(
+        f"<tr><th>{html.escape(name)}</th>" + "".join(f"<td>{cell(d.get(f))}</td>" for f in fields) + "</tr>"
+        for name, d in detectors.items()
+    )
+    verdict = (
+        "Every detector's threshold was chosen on the validation split and applied unchanged to test."
+        if metrics["evaluable"]
+        else f"Not evaluable: {html.escape(str(metrics['not_evaluable']))}."
     )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>VAE anomaly detector: evaluation</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head><body>"
         "<h1>VAE anomaly detector: evaluation on the test split</h1>"
-        f"{svg}<h2>Metrics (best threshold by composite F-score)</h2><table>{rows}</table>"
-        f"<p>{len(table['threshold'])} thresholds swept.</p></body></html>"
+        f"<p>{verdict}</p>{svg}<h2>Model and baselines</h2><table><tr>{head}</tr>{body}</table>"
+        "<h2>Model metrics</h2><p>oracle_composite_f1 is the best any threshold reaches on the test labels: "
+        f"an upper bound for diagnosis, never used to decide.</p><table>{rows}</table></body></html>"
     )
+
+
+def score_detectors(
+    model: Any, artifact: dict[str, Any], splits: dict[str, tuple[Any, Any, Any]], seed: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(validation scores, test scores) of the model and each baseline."""
+    import torch
+
+    from trainer import baselines
+    from trainer.model import anomaly_scores
+
+    x_train, x_val, x_test = (splits[s][0] for s in ("train", "val", "test"))
+    forest = baselines.iforest_scorer(x_train, seed)
+    scaler = artifact["scaler"]
+    return {
+        "model": (
+            anomaly_scores(model, torch.from_numpy(x_val)),
+            anomaly_scores(model, torch.from_numpy(x_test)),
+        ),
+        "zscore": (baselines.zscore_scores(x_val, scaler), baselines.zscore_scores(x_test, scaler)),
+        "iforest": (forest.score(x_val), forest.score(x_test)),
+    }
+
+
+def not_evaluable_reason(labelled: bool, test_labels: np.ndarray) -> str | None:
+    """Why the test split cannot be scored against labels (None when it can)."""
+    if not labelled:
+        return "no labels: the dataset has no label column"
+    if not events(test_labels):
+        return "no labelled anomaly in the test split"
+    return None
+
+
+def evaluate_detectors(
+    scores: dict[str, tuple[np.ndarray, np.ndarray]],
+    val_labels: np.ndarray | None,
+    test_labels: np.ndarray,
+    *,
+    evaluable: bool,
+    contamination: float,
+    n_thresholds: int,
+) -> dict[str, dict[str, Any]]:
+    """Each detector's validation-chosen threshold and, when evaluable, its test metrics."""
+    from trainer import metrics as m
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, (val_scores, test_scores) in scores.items():
+        threshold = m.choose_threshold(
+            val_scores, val_labels, contamination=contamination, n_thresholds=n_thresholds
+        )
+        result: dict[str, Any] = {"threshold": threshold.value, "threshold_source": threshold.source}
+        if evaluable:
+            result.update(m.assess(test_scores, test_labels, threshold.value))
+        else:
+            result["flagged_rows"] = int((test_scores >= threshold.value).sum())
+        out[name] = result
+    return out
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
-    import torch
 
     from trainer import io
-    from trainer.model import anomaly_scores, artifact_bytes, load_artifact
+    from trainer import metrics as m
+    from trainer.model import artifact_bytes, load_artifact
     from trainer.train import load_split
 
     io.parse_uri(args.data, arg="--data")
@@ -194,6 +201,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         io.parse_uri(args.model_out, arg="--model-out")
     if not 2 <= args.thresholds <= 100_000:
         raise ValueError(f"--thresholds must be in [2, 100000]; got {args.thresholds}")
+    if not 0 < args.contamination <= 0.5:
+        raise ValueError(f"--contamination must be in (0, 0.5]; got {args.contamination}")
     model, artifact = load_artifact(args.model, arg="--model")
     with io.local_input_dir(args.data, arg="--data") as prep:
         scaler = json.loads(Path(os.path.join(prep, "scaler.json")).read_text())
@@ -202,57 +211,92 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"--model {args.model!r} was trained on features {artifact['scaler']['features'][:3]}..., "
                 f"--data has {scaler['features'][:3]}...: evaluate with the data the model was trained on"
             )
-        x, y, ts = load_split(prep, "test", artifact["scaler"])
-    if x.shape[0] == 0:
-        raise ValueError("the test split is empty; widen the data window")
-    scores = anomaly_scores(model, torch.from_numpy(x))
-    table = sweep(scores, y, args.thresholds)
-    i = best_threshold(table)
-    threshold = float(table["threshold"][i])
-    n_events = len(events(y))
+        splits = {s: load_split(prep, s, artifact["scaler"]) for s in ("train", "val", "test")}
+    # Data preprocessed before labels were optional is labelled.
+    labelled = bool(scaler.get("labelled", True))
+    x_test, y_test, ts = splits["test"]
+    if x_test.shape[0] == 0 or splits["val"][0].shape[0] == 0:
+        raise ValueError("the validation or test split is empty; widen the data window")
+    reason = not_evaluable_reason(labelled, y_test)
+    scores = score_detectors(model, artifact, splits, args.seed)
+    detectors = evaluate_detectors(
+        scores,
+        splits["val"][1] if labelled else None,
+        y_test,
+        evaluable=reason is None,
+        contamination=args.contamination,
+        n_thresholds=args.thresholds,
+    )
+    mine = detectors["model"]
+    baseline_fc = {n: d.get("composite_f1") for n, d in detectors.items() if n != "model"}
+    best_baseline = max(baseline_fc, key=lambda n: baseline_fc[n] or 0.0) if reason is None else None
+    oracle = None
+    if reason is None:
+        table = m.sweep(scores["model"][1], y_test, args.thresholds)
+        oracle = float(table["composite_f1"][m.best_threshold(table)])
     metrics: dict[str, Any] = {
-        "composite_f1": float(table["composite_f1"][i]),
-        "precision": float(table["precision"][i]),
-        "recall": float(table["recall"][i]),
-        "f1": float(table["f1"][i]),
-        "event_recall": float(table["event_recall"][i]),
-        "threshold": threshold,
-        "roc_auc": roc_auc(scores, y),
-        "test_rows": int(x.shape[0]),
-        "test_events": n_events,
-        "anomalous_rows": int(y.sum()),
+        "evaluable": reason is None,
+        "not_evaluable": reason,
+        "composite_f1": mine.get("composite_f1"),
+        "precision": mine.get("precision"),
+        "recall": mine.get("recall"),
+        "f1": mine.get("f1"),
+        "event_recall": mine.get("event_recall"),
+        "roc_auc": mine.get("roc_auc"),
+        "pr_auc": mine.get("pr_auc"),
+        "threshold": mine["threshold"],
+        "threshold_source": mine["threshold_source"],
+        "oracle_composite_f1": oracle,
+        "baseline_composite_f1": baseline_fc[best_baseline] if best_baseline else None,
+        "best_baseline": best_baseline,
+        **{
+            f"baseline_{name}_{field}": detectors[name].get(field)
+            for name in baseline_fc
+            for field in COMPARED
+        },
+        "flagged_rows": mine["flagged_rows"],
+        "test_rows": int(x_test.shape[0]),
+        "test_events": len(events(y_test)) if labelled else None,
+        "val_events": len(events(splits["val"][1])) if labelled else None,
+        "anomalous_rows": int(y_test.sum()) if labelled else None,
+        "channels": len(scaler["channels"]),
     }
-    if n_events == 0:
-        log.warning("evaluate: the test split has no labelled anomalies; F-scores are 0 by definition")
+    if reason:
+        log.warning("evaluate: not evaluable (%s); the gate applies its no-labels policy", reason)
     kfp = {
         "metrics": [
             {"name": k, "numberValue": float(v), "format": "RAW"}
             for k, v in metrics.items()
-            if isinstance(v, int | float) and v is not None
+            if isinstance(v, int | float) and not isinstance(v, bool)
         ]
     }
     artifact = {
         **artifact,
-        "threshold": threshold,
-        "threshold_source": "evaluate_best_fc",
+        "threshold": mine["threshold"],
+        "threshold_source": mine["threshold_source"],
         "evaluation": {k: v for k, v in metrics.items() if v is not None},
     }
-    doc = {**metrics, "sweep": {k: [float(v) for v in vals] for k, vals in table.items()}}
+    doc = {**metrics, "detectors": detectors}
+    plot = svg_plot(ts, scores["model"][1].astype(np.float64), y_test, mine["threshold"])
     with io.output_dir(args.out, arg="--out") as staging:
         with open(os.path.join(staging, "metrics.json"), "w") as fh:
             json.dump(doc, fh, indent=2)
         with open(os.path.join(staging, "kfp_metrics.json"), "w") as fh:
             json.dump(kfp, fh, indent=2)
         with open(os.path.join(staging, "report.html"), "w") as fh:
-            fh.write(render_report(metrics, svg_plot(ts, scores.astype(np.float64), y, threshold), table))
+            fh.write(render_report(metrics, plot, detectors))
         if not args.model_out:
             with open(os.path.join(staging, "model.pt"), "wb") as fb:
                 fb.write(artifact_bytes(artifact))
     model_uri = args.model_out or f"{args.out.rstrip('/')}/model.pt"
     if args.model_out:
         io.write_bytes(args.model_out, artifact_bytes(artifact), arg="--model-out")
-    for k in ("composite_f1", "precision", "recall", "f1", "threshold"):
-        print(f"{k}={metrics[k]:.6f}", flush=True)
+    for name, d in detectors.items():
+        fc = d.get("composite_f1")
+        print(
+            f"{name}: composite_f1={'n/a' if fc is None else f'{fc:.6f}'} threshold={d['threshold']:.6g}",
+            flush=True,
+        )
     base = args.out.rstrip("/")
     return {
         "outputs": {
@@ -272,4 +316,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model-out", default=None, help="where to write the thresholded artifact (default <out>/model.pt)"
     )
-    p.add_argument("--thresholds", type=int, default=400, help="number of thresholds to sweep (default 400)")
+    p.add_argument("--thresholds", type=int, default=400, help="thresholds swept on validation (default 400)")
+    p.add_argument(
+        "--contamination",
+        type=float,
+        default=0.01,
+        help="share of rows flagged when validation has no labelled event (default 0.01)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seeds the IsolationForest baseline (default 0)")

@@ -1,4 +1,8 @@
-"""``ingest``: ISS-like synthetic telemetry or the real NAB machine-temperature series, as monthly parquet.
+"""``ingest``: your own dataset, ISS-like synthetic telemetry or NAB's machine temperature, as monthly parquet.
+
+``--source`` is ``synthetic``, ``nab`` or a dataset URI (a CSV or Parquet file, or a folder/S3 prefix of
+them; see :mod:`trainer.datasets`), of which the window ``[--start, --end)`` is kept (``--lookback``
+before ``--end`` when no ``--start`` is given).
 
 Output layout (a dataset directory, published atomically with a ``_SUCCESS`` marker)::
 
@@ -17,12 +21,14 @@ import json
 import logging
 import os
 import sysconfig
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+
+from trainer import datasets
 
 log = logging.getLogger("trainer.ingest")
 
@@ -262,14 +268,98 @@ def load_nab(start: str | None, end: str | None) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def dataset_spec(args: argparse.Namespace) -> datasets.DatasetSpec:
+    """The dataset, columns and window from the flags (the window checked, nothing read yet)."""
+    import pandas as pd
+
+    from trainer import io
+
+    try:
+        io.parse_uri(args.source, arg="--source")
+    except io.UriError as exc:
+        raise IngestError(f"{exc}; or choose one of {', '.join(SOURCES)}") from None
+    features = tuple(c.strip() for c in (args.feature_columns or "").split(",") if c.strip())
+    if len(set(features)) != len(features):
+        raise IngestError(f"--feature-columns {args.feature_columns!r} names a column twice")
+    start = _to_utc_naive(args.start, "--start") if args.start else None
+    end = _to_utc_naive(args.end, "--end") if args.end else None
+    if args.lookback and start is None:
+        try:
+            lookback = pd.Timedelta(args.lookback)
+        except (ValueError, TypeError):
+            raise IngestError(f"--lookback {args.lookback!r} is not a duration (e.g. 30D, 12h)") from None
+        if lookback <= pd.Timedelta(0):
+            raise IngestError(f"--lookback must be positive; got {args.lookback!r}")
+        start = (end - lookback) if end is not None else None
+    if start is not None and end is not None and start >= end:
+        raise IngestError(f"the data window [{start}, {end}) is empty: --start must be before --end")
+    return datasets.DatasetSpec(
+        uri=args.source,
+        time_column=args.time_column,
+        feature_columns=features,
+        label_column=args.label_column or None,
+        start=start,
+        end=end,
+    )
+
+
+def ingest_dataset(args: argparse.Namespace) -> dict[str, Any]:
+    """Copy the window of a team's dataset into ``--out`` in ingest's layout; return metadata."""
+    import pandas as pd
+
+    from trainer import io
+
+    spec = dataset_spec(args)
+    dataset, features = datasets.open_dataset(spec)
+    if args.lookback and spec.start is None:
+        # --lookback without --end: the last stretch of the data.
+        latest = datasets.latest_time(dataset, spec.time_column)
+        if latest is not None:
+            spec = replace(
+                spec, start=latest - pd.Timedelta(args.lookback), end=latest + pd.Timedelta(1, "ns")
+            )
+    rows = labelled = 0
+    first = last = step = None
+    with io.output_dir(args.out, arg="--out") as staging:
+        for part, frame in enumerate(datasets.read_batches(dataset, features, spec)):
+            _write_by_month(frame, staging, part)
+            rows += len(frame)
+            labelled += int(frame["label"].sum()) if "label" in frame else 0
+            first = frame["timestamp"].iloc[0] if first is None else first
+            last = frame["timestamp"].iloc[-1]
+            if step is None and len(frame) > 1:
+                step = frame["timestamp"].diff().median()
+            log.info("ingest: rows %d", rows)
+        if rows < datasets.MIN_DATASET_ROWS:
+            window = f"[{spec.start or 'start'}, {spec.end or 'end'})"
+            raise IngestError(
+                f"the data window {window} of {args.source!r} holds {rows} rows; at least "
+                f"{datasets.MIN_DATASET_ROWS} are needed (10 rolling windows): widen the window (--lookback, "
+                "--start/--end) or point at more data"
+            )
+        meta = {
+            "source": args.source,
+            "rows": rows,
+            "start": pd.Timestamp(first).isoformat(),
+            "end": pd.Timestamp(last).isoformat(),
+            "freq": f"{int(step.total_seconds())}s" if step is not None else None,
+            "channels": features,
+            "labelled": spec.label_column is not None,
+            "labelled_rows": labelled,
+        }
+        with open(os.path.join(staging, "metadata.json"), "w") as fh:
+            json.dump(meta, fh, indent=2)
+    return meta
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the step; returns outputs and metrics for the summary."""
     from trainer import io
 
     io.parse_uri(args.out, arg="--out")
     if args.source not in SOURCES:
-        raise IngestError(f"--source {args.source!r} is unknown; choose one of {', '.join(SOURCES)}")
-    if args.source == "synthetic":
+        meta = ingest_dataset(args)
+    elif args.source == "synthetic":
         window = resolve_window(args.rows, args.freq, args.start, args.end)
         with io.output_dir(args.out, arg="--out") as staging:
             meta = generate_synthetic(staging, window, args.seed, args.freq)
@@ -300,7 +390,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="dataset URI (local path, file:// or s3://)")
-    p.add_argument("--source", default="synthetic", help="synthetic (default) or nab")
+    p.add_argument(
+        "--source", default="synthetic", help="synthetic (default), nab, or your dataset's URI (CSV/Parquet)"
+    )
+    p.add_argument("--time-column", default="timestamp", help="dataset URI: the timestamp column")
+    p.add_argument(
+        "--feature-columns", default="", help="dataset URI: comma-separated numeric columns (default: all)"
+    )
+    p.add_argument("--label-column", default="", help="dataset URI: the 0/1 label column (default: none)")
+    p.add_argument("--lookback", default="", help="dataset URI: history before --end to keep (e.g. 30D)")
     p.add_argument("--rows", type=int, default=None, help="rows to generate (default 100000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--freq", default="1min", help="sampling interval (default 1min)")

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,79 @@ def _bound(text: str | None, arg: str) -> Any:
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
 
 
+def label_events(positives: Any, freq: Any) -> list[tuple[Any, Any]]:
+    """Labelled events as (first, last) timestamps: runs of positive rows no more than ``freq`` apart."""
+    if len(positives) == 0:
+        return []
+    stamps = list(positives.sort_values())
+    out = [[stamps[0], stamps[0]]]
+    for ts in stamps[1:]:
+        if ts - out[-1][1] <= freq:
+            out[-1][1] = ts
+        else:
+            out.append([ts, ts])
+    return [(a, b) for a, b in out]
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """Where validation and test start, and what the plan could not do.
+
+    Attributes:
+        val_start: First timestamp of the validation split (train is before it).
+        test_start: First timestamp of the test split.
+        events: Labelled events per split.
+        notes: Why a split holds no event when the data could not give it one.
+    """
+
+    val_start: Any
+    test_start: Any
+    events: dict[str, int]
+    notes: list[str]
+
+
+def plan_split(t0: Any, t1: Any, train_frac: float, val_frac: float, evs: list[tuple[Any, Any]]) -> SplitPlan:
+    """Time-ordered train/validation/test boundaries that never cut a labelled event in two.
+
+    Starts from the fractions; a boundary inside an event moves to the event's start. When the data has
+    events and test (then validation) would hold none, its start moves back to the start of the latest
+    event that train or validation can spare, as long as train keeps at least half of its share and
+    validation at least a fifth of its own. Notes say when that is not possible.
+    """
+    span = t1 - t0
+    b1, b2 = t0 + span * train_frac, t0 + span * (train_frac + val_frac)
+    min_train, min_val = span * train_frac / 2, span * val_frac / 5
+
+    def unsplit(b: Any) -> Any:
+        for first, last in evs:
+            if first < b <= last:
+                return first
+        return b
+
+    b1, b2 = unsplit(b1), unsplit(b2)
+    notes: list[str] = []
+    if evs and not any(first >= b2 for first, _ in evs):
+        movable = [first for first, _ in evs if first - b1 >= min_val]
+        if movable:
+            b2 = movable[-1]
+        else:
+            notes.append("the test split holds no labelled event: the data has none late enough to spare")
+    if evs and not any(b1 <= first < b2 for first, _ in evs):
+        movable = [first for first, _ in evs if first < b1 and first - t0 >= min_train]
+        if movable:
+            b1 = movable[-1]
+        else:
+            notes.append(
+                "the validation split holds no labelled event: thresholds come from --contamination there"
+            )
+    counts = {
+        "train": sum(first < b1 for first, _ in evs),
+        "val": sum(b1 <= first < b2 for first, _ in evs),
+        "test": sum(first >= b2 for first, _ in evs),
+    }
+    return SplitPlan(b1, b2, counts, notes)
+
+
 def build(in_dir: str, out_dir: str, args: argparse.Namespace) -> dict[str, Any]:
     """Run the Dask graph from the local dataset ``in_dir`` into the local staging dir ``out_dir``."""
     import dask
@@ -103,12 +177,16 @@ def build(in_dir: str, out_dir: str, args: argparse.Namespace) -> dict[str, Any]
     channels = [c for c in schema_names if c not in NON_CHANNELS and c != "month"]
     if "timestamp" not in schema_names:
         raise PreprocessError(f"--data {args.data!r} has no timestamp column; run ingest to make it")
-    cols = [*channels, "label"] if "label" in schema_names else channels
+    labelled = "label" in schema_names
+    cols = [*channels, "label"] if labelled else channels
     ddf = dd.read_parquet(files, columns=cols, index="timestamp", calculate_divisions=True)
-    if not channels or "label" not in ddf.columns:
-        raise PreprocessError(f"--data {args.data!r} has no channel or label columns; run ingest to make it")
+    if not channels:
+        raise PreprocessError(f"--data {args.data!r} has no feature columns besides timestamp and label")
     if not ddf.known_divisions:
         raise PreprocessError(f"--data {args.data!r}: timestamps are not sorted across files; re-run ingest")
+    if not labelled:
+        # Unlabelled data trains as well; evaluate reports it as not evaluable and the gate's policy decides.
+        ddf = ddf.assign(label=0)
     lo, hi = ddf.divisions[0], ddf.divisions[-1]
     start, end = _bound(args.start, "--start"), _bound(args.end, "--end")
     t0 = max(lo, start) if start is not None else lo
@@ -141,8 +219,11 @@ def build(in_dir: str, out_dir: str, args: argparse.Namespace) -> dict[str, Any]
     rstd.columns = [f"{c}__rstd" for c in channels]
     feats = dd.concat([frame[channels], rmean, rstd], axis=1).astype("float32")
     feats = feats.assign(label=frame["label"].astype("int8"))
-    b1 = t0 + (t1 - t0) * args.train_frac
-    b2 = t0 + (t1 - t0) * (args.train_frac + args.val_frac)
+    positives = labels[labels > 0].index.compute() if labelled else pd.DatetimeIndex([])
+    plan = plan_split(t0, t1, args.train_frac, args.val_frac, label_events(positives, freq_td))
+    for note in plan.notes:
+        log.warning("preprocess: %s", note)
+    b1, b2 = plan.val_start, plan.test_start
     parts = {
         "train": feats.loc[: b1 - pd.Timedelta(1, "ns")],
         "val": feats.loc[b1 : b2 - pd.Timedelta(1, "ns")],
@@ -176,6 +257,7 @@ def build(in_dir: str, out_dir: str, args: argparse.Namespace) -> dict[str, Any]
         "std": [float(std[n]) for n in names],
         "window": args.window,
         "freq": to_offset(freq_td).freqstr,
+        "labelled": labelled,
     }
     meta = {
         "source": source_meta.get("source"),
@@ -184,6 +266,9 @@ def build(in_dir: str, out_dir: str, args: argparse.Namespace) -> dict[str, Any]
         "freq": to_offset(freq_td).freqstr,
         "boundaries": {"val_start": str(b1), "test_start": str(b2)},
         "rows": rows,
+        "labelled": labelled,
+        "events": plan.events,
+        "split_notes": plan.notes,
     }
     with open(os.path.join(out_dir, "scaler.json"), "w") as fh:
         json.dump(scaler, fh, indent=2)
