@@ -8,7 +8,8 @@ deploy and leaves the serving model untouched; the run still succeeds.
 Every step runs the same trainer image as the KFP pipeline (``kubeflow_bridge.pipelines``) with the
 same arguments (``kubeflow_bridge.workflow``). Data and models live in object storage under
 ``<artifact_root>/<run_id>``; only small values travel through XCom. The daily data interval selects
-the training window: synthetic data ends at the interval's end (or at the ``window_end`` param).
+the training window: it ends at the interval's end (or at the ``window_end`` param); your own dataset
+(``source`` = its URI) is read over the ``lookback`` before that end, synthetic data is ``rows`` points.
 
 Top-level imports stay light (Airflow SDK, our operators, the stdlib-only workflow module): the
 Kubernetes client and the cncf pod operator load only when a pod task runs.
@@ -56,6 +57,10 @@ def _ingest_args(params: dict[str, Any], run_id: str, data_interval_end: Any) ->
         rows=params["rows"],
         seed=params["seed"],
         window_end=_window_end(params, data_interval_end),
+        time_column=params["time_column"],
+        feature_columns=params["feature_columns"],
+        label_column=params["label_column"],
+        lookback=params["lookback"],
     )
 
 
@@ -70,9 +75,13 @@ MACROS = {
     "train_args": lambda params, run_id, best: workflow.train_args(
         _prefix(params, run_id), epochs=params["epochs"], seed=params["seed"], best_params=best
     ),
-    "evaluate_args": lambda params, run_id: workflow.evaluate_args(_prefix(params, run_id)),
+    "evaluate_args": lambda params, run_id: workflow.evaluate_args(
+        _prefix(params, run_id), contamination=params["contamination"], seed=params["seed"]
+    ),
     "evaluated_model_uri": lambda params, run_id: workflow.evaluated_model_uri(_prefix(params, run_id)),
-    "smoke_payload": lambda params: workflow.smoke_payload(params["source"]),
+    "smoke_payload": lambda params, evaluated: workflow.smoke_payload(
+        params["source"], channels=evaluated["metrics"].get("channels")
+    ),
 }
 
 
@@ -133,6 +142,10 @@ with DAG(
         task_id="gate",
         metric_value="{{ ti.xcom_pull(task_ids='evaluate')['f_score'] }}",
         threshold="{{ params.f_score_threshold }}",
+        baseline_value="{{ ti.xcom_pull(task_ids='evaluate')['metrics'].get('baseline_composite_f1') }}",
+        baseline_margin="{{ params.baseline_margin }}",
+        evaluable="{{ ti.xcom_pull(task_ids='evaluate')['metrics'].get('evaluable', True) }}",
+        no_labels_policy="{{ params.no_labels_policy }}",
         metric_name=workflow.F_SCORE_METRIC,
         service_name="{{ params.service_name }}",
         namespace=ns,
@@ -145,7 +158,7 @@ with DAG(
         image=workflow.TRAINER_IMAGE,
         model_uri="{{ evaluated_model_uri(params, run_id) }}",
         canary_traffic_percent="{{ params.canary_percent }}",
-        smoke_payload="{{ smoke_payload(params) }}",
+        smoke_payload="{{ smoke_payload(params, ti.xcom_pull(task_ids='evaluate')) }}",
         metrics={workflow.F_SCORE_METRIC: "{{ ti.xcom_pull(task_ids='evaluate')['f_score'] }}"},
     )
 
@@ -162,6 +175,8 @@ with DAG(
             "best_params": tuned.get("best_parameters"),
             "objective_value": tuned.get("objective_value"),
             "f_score": evaluated.get("f_score"),
+            "baseline_f_score": (evaluated.get("metrics") or {}).get("baseline_composite_f1"),
+            "gate": ti.xcom_pull(task_ids="gate", key="gate"),
             "report": (evaluated.get("outputs") or {}).get("report"),
             "deployed": deployed is not None,
             "url": (deployed or {}).get("url"),

@@ -33,7 +33,9 @@ def pipeline_parameters(params: dict[str, Any], data_interval_end: Any = None) -
     """The pipeline's inputs from the DAG params (cross-checked; window end from the data interval)."""
     workflow.check_params(params, extra=("experiment",))  # an unknown name in the conf is an error
     values = {name: params[name] for name in workflow.DEFAULTS}
-    values["window_end"] = values["window_end"] or ""  # the trigger form may send null
+    for name, schema in workflow.PARAM_SCHEMAS.items():
+        if "null" in schema["type"]:
+            values[name] = values[name] or ""  # the trigger form sends null for an empty field; KFP takes ""
     if not values["window_end"] and data_interval_end is not None:
         values["window_end"] = data_interval_end.isoformat()
     return values
@@ -42,6 +44,7 @@ def pipeline_parameters(params: dict[str, Any], data_interval_end: Any = None) -
 def run_outcome(result: dict[str, Any]) -> dict[str, Any]:
     """What the pipeline run produced, from the operator's return value (small, typed)."""
     import json
+    import math
 
     outputs = result.get("output_parameters") or {}
     tune = outputs.get("tune") or {}
@@ -52,7 +55,8 @@ def run_outcome(result: dict[str, Any]) -> dict[str, Any]:
         "run_id": result.get("run_id"),
         "state": result.get("state"),
         "best_params": json.loads(best) if isinstance(best, str) else best,
-        "f_score": None if f_score is None else float(f_score),
+        # NaN (no score: the run could not be evaluated against labels) is None here.
+        "f_score": None if f_score is None or not math.isfinite(float(f_score)) else float(f_score),
         "gate": (outputs.get("gate") or {}).get("Output"),
         "deployed": bool(deploy.get("deployed", False)),
         "url": deploy.get("url") or None,

@@ -90,7 +90,9 @@ def list_files(uri: str) -> tuple[Any, list[str], str]:
             selector = pafs.FileSelector(path, recursive=True)
             found = [i.path for i in filesystem.get_file_info(selector) if i.type == pafs.FileType.File]
         else:
-            raise DatasetError(f"--source {uri!r}: no such file or folder")
+            raise DatasetError(
+                f"--source {uri!r}: no such file or folder (give your dataset's path or URI, or synthetic or nab)"
+            )
     except OSError as exc:
         raise DatasetError(f"--source {uri!r} cannot be read: {exc}") from exc
     relative = {p: os.path.relpath(p, path) if p != path else os.path.basename(p) for p in found}
@@ -254,7 +256,7 @@ def read_batches(dataset: pads.Dataset, features: list[str], spec: DatasetSpec) 
                 first = stamps[int(np.flatnonzero(bad.to_numpy())[0])]
                 raise DatasetError(
                     f"--source {spec.uri!r}: label column {spec.label_column!r} holds "
-                    f"{labels[bad].iloc[0]!r} at {first}; labels must be 0 (normal) or 1 (anomaly)"
+                    f"{labels[bad].iloc[0]} at {first}; labels must be 0 (normal) or 1 (anomaly)"
                 )
             out["label"] = labels.astype(np.int8).to_numpy()
         yield out

@@ -312,12 +312,11 @@ def ingest_dataset(args: argparse.Namespace) -> dict[str, Any]:
     spec = dataset_spec(args)
     dataset, features = datasets.open_dataset(spec)
     if args.lookback and spec.start is None:
-        # --lookback without --end: the last stretch of the data.
+        # --lookback without --end: the last stretch of the data, (last - lookback, last].
         latest = datasets.latest_time(dataset, spec.time_column)
         if latest is not None:
-            spec = replace(
-                spec, start=latest - pd.Timedelta(args.lookback), end=latest + pd.Timedelta(1, "ns")
-            )
+            end = latest + pd.Timedelta(1, "ns")
+            spec = replace(spec, start=end - pd.Timedelta(args.lookback), end=end)
     rows = labelled = 0
     first = last = step = None
     with io.output_dir(args.out, arg="--out") as staging:

@@ -18,7 +18,11 @@ if TYPE_CHECKING:
 
 #: Where a threshold came from (recorded in the model artifact and the evaluation).
 VAL_BEST_FC = "val_best_fc"
+VAL_LABELLED_RATE = "val_labelled_rate"
 VAL_CONTAMINATION = "val_contamination"
+#: Labelled events validation needs before its best composite F picks the threshold: with one or two,
+#: the best threshold just isolates their peaks and flags nothing on the next window.
+MIN_VAL_EVENTS = 3
 
 
 def events(labels: np.ndarray) -> list[tuple[int, int]]:
@@ -131,8 +135,10 @@ class Threshold:
 
     Attributes:
         value: Flag a row when its score is at or above this.
-        source: ``val_best_fc`` (best composite F on validation labels) or ``val_contamination`` (the
-            ``1 - contamination`` quantile of validation scores, when validation has no labelled event).
+        source: ``val_best_fc`` (the best composite F on validation labels, when validation holds at
+            least :data:`MIN_VAL_EVENTS` events), ``val_labelled_rate`` (the validation-score quantile that
+            flags the labelled share of training and validation rows, when it holds fewer) or
+            ``val_contamination`` (the ``1 - contamination`` quantile, when there are no labels).
     """
 
     value: float
@@ -140,9 +146,21 @@ class Threshold:
 
 
 def choose_threshold(
-    val_scores: np.ndarray, val_labels: np.ndarray | None, *, contamination: float, n_thresholds: int = 400
+    val_scores: np.ndarray,
+    val_labels: np.ndarray | None,
+    *,
+    contamination: float,
+    labelled_rate: float | None = None,
+    n_thresholds: int = 400,
 ) -> Threshold:
-    """The protocol's threshold from validation scores (and labels, when they hold an event).
+    """The protocol's threshold from validation scores and labels (never the test split's).
+
+    Args:
+        val_scores: The detector's scores on the validation split.
+        val_labels: Validation labels (None: the data is unlabelled).
+        contamination: The share of rows to flag without labels, in (0, 0.5].
+        labelled_rate: The anomalous share of the training and validation labels (None: unlabelled).
+        n_thresholds: Candidate thresholds for the validation sweep.
 
     Raises:
         ValueError: No validation scores, or ``contamination`` outside (0, 0.5].
@@ -154,9 +172,11 @@ def choose_threshold(
     s = np.asarray(val_scores, dtype=np.float64)
     if s.size == 0:
         raise ValueError("the validation split is empty: no threshold can be chosen; widen the data window")
-    if val_labels is not None and events(val_labels):
+    if val_labels is not None and len(events(val_labels)) >= MIN_VAL_EVENTS:
         table = sweep(s, val_labels, n_thresholds)
         return Threshold(float(table["threshold"][best_threshold(table)]), VAL_BEST_FC)
+    if labelled_rate is not None and 0 < labelled_rate < 1:
+        return Threshold(float(np.quantile(s, 1.0 - labelled_rate)), VAL_LABELLED_RATE)
     return Threshold(float(np.quantile(s, 1.0 - contamination)), VAL_CONTAMINATION)
 
 

@@ -121,9 +121,9 @@ def plan_split(t0: Any, t1: Any, train_frac: float, val_frac: float, evs: list[t
     """Time-ordered train/validation/test boundaries that never cut a labelled event in two.
 
     Starts from the fractions; a boundary inside an event moves to the event's start. When the data has
-    events and test (then validation) would hold none, its start moves back to the start of the latest
-    event that train or validation can spare, as long as train keeps at least half of its share and
-    validation at least a fifth of its own. Notes say when that is not possible.
+    events and test would hold none, test starts at the last event (validation keeps its length before
+    it); when validation would hold none, it starts at the latest event train can spare. Train keeps at
+    least half of its share and validation a fifth of its own; notes say when that is not possible.
     """
     span = t1 - t0
     b1, b2 = t0 + span * train_frac, t0 + span * (train_frac + val_frac)
@@ -138,9 +138,11 @@ def plan_split(t0: Any, t1: Any, train_frac: float, val_frac: float, evs: list[t
     b1, b2 = unsplit(b1), unsplit(b2)
     notes: list[str] = []
     if evs and not any(first >= b2 for first, _ in evs):
-        movable = [first for first, _ in evs if first - b1 >= min_val]
-        if movable:
-            b2 = movable[-1]
+        last = evs[-1][0]
+        if last - t0 >= min_train + min_val:
+            # Test starts at the last event; validation keeps its length before it where train allows.
+            b2 = last
+            b1 = unsplit(max(min(b1, b2 - span * val_frac), t0 + min_train))
         else:
             notes.append("the test split holds no labelled event: the data has none late enough to spare")
     if evs and not any(b1 <= first < b2 for first, _ in evs):
@@ -149,7 +151,7 @@ def plan_split(t0: Any, t1: Any, train_frac: float, val_frac: float, evs: list[t
             b1 = movable[-1]
         else:
             notes.append(
-                "the validation split holds no labelled event: thresholds come from --contamination there"
+                "the validation split holds no labelled event: thresholds come from the labelled rate there"
             )
     counts = {
         "train": sum(first < b1 for first, _ in evs),

@@ -246,8 +246,8 @@ class Demo:
         deploy = run.step("deploy")
         if deploy is not None and deploy.state == "skipped":
             print(
-                "      (the gate kept the serving model: the new one did not clear the threshold or beat "
-                "the serving model's F-score; a re-run with the same params scores the same)"
+                "      (the gate kept the serving model: the new one did not clear the threshold, beat the "
+                "baselines or beat the serving model's F-score; a re-run with the same params scores the same)"
             )
         return run.run_id
 

@@ -1,8 +1,9 @@
 """``ModelGateBranchOperator``: deploy only a model that clears a threshold and beats the serving one.
 
 The rules are the workflow's gate (:mod:`kubeflow_bridge.workflow.gate`), the same the KFP pipeline
-applies: no valid score -> skip; below the threshold -> skip; not better than the score recorded on the
-live InferenceService -> skip; else deploy.
+applies: not evaluable against labels -> the no-labels policy decides; no valid score -> skip; below the
+threshold -> skip; not better than the best baseline by the margin -> skip; not better than the score
+recorded on the live InferenceService -> skip; else deploy.
 """
 
 from __future__ import annotations
@@ -28,12 +29,25 @@ class ModelGateBranchOperator(BaseBranchOperator):
         service_name: The live InferenceService whose recorded metric must be beaten (None: threshold only).
         deploy_task_ids: Task id(s) to follow when deploying.
         skip_task_ids: Task id(s) to follow otherwise (empty: skip everything downstream).
+        baseline_value: The best baseline's metric on the same split (templated; empty: no baseline rule).
+        baseline_margin: How much the model must beat the baseline by (templated, >= 0).
+        evaluable: False when the evaluation had no labels (templated; ``"False"`` counts as false).
+        no_labels_policy: ``never``, ``if_nothing_serves`` or ``always``: what to do when not evaluable.
         higher_is_better: False for losses.
         kubeflow_conn_id: The ``kubeflow`` connection.
         namespace: Overrides the connection's namespace.
     """
 
-    template_fields: Sequence[str] = ("metric_value", "threshold", "service_name", "namespace")
+    template_fields: Sequence[str] = (
+        "metric_value",
+        "threshold",
+        "baseline_value",
+        "baseline_margin",
+        "evaluable",
+        "no_labels_policy",
+        "service_name",
+        "namespace",
+    )
 
     def __init__(
         self,
@@ -44,6 +58,10 @@ class ModelGateBranchOperator(BaseBranchOperator):
         deploy_task_ids: str | Iterable[str],
         skip_task_ids: str | Iterable[str] = (),
         service_name: str | None = None,
+        baseline_value: Any = None,
+        baseline_margin: float | str = 0.0,
+        evaluable: bool | str = True,
+        no_labels_policy: str = "if_nothing_serves",
         higher_is_better: bool = True,
         kubeflow_conn_id: str = KubeflowHook.default_conn_name,
         namespace: str | None = None,
@@ -60,6 +78,10 @@ class ModelGateBranchOperator(BaseBranchOperator):
         self.deploy_task_ids = deploy_task_ids
         self.skip_task_ids = skip_task_ids
         self.service_name = service_name
+        self.baseline_value = baseline_value
+        self.baseline_margin = baseline_margin
+        self.evaluable = evaluable
+        self.no_labels_policy = no_labels_policy
         self.higher_is_better = higher_is_better
         self.kubeflow_conn_id = kubeflow_conn_id
         self.namespace = namespace
@@ -68,30 +90,37 @@ class ModelGateBranchOperator(BaseBranchOperator):
         """The sync object client (the seam tests replace)."""
         return KubeflowHook(self.kubeflow_conn_id, namespace=self.namespace).get_object_client()
 
-    def serving_metric(self) -> float | None:
-        """The live InferenceService's recorded metric, or None when there is no live model or record."""
+    def serving_model(self) -> tuple[bool, float | None]:
+        """(whether a model serves, its recorded metric or None) from the live InferenceService."""
         from kubeflow_bridge.resources.names import dns1035_problem
         from kubeflow_bridge.workflow.gate import serving_score
 
         if not self.service_name:
-            return None
+            return False, None
         if problem := dns1035_problem(str(self.service_name), 63):
             raise ValueError(f"service_name: {problem}")
         namespace = KubeflowHook(self.kubeflow_conn_id, namespace=self.namespace).namespace
         live = self.object_client().get(
             resolve_kind("InferenceService"), self.service_name, namespace=namespace
         )
-        return serving_score(live, self.metric_name)
+        return live is not None, serving_score(live, self.metric_name)
 
     def choose_branch(self, context: Context) -> str | Iterable[str]:
-        from kubeflow_bridge.workflow.gate import as_score, as_threshold, decide
+        from kubeflow_bridge.workflow.gate import as_flag, as_score, as_threshold, decide
 
         metric = as_score("metric_value", self.metric_value)
         threshold = as_threshold(self.threshold)
+        margin = as_score("baseline_margin", self.baseline_margin) or 0.0
+        serves, serving = self.serving_model()
         decision = decide(
             metric,
             threshold,
-            self.serving_metric(),
+            serving,
+            baseline=as_score("baseline_value", self.baseline_value),
+            baseline_margin=margin,
+            evaluable=as_flag("evaluable", self.evaluable),
+            no_labels_policy=str(self.no_labels_policy),
+            serving_exists=serves,
             higher_is_better=self.higher_is_better,
             metric=self.metric_name,
         )

@@ -131,7 +131,10 @@ class KServeDeployOperator(KubeflowObjectOperator):
             name=name,
             namespace=namespace,
             canary_percent=canary,
-            record={metric_annotation(k): str(v) for k, v in (self.metrics or {}).items()},
+            # A model deployed without a score (the no-labels policy) clears the previous model's record.
+            record={
+                metric_annotation(k): "" if v is None else str(v) for k, v in (self.metrics or {}).items()
+            },
             smoke_payload=self.smoke_payload,
             model_name=self.model_name,
             smoke_path=self.smoke_path,

@@ -21,10 +21,19 @@ from kubeflow_bridge.workflow import DEFAULTS, TRAINER_IMAGE
 
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
-def ingest(artifact_root: str, run_id: str, source: str, rows: int, seed: int, window_end: str) -> NamedTuple(
-    "IngestOutputs", [("prefix", str), ("dataset", str), ("compute_seconds", float)]
-):
-    """Generate or load the telemetry into the run's folder."""
+def ingest(
+    artifact_root: str,
+    run_id: str,
+    source: str,
+    rows: int,
+    seed: int,
+    window_end: str,
+    time_column: str,
+    feature_columns: str,
+    label_column: str,
+    lookback: str,
+) -> NamedTuple("IngestOutputs", [("prefix", str), ("dataset", str), ("compute_seconds", float)]):
+    """Read your dataset's window (or generate / load the telemetry) into the run's folder."""
     from collections import namedtuple
 
     from kubeflow_bridge import workflow
@@ -32,7 +41,17 @@ def ingest(artifact_root: str, run_id: str, source: str, rows: int, seed: int, w
 
     prefix = workflow.run_prefix(artifact_root, run_id)
     summary = steps.run_trainer(
-        workflow.ingest_args(prefix, source=source, rows=rows, seed=seed, window_end=window_end)
+        workflow.ingest_args(
+            prefix,
+            source=source,
+            rows=rows,
+            seed=seed,
+            window_end=window_end,
+            time_column=time_column,
+            feature_columns=feature_columns,
+            label_column=label_column,
+            lookback=lookback,
+        )
     )
     IngestOutputs = namedtuple("IngestOutputs", ["prefix", "dataset", "compute_seconds"])
     return IngestOutputs(prefix, summary["outputs"]["dataset"], float(summary["compute_seconds"]))
@@ -131,28 +150,46 @@ def train(
 def evaluate(
     prefix: str,
     model: str,
+    contamination: float,
+    seed: int,
     metrics: dsl.Output[dsl.Metrics],
     report: dsl.Output[dsl.HTML],
 ) -> NamedTuple(
-    "EvaluateOutputs", [("f_score", float), ("model", str), ("report_uri", str), ("compute_seconds", float)]
+    "EvaluateOutputs",
+    [
+        ("f_score", float),
+        ("baseline_f_score", float),
+        ("evaluable", bool),
+        ("channels", int),
+        ("model", str),
+        ("report_uri", str),
+        ("compute_seconds", float),
+    ],
 ):
-    """Composite F-score on the test split; KFP Metrics and the HTML report for the KFP UI."""
+    """The model and the baselines at validation-chosen thresholds on the test split; Metrics and HTML."""
     from collections import namedtuple
 
     from kubeflow_bridge import workflow
     from kubeflow_bridge.pipelines import steps
     from trainer import io
 
-    summary = steps.run_trainer(workflow.evaluate_args(prefix))
-    for name, value in summary.get("metrics", {}).items():
+    summary = steps.run_trainer(workflow.evaluate_args(prefix, contamination=contamination, seed=seed))
+    values = summary.get("metrics", {})
+    for name, value in values.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
             metrics.log_metric(name, float(value))
     with open(report.path, "w", encoding="utf-8") as handle:
         handle.write(io.read_text(summary["outputs"]["report"]))
-    EvaluateOutputs = namedtuple("EvaluateOutputs", ["f_score", "model", "report_uri", "compute_seconds"])
-    f_score = summary.get("metrics", {}).get(workflow.F_SCORE_METRIC)
+    EvaluateOutputs = namedtuple(
+        "EvaluateOutputs",
+        ["f_score", "baseline_f_score", "evaluable", "channels", "model", "report_uri", "compute_seconds"],
+    )
+    f_score, baseline = values.get(workflow.F_SCORE_METRIC), values.get("baseline_composite_f1")
     return EvaluateOutputs(
         float("nan") if f_score is None else float(f_score),  # no score: the gate keeps the serving model
+        float("nan") if baseline is None else float(baseline),
+        bool(values.get("evaluable", True)),
+        int(values["channels"]),
         summary["outputs"]["model"],
         summary["outputs"]["report"],
         float(summary["compute_seconds"]),
@@ -160,15 +197,33 @@ def evaluate(
 
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
-def gate(f_score: float, f_score_threshold: float, service_name: str, namespace: str) -> str:
-    """``deploy`` when the score clears the threshold and beats the live model's, else ``skip``.
+def gate(
+    f_score: float,
+    f_score_threshold: float,
+    baseline_f_score: float,
+    baseline_margin: float,
+    evaluable: bool,
+    no_labels_policy: str,
+    service_name: str,
+    namespace: str,
+) -> str:
+    """``deploy`` when the workflow's gate says so, else ``skip``.
 
     One output on purpose: kfp.local (2.17) does not evaluate a ``dsl.If`` on one field of a
     NamedTuple output; the reason goes to the log.
     """
     from kubeflow_bridge.pipelines import steps
 
-    decision = steps.gate(f_score, f_score_threshold, service_name=service_name, namespace=namespace)
+    decision = steps.gate(
+        f_score,
+        f_score_threshold,
+        service_name=service_name,
+        namespace=namespace,
+        baseline=baseline_f_score,
+        baseline_margin=baseline_margin,
+        evaluable=evaluable,
+        no_labels_policy=no_labels_policy,
+    )
     print(f"gate: {decision.reason} (decided by: {decision.decided_by})")
     return "deploy" if decision.deploy else "skip"
 
@@ -182,6 +237,7 @@ def deploy(
     namespace: str,
     run_id: str,
     source: str,
+    channels: int,
 ) -> NamedTuple("DeployOutputs", [("deployed", bool), ("url", str), ("compute_seconds", float)]):
     """KServe InferenceService: create, or canary + smoke test + promote (roll back on failure)."""
     from collections import namedtuple
@@ -196,6 +252,7 @@ def deploy(
         namespace=namespace,
         run_id=run_id,
         source=source,
+        channels=channels,
     )
     DeployOutputs = namedtuple("DeployOutputs", ["deployed", "url", "compute_seconds"])
     return DeployOutputs(bool(result["deployed"]), result["url"] or "", 0.0)
@@ -203,11 +260,15 @@ def deploy(
 
 @dsl.pipeline(
     name="anomaly-pipeline",
-    description="Retrain the telemetry anomaly detector: ingest, preprocess, Katib tune, PyTorchJob train, "
-    "evaluate, and deploy on KServe when the composite F-score clears the threshold.",
+    description="Retrain the telemetry anomaly detector on your dataset: ingest, preprocess, Katib tune, "
+    "PyTorchJob train, evaluate beside baselines, and deploy on KServe when the gate passes.",
 )
 def anomaly_pipeline(
     source: str = DEFAULTS["source"],
+    time_column: str = DEFAULTS["time_column"],
+    feature_columns: str = DEFAULTS["feature_columns"],
+    label_column: str = DEFAULTS["label_column"],
+    lookback: str = DEFAULTS["lookback"],
     rows: int = DEFAULTS["rows"],
     window_end: str = DEFAULTS["window_end"],
     seed: int = DEFAULTS["seed"],
@@ -222,6 +283,9 @@ def anomaly_pipeline(
     worker_replicas: int = DEFAULTS["worker_replicas"],
     gpus_per_replica: int = DEFAULTS["gpus_per_replica"],
     f_score_threshold: float = DEFAULTS["f_score_threshold"],
+    baseline_margin: float = DEFAULTS["baseline_margin"],
+    contamination: float = DEFAULTS["contamination"],
+    no_labels_policy: str = DEFAULTS["no_labels_policy"],
     canary_percent: int = DEFAULTS["canary_percent"],
     namespace: str = DEFAULTS["namespace"],
     artifact_root: str = DEFAULTS["artifact_root"],
@@ -230,7 +294,16 @@ def anomaly_pipeline(
     """The pipeline; its inputs mirror the Airflow DAG's params (see workflow.DEFAULTS)."""
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     ingest_task = ingest(
-        artifact_root=artifact_root, run_id=run_id, source=source, rows=rows, seed=seed, window_end=window_end
+        artifact_root=artifact_root,
+        run_id=run_id,
+        source=source,
+        rows=rows,
+        seed=seed,
+        window_end=window_end,
+        time_column=time_column,
+        feature_columns=feature_columns,
+        label_column=label_column,
+        lookback=lookback,
     )
     prefix = ingest_task.outputs["prefix"]
     preprocess_task = preprocess(prefix=prefix, dataset=ingest_task.outputs["dataset"], dask_workers=1)
@@ -258,10 +331,16 @@ def anomaly_pipeline(
         worker_replicas=worker_replicas,
         gpus_per_replica=gpus_per_replica,
     )
-    evaluate_task = evaluate(prefix=prefix, model=train_task.outputs["model"])
+    evaluate_task = evaluate(
+        prefix=prefix, model=train_task.outputs["model"], contamination=contamination, seed=seed
+    )
     gate_task = gate(
         f_score=evaluate_task.outputs["f_score"],
         f_score_threshold=f_score_threshold,
+        baseline_f_score=evaluate_task.outputs["baseline_f_score"],
+        baseline_margin=baseline_margin,
+        evaluable=evaluate_task.outputs["evaluable"],
+        no_labels_policy=no_labels_policy,
         service_name=service_name,
         namespace=namespace,
     )
@@ -274,4 +353,5 @@ def anomaly_pipeline(
             namespace=namespace,
             run_id=run_id,
             source=source,
+            channels=evaluate_task.outputs["channels"],
         )

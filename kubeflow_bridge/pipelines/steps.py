@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import subprocess
 import sys
 import time
@@ -221,17 +222,37 @@ def train(
     return {"model": workflow.uri(prefix, "model"), "compute_seconds": compute, "job": name}
 
 
-def gate(f_score: float | None, threshold: float, *, service_name: str, namespace: str) -> GateDecision:
-    """The workflow's gate against the live model's recorded score (see :mod:`kubeflow_bridge.workflow.gate`)."""
+def gate(
+    f_score: float | None,
+    threshold: float,
+    *,
+    service_name: str,
+    namespace: str,
+    baseline: float | None = None,
+    baseline_margin: float = 0.0,
+    evaluable: bool = True,
+    no_labels_policy: str = "if_nothing_serves",
+) -> GateDecision:
+    """The workflow's gate against the best baseline and the live model's recorded score.
+
+    See :mod:`kubeflow_bridge.workflow.gate` for the rules.
+    """
     from kubeflow_bridge.clients.kube import INFERENCESERVICE
     from kubeflow_bridge.workflow import gate as workflow_gate
 
     with object_client() as client:
         live = client.get(INFERENCESERVICE, service_name, namespace=namespace)
     try:
-        serving = workflow_gate.serving_score(live, workflow.F_SCORE_METRIC)
         decision = workflow_gate.decide(
-            f_score, workflow_gate.as_threshold(threshold), serving, metric=workflow.F_SCORE_METRIC
+            f_score,
+            workflow_gate.as_threshold(threshold),
+            workflow_gate.serving_score(live, workflow.F_SCORE_METRIC),
+            baseline=baseline,
+            baseline_margin=float(baseline_margin),
+            evaluable=bool(evaluable),
+            no_labels_policy=no_labels_policy,
+            serving_exists=live is not None,
+            metric=workflow.F_SCORE_METRIC,
         )
     except ValueError as exc:
         raise StepFailed(f"gate: {exc}") from exc
@@ -248,6 +269,7 @@ def deploy(
     namespace: str,
     run_id: str,
     source: str = "synthetic",
+    channels: int | None = None,
 ) -> dict[str, Any]:
     """Roll the evaluated model out with the workflow's rollout (canary, smoke test, promote or roll back).
 
@@ -262,8 +284,13 @@ def deploy(
         name=service_name,
         namespace=namespace,
         canary_percent=int(canary_percent),
-        record={workflow_gate.metric_annotation(workflow.F_SCORE_METRIC): str(f_score)},
-        smoke_payload=workflow.smoke_payload(source),
+        # A model deployed without a score (the no-labels policy) clears the previous model's record.
+        record={
+            workflow_gate.metric_annotation(workflow.F_SCORE_METRIC): str(f_score)
+            if math.isfinite(f_score)
+            else ""
+        },
+        smoke_payload=workflow.smoke_payload(source, channels=channels),
     )
     manifest = with_identity(
         build_inference_service(prefix, name=service_name, namespace=namespace), identity(run_id, "deploy")

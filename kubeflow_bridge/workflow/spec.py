@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 #: The trainer image every step runs (the local runtime maps it to ``.venv-trainer``).
@@ -26,6 +27,10 @@ STEPS = ("ingest", "preprocess", "tune", "train", "evaluate", "gate", "deploy")
 #: Defaults of the workflow's parameters (DAG Params and pipeline inputs), small enough for a laptop.
 DEFAULTS: dict[str, Any] = {
     "source": "synthetic",
+    "time_column": "timestamp",
+    "feature_columns": "",
+    "label_column": "",
+    "lookback": "",
     "rows": 20000,
     "window_end": "",
     "seed": 0,
@@ -40,22 +45,51 @@ DEFAULTS: dict[str, Any] = {
     "worker_replicas": 1,
     "gpus_per_replica": 0,
     "f_score_threshold": 0.3,
+    "baseline_margin": 0.0,
+    "contamination": 0.01,
+    "no_labels_policy": "if_nothing_serves",
     "canary_percent": 20,
     "namespace": "kubeflow-user",
     "artifact_root": "s3://kubeflow-bridge/runs",
     "service_name": "anomaly-vae",
 }
 
+#: The built-in sources; anything else is the URI of the team's own dataset.
+BUILTIN_SOURCES = ("synthetic", "nab")
 _DNS1123 = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_SOURCE = r"^(synthetic|nab|s3://[^\s/]+/?\S*|file:///\S+|/\S+)$"
+# pandas durations as people write them: 30D, 12h, 90min, 45s, "7 days".
+_DURATION = r"^[0-9]+(\.[0-9]+)? ?(D|d|days?|h|hours?|min|minutes?|s|seconds?)$"
+_COLUMNS = r"^[^,\s]+( *, *[^,\s]+)*$"
 _DNS1035 = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 #: JSON schema of each parameter, with the trigger form's title, description and section (the DAGs build
 #: Airflow ``Param``s from these, so the form validates them; the KFP pipeline takes the same names).
 PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "source": {
-        "type": "string", "enum": ["synthetic", "nab"], "title": "Data source", "section": "Data",
-        "description": "synthetic: generated ISS-like telemetry with labelled anomalies; nab: NAB's "
-        "machine_temperature series",
+        "type": "string", "pattern": _SOURCE, "title": "Data source", "section": "Data",
+        "description": "your dataset: a CSV or Parquet file, or a folder or S3 prefix of them (s3://bucket/"
+        "prefix, file:///path or /path); or synthetic (generated ISS-like telemetry with labelled "
+        "anomalies) or nab (NAB's machine_temperature series)",
+    },
+    "time_column": {
+        "type": "string", "minLength": 1, "title": "Time column", "section": "Data",
+        "description": "your dataset's timestamp column (ISO 8601 in CSV, a timestamp in Parquet)",
+    },
+    "feature_columns": {
+        "type": ["null", "string"], "pattern": _COLUMNS, "title": "Feature columns", "section": "Data",
+        "description": "your dataset's columns to model, comma-separated; empty: every numeric column "
+        "but time and label",
+    },
+    "label_column": {
+        "type": ["null", "string"], "title": "Label column", "section": "Data",
+        "description": "your dataset's 0/1 anomaly label column; empty: unlabelled (the gate's no-labels "
+        "policy decides)",
+    },
+    "lookback": {
+        "type": ["null", "string"], "pattern": _DURATION, "title": "Lookback", "section": "Data",
+        "description": "how much of your dataset's history before the window end a run trains on (e.g. "
+        "30D, 12h); empty: all of it",
     },
     "rows": {
         "type": "integer", "minimum": 1000, "maximum": 100_000_000, "title": "Rows", "section": "Data",
@@ -113,8 +147,23 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "f_score_threshold": {
         "type": "number", "minimum": 0, "maximum": 1, "title": "F-score threshold", "section": "Gate",
-        "description": "deploy only a model whose composite F-score is at least this (0 to 1) and beats "
-        "the serving model's",
+        "description": "deploy only a model whose composite F-score (at the threshold chosen on "
+        "validation) is at least this (0 to 1), beats the best baseline and the serving model's",
+    },
+    "baseline_margin": {
+        "type": "number", "minimum": 0, "maximum": 1, "title": "Margin over baselines", "section": "Gate",
+        "description": "how much the model's composite F-score must exceed the best baseline's (rolling "
+        "z-score, IsolationForest) to deploy (0 to 1)",
+    },
+    "contamination": {
+        "type": "number", "exclusiveMinimum": 0, "maximum": 0.5, "title": "Contamination", "section": "Gate",
+        "description": "share of rows flagged when validation has no labelled anomaly (above 0, at most 0.5)",
+    },
+    "no_labels_policy": {
+        "type": "string", "enum": ["never", "if_nothing_serves", "always"], "title": "Without labels",
+        "section": "Gate",
+        "description": "when the test window has no labelled anomaly (unlabelled data): never deploy, "
+        "deploy only if nothing serves yet, or always replace the serving model",
     },
     "canary_percent": {
         "type": "integer", "minimum": 0, "maximum": 100, "title": "Canary traffic (%)", "section": "Deploy",
@@ -136,7 +185,10 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
 
 
 #: The trigger form's defaults: an empty date-time is null there (the KFP pipeline takes "" for it).
-FORM_DEFAULTS: dict[str, Any] = {**DEFAULTS, "window_end": None}
+FORM_DEFAULTS: dict[str, Any] = {
+    **DEFAULTS,
+    **{name: None for name, v in DEFAULTS.items() if "null" in PARAM_SCHEMAS[name]["type"]},
+}
 
 
 def unknown_params(params: dict[str, Any], extra: tuple[str, ...] = ()) -> list[str]:
@@ -181,19 +233,39 @@ def summary_uri(prefix: str, step: str) -> str:
     return f"{prefix.rstrip('/')}/summaries/{step}.json"
 
 
-def ingest_args(prefix: str, *, source: str, rows: int, seed: int, window_end: str = "") -> list[str]:
+def ingest_args(
+    prefix: str,
+    *,
+    source: str,
+    rows: int,
+    seed: int,
+    window_end: str | None = "",
+    time_column: str = "timestamp",
+    feature_columns: str | None = "",
+    label_column: str | None = "",
+    lookback: str | None = "",
+) -> list[str]:
     """Arguments of ``python -m trainer ingest`` for this run.
 
     Synthetic data is ``rows`` points ending at ``window_end`` (the DAG passes its data interval's end);
-    the NAB series is used whole.
+    the NAB series is used whole; a dataset URI is read over ``[window_end - lookback, window_end)``
+    (no end: up to its last row; no lookback: all history).
     """
-    if source not in ("synthetic", "nab"):
-        raise ValueError(f"source must be 'synthetic' or 'nab', not {source!r}")
     args = ["ingest", "--out", uri(prefix, "dataset"), "--source", source, "--seed", str(int(seed))]
     if source == "synthetic":
         args += ["--rows", str(int(rows))]
         if window_end:
             args += ["--end", window_end]
+    elif source != "nab":
+        args += ["--time-column", time_column]
+        if feature_columns:
+            args += ["--feature-columns", feature_columns]
+        if label_column:
+            args += ["--label-column", label_column]
+        if window_end:
+            args += ["--end", window_end]
+        if lookback:
+            args += ["--lookback", lookback]
     return [*args, "--summary-out", summary_uri(prefix, "ingest")]
 
 
@@ -277,10 +349,16 @@ def train_args(prefix: str, *, epochs: int, seed: int, best_params: dict[str, An
     ]
 
 
-def evaluate_args(prefix: str) -> list[str]:
+def evaluate_args(
+    prefix: str, *, contamination: float = DEFAULTS["contamination"], seed: int = 0
+) -> list[str]:
     """Arguments of ``python -m trainer evaluate`` (metrics, KFP metrics, report.html and the model)."""
     return [
         "evaluate",
+        "--contamination",
+        str(float(contamination)),
+        "--seed",
+        str(int(seed)),
         "--data",
         uri(prefix, "features"),
         "--model",
@@ -334,14 +412,19 @@ def trial_span_seconds(trials: list[dict[str, Any]]) -> float | None:
 CHANNELS_PER_SOURCE = {"synthetic": 10, "nab": 1}
 
 
-def smoke_payload(source: str, rows: int = 24) -> dict[str, Any]:
+def smoke_payload(source: str, rows: int = 24, *, channels: int | None = None) -> dict[str, Any]:
     """A V1 predict request of ``rows`` raw-channel rows for the deployed model's smoke test.
 
+    ``channels`` is the model's raw channel count (evaluate reports it); without it the built-in source's.
     Flat zeros are within every channel's scaler range, so a healthy model answers with scores.
     """
-    if source not in CHANNELS_PER_SOURCE:
-        raise ValueError(f"source must be one of {sorted(CHANNELS_PER_SOURCE)}, not {source!r}")
-    return {"instances": [[0.0] * CHANNELS_PER_SOURCE[source] for _ in range(rows)]}
+    if channels is None:
+        if source not in CHANNELS_PER_SOURCE:
+            raise ValueError(
+                f"a dataset source needs the model's channel count for the smoke test: {source!r}"
+            )
+        channels = CHANNELS_PER_SOURCE[source]
+    return {"instances": [[0.0] * int(channels) for _ in range(rows)]}
 
 
 def check_params(params: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
@@ -373,6 +456,30 @@ def check_params(params: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
                 f"window_end {end!r} is not an ISO 8601 date-time: give e.g. 2026-11-01T00:00:00+00:00, "
                 "or leave it empty for the run's data interval end"
             ) from None
+    if (lookback := params.get("lookback")) and not re.match(_DURATION, str(lookback)):
+        raise ValueError(
+            f"lookback {lookback!r} is not a duration: give e.g. 30D, 12h or 90min, or leave it empty"
+        )
+    if params.get("source") in BUILTIN_SOURCES:
+        mine = [n for n in ("feature_columns", "label_column", "lookback") if params.get(n)]
+        if mine:
+            raise ValueError(
+                f"{', '.join(mine)} apply to your own dataset, not to source {params['source']!r}: set source to "
+                "your dataset's URI, or clear them"
+            )
+    elif not re.match(_SOURCE, str(params.get("source", ""))):
+        raise ValueError(
+            f"source {params.get('source')!r} is neither synthetic, nab nor a dataset URI (s3://bucket/prefix, "
+            "file:///path or /path)"
+        )
+    if params.get("no_labels_policy", DEFAULTS["no_labels_policy"]) not in (
+        "never",
+        "if_nothing_serves",
+        "always",
+    ):
+        raise ValueError(
+            f"no_labels_policy {params['no_labels_policy']!r} is unknown: choose never, if_nothing_serves or always"
+        )
     search_space(params)
     if int(params["parallel_trials"]) > int(params["max_trials"]):
         raise ValueError(

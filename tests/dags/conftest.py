@@ -108,6 +108,33 @@ def local_runtime(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-
         runtime.down()
 
 
+#: Writes a synthetic telemetry series as a team would keep it: one CSV on S3 with its own column names.
+_TEAM_CSV = """
+import glob, sys, tempfile
+import pandas as pd
+from trainer import io
+from trainer.__main__ import main
+uri, rows, end = sys.argv[1], sys.argv[2], sys.argv[3]
+with tempfile.TemporaryDirectory() as tmp:
+    assert main(["ingest", "--out", tmp + "/raw", "--rows", rows, "--end", end]) == 0
+    df = pd.concat(pd.read_parquet(f) for f in sorted(glob.glob(tmp + "/raw/month=*/*.parquet")))
+df = df.drop(columns=["anomaly_type"]).rename(columns={"timestamp": "time", "label": "is_anomaly"})
+df["time"] = pd.to_datetime(df["time"]).dt.tz_localize("UTC")
+io.write_bytes(uri, df.to_csv(index=False).encode())
+"""
+
+
+def put_team_csv(runtime: LocalRuntime, uri: str, *, rows: int, end: str) -> None:
+    """Put ``rows`` minutes of labelled telemetry ending (exclusively) at ``end`` at ``uri`` (a CSV on S3)."""
+    import os
+    import subprocess
+
+    subprocess.run(
+        [str(TRAINER_BIN / "python"), "-c", _TEAM_CSV, uri, str(rows), end],
+        env={**os.environ, **runtime.env}, check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 (never a fixed one: other test runs share the machine)."""
     import socket

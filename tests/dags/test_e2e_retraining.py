@@ -22,7 +22,7 @@ import pytest
 
 from kubeflow_bridge import workflow
 
-from .conftest import SMALL_CONF
+from .conftest import SMALL_CONF, TRAINER_BIN, put_team_csv
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -71,12 +71,35 @@ def _probe(env: dict[str, str], code: str) -> Any:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+#: The team's dataset: 8,000 minutes of telemetry up to 2026-02-02 in one CSV with its own column names.
+TEAM_CSV = "s3://kubeflow-bridge/datasets/telemetry.csv"
+#: The scheduled run of 2026-02-01 03:00: its data interval ends then; 3 days of lookback before it.
+LOGICAL_DATE = "2026-02-01T03:00:00+00:00"
+TEAM_CONF = {
+    **{k: v for k, v in CONF.items() if k not in ("rows", "window_end")},
+    "source": TEAM_CSV,
+    "time_column": "time",
+    "label_column": "is_anomaly",
+    "lookback": "3D",
+}
+
+
+@pytest.fixture(scope="module")
+def team_csv(local_runtime: Any) -> str:
+    put_team_csv(local_runtime, TEAM_CSV, rows=8000, end="2026-02-02T00:00:00Z")
+    return TEAM_CSV
+
+
 @pytest.mark.e2e
 def test_retraining_dag_runs_every_step_on_the_runtime(
-    local_runtime: Any, airflow_env: dict[str, str]
+    local_runtime: Any, airflow_env: dict[str, str], team_csv: str
 ) -> None:
     env = airflow_env
-    _dags_test(env, "anomaly_retraining", CONF)
+    run = subprocess.run(
+        [AIRFLOW, "dags", "test", "anomaly_retraining", LOGICAL_DATE, "--conf", json.dumps(TEAM_CONF)],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
     # The run as the comparison reads it (metadata DB + cluster), in a fresh interpreter.
     probe = textwrap.dedent(
         """
@@ -99,6 +122,18 @@ def test_retraining_dag_runs_every_step_on_the_runtime(
     compute = {s["step"]: s["compute_seconds"] for s in summary["steps"]}
     for step in ("ingest", "preprocess", "tune", "train", "evaluate"):
         assert compute[step] and compute[step] > 0, step
+    # The data interval picked the rows: [2026-01-29 03:00, 2026-02-01 03:00) of the CSV, 3 days of minutes.
+    prefix = workflow.run_prefix(workflow.DEFAULTS["artifact_root"], summary["run_id"])
+    read = "import sys; from trainer import io; print(io.read_text(sys.argv[1]))"
+    meta_uri = f"{workflow.uri(prefix, 'dataset')}/metadata.json"
+    ingest_meta = json.loads(
+        subprocess.run(
+            [str(TRAINER_BIN / "python"), "-c", read, meta_uri],
+            env={**env, **local_runtime.env}, capture_output=True, text=True, check=True, timeout=60,
+        ).stdout
+    )  # fmt: skip
+    assert ingest_meta["rows"] == 3 * 1440 and ingest_meta["labelled"]
+    assert (ingest_meta["start"], ingest_meta["end"]) == ("2026-01-29T03:00:00", "2026-02-01T02:59:00")
     outcome = summary["outcome"]
     assert set(outcome["best_params"]) == {"lr", "latent_dim"}
     assert workflow.DEFAULTS["lr_min"] <= outcome["best_params"]["lr"] <= workflow.DEFAULTS["lr_max"]
@@ -129,9 +164,18 @@ def test_retraining_dag_runs_every_step_on_the_runtime(
 
 
 @pytest.mark.e2e
-def test_kfp_pipeline_inside_airflow(airflow_env: dict[str, str]) -> None:
-    # Params in (the trigger conf), the KFP run's outputs out to the downstream `report` task.
-    conf = {**CONF, "service_name": "e2e-kfp-in-airflow", "experiment": "e2e-kfp-in-airflow"}
+def test_kfp_pipeline_inside_airflow(airflow_env: dict[str, str], team_csv: str) -> None:
+    # Params in (the trigger conf), the KFP run's outputs out to the downstream `report` task. The data:
+    # the team's CSV without its labels, so nothing can be evaluated and the no-labels policy decides
+    # (if_nothing_serves: this service does not exist yet, so the model deploys).
+    conf = {
+        **{k: v for k, v in CONF.items() if k != "rows"},
+        "source": team_csv,
+        "time_column": "time",
+        "lookback": "3D",
+        "service_name": "e2e-kfp-in-airflow",
+        "experiment": "e2e-kfp-in-airflow",
+    }
     _dags_test(airflow_env, "kfp_in_airflow", conf)
     probe = textwrap.dedent(
         """
@@ -150,13 +194,13 @@ def test_kfp_pipeline_inside_airflow(airflow_env: dict[str, str]) -> None:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     xcoms = json.loads(out.stdout.strip().splitlines()[-1])
-    assert xcoms["prepare"]["rows"] == CONF["rows"]
+    assert xcoms["prepare"]["source"] == team_csv and xcoms["prepare"]["label_column"] == ""
     assert xcoms["prepare"]["window_end"] == CONF["window_end"]
     report = xcoms["report"]
     assert report["state"] == "succeeded"
     assert report["run_id"] == xcoms["run_pipeline"]["run_id"]
     assert set(report["best_params"]) == {"lr", "latent_dim"}
-    assert 0.0 <= report["f_score"] <= 1.0
+    assert report["f_score"] is None  # not evaluable: no labels
     assert report["gate"] == "deploy" and report["deployed"] is True
     assert report["url"].startswith("http://127.0.0.1:")
 

@@ -14,16 +14,13 @@ from trainer import ingest
 
 
 def _args(out: Path, **kw: object) -> argparse.Namespace:
-    base = {
-        "out": str(out),
-        "source": "synthetic",
-        "rows": 12_000,
-        "seed": 0,
-        "freq": "10min",
-        "end": None,
-        "start": None,
-    }
-    return argparse.Namespace(**{**base, **kw})
+    """ingest's arguments as its CLI parses them, with 12,000 rows at 10min unless ``kw`` says otherwise."""
+    from trainer.__main__ import build_parser
+
+    args = build_parser().parse_args(["ingest", "--out", str(out), "--rows", "12000", "--freq", "10min"])
+    for key, value in kw.items():
+        setattr(args, key, value)
+    return args
 
 
 def _read(out: Path) -> pd.DataFrame:
@@ -98,7 +95,7 @@ def test_start_and_end_select_the_window(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"source": "kaggle"}, "--source 'kaggle' is unknown"),
+        ({"source": "kaggle"}, "--source 'kaggle': no such file or folder .* or synthetic or nab"),
         ({"rows": 10}, r"rows must be in \[1000"),
         ({"freq": "often"}, "--freq 'often' is not a duration"),
         ({"end": "yesterday-ish"}, "--end 'yesterday-ish' is not an ISO timestamp"),

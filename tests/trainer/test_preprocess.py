@@ -117,3 +117,51 @@ def test_missing_or_incomplete_input(tmp_path: Path) -> None:
     (tmp_path / "half" / "month=2026-01").mkdir(parents=True)
     with pytest.raises(ValueError, match="incomplete"):
         preprocess.run(_args(tmp_path / "half", tmp_path / "prep"))
+
+
+def _ts(day: float) -> pd.Timestamp:
+    return pd.Timestamp("2026-01-01") + pd.Timedelta(days=day)
+
+
+def test_split_moves_a_boundary_off_an_event() -> None:
+    # 100 days; the 70 % boundary (day 70) falls inside the event [69, 71]: the event goes to validation whole.
+    plan = preprocess.plan_split(
+        _ts(0), _ts(100), 0.7, 0.15, [(_ts(20), _ts(21)), (_ts(69), _ts(71)), (_ts(90), _ts(91))]
+    )
+    assert plan.val_start == _ts(69) and plan.test_start == _ts(85)
+    assert plan.events == {"train": 1, "val": 1, "test": 1} and plan.notes == []
+
+
+def test_split_gives_test_and_validation_an_event_where_it_can() -> None:
+    # All events early: test starts at the latest one, validation keeps its 15 days before it.
+    evs = [(_ts(10), _ts(11)), (_ts(50), _ts(51)), (_ts(60), _ts(60.5))]
+    plan = preprocess.plan_split(_ts(0), _ts(100), 0.7, 0.15, evs)
+    assert (plan.val_start, plan.test_start) == (_ts(45), _ts(60))
+    assert plan.events == {"train": 1, "val": 1, "test": 1} and plan.notes == []
+    # Validation without an event while train has one to spare: validation starts at it.
+    plan = preprocess.plan_split(
+        _ts(0), _ts(100), 0.7, 0.15, [(_ts(10), _ts(11)), (_ts(50), _ts(51)), (_ts(90), _ts(91))]
+    )
+    assert (plan.val_start, plan.test_start) == (_ts(50), _ts(85))
+    assert plan.events == {"train": 1, "val": 1, "test": 1}
+
+
+def test_split_says_when_it_cannot() -> None:
+    # One event: test gets it; validation cannot have one (its threshold comes from --contamination).
+    plan = preprocess.plan_split(_ts(0), _ts(100), 0.7, 0.15, [(_ts(80), _ts(80.2))])
+    assert plan.events == {"train": 0, "val": 0, "test": 1} and plan.notes == [
+        "the validation split holds no labelled event: thresholds come from the labelled rate there"
+    ]
+    # An event so early that train would lose more than half its share stays in train.
+    plan = preprocess.plan_split(_ts(0), _ts(100), 0.7, 0.15, [(_ts(5), _ts(6))])
+    assert plan.events == {"train": 1, "val": 0, "test": 0} and len(plan.notes) == 2
+
+
+def test_preprocess_reports_events_per_split(raw: Path, tmp_path: Path) -> None:
+    preprocess.run(_args(raw, tmp_path / "prep"))
+    meta = json.loads((tmp_path / "prep" / "meta.json").read_text())
+    assert meta["labelled"] and meta["split_notes"] == []
+    assert min(meta["events"].values()) >= 1
+    for split in ("val", "test"):
+        first = _split(tmp_path / "prep", split)["label"].iloc[0]
+        assert first == 0  # no split starts inside an event

@@ -98,3 +98,48 @@ def test_switching_s3_servers_in_one_process_uses_the_current_keys(
             monkeypatch.setenv(k, v)
         trainer_io.write_bytes("s3://other/b.txt", b"second")
         assert trainer_io.read_bytes("s3://other/b.txt") == b"second"
+
+
+def test_team_datasets_on_s3_by_window(
+    s3: S3Server, tools: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    for k, v in s3.env().items():
+        monkeypatch.setenv(k, v)
+    client = s3._client()
+    df = pd.DataFrame(
+        {
+            "ts": pd.date_range("2026-01-01T00:00:00Z", periods=3 * 288, freq="5min"),
+            "temp": [20.0 + (i % 7) for i in range(3 * 288)],
+            "label": [1 if 400 <= i < 410 else 0 for i in range(3 * 288)],
+        }
+    )
+    for day, rows in df.groupby(df["ts"].dt.strftime("%Y-%m-%d")):
+        buffer = bytes_io.BytesIO()
+        rows.to_parquet(buffer, index=False)
+        client.put_object(
+            Bucket="mlops", Key=f"team/parquet/date={day}/part-0.parquet", Body=buffer.getvalue()
+        )
+    client.put_object(Bucket="mlops", Key="team/one.csv", Body=df.to_csv(index=False).encode())
+    window = [
+        "--time-column",
+        "ts",
+        "--label-column",
+        "label",
+        "--end",
+        "2026-01-03T00:00:00Z",
+        "--lookback",
+        "1D",
+    ]
+    for source in ("s3://mlops/team/parquet/", "s3://mlops/team/one.csv"):
+        name = "csv" if source.endswith(".csv") else "parquet"
+        result = tools.in_process(
+            "ingest", "--source", source, "--out", f"s3://mlops/ingested/{name}", *window
+        )
+        # The data interval's day only: 2026-01-02, 288 rows, holding the labelled event (rows 400..409).
+        assert result.summary["metrics"] == {"rows": 288, "labelled_rows": 10}, name
+        meta = json.loads(
+            client.get_object(Bucket="mlops", Key=f"ingested/{name}/metadata.json")["Body"].read()
+        )
+        assert meta["start"] == "2026-01-02T00:00:00" and meta["end"] == "2026-01-02T23:55:00"

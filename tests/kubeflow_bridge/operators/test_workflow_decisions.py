@@ -49,10 +49,16 @@ def test_gate_table_through_the_gate_operator(runtime: Any, namespace: str) -> N
             decisions.create_serving_record(runtime.api, namespace, name, case["serving"])
         # The DAG renders the evaluate task's f_score: a number, NaN, or None when it had none.
         score = case["score"] if case["score"] is None else str(case["score"])
+        # ... and the baseline's score from its metrics (None when there is none), evaluable as rendered text.
+        baseline = case.get("baseline")
         gate = ModelGateBranchOperator(
             task_id="gate",
             metric_value=score,
             threshold=str(case["threshold"]),
+            baseline_value=None if baseline in (None, "nan") else str(baseline),
+            baseline_margin=str(case.get("margin", 0.0)),
+            evaluable=str(case.get("evaluable", True)),
+            no_labels_policy=case.get("policy", "if_nothing_serves"),
             metric_name=workflow.F_SCORE_METRIC,
             service_name=name,
             deploy_task_ids="deploy",

@@ -12,7 +12,9 @@ from kubeflow_bridge.pipelines import steps
 
 
 def test_run_trainer_failure_names_the_step_and_the_cause(tmp_path: Path) -> None:
-    with pytest.raises(steps.StepFailed, match=r"trainer ingest exited 2:[\s\S]*unknown"):
+    with pytest.raises(
+        steps.StepFailed, match=r"trainer ingest exited 2:[\s\S]*'csv': no such file or folder"
+    ):
         steps.run_trainer(["ingest", "--out", str(tmp_path / "raw"), "--source", "csv"])
     assert not (tmp_path / "raw").exists()
 
@@ -26,7 +28,16 @@ def test_ingest_preprocess_evaluate_components_with_kfp_local(tmp_path: Path) ->
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
     art = tmp_path / "art"
     ingested = ingest(
-        artifact_root=str(art), run_id="run/1", source="synthetic", rows=6000, seed=0, window_end=""
+        artifact_root=str(art),
+        run_id="run/1",
+        source="synthetic",
+        rows=6000,
+        seed=0,
+        window_end="",
+        time_column="timestamp",
+        feature_columns="",
+        label_column="",
+        lookback="",
     )
     prefix = ingested.outputs["prefix"]
     assert prefix == f"{art}/run-1"
@@ -43,9 +54,10 @@ def test_ingest_preprocess_evaluate_components_with_kfp_local(tmp_path: Path) ->
          "--model-out", f"{prefix}/model/model.pt", "--epochs", "1"],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
-    evaluated = evaluate(prefix=prefix, model=f"{prefix}/model/model.pt")
+    evaluated = evaluate(prefix=prefix, model=f"{prefix}/model/model.pt", contamination=0.01, seed=0)
     f_score = evaluated.outputs["f_score"]
-    assert 0.0 <= f_score <= 1.0
+    assert 0.0 <= f_score <= 1.0 and evaluated.outputs["evaluable"] is True
+    assert 0.0 <= evaluated.outputs["baseline_f_score"] <= 1.0 and evaluated.outputs["channels"] == 10
     metrics = evaluated.outputs["metrics"]
     assert metrics.metadata["composite_f1"] == pytest.approx(f_score)
     assert "precision" in metrics.metadata

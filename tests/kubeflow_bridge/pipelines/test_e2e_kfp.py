@@ -1,13 +1,16 @@
 """The compiled pipeline through the official kfp.Client against the local runtime's KFP API.
 
-A threshold nothing clears: every step runs for real (Katib Experiment and PyTorchJob created by the
+On a team's own dataset (daily-partitioned Parquet on the runtime's S3, four of its channels) with a
+threshold nothing clears: every step runs for real (Katib Experiment and PyTorchJob created by the
 components through the bridge core, with the KFP identity), the gate says skip, deploy is skipped and
 no InferenceService exists. The comparison collector reads the run.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +21,15 @@ from kubeflow_bridge.compare.kfp_collector import kfp_run_from_details
 from kubeflow_bridge.pipelines import steps
 from kubeflow_bridge.pipelines.compile import COMPILED_PATH
 
+#: Four of the telemetry's channels, under the team's own names for time and label.
+CHANNELS = "cabin_temp,cabin_humidity,co2_partial_pressure,o2_partial_pressure"
+DATASET = "s3://kubeflow-bridge/datasets/telemetry-parquet/"
 ARGS = {
-    "rows": 5000,
+    "source": DATASET,
+    "time_column": "time",
+    "feature_columns": CHANNELS,
+    "label_column": "is_anomaly",
+    "lookback": "4D",
     "max_trials": 2,
     "tune_epochs": 1,
     "epochs": 2,
@@ -30,17 +40,36 @@ ARGS = {
 }
 
 
+def put_partitioned_dataset(tmp_path: Path) -> None:
+    """Eight days of minutes up to 2026-02-03 as ``date=YYYY-MM-DD/part-0.parquet`` files under DATASET."""
+    import pandas as pd
+
+    from trainer import io
+    from trainer.__main__ import main
+
+    assert (
+        main(["ingest", "--out", str(tmp_path / "raw"), "--rows", str(8 * 1440), "--end", "2026-02-03"]) == 0
+    )
+    df = pd.concat(pd.read_parquet(f) for f in sorted((tmp_path / "raw").glob("month=*/*.parquet")))
+    df = df.rename(columns={"timestamp": "time", "label": "is_anomaly"}).drop(columns=["anomaly_type"])
+    for day, rows in df.groupby(df["time"].dt.strftime("%Y-%m-%d")):
+        rows.to_parquet(tmp_path / "day.parquet", index=False)
+        io.write_bytes(f"{DATASET}date={day}/part-0.parquet", (tmp_path / "day.parquet").read_bytes())
+
+
 @pytest.mark.e2e
 def test_pipeline_runs_through_kfp_client(
-    runtime_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    runtime_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import kfp
 
     from kubeflow_bridge.clients.kfp import KfpClient
     from kubeflow_bridge.clients.kube import EXPERIMENT, INFERENCESERVICE, KubeflowObjectClient
+    from trainer import io
 
     for key, value in runtime_env.items():
         monkeypatch.setenv(key, value)
+    put_partitioned_dataset(tmp_path)
     host = runtime_env["KUBEFLOW_BRIDGE_KFP_ENDPOINT"]
     client = kfp.Client(host=host)
     result = client.create_run_from_pipeline_package(
@@ -72,13 +101,18 @@ def test_pipeline_runs_through_kfp_client(
         assert experiment["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kubeflow-bridge"
         # The gate said no: nothing was deployed.
         assert kube.get(INFERENCESERVICE, ARGS["service_name"], namespace=ns) is None
+        # The window: 4 days before window_end of the 8 days, the 4 channels asked for, labels kept.
+        prefix = next(d for d in details if d.get("display_name") == "ingest")["output_parameters"]["prefix"]
+        meta = json.loads(io.read_text(f"{workflow.uri(prefix, 'dataset')}/metadata.json"))
+        assert meta["rows"] == 4 * 1440 and meta["channels"] == CHANNELS.split(",") and meta["labelled"]
+        assert (meta["start"], meta["end"]) == ("2026-01-28T00:00:00", "2026-01-31T23:59:00")
+        evaluation = json.loads(io.read_text(f"{workflow.uri(prefix, 'evaluation')}/metrics.json"))
+        assert evaluation["channels"] == 4 and set(evaluation["detectors"]) == {"model", "zscore", "iforest"}
 
         # The deploy step itself, on this run's evaluated model: create, then a canary rollout with a
-        # smoke request and promotion (what a second run that beats the first does).
-        prefix = next(d for d in details if d.get("display_name") == "ingest")["output_parameters"]["prefix"]
-        first = steps.deploy(
-            prefix, f_score=0.5, canary_percent=30, service_name="e2e-canary", namespace=ns, run_id="r1"
-        )
+        # smoke request as wide as the model's channels and promotion (what a run that beats the first does).
+        rollout = {"canary_percent": 30, "service_name": "e2e-canary", "namespace": ns, "source": DATASET}
+        first = steps.deploy(prefix, f_score=0.5, run_id="r1", channels=4, **rollout)
         assert first["promoted"] is False and first["smoke_status"] == "ok" and first["url"]
         # A second model (a copy under another run's prefix) so the rollout makes a new revision.
         from trainer import io
@@ -87,9 +121,7 @@ def test_pipeline_runs_through_kfp_client(
         io.write_bytes(
             workflow.evaluated_model_uri(other), io.read_bytes(workflow.evaluated_model_uri(prefix))
         )
-        second = steps.deploy(
-            other, f_score=0.6, canary_percent=30, service_name="e2e-canary", namespace=ns, run_id="r2"
-        )
+        second = steps.deploy(other, f_score=0.6, run_id="r2", channels=4, **rollout)
         assert second["promoted"] is True and second["smoke_status"] == "ok"
         isvc = kube.get(INFERENCESERVICE, "e2e-canary", namespace=ns)
         assert isvc is not None

@@ -56,15 +56,29 @@ def test_gate_table_through_the_pipelines_gate(runtime: RuntimeHandle, namespace
             create_serving_record(runtime.api, namespace, name, case["serving"])
         # The evaluate component hands the gate NaN when it has no score.
         score = math.nan if case["score"] in (None, "nan") else float(case["score"])
+        # The evaluate component's outputs: NaN for a missing baseline score too.
+        inputs = {
+            "baseline": float(case.get("baseline", "nan")),
+            "baseline_margin": case.get("margin", 0.0),
+            "evaluable": case.get("evaluable", True),
+            "no_labels_policy": case.get("policy", "if_nothing_serves"),
+        }
         if "error" in case:
             with pytest.raises(steps.StepFailed, match=case["error"]):
-                steps.gate(score, case["threshold"], service_name=name, namespace=namespace)
+                steps.gate(score, case["threshold"], service_name=name, namespace=namespace, **inputs)
             continue
-        decision = steps.gate(score, case["threshold"], service_name=name, namespace=namespace)
+        decision = steps.gate(score, case["threshold"], service_name=name, namespace=namespace, **inputs)
         assert (decision.deploy, decision.decided_by) == (case["deploy"], case["decided_by"]), case["case"]
         # The component itself (its Python function) maps the decision onto the pipeline's branch.
         branch = pipeline.gate.python_func(
-            f_score=score, f_score_threshold=case["threshold"], service_name=name, namespace=namespace
+            f_score=score,
+            f_score_threshold=case["threshold"],
+            baseline_f_score=inputs["baseline"],
+            baseline_margin=inputs["baseline_margin"],
+            evaluable=inputs["evaluable"],
+            no_labels_policy=inputs["no_labels_policy"],
+            service_name=name,
+            namespace=namespace,
         )
         assert branch == ("deploy" if case["deploy"] else "skip"), case["case"]
 

@@ -30,7 +30,16 @@ def test_gate_table(case: dict[str, Any]) -> None:
             gate.serving_score(live, "composite_f1")
         return
     score = gate.as_score("score", case["score"])
-    decision = gate.decide(score, case["threshold"], gate.serving_score(live, "composite_f1"))
+    decision = gate.decide(
+        score,
+        case["threshold"],
+        gate.serving_score(live, "composite_f1"),
+        baseline=gate.as_score("baseline", case.get("baseline")),
+        baseline_margin=case.get("margin", 0.0),
+        evaluable=case.get("evaluable", True),
+        no_labels_policy=case.get("policy", "if_nothing_serves"),
+        serving_exists=live is not None,
+    )
     assert (decision.deploy, decision.decided_by) == (case["deploy"], case["decided_by"])
     json.dumps(decision.as_dict(), allow_nan=False)  # XCom- and KFP-safe even for a NaN score
 
@@ -56,3 +65,21 @@ def test_a_score_that_is_not_a_number_is_bad_input_not_a_decision() -> None:
     with pytest.raises(ValueError, match="must be a number"):
         gate.as_score("metric_value", False)
     assert gate.as_score("metric_value", "") is None and gate.as_score("x", "0.5") == 0.5
+
+
+def test_bad_margin_or_policy_is_an_error() -> None:
+    with pytest.raises(ValueError, match="baseline_margin must be a finite number >= 0"):
+        gate.decide(0.8, 0.5, baseline=0.5, baseline_margin=-0.1)
+    with pytest.raises(ValueError, match="no_labels_policy must be one of"):
+        gate.decide(None, 0.5, evaluable=False, no_labels_policy="maybe")
+    assert gate.as_flag("evaluable", "False") is False and gate.as_flag("evaluable", True) is True
+    with pytest.raises(ValueError, match="evaluable must be true or false"):
+        gate.as_flag("evaluable", "perhaps")
+
+
+def test_reasons_name_the_baseline_and_the_policy() -> None:
+    decision = gate.decide(0.8, 0.5, baseline=0.82, metric="composite_f1")
+    assert decision.reason == "composite_f1 0.8 does not beat the best baseline's 0.82 by more than 0"
+    assert decision.as_dict()["baseline_score"] == 0.82
+    kept = gate.decide(None, 0.5, 0.9, evaluable=False)
+    assert kept.reason.endswith("no_labels_policy=if_nothing_serves and a model serves: keeps what serves")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import pytest
 
 from kubeflow_bridge import workflow
@@ -29,8 +30,30 @@ def test_ingest_args_window_and_sources() -> None:
     assert args[-2:] == ["--summary-out", "s3://b/r/summaries/ingest.json"]
     nab = workflow.ingest_args("s3://b/r", source="nab", rows=5000, seed=0, window_end="2026-02-01")
     assert "--rows" not in nab and "--end" not in nab  # the NAB series is used whole
-    with pytest.raises(ValueError, match="'synthetic' or 'nab'"):
-        workflow.ingest_args("s3://b/r", source="csv", rows=1, seed=0)
+    mine = workflow.ingest_args(
+        "s3://b/r",
+        source="s3://team/telemetry/",
+        rows=5000,
+        seed=0,
+        window_end="2026-02-01T00:00:00Z",
+        time_column="ts",
+        feature_columns="a,b",
+        label_column="is_anomaly",
+        lookback="30D",
+    )
+    flags = dict(zip(mine[3:-2:2], mine[4:-2:2], strict=True))
+    assert flags == {
+        "--source": "s3://team/telemetry/",
+        "--seed": "0",
+        "--time-column": "ts",
+        "--feature-columns": "a,b",
+        "--label-column": "is_anomaly",
+        "--end": "2026-02-01T00:00:00Z",
+        "--lookback": "30D",
+    }
+    # Unset (None from the trigger form, "" from KFP) optional columns are left to the trainer's defaults.
+    bare = workflow.ingest_args("s3://b/r", source="/data/x.csv", rows=1, seed=0, feature_columns=None)
+    assert "--feature-columns" not in bare and "--label-column" not in bare and "--lookback" not in bare
 
 
 def test_search_space_from_params_and_bad_bounds() -> None:
@@ -62,9 +85,18 @@ def test_trainer_cli_accepts_the_generated_arguments() -> None:
     prefix = "s3://b/r"
     for args in (
         workflow.ingest_args(prefix, source="synthetic", rows=100, seed=0, window_end="2026-01-01T00:00:00Z"),
+        workflow.ingest_args(
+            prefix,
+            source="s3://t/d",
+            rows=0,
+            seed=0,
+            window_end="2026-01-01",
+            label_column="y",
+            lookback="7D",
+        ),
         workflow.preprocess_args(prefix, workers=1),
         workflow.train_args(prefix, epochs=1, seed=0, best_params={"lr": 0.001, "latent_dim": 4}),
-        workflow.evaluate_args(prefix),
+        workflow.evaluate_args(prefix, contamination=0.02, seed=3),
     ):
         parsed = parser.parse_args(args)
         assert parsed.step == args[0]
@@ -100,8 +132,10 @@ def test_smoke_payload_matches_the_trainers_channels() -> None:
     assert len(payload["instances"]) == 3
     assert len(payload["instances"][0]) == len(CHANNELS)
     assert workflow.smoke_payload("nab")["instances"][0] == [0.0]
-    with pytest.raises(ValueError, match="source must be one of"):
-        workflow.smoke_payload("csv")
+    # A team's dataset: the width is the model's channel count (evaluate reports it).
+    assert workflow.smoke_payload("s3://t/d", rows=2, channels=4)["instances"] == [[0.0] * 4] * 2
+    with pytest.raises(ValueError, match="needs the model's channel count"):
+        workflow.smoke_payload("s3://t/d")
 
 
 def test_check_params_cross_field() -> None:
@@ -110,3 +144,27 @@ def test_check_params_cross_field() -> None:
         workflow.check_params({**workflow.DEFAULTS, "parallel_trials": 9, "max_trials": 2})
     with pytest.raises(ValueError, match="lr_min < lr_max"):
         workflow.check_params({**workflow.DEFAULTS, "lr_min": 0.5})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"source": "csv"}, "neither synthetic, nab nor a dataset URI"),
+        ({"source": "synthetic", "label_column": "y"}, "label_column apply to your own dataset"),
+        ({"source": "s3://t/d", "lookback": "a month"}, "lookback 'a month' is not a duration"),
+        ({"no_labels_policy": "sometimes"}, "no_labels_policy 'sometimes' is unknown"),
+    ],
+)
+def test_check_params_dataset_fields(change: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        workflow.check_params({**workflow.DEFAULTS, **change})
+
+
+def test_dataset_params_pass_the_form_schema() -> None:
+    good = {"source": "s3://team/telemetry/", "lookback": "30D", "feature_columns": "a, b,c"}
+    for name, value in good.items():
+        jsonschema.validate(value, workflow.PARAM_SCHEMAS[name])
+    workflow.check_params({**workflow.DEFAULTS, **good, "label_column": "y"})
+    for name, value in {"source": "ftp://x/y", "lookback": "30 parsecs", "feature_columns": "a,,b"}.items():
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(value, workflow.PARAM_SCHEMAS[name])
