@@ -88,10 +88,11 @@ MACROS = {
 with DAG(
     dag_id=DAG_ID,
     description="Retrain the telemetry anomaly detector (Katib, PyTorchJob, KServe) on a daily window",
-    # Daily at 03:00, each run covering the day before it; unpausing the DAG does not start a run of its
-    # own for the last missed 03:00 (run_immediately=False): runs start at 03:00 or when triggered.
+    # Daily at 03:00, each run covering the day before it. Unpausing the DAG starts no run of its own for
+    # the last 03:00: run_immediately=timedelta(0), a zero grace period. (False is not enough: Airflow
+    # treats it like None and still runs the last 03:00 when unpaused within 2.4 hours of it.)
     schedule=CronTriggerTimetable(
-        "0 3 * * *", timezone="UTC", interval=timedelta(days=1), run_immediately=False
+        "0 3 * * *", timezone="UTC", interval=timedelta(days=1), run_immediately=timedelta(0)
     ),
     catchup=False,
     max_active_runs=1,

@@ -54,26 +54,28 @@ def test_operators_and_trigger_rules(mod: Any) -> None:
     assert dag.get_task("gate").deploy_task_ids == "deploy"
 
 
-def test_schedule_and_data_interval(mod: Any) -> None:
+def test_schedule_and_data_interval(mod: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     dag = mod.dag
     assert isinstance(dag.timetable, CronTriggerTimetable)
     assert dag.catchup is False and dag.start_date is None
     assert dag.max_active_runs == 1
-    # What the scheduler computes from it (the core timetable behind the SDK definition): a run at 03:00
-    # covers the day before it (its end is the training window's end); unpausing the DAG starts nothing
-    # before the next 03:00; a manual run covers the day before it was triggered.
+    # What the scheduler computes from it (the core timetable the DAG serializes to): a run at 03:00 covers
+    # the day before it (its end is the training window's end); unpausing the DAG starts nothing before
+    # the next 03:00, at any time of day (just after 03:00 included); a manual run covers the day before it.
+    import airflow.timetables.trigger as core_trigger
+    from airflow.serialization.decoders import decode_timetable
+    from airflow.serialization.encoders import encode_timetable
     from airflow.timetables.base import TimeRestriction
-    from airflow.timetables.trigger import CronTriggerTimetable as CoreTimetable
 
-    core = CoreTimetable("0 3 * * *", timezone="UTC", interval=timedelta(days=1), run_immediately=False)
-    first = core.next_dagrun_info(
-        last_automated_data_interval=None,
-        restriction=TimeRestriction(earliest=dag.start_date, latest=None, catchup=dag.catchup),
-    )
-    assert first is not None and first.run_after > pendulum.now("UTC")
-    assert first.run_after.hour == 3 and first.data_interval.end - first.data_interval.start == timedelta(
-        days=1
-    )
+    core = decode_timetable(encode_timetable(dag.timetable))
+    restriction = TimeRestriction(earliest=dag.start_date, latest=None, catchup=dag.catchup)
+    for now in ("2026-03-05T03:00:01", "2026-03-05T04:30:00", "2026-03-05T12:00:00", "2026-03-05T02:59:00"):
+        unpaused_at = pendulum.parse(now, tz="UTC")
+        monkeypatch.setattr(core_trigger, "utcnow", lambda at=unpaused_at: at)
+        first = core.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
+        assert first is not None and first.run_after > unpaused_at, now
+        assert first.run_after.hour == 3 and first.run_after - unpaused_at <= timedelta(days=1), now
+        assert first.data_interval.end - first.data_interval.start == timedelta(days=1)
     triggered_at = pendulum.datetime(2026, 3, 5, 12, tz="UTC")
     manual = core.infer_manual_data_interval(run_after=triggered_at)
     assert (manual.start, manual.end) == (pendulum.datetime(2026, 3, 4, 12, tz="UTC"), triggered_at)
@@ -81,7 +83,8 @@ def test_schedule_and_data_interval(mod: Any) -> None:
 
 def test_params_defaults_validate(mod: Any) -> None:
     resolved = mod.dag.params.validate()
-    assert resolved == workflow.FORM_DEFAULTS == {**workflow.DEFAULTS, "window_end": None}
+    empty_is_null = ("window_end", "feature_columns", "label_column", "lookback")
+    assert resolved == workflow.FORM_DEFAULTS == {**workflow.DEFAULTS, **dict.fromkeys(empty_is_null)}
 
 
 def test_every_param_has_a_title_a_description_and_a_section(mod: Any) -> None:
@@ -168,9 +171,14 @@ def test_templates_render_to_native_values(mod: Any) -> None:
     train = dag.get_task("train")
     best = {"lr": 0.002, "latent_dim": 7}
 
+    evaluated: dict[str, Any] = {
+        "f_score": 0.61,
+        "metrics": {"baseline_composite_f1": 0.42, "evaluable": True, "channels": 10},
+    }
+
     class _TI:
         def xcom_pull(self, task_ids: str) -> dict[str, Any]:
-            return {"tune": {"best_parameters": best}, "evaluate": {"f_score": 0.61}}[task_ids]
+            return {"tune": {"best_parameters": best}, "evaluate": evaluated}[task_ids]
 
     context["ti"] = _TI()
     args = env.from_string(train.args).render(**context)
@@ -185,6 +193,17 @@ def test_templates_render_to_native_values(mod: Any) -> None:
     payload = env.from_string(deploy.smoke_payload).render(**context)
     assert len(payload["instances"][0]) == workflow.CHANNELS_PER_SOURCE["synthetic"]
     assert env.from_string(deploy.metrics["composite_f1"]).render(**context) == 0.61
+    gate = dag.get_task("gate")
+    assert env.from_string(gate.baseline_value).render(**context) == 0.42
+    assert env.from_string(gate.evaluable).render(**context) is True
+    assert env.from_string(gate.no_labels_policy).render(**context) == "if_nothing_serves"
+    # A team's dataset: the smoke request is as wide as the model's channels; no labels, no score.
+    evaluated.update(f_score=None, metrics={"evaluable": False, "channels": 3})
+    context["params"] = {**context["params"], "source": "s3://team/telemetry/"}
+    assert env.from_string(deploy.smoke_payload).render(**context)["instances"][0] == [0.0, 0.0, 0.0]
+    assert env.from_string(deploy.metrics["composite_f1"]).render(**context) is None
+    assert env.from_string(gate.baseline_value).render(**context) is None
+    assert env.from_string(gate.evaluable).render(**context) is False
 
 
 def test_window_end_without_interval(mod: Any) -> None:
