@@ -44,7 +44,6 @@ def pipeline_parameters(params: dict[str, Any], data_interval_end: Any = None) -
 def run_outcome(result: dict[str, Any]) -> dict[str, Any]:
     """What the pipeline run produced, from the operator's return value (small, typed)."""
     import json
-    import math
 
     outputs = result.get("output_parameters") or {}
     tune = outputs.get("tune") or {}
@@ -55,8 +54,8 @@ def run_outcome(result: dict[str, Any]) -> dict[str, Any]:
         "run_id": result.get("run_id"),
         "state": result.get("state"),
         "best_params": json.loads(best) if isinstance(best, str) else best,
-        # NaN (no score: the run could not be evaluated against labels) is None here.
-        "f_score": None if f_score is None or not math.isfinite(float(f_score)) else float(f_score),
+        # "" (no score: the run could not be evaluated against labels) is None here.
+        "f_score": float(f_score) if f_score not in (None, "") else None,
         "gate": (outputs.get("gate") or {}).get("Output"),
         "deployed": bool(deploy.get("deployed", False)),
         "url": deploy.get("url") or None,

@@ -157,8 +157,8 @@ def evaluate(
 ) -> NamedTuple(
     "EvaluateOutputs",
     [
-        ("f_score", float),
-        ("baseline_f_score", float),
+        ("f_score", str),
+        ("baseline_f_score", str),
         ("evaluable", bool),
         ("channels", int),
         ("model", str),
@@ -185,9 +185,10 @@ def evaluate(
         ["f_score", "baseline_f_score", "evaluable", "channels", "model", "report_uri", "compute_seconds"],
     )
     f_score, baseline = values.get(workflow.F_SCORE_METRIC), values.get("baseline_composite_f1")
+    # Scores are text, "" for none: KFP parameters cannot carry NaN (protobuf's number_value refuses it).
     return EvaluateOutputs(
-        float("nan") if f_score is None else float(f_score),  # no score: the gate keeps the serving model
-        float("nan") if baseline is None else float(baseline),
+        "" if f_score is None else repr(float(f_score)),
+        "" if baseline is None else repr(float(baseline)),
         bool(values.get("evaluable", True)),
         int(values["channels"]),
         summary["outputs"]["model"],
@@ -198,9 +199,9 @@ def evaluate(
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
 def gate(
-    f_score: float,
+    f_score: str,
     f_score_threshold: float,
-    baseline_f_score: float,
+    baseline_f_score: str,
     baseline_margin: float,
     evaluable: bool,
     no_labels_policy: str,
@@ -231,7 +232,7 @@ def gate(
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
 def deploy(
     prefix: str,
-    f_score: float,
+    f_score: str,
     canary_percent: int,
     service_name: str,
     namespace: str,

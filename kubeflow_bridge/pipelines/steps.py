@@ -223,19 +223,20 @@ def train(
 
 
 def gate(
-    f_score: float | None,
+    f_score: float | str | None,
     threshold: float,
     *,
     service_name: str,
     namespace: str,
-    baseline: float | None = None,
+    baseline: float | str | None = None,
     baseline_margin: float = 0.0,
     evaluable: bool = True,
     no_labels_policy: str = "if_nothing_serves",
 ) -> GateDecision:
     """The workflow's gate against the best baseline and the live model's recorded score.
 
-    See :mod:`kubeflow_bridge.workflow.gate` for the rules.
+    Scores come as the evaluate component's text outputs ("" for none) or numbers. See
+    :mod:`kubeflow_bridge.workflow.gate` for the rules.
     """
     from kubeflow_bridge.clients.kube import INFERENCESERVICE
     from kubeflow_bridge.workflow import gate as workflow_gate
@@ -244,10 +245,10 @@ def gate(
         live = client.get(INFERENCESERVICE, service_name, namespace=namespace)
     try:
         decision = workflow_gate.decide(
-            f_score,
+            workflow_gate.as_score("f_score", f_score),
             workflow_gate.as_threshold(threshold),
             workflow_gate.serving_score(live, workflow.F_SCORE_METRIC),
-            baseline=baseline,
+            baseline=workflow_gate.as_score("baseline_f_score", baseline),
             baseline_margin=float(baseline_margin),
             evaluable=bool(evaluable),
             no_labels_policy=no_labels_policy,
@@ -263,7 +264,7 @@ def gate(
 def deploy(
     prefix: str,
     *,
-    f_score: float,
+    f_score: float | str | None,
     canary_percent: int,
     service_name: str,
     namespace: str,
@@ -285,11 +286,7 @@ def deploy(
         namespace=namespace,
         canary_percent=int(canary_percent),
         # A model deployed without a score (the no-labels policy) clears the previous model's record.
-        record={
-            workflow_gate.metric_annotation(workflow.F_SCORE_METRIC): str(f_score)
-            if math.isfinite(f_score)
-            else ""
-        },
+        record={workflow_gate.metric_annotation(workflow.F_SCORE_METRIC): _record(f_score)},
         smoke_payload=workflow.smoke_payload(source, channels=channels),
     )
     manifest = with_identity(
@@ -302,6 +299,14 @@ def deploy(
             raise StepFailed(str(exc)) from exc
     log.info("deploy: %s smoke %s, promoted %s", service_name, result["smoke_status"], result["promoted"])
     return {"deployed": True, **result}
+
+
+def _record(score: float | str | None) -> str:
+    """A score as the annotation records it: "" for none (no score, NaN)."""
+    from kubeflow_bridge.workflow.gate import as_score
+
+    value = as_score("f_score", score)
+    return "" if value is None or not math.isfinite(value) else str(score)
 
 
 def as_json(value: dict[str, Any]) -> str:

@@ -164,7 +164,7 @@ def test_retraining_dag_runs_every_step_on_the_runtime(
 
 
 @pytest.mark.e2e
-def test_kfp_pipeline_inside_airflow(airflow_env: dict[str, str], team_csv: str) -> None:
+def test_kfp_pipeline_inside_airflow(local_runtime: Any, airflow_env: dict[str, str], team_csv: str) -> None:
     # Params in (the trigger conf), the KFP run's outputs out to the downstream `report` task. The data:
     # the team's CSV without its labels, so nothing can be evaluated and the no-labels policy decides
     # (if_nothing_serves: this service does not exist yet, so the model deploys).
@@ -202,6 +202,9 @@ def test_kfp_pipeline_inside_airflow(airflow_env: dict[str, str], team_csv: str)
     assert set(report["best_params"]) == {"lr", "latent_dim"}
     assert report["f_score"] is None  # not evaluable: no labels
     assert report["gate"] == "deploy" and report["deployed"] is True
+    # The service records no score for a model deployed without one (the next run has nothing to beat).
+    isvc = local_runtime.kubectl_json("get", "inferenceservice", "e2e-kfp-in-airflow", "-n", "kubeflow-user")
+    assert isvc["metadata"]["annotations"][f"kubeflow-bridge.io/metric.{workflow.F_SCORE_METRIC}"] == ""
     assert report["url"].startswith("http://127.0.0.1:")
 
 

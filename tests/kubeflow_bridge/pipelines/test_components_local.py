@@ -55,9 +55,9 @@ def test_ingest_preprocess_evaluate_components_with_kfp_local(tmp_path: Path) ->
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     evaluated = evaluate(prefix=prefix, model=f"{prefix}/model/model.pt", contamination=0.01, seed=0)
-    f_score = evaluated.outputs["f_score"]
+    f_score = float(evaluated.outputs["f_score"])  # text: "" when there is no score
     assert 0.0 <= f_score <= 1.0 and evaluated.outputs["evaluable"] is True
-    assert 0.0 <= evaluated.outputs["baseline_f_score"] <= 1.0 and evaluated.outputs["channels"] == 10
+    assert 0.0 <= float(evaluated.outputs["baseline_f_score"]) <= 1.0 and evaluated.outputs["channels"] == 10
     metrics = evaluated.outputs["metrics"]
     assert metrics.metadata["composite_f1"] == pytest.approx(f_score)
     assert "precision" in metrics.metadata

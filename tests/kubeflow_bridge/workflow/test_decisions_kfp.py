@@ -6,7 +6,6 @@ the operators; both assert the table's decisions, so both orchestrators decide t
 
 from __future__ import annotations
 
-import math
 import sys
 import uuid
 from collections.abc import Iterator
@@ -54,11 +53,12 @@ def test_gate_table_through_the_pipelines_gate(runtime: RuntimeHandle, namespace
         name = f"gate-{index}"
         if case["serving"] is not None:
             create_serving_record(runtime.api, namespace, name, case["serving"])
-        # The evaluate component hands the gate NaN when it has no score.
-        score = math.nan if case["score"] in (None, "nan") else float(case["score"])
-        # The evaluate component's outputs: NaN for a missing baseline score too.
+        # The evaluate component hands the gate its scores as text, "" when it has none (KFP parameters
+        # cannot carry NaN).
+        score = "" if case["score"] in (None, "nan") else repr(float(case["score"]))
+        baseline = case.get("baseline")
         inputs = {
-            "baseline": float(case.get("baseline", "nan")),
+            "baseline": "" if baseline in (None, "nan") else repr(float(baseline)),
             "baseline_margin": case.get("margin", 0.0),
             "evaluable": case.get("evaluable", True),
             "no_labels_policy": case.get("policy", "if_nothing_serves"),
