@@ -25,7 +25,7 @@ from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 from kubeflow_bridge import workflow
 from kubeflow_bridge.operators.gate import ModelGateBranchOperator
 from kubeflow_bridge.operators.katib import KatibExperimentOperator
-from kubeflow_bridge.operators.kserve import KServeDeployOperator
+from kubeflow_bridge.operators.kserve import KServeDeployOperator, serving_model_uri
 from kubeflow_bridge.operators.pod import TrainerPodOperator
 from kubeflow_bridge.operators.training import PyTorchJobOperator
 
@@ -75,8 +75,12 @@ MACROS = {
     "train_args": lambda params, run_id, best: workflow.train_args(
         _prefix(params, run_id), epochs=params["epochs"], seed=params["seed"], best_params=best
     ),
+    # Reads the live InferenceService when the task renders: evaluate re-scores the model it serves.
     "evaluate_args": lambda params, run_id: workflow.evaluate_args(
-        _prefix(params, run_id), contamination=params["contamination"], seed=params["seed"]
+        _prefix(params, run_id),
+        contamination=params["contamination"],
+        seed=params["seed"],
+        champion_model=serving_model_uri(params["service_name"], params["namespace"]),
     ),
     "evaluated_model_uri": lambda params, run_id: workflow.evaluated_model_uri(_prefix(params, run_id)),
     "smoke_payload": lambda params, evaluated: workflow.smoke_payload(
@@ -145,6 +149,7 @@ with DAG(
         threshold="{{ params.f_score_threshold }}",
         baseline_value="{{ ti.xcom_pull(task_ids='evaluate')['metrics'].get('baseline_composite_f1') }}",
         baseline_margin="{{ params.baseline_margin }}",
+        serving_value="{{ ti.xcom_pull(task_ids='evaluate')['metrics'].get('champion_composite_f1') }}",
         evaluable="{{ ti.xcom_pull(task_ids='evaluate')['metrics'].get('evaluable', True) }}",
         no_labels_policy="{{ params.no_labels_policy }}",
         metric_name=workflow.F_SCORE_METRIC,

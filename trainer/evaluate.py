@@ -7,6 +7,10 @@ share of the training and validation rows; without labels, the ``1 - --contamina
 labels are read only to measure. The detectors: the model, a rolling z-score and an IsolationForest
 (:mod:`trainer.baselines`), on the same split and features.
 
+With ``--champion-model`` (the model that serves now) evaluate re-scores it the same way on the same
+splits: ``champion_composite_f1`` is then the number the candidate must beat, measured on the same window
+(``champion`` says why it is missing: unreadable, or trained on other features).
+
 The gate's number is the model's ``composite_f1`` at its validation-chosen threshold. It is None when the
 test split cannot be evaluated (no labels, or no labelled event in it): ``evaluable`` is false and
 ``not_evaluable`` says why. ``oracle_composite_f1``, the best F any threshold reaches on the test labels,
@@ -152,6 +156,43 @@ def score_detectors(
     }
 
 
+def champion_scores(uri: str, artifact: dict[str, Any], splits: dict[str, Any]) -> tuple[Any, str]:
+    """(validation and test scores of the serving model, or None; what happened) for ``--champion-model``.
+
+    The serving model is re-scored on this run's splits through its own scaler, so both models are
+    measured on the same window. A model that cannot be read or was trained on other features is
+    reported, not fatal: the gate then falls back to the score recorded on the InferenceService.
+    """
+    import torch
+
+    from trainer.model import anomaly_scores, load_artifact, scale
+
+    try:
+        champion, stored = load_artifact(uri, arg="--champion-model")
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        return None, f"not re-scored: {exc}"
+    if stored["scaler"]["features"] != artifact["scaler"]["features"]:
+        return None, "not re-scored: the serving model was trained on other features"
+    out = []
+    for split in ("val", "test"):
+        # Back to raw values, then through the champion's own scaler.
+        raw = splits[split][0] * _std(artifact) + _mean(artifact)
+        out.append(anomaly_scores(champion, torch.from_numpy(scale(raw, stored["scaler"]))))
+    return (out[0], out[1]), f"re-scored {uri} on this run's splits"
+
+
+def _std(artifact: dict[str, Any]) -> Any:
+    import numpy as np
+
+    return np.asarray(artifact["scaler"]["std"], dtype=np.float32)
+
+
+def _mean(artifact: dict[str, Any]) -> Any:
+    import numpy as np
+
+    return np.asarray(artifact["scaler"]["mean"], dtype=np.float32)
+
+
 def not_evaluable_reason(labelled: bool, test_labels: np.ndarray) -> str | None:
     """Why the test split cannot be scored against labels (None when it can)."""
     if not labelled:
@@ -225,6 +266,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("the validation or test split is empty; widen the data window")
     reason = not_evaluable_reason(labelled, y_test)
     scores = score_detectors(model, artifact, splits, args.seed)
+    champion_note = None
+    if args.champion_model:
+        rescored, champion_note = champion_scores(args.champion_model, artifact, splits)
+        if rescored is not None:
+            scores["champion"] = rescored
+        log.info("evaluate: serving model %s", champion_note)
     seen = [splits["train"][1], splits["val"][1]]
     rate = float(sum(y.sum() for y in seen) / sum(y.size for y in seen)) if labelled else None
     detectors = evaluate_detectors(
@@ -237,7 +284,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         n_thresholds=args.thresholds,
     )
     mine = detectors["model"]
-    baseline_fc = {n: d.get("composite_f1") for n, d in detectors.items() if n != "model"}
+    baseline_fc = {n: d.get("composite_f1") for n, d in detectors.items() if n not in ("model", "champion")}
     best_baseline = max(baseline_fc, key=lambda n: baseline_fc[n] or 0.0) if reason is None else None
     oracle = None
     if reason is None:
@@ -263,6 +310,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for name in baseline_fc
             for field in COMPARED
         },
+        "champion_composite_f1": (detectors.get("champion") or {}).get("composite_f1"),
+        "champion": champion_note,
         "flagged_rows": mine["flagged_rows"],
         "test_rows": int(x_test.shape[0]),
         "test_events": len(events(y_test)) if labelled else None,
@@ -334,3 +383,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="share of rows flagged when validation has no labelled event (default 0.01)",
     )
     p.add_argument("--seed", type=int, default=0, help="seeds the IsolationForest baseline (default 0)")
+    p.add_argument(
+        "--champion-model",
+        default=None,
+        help="the model serving now: re-scored on the same splits for the gate (optional)",
+    )

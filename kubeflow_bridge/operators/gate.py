@@ -2,8 +2,9 @@
 
 The rules are the workflow's gate (:mod:`kubeflow_bridge.workflow.gate`), the same the KFP pipeline
 applies: not evaluable against labels -> the no-labels policy decides; no valid score -> skip; below the
-threshold -> skip; not better than the best baseline by the margin -> skip; not better than the score
-recorded on the live InferenceService -> skip; else deploy.
+threshold -> skip; not better than the best baseline by the margin -> skip; not better than the serving
+model (re-scored on the same test split, or its score recorded on the live InferenceService) -> skip;
+else deploy.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class ModelGateBranchOperator(BaseBranchOperator):
         skip_task_ids: Task id(s) to follow otherwise (empty: skip everything downstream).
         baseline_value: The best baseline's metric on the same split (templated; empty: no baseline rule).
         baseline_margin: How much the model must beat the baseline by (templated, >= 0).
+        serving_value: The serving model's metric re-scored on the new model's test split (templated;
+            empty: compare with the metric recorded on the live InferenceService).
         evaluable: False when the evaluation had no labels (templated; ``"False"`` counts as false).
         no_labels_policy: ``never``, ``if_nothing_serves`` or ``always``: what to do when not evaluable.
         higher_is_better: False for losses.
@@ -43,6 +46,7 @@ class ModelGateBranchOperator(BaseBranchOperator):
         "threshold",
         "baseline_value",
         "baseline_margin",
+        "serving_value",
         "evaluable",
         "no_labels_policy",
         "service_name",
@@ -60,6 +64,7 @@ class ModelGateBranchOperator(BaseBranchOperator):
         service_name: str | None = None,
         baseline_value: Any = None,
         baseline_margin: float | str = 0.0,
+        serving_value: Any = None,
         evaluable: bool | str = True,
         no_labels_policy: str = "if_nothing_serves",
         higher_is_better: bool = True,
@@ -80,6 +85,7 @@ class ModelGateBranchOperator(BaseBranchOperator):
         self.service_name = service_name
         self.baseline_value = baseline_value
         self.baseline_margin = baseline_margin
+        self.serving_value = serving_value
         self.evaluable = evaluable
         self.no_labels_policy = no_labels_policy
         self.higher_is_better = higher_is_better
@@ -90,37 +96,37 @@ class ModelGateBranchOperator(BaseBranchOperator):
         """The sync object client (the seam tests replace)."""
         return KubeflowHook(self.kubeflow_conn_id, namespace=self.namespace).get_object_client()
 
-    def serving_model(self) -> tuple[bool, float | None]:
-        """(whether a model serves, its recorded metric or None) from the live InferenceService."""
+    def live_service(self) -> dict[str, Any] | None:
+        """The live InferenceService (None: no service name, or nothing serves)."""
         from kubeflow_bridge.resources.names import dns1035_problem
-        from kubeflow_bridge.workflow.gate import serving_score
 
         if not self.service_name:
-            return False, None
+            return None
         if problem := dns1035_problem(str(self.service_name), 63):
             raise ValueError(f"service_name: {problem}")
         namespace = KubeflowHook(self.kubeflow_conn_id, namespace=self.namespace).namespace
-        live = self.object_client().get(
+        live: dict[str, Any] | None = self.object_client().get(
             resolve_kind("InferenceService"), self.service_name, namespace=namespace
         )
-        return live is not None, serving_score(live, self.metric_name)
+        return live
 
     def choose_branch(self, context: Context) -> str | Iterable[str]:
-        from kubeflow_bridge.workflow.gate import as_flag, as_score, as_threshold, decide
+        from kubeflow_bridge.workflow.gate import as_flag, as_score, as_threshold, decide, serving_to_beat
 
         metric = as_score("metric_value", self.metric_value)
         threshold = as_threshold(self.threshold)
         margin = as_score("baseline_margin", self.baseline_margin) or 0.0
-        serves, serving = self.serving_model()
+        live = self.live_service()
+        rescored = as_score("serving_value", self.serving_value)
         decision = decide(
             metric,
             threshold,
-            serving,
+            serving_to_beat(live, self.metric_name, rescored),
             baseline=as_score("baseline_value", self.baseline_value),
             baseline_margin=margin,
             evaluable=as_flag("evaluable", self.evaluable),
             no_labels_policy=str(self.no_labels_policy),
-            serving_exists=serves,
+            serving_exists=live is not None,
             higher_is_better=self.higher_is_better,
             metric=self.metric_name,
         )

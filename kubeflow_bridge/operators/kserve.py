@@ -13,6 +13,7 @@ import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kubeflow_bridge.hooks.kubeflow import KubeflowHook, resolve_kind
 from kubeflow_bridge.links.base import start_links
 from kubeflow_bridge.links.kserve import InferenceServiceLink
 from kubeflow_bridge.operators._base import KubeflowObjectOperator, KubeflowOperatorError, as_int
@@ -279,3 +280,18 @@ class KServeDeployOperator(KubeflowObjectOperator):
             self.log.info(
                 "task killed: rolled %s/%s back to the previous revision", plan.namespace, plan.name
             )
+
+
+def serving_model_uri(
+    name: str, namespace: str | None = None, kubeflow_conn_id: str = KubeflowHook.default_conn_name
+) -> str:
+    """The model the live InferenceService ``name`` serves ("" when nothing serves).
+
+    For a template macro: the DAG passes it to evaluate, which re-scores that model on the new one's
+    splits so that the gate compares both on the same window.
+    """
+    from kubeflow_bridge.workflow.gate import serving_model_uri as uri_of
+
+    hook = KubeflowHook(kubeflow_conn_id, namespace=namespace)
+    live = hook.get_object_client().get(resolve_kind("InferenceService"), name, namespace=hook.namespace)
+    return uri_of(live) or ""

@@ -152,6 +152,8 @@ def evaluate(
     model: str,
     contamination: float,
     seed: int,
+    service_name: str,
+    namespace: str,
     metrics: dsl.Output[dsl.Metrics],
     report: dsl.Output[dsl.HTML],
 ) -> NamedTuple(
@@ -159,6 +161,7 @@ def evaluate(
     [
         ("f_score", str),
         ("baseline_f_score", str),
+        ("serving_f_score", str),
         ("evaluable", bool),
         ("channels", int),
         ("model", str),
@@ -166,14 +169,17 @@ def evaluate(
         ("compute_seconds", float),
     ],
 ):
-    """The model and the baselines at validation-chosen thresholds on the test split; Metrics and HTML."""
+    """The model, the baselines and the serving model at validation-chosen thresholds on the test split."""
     from collections import namedtuple
 
     from kubeflow_bridge import workflow
     from kubeflow_bridge.pipelines import steps
     from trainer import io
 
-    summary = steps.run_trainer(workflow.evaluate_args(prefix, contamination=contamination, seed=seed))
+    champion = steps.serving_model_uri(service_name, namespace)  # re-scored on this run's splits
+    summary = steps.run_trainer(
+        workflow.evaluate_args(prefix, contamination=contamination, seed=seed, champion_model=champion)
+    )
     values = summary.get("metrics", {})
     for name, value in values.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -182,13 +188,23 @@ def evaluate(
         handle.write(io.read_text(summary["outputs"]["report"]))
     EvaluateOutputs = namedtuple(
         "EvaluateOutputs",
-        ["f_score", "baseline_f_score", "evaluable", "channels", "model", "report_uri", "compute_seconds"],
+        [
+            "f_score",
+            "baseline_f_score",
+            "serving_f_score",
+            "evaluable",
+            "channels",
+            "model",
+            "report_uri",
+            "compute_seconds",
+        ],
     )
-    f_score, baseline = values.get(workflow.F_SCORE_METRIC), values.get("baseline_composite_f1")
     # Scores are text, "" for none: KFP parameters cannot carry NaN (protobuf's number_value refuses it).
+    scores = [
+        values.get(k) for k in (workflow.F_SCORE_METRIC, "baseline_composite_f1", "champion_composite_f1")
+    ]
     return EvaluateOutputs(
-        "" if f_score is None else repr(float(f_score)),
-        "" if baseline is None else repr(float(baseline)),
+        *("" if score is None else repr(float(score)) for score in scores),
         bool(values.get("evaluable", True)),
         int(values["channels"]),
         summary["outputs"]["model"],
@@ -203,6 +219,7 @@ def gate(
     f_score_threshold: float,
     baseline_f_score: str,
     baseline_margin: float,
+    serving_f_score: str,
     evaluable: bool,
     no_labels_policy: str,
     service_name: str,
@@ -222,6 +239,7 @@ def gate(
         namespace=namespace,
         baseline=baseline_f_score,
         baseline_margin=baseline_margin,
+        serving_rescored=serving_f_score,
         evaluable=evaluable,
         no_labels_policy=no_labels_policy,
     )
@@ -333,13 +351,19 @@ def anomaly_pipeline(
         gpus_per_replica=gpus_per_replica,
     )
     evaluate_task = evaluate(
-        prefix=prefix, model=train_task.outputs["model"], contamination=contamination, seed=seed
+        prefix=prefix,
+        model=train_task.outputs["model"],
+        contamination=contamination,
+        seed=seed,
+        service_name=service_name,
+        namespace=namespace,
     )
     gate_task = gate(
         f_score=evaluate_task.outputs["f_score"],
         f_score_threshold=f_score_threshold,
         baseline_f_score=evaluate_task.outputs["baseline_f_score"],
         baseline_margin=baseline_margin,
+        serving_f_score=evaluate_task.outputs["serving_f_score"],
         evaluable=evaluate_task.outputs["evaluable"],
         no_labels_policy=no_labels_policy,
         service_name=service_name,

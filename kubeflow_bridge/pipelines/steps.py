@@ -222,6 +222,21 @@ def train(
     return {"model": workflow.uri(prefix, "model"), "compute_seconds": compute, "job": name}
 
 
+def serving_model_uri(service_name: str, namespace: str) -> str:
+    """The model the live InferenceService serves ("" when nothing serves, or no service is named).
+
+    evaluate re-scores it on the new model's splits.
+    """
+    from kubeflow_bridge.clients.kube import INFERENCESERVICE
+    from kubeflow_bridge.workflow import gate as workflow_gate
+
+    if not service_name:
+        return ""
+    with object_client() as client:
+        live = client.get(INFERENCESERVICE, service_name, namespace=namespace)
+    return workflow_gate.serving_model_uri(live) or ""
+
+
 def gate(
     f_score: float | str | None,
     threshold: float,
@@ -230,6 +245,7 @@ def gate(
     namespace: str,
     baseline: float | str | None = None,
     baseline_margin: float = 0.0,
+    serving_rescored: float | str | None = None,
     evaluable: bool = True,
     no_labels_policy: str = "if_nothing_serves",
 ) -> GateDecision:
@@ -247,7 +263,9 @@ def gate(
         decision = workflow_gate.decide(
             workflow_gate.as_score("f_score", f_score),
             workflow_gate.as_threshold(threshold),
-            workflow_gate.serving_score(live, workflow.F_SCORE_METRIC),
+            workflow_gate.serving_to_beat(
+                live, workflow.F_SCORE_METRIC, workflow_gate.as_score("serving_f_score", serving_rescored)
+            ),
             baseline=workflow_gate.as_score("baseline_f_score", baseline),
             baseline_margin=float(baseline_margin),
             evaluable=bool(evaluable),

@@ -1,9 +1,10 @@
 """The deploy gate: one rule set that the Airflow DAG and the KFP pipeline both call.
 
 A candidate model is deployed only when it has a valid score, the score clears the threshold, it beats
-the best simple baseline scored on the same split (by a margin), and it beats the score recorded on the
-model that serves now. The serving model's score is an annotation on its InferenceService
-(``kubeflow-bridge.io/metric.<metric>``), written by the deploy step.
+the best simple baseline scored on the same split (by a margin), and it beats the model that serves now.
+The serving model's score is its re-score on the candidate's own test split when evaluate could load it
+(:func:`serving_model_uri` finds it; see :func:`serving_to_beat`), else the score recorded on its
+InferenceService (``kubeflow-bridge.io/metric.<metric>``, written by the deploy step).
 
 Rules, in order (the first that applies decides, and ``decided_by`` names it):
 
@@ -146,6 +147,42 @@ def serving_score(isvc: dict[str, Any] | None, metric: str) -> float | None:
             "not a number: the gate cannot tell whether the candidate beats it. Fix or remove the annotation."
         )
     return value
+
+
+def serving_model_uri(isvc: dict[str, Any] | None) -> str | None:
+    """The model the live InferenceService's predictor serves (None: nothing serves, or not found).
+
+    A ``model.storageUri``, or the ``--model`` argument of a custom container (the trainer's ``serve``).
+    """
+    if isvc is None:
+        return None
+    predictor = (isvc.get("spec") or {}).get("predictor") or {}
+    storage = (predictor.get("model") or {}).get("storageUri")
+    if storage:
+        return str(storage)
+    for container in predictor.get("containers") or []:
+        argv = [*(container.get("command") or []), *(container.get("args") or [])]
+        for i, arg in enumerate(argv):
+            if arg == "--model" and i + 1 < len(argv):
+                return str(argv[i + 1])
+            if str(arg).startswith("--model="):
+                return str(arg).split("=", 1)[1]
+    return None
+
+
+def serving_to_beat(isvc: dict[str, Any] | None, metric: str, rescored: float | None) -> float | None:
+    """The serving model's score the candidate must beat.
+
+    Its re-score on the candidate's test split (``rescored``) when evaluate could load it: both are then
+    measured on the same window. Otherwise the score recorded on the InferenceService, measured on an
+    older window (None when nothing serves or nothing is recorded).
+
+    Raises:
+        ValueError: The recorded annotation is not a number (see :func:`serving_score`).
+    """
+    if isvc is not None and rescored is not None and math.isfinite(rescored):
+        return rescored
+    return serving_score(isvc, metric)
 
 
 def decide(

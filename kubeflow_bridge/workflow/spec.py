@@ -350,10 +350,14 @@ def train_args(prefix: str, *, epochs: int, seed: int, best_params: dict[str, An
 
 
 def evaluate_args(
-    prefix: str, *, contamination: float = DEFAULTS["contamination"], seed: int = 0
+    prefix: str, *, contamination: float = DEFAULTS["contamination"], seed: int = 0, champion_model: str = ""
 ) -> list[str]:
-    """Arguments of ``python -m trainer evaluate`` (metrics, KFP metrics, report.html and the model)."""
-    return [
+    """Arguments of ``python -m trainer evaluate`` (metrics, KFP metrics, report.html and the model).
+
+    ``champion_model``: the model serving now (see ``gate.serving_model_uri``), re-scored on the same
+    splits so that the gate compares the two on one window; empty when nothing serves.
+    """
+    args = [
         "evaluate",
         "--contamination",
         str(float(contamination)),
@@ -368,6 +372,7 @@ def evaluate_args(
         "--summary-out",
         summary_uri(prefix, "evaluate"),
     ]
+    return [*args, "--champion-model", champion_model] if champion_model else args
 
 
 def evaluated_model_uri(prefix: str) -> str:

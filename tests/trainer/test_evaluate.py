@@ -269,3 +269,28 @@ def test_rolling_zscore_by_hand() -> None:
     scaled = (raw - np.array(scaler["mean"], np.float32)) / np.array(scaler["std"], np.float32)
     # |x - mean| / std per row; a flat window (std 0) is floored at a thousandth of the channel's spread.
     assert baselines.zscore_scores(scaled, scaler) == pytest.approx([0.0, 2.0, 0.0])
+
+
+def test_the_serving_model_is_rescored_on_the_same_splits(pipeline: Any, tmp_path: Path) -> None:
+    # The serving model is the evaluated one itself: re-scored on the same window, it scores the same.
+    same = evaluate.run(_args(pipeline, tmp_path / "same", "--champion-model", str(pipeline.model)))[
+        "metrics"
+    ]
+    assert same["champion_composite_f1"] == same["composite_f1"]
+    assert same["champion"].startswith("re-scored ") and same["best_baseline"] in ("zscore", "iforest")
+    report = json.loads((tmp_path / "same" / "metrics.json").read_text())
+    assert report["detectors"]["champion"]["threshold"] == report["detectors"]["model"]["threshold"]
+    # A serving model trained on other features, or one that cannot be read, is reported, not fatal.
+    other = torch.load(pipeline.model, weights_only=True)
+    other["scaler"] = {**other["scaler"], "features": [f"x{i}" for i in range(30)]}
+    torch.save(other, tmp_path / "other.pt")
+    for champion, note in (
+        (tmp_path / "other.pt", "trained on other features"),
+        (tmp_path / "no.pt", "no such"),
+    ):
+        result = evaluate.run(_args(pipeline, tmp_path / champion.stem, "--champion-model", str(champion)))
+        assert "champion_composite_f1" not in result["metrics"], champion
+        assert (
+            result["metrics"]["champion"].startswith("not re-scored")
+            and note in result["metrics"]["champion"]
+        )

@@ -57,6 +57,7 @@ def test_gate_table_through_the_gate_operator(runtime: Any, namespace: str) -> N
             threshold=str(case["threshold"]),
             baseline_value=None if baseline in (None, "nan") else str(baseline),
             baseline_margin=str(case.get("margin", 0.0)),
+            serving_value=None if "rescored" not in case else str(case["rescored"]),
             evaluable=str(case.get("evaluable", True)),
             no_labels_policy=case.get("policy", "if_nothing_serves"),
             metric_name=workflow.F_SCORE_METRIC,

@@ -54,10 +54,19 @@ def test_ingest_preprocess_evaluate_components_with_kfp_local(tmp_path: Path) ->
          "--model-out", f"{prefix}/model/model.pt", "--epochs", "1"],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
-    evaluated = evaluate(prefix=prefix, model=f"{prefix}/model/model.pt", contamination=0.01, seed=0)
+    # No service named: nothing serves to re-score (and no cluster is needed).
+    evaluated = evaluate(
+        prefix=prefix,
+        model=f"{prefix}/model/model.pt",
+        contamination=0.01,
+        seed=0,
+        service_name="",
+        namespace="",
+    )
     f_score = float(evaluated.outputs["f_score"])  # text: "" when there is no score
     assert 0.0 <= f_score <= 1.0 and evaluated.outputs["evaluable"] is True
     assert 0.0 <= float(evaluated.outputs["baseline_f_score"]) <= 1.0 and evaluated.outputs["channels"] == 10
+    assert evaluated.outputs["serving_f_score"] == ""
     metrics = evaluated.outputs["metrics"]
     assert metrics.metadata["composite_f1"] == pytest.approx(f_score)
     assert "precision" in metrics.metadata

@@ -60,6 +60,7 @@ def test_gate_table_through_the_pipelines_gate(runtime: RuntimeHandle, namespace
         inputs = {
             "baseline": "" if baseline in (None, "nan") else repr(float(baseline)),
             "baseline_margin": case.get("margin", 0.0),
+            "serving_rescored": "" if "rescored" not in case else repr(float(case["rescored"])),
             "evaluable": case.get("evaluable", True),
             "no_labels_policy": case.get("policy", "if_nothing_serves"),
         }
@@ -75,6 +76,7 @@ def test_gate_table_through_the_pipelines_gate(runtime: RuntimeHandle, namespace
             f_score_threshold=case["threshold"],
             baseline_f_score=inputs["baseline"],
             baseline_margin=inputs["baseline_margin"],
+            serving_f_score=inputs["serving_rescored"],
             evaluable=inputs["evaluable"],
             no_labels_policy=inputs["no_labels_policy"],
             service_name=name,

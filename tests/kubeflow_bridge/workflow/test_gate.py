@@ -27,13 +27,13 @@ def test_gate_table(case: dict[str, Any]) -> None:
     live = live_service(case["serving"])
     if "error" in case:
         with pytest.raises(ValueError, match=case["error"]):
-            gate.serving_score(live, "composite_f1")
+            gate.serving_to_beat(live, "composite_f1", None)
         return
     score = gate.as_score("score", case["score"])
     decision = gate.decide(
         score,
         case["threshold"],
-        gate.serving_score(live, "composite_f1"),
+        gate.serving_to_beat(live, "composite_f1", case.get("rescored")),
         baseline=gate.as_score("baseline", case.get("baseline")),
         baseline_margin=case.get("margin", 0.0),
         evaluable=case.get("evaluable", True),
@@ -83,3 +83,23 @@ def test_reasons_name_the_baseline_and_the_policy() -> None:
     assert decision.as_dict()["baseline_score"] == 0.82
     kept = gate.decide(None, 0.5, 0.9, evaluable=False)
     assert kept.reason.endswith("no_labels_policy=if_nothing_serves and a model serves: keeps what serves")
+
+
+def test_serving_model_uri_of_a_custom_or_a_runtime_predictor() -> None:
+    trainer = {"spec": {"predictor": {"containers": [{"command": ["python", "-m", "trainer", "serve", "--model",
+                                                                   "s3://b/r1/evaluation/model.pt", "--port", "8080"]}]}}}  # fmt: skip
+    assert gate.serving_model_uri(trainer) == "s3://b/r1/evaluation/model.pt"
+    as_arg = {"spec": {"predictor": {"containers": [{"args": ["--model=s3://b/m.pt"]}]}}}
+    assert gate.serving_model_uri(as_arg) == "s3://b/m.pt"
+    runtime = {"spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://m"}}}}
+    assert gate.serving_model_uri(runtime) == "gs://m"
+    assert gate.serving_model_uri(None) is None
+    assert gate.serving_model_uri({"spec": {"predictor": {"containers": [{"image": "x"}]}}}) is None
+
+
+def test_the_rescore_replaces_the_record_only_when_a_model_serves() -> None:
+    live = live_service("0.9")
+    assert gate.serving_to_beat(live, "composite_f1", 0.7) == 0.7
+    assert gate.serving_to_beat(live, "composite_f1", None) == 0.9  # not re-scored: the record
+    assert gate.serving_to_beat(live, "composite_f1", math.nan) == 0.9
+    assert gate.serving_to_beat(None, "composite_f1", 0.7) is None
