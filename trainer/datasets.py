@@ -223,6 +223,7 @@ def read_batches(dataset: pads.Dataset, features: list[str], spec: DatasetSpec) 
             the message names the first offending timestamp.
     """
     import numpy as np
+    import pandas as pd
 
     columns = [spec.time_column, *features, *([spec.label_column] if spec.label_column else [])]
     previous = None
@@ -232,9 +233,9 @@ def read_batches(dataset: pads.Dataset, features: list[str], spec: DatasetSpec) 
         if batch.num_rows == 0:
             continue
         frame = batch.to_pandas()
-        ts = frame[spec.time_column]
-        if ts.isna().any():
+        if frame[spec.time_column].isna().any():
             raise DatasetError(f"--source {spec.uri!r}: a row has no {spec.time_column!r} value")
+        ts = pd.to_datetime(frame[spec.time_column])  # date columns arrive as datetime.date objects
         ts = ts.dt.tz_convert("UTC").dt.tz_localize(None) if ts.dt.tz is not None else ts
         stamps = ts.to_numpy().astype("datetime64[ns]")
         steps = np.diff(stamps if previous is None else np.r_[previous, stamps])

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -397,6 +397,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             xva, _yva, _ = load_split(prep, "val", scaler)
         if xtr.shape[0] < 2 or xva.shape[0] < 1:
             raise ValueError("the train/val splits are too small to train on; ingest more rows")
+        if hp.latent_dim > (cap := max(1, xtr.shape[1] // 2)):
+            # A latent as wide as the input lets the VAE learn the identity: anomalies then reconstruct as
+            # well as normal rows (on NAB's 3 features a latent of 8 scored ROC AUC 0.24, of 1: 0.99).
+            log.warning(
+                "train: --latent-dim %d capped at %d, half the %d input features",
+                hp.latent_dim,
+                cap,
+                xtr.shape[1],
+            )
+            hp = replace(hp, latent_dim=cap)
         device = torch.device(ctx.device)
         x_train = torch.from_numpy(xtr).to(device)
         x_val = torch.from_numpy(xva).to(device)

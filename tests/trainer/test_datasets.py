@@ -67,6 +67,25 @@ def test_csv_with_labels_columns_and_window(tmp_path: Path) -> None:
     assert meta["channels"] == ["temp", "load"] and meta["labelled"] and meta["freq"] == "300s"
 
 
+def test_daily_dates_without_times(tmp_path: Path) -> None:
+    days = frame(rows=400, freq="1D")
+    days["ts"] = days["ts"].dt.strftime("%Y-%m-%d")  # a date column: pyarrow reads it as date32
+    days.to_csv(tmp_path / "daily.csv", index=False)
+    run(
+        tmp_path / "out",
+        tmp_path / "daily.csv",
+        "--time-column",
+        "ts",
+        "--end",
+        "2026-06-01",
+        "--lookback",
+        "150D",
+    )
+    out = read(tmp_path / "out")
+    assert len(out) == 150 and out["timestamp"].iloc[0] == pd.Timestamp("2026-01-02")
+    assert json.loads((tmp_path / "out" / "metadata.json").read_text())["freq"] == "86400s"
+
+
 def test_partitioned_parquet_folder_unlabelled_and_lookback_from_the_last_row(tmp_path: Path) -> None:
     write_partitioned(frame(), tmp_path / "ds")
     run(

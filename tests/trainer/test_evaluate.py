@@ -294,3 +294,23 @@ def test_the_serving_model_is_rescored_on_the_same_splits(pipeline: Any, tmp_pat
             result["metrics"]["champion"].startswith("not re-scored")
             and note in result["metrics"]["champion"]
         )
+
+
+def test_detection_benchmark_runs_quick(tmp_path: Path) -> None:
+    # bench/detection_quality.py (the README's table) as a user runs it, in its quick form; no timing.
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[2] / "bench" / "detection_quality.py"
+    run = subprocess.run(
+        [sys.executable, str(bench), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    doc = json.loads((tmp_path / "detection_quality.json").read_text())
+    nab = doc["series"]["nab_machine_temperature"]
+    assert set(nab) >= {"model", "zscore", "iforest", "runs"} and len(nab["runs"]) == 1
+    assert nab["runs"][0]["threshold_source"] in ("val_best_fc", "val_labelled_rate")
+    assert doc["table"][0].startswith("| series |") and "nab_machine_temperature" in doc["table"][2]

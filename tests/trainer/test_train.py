@@ -178,3 +178,20 @@ def test_a_batch_smaller_than_the_world_is_refused() -> None:
     train.Hyperparameters(batch_size=256).validate(world_size=3)  # uneven splits are fine
     with pytest.raises(ValueError, match="--batch-size 2 must be at least the world size 3"):
         train.Hyperparameters(batch_size=2).validate(world_size=3)
+
+
+def test_the_latent_is_narrower_than_the_input(
+    tmp_path: Path, tools: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One channel gives 3 features; a latent of 8 would let the VAE learn the identity (anomalies then
+    # reconstruct as well as normal rows), so it is capped at half the features: 1.
+    raw, prep, model = tmp_path / "raw", tmp_path / "prep", tmp_path / "model.pt"
+    tools.in_process("ingest", "--source", "nab", "--out", str(raw), "--end", "2013-12-20")
+    tools.in_process("preprocess", "--data", str(raw), "--out", str(prep), "--scheduler", "threads")
+    tools.in_process(
+        "train", "--data", str(prep), "--model-out", str(model), "--epochs", "1", "--latent-dim", "8"
+    )
+    artifact = torch.load(model, weights_only=True)
+    assert artifact["config"]["input_dim"] == 3
+    assert artifact["config"]["latent_dim"] == 1 == artifact["hyperparameters"]["latent_dim"]
+    assert "--latent-dim 8 capped at 1, half the 3 input features" in caplog.text
