@@ -73,7 +73,11 @@ MACROS = {
         _prefix(params, run_id), epochs=params["tune_epochs"], seed=params["seed"]
     ),
     "train_args": lambda params, run_id, best: workflow.train_args(
-        _prefix(params, run_id), epochs=params["epochs"], seed=params["seed"], best_params=best
+        _prefix(params, run_id),
+        epochs=params["epochs"],
+        seed=params["seed"],
+        best_params=best,
+        score_mix=params["score_mix"],
     ),
     # Reads the live InferenceService when the task renders: evaluate re-scores the model it serves.
     "evaluate_args": lambda params, run_id: workflow.evaluate_args(

@@ -148,8 +148,8 @@ def score_detectors(
     scaler = artifact["scaler"]
     return {
         "model": (
-            anomaly_scores(model, torch.from_numpy(x_val)),
-            anomaly_scores(model, torch.from_numpy(x_test)),
+            anomaly_scores(model, torch.from_numpy(x_val), artifact.get("score")),
+            anomaly_scores(model, torch.from_numpy(x_test), artifact.get("score")),
         ),
         "zscore": (baselines.zscore_scores(x_val, scaler), baselines.zscore_scores(x_test, scaler)),
         "iforest": (forest.score(x_val), forest.score(x_test)),
@@ -177,7 +177,9 @@ def champion_scores(uri: str, artifact: dict[str, Any], splits: dict[str, Any]) 
     for split in ("val", "test"):
         # Back to raw values, then through the champion's own scaler.
         raw = splits[split][0] * _std(artifact) + _mean(artifact)
-        out.append(anomaly_scores(champion, torch.from_numpy(scale(raw, stored["scaler"]))))
+        out.append(
+            anomaly_scores(champion, torch.from_numpy(scale(raw, stored["scaler"])), stored.get("score"))
+        )
     return (out[0], out[1]), f"re-scored {uri} on this run's splits"
 
 

@@ -6,11 +6,15 @@ Artifact format (one file, ``torch.save`` of a dict, loadable with ``weights_onl
      "config": {"input_dim", "hidden_dims", "latent_dim", "beta"},
      "state_dict": {...},                      # tensors of VAE
      "scaler": {"features", "channels", "mean", "std", "window", "freq"},
-     "threshold": float | None, "threshold_source": "val_p99" | "evaluate_best_fc" | None,
+     "score": {"mix", "mse_scale", "kl_scale"},  # how rows are scored (absent: reconstruction MSE)
+     "threshold": float | None, "threshold_source": "val_p99" | "val_best_fc" | ... | None,
      "train": {...final training metrics...}, "evaluation": {...} (after evaluate)}
 
-The anomaly score of a row is its mean squared reconstruction error (through the latent mean) on the
-scaled features; a row is flagged when its score is at or above ``threshold``.
+The anomaly score of a row mixes, as the ISS telemetry design does (its likelihood-MSE mixing factor),
+the row's mean squared reconstruction error (through the latent mean) on the scaled features with the KL
+divergence of its latent posterior from the prior (how unlikely its encoding is), each divided by its
+median on the validation split at training time: ``(1 - mix) * mse / mse_scale + mix * kl / kl_scale``.
+``mix`` 0 is the reconstruction error alone. A row is flagged when its score is at or above ``threshold``.
 """
 
 from __future__ import annotations
@@ -74,19 +78,46 @@ def vae_loss(
     return rec + beta * kl, rec, kl
 
 
-def anomaly_scores(model: torch.nn.Module, x: torch.Tensor, batch: int = 65536) -> np.ndarray:
-    """Per-row reconstruction MSE through the latent mean (deterministic)."""
+def score_terms(model: torch.nn.Module, x: torch.Tensor, batch: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row (reconstruction MSE through the latent mean, KL of the latent posterior from the prior)."""
     import numpy as np
     import torch
 
-    out = []
+    mse, kl = [], []
     model.eval()
     with torch.inference_mode():
         for i in range(0, x.shape[0], batch):
             xb = x[i : i + batch]
-            recon, _mu, _lv = model(xb)
-            out.append((recon.float() - xb).pow(2).mean(1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+            recon, mu, logvar = model(xb)
+            mse.append((recon.float() - xb).pow(2).mean(1).cpu().numpy())
+            kl.append(
+                (-0.5 * (1 + logvar.float() - mu.float().pow(2) - logvar.float().exp())).sum(1).cpu().numpy()
+            )
+    empty = np.zeros(0, dtype=np.float32)
+    return (np.concatenate(mse) if mse else empty), (np.concatenate(kl) if kl else empty)
+
+
+def score_config(model: torch.nn.Module, x_val: torch.Tensor, mix: float) -> dict[str, float]:
+    """The artifact's ``score`` entry: the mix and each term's median on the validation rows."""
+    import numpy as np
+
+    mse, kl = score_terms(model, x_val)
+    return {
+        "mix": float(mix),
+        "mse_scale": float(max(np.median(mse), 1e-12)) if mse.size else 1.0,
+        "kl_scale": float(max(np.median(kl), 1e-12)) if kl.size else 1.0,
+    }
+
+
+def anomaly_scores(
+    model: torch.nn.Module, x: torch.Tensor, score: dict[str, float] | None = None, batch: int = 65536
+) -> np.ndarray:
+    """Per-row anomaly scores as the artifact's ``score`` entry says (None: the reconstruction MSE)."""
+    mse, kl = score_terms(model, x, batch)
+    if not score or not score.get("mix"):
+        return mse
+    mix = float(score["mix"])
+    return (1.0 - mix) * mse / float(score["mse_scale"]) + mix * kl / float(score["kl_scale"])
 
 
 def scale(raw: np.ndarray, scaler: dict[str, Any]) -> np.ndarray:

@@ -89,7 +89,9 @@ class AnomalyScorer:
         from trainer.model import anomaly_scores, scale
 
         x = scale(self.features_from_rows(rows), self.scaler)
-        scores = anomaly_scores(self.model, torch.from_numpy(x)).astype(np.float32)
+        scores = anomaly_scores(self.model, torch.from_numpy(x), self.artifact.get("score")).astype(
+            np.float32
+        )
         flags = scores >= self.threshold if self.threshold is not None else np.zeros(scores.shape, bool)
         return scores, flags
 

@@ -47,6 +47,8 @@ class Hyperparameters:
         epochs: maximum epochs, 1..10000.
         patience: epochs without val_loss improvement before stopping, 0 disables, 0..10000.
         seed: RNG seed.
+        score_mix: weight of the latent KL against the reconstruction MSE in the anomaly score, 0..1
+            (see :mod:`trainer.model`); it shapes scoring, not training.
     """
 
     latent_dim: int = 8
@@ -57,6 +59,7 @@ class Hyperparameters:
     epochs: int = 20
     patience: int = 4
     seed: int = 0
+    score_mix: float = 0.0
 
     def validate(self, world_size: int = 1) -> None:
         problems = []
@@ -64,6 +67,8 @@ class Hyperparameters:
             problems.append(f"--latent-dim must be in [1, 512]; got {self.latent_dim}")
         if not 1 <= len(self.hidden_dims) <= 8 or any(not 1 <= h <= 8192 for h in self.hidden_dims):
             problems.append(f"--hidden-dims must be 1-8 widths in [1, 8192]; got {list(self.hidden_dims)}")
+        if not 0 <= self.score_mix <= 1:
+            problems.append(f"--score-mix must be in [0, 1]; got {self.score_mix}")
         if not 0 <= self.beta <= 100:
             problems.append(f"--beta must be in [0, 100]; got {self.beta}")
         if not 0 < self.lr <= 1:
@@ -370,6 +375,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         epochs=args.epochs,
         patience=args.patience,
         seed=args.seed,
+        score_mix=args.score_mix,
     )
     hp.validate(int(os.environ.get("WORLD_SIZE", "1")))
     io.parse_uri(args.data, arg="--data")
@@ -384,7 +390,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from trainer.model import ARTIFACT_FORMAT, ARTIFACT_VERSION, anomaly_scores, save_artifact
+    from trainer.model import ARTIFACT_FORMAT, ARTIFACT_VERSION, anomaly_scores, save_artifact, score_config
 
     ctx = init_distributed(args.device)
     try:
@@ -420,7 +426,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model, metrics = fit(hp, x_train, x_val, ctx, checkpoint_dir=args.checkpoint_dir)
         result: dict[str, Any] = {"rank": ctx.rank}
         if ctx.rank == 0:
-            val_scores = anomaly_scores(model, x_val)
+            score = score_config(model, x_val, hp.score_mix)
+            val_scores = anomaly_scores(model, x_val, score)
             threshold = float(np.quantile(val_scores, 0.99))
             history = metrics.pop("history")
             model_cpu = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -435,6 +442,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 },
                 "state_dict": model_cpu,
                 "scaler": scaler,
+                "score": score,
                 "threshold": threshold,
                 "threshold_source": "val_p99",
                 "hyperparameters": {**asdict(hp), "hidden_dims": list(hp.hidden_dims)},
@@ -474,6 +482,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-out", default=None, help="final metrics JSON URI")
     p.add_argument("--checkpoint-dir", default=None, help="URI for per-epoch checkpoints (resumes from it)")
     p.add_argument("--latent-dim", type=int, default=d.latent_dim)
+    p.add_argument(
+        "--score-mix",
+        type=float,
+        default=d.score_mix,
+        help="weight of the latent KL (likelihood) against the reconstruction MSE in the score, 0..1 (default 0)",
+    )
     p.add_argument("--hidden-dims", default=",".join(map(str, d.hidden_dims)), help="e.g. 64,32")
     p.add_argument("--beta", type=float, default=d.beta)
     p.add_argument("--lr", type=float, default=d.lr)

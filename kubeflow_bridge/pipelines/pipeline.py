@@ -125,6 +125,7 @@ def train(
     run_id: str,
     namespace: str,
     epochs: int,
+    score_mix: float,
     seed: int,
     worker_replicas: int,
     gpus_per_replica: int,
@@ -137,6 +138,7 @@ def train(
 
     params = {
         "epochs": epochs,
+        "score_mix": score_mix,
         "seed": seed,
         "worker_replicas": worker_replicas,
         "gpus_per_replica": gpus_per_replica,
@@ -299,6 +301,7 @@ def anomaly_pipeline(
     latent_dim_max: int = DEFAULTS["latent_dim_max"],
     tune_epochs: int = DEFAULTS["tune_epochs"],
     epochs: int = DEFAULTS["epochs"],
+    score_mix: float = DEFAULTS["score_mix"],
     worker_replicas: int = DEFAULTS["worker_replicas"],
     gpus_per_replica: int = DEFAULTS["gpus_per_replica"],
     f_score_threshold: float = DEFAULTS["f_score_threshold"],
@@ -346,6 +349,7 @@ def anomaly_pipeline(
         run_id=run_id,
         namespace=namespace,
         epochs=epochs,
+        score_mix=score_mix,
         seed=seed,
         worker_replicas=worker_replicas,
         gpus_per_replica=gpus_per_replica,

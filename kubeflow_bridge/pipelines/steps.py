@@ -140,7 +140,11 @@ def build_pytorchjob(
         image=image,
         command=["python", "-m", "trainer"],
         args=workflow.train_args(
-            prefix, epochs=int(params["epochs"]), seed=int(params["seed"]), best_params=best_params
+            prefix,
+            epochs=int(params["epochs"]),
+            seed=int(params["seed"]),
+            best_params=best_params,
+            score_mix=float(params.get("score_mix", workflow.DEFAULTS["score_mix"])),
         ),
         resources=resource_requirements(gpu=int(params["gpus_per_replica"])) or None,
         workers=int(params["worker_replicas"]),

@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "latent_dim_max": 16,
     "tune_epochs": 3,
     "epochs": 6,
+    "score_mix": 0.0,
     "worker_replicas": 1,
     "gpus_per_replica": 0,
     "f_score_threshold": 0.3,
@@ -136,6 +137,11 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "epochs": {
         "type": "integer", "minimum": 1, "maximum": 1000, "title": "Epochs", "section": "Training",
         "description": "epochs of the final training with the best parameters (1 to 1,000)",
+    },
+    "score_mix": {
+        "type": "number", "minimum": 0, "maximum": 1, "title": "Likelihood mix", "section": "Training",
+        "description": "weight of the latent likelihood (KL) against the reconstruction error in the anomaly "
+        "score (0: reconstruction error only, 1: likelihood only)",
     },
     "worker_replicas": {
         "type": "integer", "minimum": 0, "maximum": 64, "title": "Workers", "section": "Training",
@@ -329,7 +335,14 @@ def hyperparameter_flags(best_params: dict[str, Any]) -> list[str]:
     return flags
 
 
-def train_args(prefix: str, *, epochs: int, seed: int, best_params: dict[str, Any]) -> list[str]:
+def train_args(
+    prefix: str,
+    *,
+    epochs: int,
+    seed: int,
+    best_params: dict[str, Any],
+    score_mix: float = DEFAULTS["score_mix"],
+) -> list[str]:
     """Arguments of ``python -m trainer train`` for the final PyTorchJob (every replica runs them)."""
     return [
         "train",
@@ -343,6 +356,8 @@ def train_args(prefix: str, *, epochs: int, seed: int, best_params: dict[str, An
         str(int(epochs)),
         "--seed",
         str(int(seed)),
+        "--score-mix",
+        str(float(score_mix)),
         *hyperparameter_flags(best_params),
         "--summary-out",
         summary_uri(prefix, "train"),

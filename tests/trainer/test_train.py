@@ -195,3 +195,40 @@ def test_the_latent_is_narrower_than_the_input(
     assert artifact["config"]["input_dim"] == 3
     assert artifact["config"]["latent_dim"] == 1 == artifact["hyperparameters"]["latent_dim"]
     assert "--latent-dim 8 capped at 1, half the 3 input features" in caplog.text
+
+
+def test_the_likelihood_mse_mix_is_stored_and_applied(pipeline: Any, tmp_path: Path, tools: Any) -> None:
+    import numpy as np
+
+    from trainer.model import anomaly_scores, load_artifact, score_terms
+    from trainer.train import load_split
+
+    model_uri = tmp_path / "mixed.pt"
+    tools.in_process(
+        "train",
+        "--data",
+        str(pipeline.prep),
+        "--model-out",
+        str(model_uri),
+        *tools.SMALL_TRAIN,
+        "--score-mix",
+        "0.25",
+    )
+    model, artifact = load_artifact(str(model_uri))
+    x_val = torch.from_numpy(load_split(str(pipeline.prep), "val", artifact["scaler"])[0])
+    mse, kl = score_terms(model, x_val)
+    # The scales are the terms' validation medians; the score is their weighted sum.
+    assert artifact["score"] == {
+        "mix": 0.25,
+        "mse_scale": float(np.median(mse)),
+        "kl_scale": float(np.median(kl)),
+    }
+    expected = 0.75 * mse / np.median(mse) + 0.25 * kl / np.median(kl)
+    np.testing.assert_allclose(anomaly_scores(model, x_val, artifact["score"]), expected, rtol=1e-5)
+    assert artifact["threshold"] == pytest.approx(float(np.quantile(expected, 0.99)), rel=1e-5)
+    # Without a mix (older artifacts, or --score-mix 0) the score is the reconstruction error.
+    np.testing.assert_array_equal(anomaly_scores(model, x_val, None), mse)
+    bad = tools.run(
+        "train", "--data", str(pipeline.prep), "--model-out", str(tmp_path / "x.pt"), "--score-mix", "1.5"
+    )
+    assert bad.returncode == 2 and "--score-mix must be in [0, 1]; got 1.5" in bad.stderr
