@@ -44,7 +44,7 @@ PARAMS["report_dir"] = Param("reports", type="string", minLength=1, description=
 def shared_inputs(params: dict[str, Any], data_interval_end: Any) -> dict[str, Any]:
     """The same inputs for both orchestrators: a fixed window end and per-side service names."""
     workflow.check_params(params, extra=("report_dir",))  # an unknown name in the conf is an error
-    values = {name: params[name] for name in workflow.DEFAULTS}
+    values = workflow.pipeline_inputs(params)
     if not values["window_end"]:
         if data_interval_end is None:
             raise ValueError("set the window_end param: this run has no data interval to take it from")

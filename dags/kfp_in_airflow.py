@@ -32,10 +32,7 @@ PARAMS["experiment"] = Param("anomaly-retraining", type="string", minLength=1, d
 def pipeline_parameters(params: dict[str, Any], data_interval_end: Any = None) -> dict[str, Any]:
     """The pipeline's inputs from the DAG params (cross-checked; window end from the data interval)."""
     workflow.check_params(params, extra=("experiment",))  # an unknown name in the conf is an error
-    values = {name: params[name] for name in workflow.DEFAULTS}
-    for name, schema in workflow.PARAM_SCHEMAS.items():
-        if "null" in schema["type"]:
-            values[name] = values[name] or ""  # the trigger form sends null for an empty field; KFP takes ""
+    values = workflow.pipeline_inputs(params)
     if not values["window_end"] and data_interval_end is not None:
         values["window_end"] = data_interval_end.isoformat()
     return values

@@ -59,9 +59,9 @@ DEFAULTS: dict[str, Any] = {
 BUILTIN_SOURCES = ("synthetic", "nab")
 _DNS1123 = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _SOURCE = r"^(synthetic|nab|s3://[^\s/]+/?\S*|file:///\S+|/\S+)$"
-# pandas durations as people write them: 30D, 12h, 90min, 45s, "7 days".
-_DURATION = r"^[0-9]+(\.[0-9]+)? ?(D|d|days?|h|hours?|min|minutes?|s|seconds?)$"
-_COLUMNS = r"^[^,\s]+( *, *[^,\s]+)*$"
+# pandas durations as people write them: 30D, 12h, 90min, 45s, "7 days"; or empty (a KFP run sends "").
+_DURATION = r"^([0-9]+(\.[0-9]+)? ?(D|d|days?|h|hours?|min|minutes?|s|seconds?))?$"
+_COLUMNS = r"^([^,\s]+( *, *[^,\s]+)*)?$"
 _DNS1035 = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 #: JSON schema of each parameter, with the trigger form's title, description and section (the DAGs build
@@ -195,6 +195,14 @@ FORM_DEFAULTS: dict[str, Any] = {
     **DEFAULTS,
     **{name: None for name, v in DEFAULTS.items() if "null" in PARAM_SCHEMAS[name]["type"]},
 }
+
+
+def pipeline_inputs(params: dict[str, Any]) -> dict[str, Any]:
+    """The workflow's params as the KFP pipeline's inputs: its names only, "" for an empty field.
+
+    The trigger form sends null for an empty optional field; a KFP run takes "" (it drops null inputs).
+    """
+    return {name: "" if params[name] is None else params[name] for name in DEFAULTS}
 
 
 def unknown_params(params: dict[str, Any], extra: tuple[str, ...] = ()) -> list[str]:

@@ -164,6 +164,10 @@ def test_dataset_params_pass_the_form_schema() -> None:
     good = {"source": "s3://team/telemetry/", "lookback": "30D", "feature_columns": "a, b,c"}
     for name, value in good.items():
         jsonschema.validate(value, workflow.PARAM_SCHEMAS[name])
+    # An empty optional field is null from the trigger form and "" from a KFP run's inputs: both pass.
+    for name in ("lookback", "feature_columns", "label_column"):
+        jsonschema.validate("", workflow.PARAM_SCHEMAS[name])
+    assert workflow.pipeline_inputs(workflow.FORM_DEFAULTS)["lookback"] == ""
     workflow.check_params({**workflow.DEFAULTS, **good, "label_column": "y"})
     for name, value in {"source": "ftp://x/y", "lookback": "30 parsecs", "feature_columns": "a,,b"}.items():
         with pytest.raises(jsonschema.ValidationError):
