@@ -20,17 +20,13 @@ NAMES = ("zscore", "iforest")
 IFOREST_FIT_ROWS = 100_000
 
 
-def _unscale(x: np.ndarray, scaler: dict[str, Any]) -> np.ndarray:
-    import numpy as np
-
-    return x * np.asarray(scaler["std"], dtype=np.float32) + np.asarray(scaler["mean"], dtype=np.float32)
-
-
 def zscore_scores(x: np.ndarray, scaler: dict[str, Any]) -> np.ndarray:
     """Rolling z-score of scaled features ``x`` (rows x features in the scaler's order)."""
     import numpy as np
 
-    raw = _unscale(x, scaler)
+    from trainer.model import unscale
+
+    raw = unscale(x, scaler)
     col = {name: i for i, name in enumerate(scaler["features"])}
     channels = scaler["channels"]
     value = raw[:, [col[c] for c in channels]]

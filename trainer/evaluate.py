@@ -165,7 +165,7 @@ def champion_scores(uri: str, artifact: dict[str, Any], splits: dict[str, Any]) 
     """
     import torch
 
-    from trainer.model import anomaly_scores, load_artifact, scale
+    from trainer.model import anomaly_scores, load_artifact, scale, unscale
 
     try:
         champion, stored = load_artifact(uri, arg="--champion-model")
@@ -176,23 +176,11 @@ def champion_scores(uri: str, artifact: dict[str, Any], splits: dict[str, Any]) 
     out = []
     for split in ("val", "test"):
         # Back to raw values, then through the champion's own scaler.
-        raw = splits[split][0] * _std(artifact) + _mean(artifact)
+        raw = unscale(splits[split][0], artifact["scaler"])
         out.append(
             anomaly_scores(champion, torch.from_numpy(scale(raw, stored["scaler"])), stored.get("score"))
         )
     return (out[0], out[1]), f"re-scored {uri} on this run's splits"
-
-
-def _std(artifact: dict[str, Any]) -> Any:
-    import numpy as np
-
-    return np.asarray(artifact["scaler"]["std"], dtype=np.float32)
-
-
-def _mean(artifact: dict[str, Any]) -> Any:
-    import numpy as np
-
-    return np.asarray(artifact["scaler"]["mean"], dtype=np.float32)
 
 
 def not_evaluable_reason(labelled: bool, test_labels: np.ndarray) -> str | None:

@@ -128,6 +128,13 @@ def scale(raw: np.ndarray, scaler: dict[str, Any]) -> np.ndarray:
     return ((raw.astype(np.float32) - mean) / std).astype(np.float32)
 
 
+def unscale(x: np.ndarray, scaler: dict[str, Any]) -> np.ndarray:
+    """The raw feature values of scaled rows (the inverse of :func:`scale`)."""
+    import numpy as np
+
+    return x * np.asarray(scaler["std"], dtype=np.float32) + np.asarray(scaler["mean"], dtype=np.float32)
+
+
 def artifact_bytes(artifact: dict[str, Any]) -> bytes:
     import torch
 

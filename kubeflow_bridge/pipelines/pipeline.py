@@ -202,11 +202,14 @@ def evaluate(
         ],
     )
     # Scores are text, "" for none: KFP parameters cannot carry NaN (protobuf's number_value refuses it).
-    scores = [
-        values.get(k) for k in (workflow.F_SCORE_METRIC, "baseline_composite_f1", "champion_composite_f1")
-    ]
+    f_score, baseline, serving = (
+        "" if values.get(k) is None else repr(float(values[k]))
+        for k in (workflow.F_SCORE_METRIC, "baseline_composite_f1", "champion_composite_f1")
+    )
     return EvaluateOutputs(
-        *("" if score is None else repr(float(score)) for score in scores),
+        f_score,
+        baseline,
+        serving,
         bool(values.get("evaluable", True)),
         int(values["channels"]),
         summary["outputs"]["model"],
