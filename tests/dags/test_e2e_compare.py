@@ -188,3 +188,61 @@ def test_compare_dag_runs_both_orchestrators_and_writes_the_report(
     assert (
         final == f"{verdict}; report: {report_dir / 'comparison.html'} and {report_dir / 'comparison.json'}"
     )
+
+    # A user's kill under the real scheduler and triggerer: marking the deferred `tune` task failed through
+    # the REST API makes the triggerer call on_kill, which deletes the task's own Katib Experiment
+    # (on_kill_action="delete"); the run then fails and nothing downstream is created.
+    conf = {
+        **CONF,
+        "service_name": "e2e-user-kill",
+        "max_trials": 1,
+        "parallel_trials": 1,
+        "tune_epochs": 1000,
+    }
+    ns = workflow.DEFAULTS["namespace"]
+
+    def experiments_of(kill_run_id: str) -> list[str]:
+        items = local_runtime.kubectl_json("get", "experiments", "-n", ns)["items"]
+        return [
+            e["metadata"]["name"]
+            for e in items
+            if e["metadata"].get("annotations", {}).get("kubeflow-bridge.io/run-id") == kill_run_id
+        ]
+
+    with httpx.Client(base_url=standalone.base_url, timeout=30) as api:
+        response = api.post(
+            "/api/v2/dags/anomaly_retraining/dagRuns", json={"logical_date": None, "conf": conf}
+        )
+        assert response.status_code == 200, response.text
+        kill_run_id = response.json()["dag_run_id"]
+        deadline = time.monotonic() + 300
+        while _task_states(api, "anomaly_retraining", kill_run_id).get(
+            "tune"
+        ) != "deferred" or not experiments_of(kill_run_id):
+            assert time.monotonic() < deadline, standalone.log_tail()
+            time.sleep(2)
+        (experiment,) = experiments_of(kill_run_id)
+        time.sleep(5)  # let the trigger read the task's state at its start (deferred)
+        api.patch(
+            f"/api/v2/dags/anomaly_retraining/dagRuns/{kill_run_id}/taskInstances/tune",
+            json={"new_state": "failed"},
+        ).raise_for_status()
+        deadline = time.monotonic() + 60
+        while experiments_of(kill_run_id):
+            assert time.monotonic() < deadline, (
+                f"Experiment {experiment} survived the kill\n{standalone.log_tail()}"
+            )
+            time.sleep(2)
+        run = _wait_for_run(api, "anomaly_retraining", kill_run_id, standalone.log_tail)
+        assert run["state"] == "failed"
+        states = _task_states(api, "anomaly_retraining", kill_run_id)
+        assert (
+            states["tune"] == "failed"
+            and states["train"] == "upstream_failed"
+            and states["deploy"] == "upstream_failed"
+        )
+    kill_dir = home / "logs" / "dag_id=anomaly_retraining" / f"run_id={kill_run_id}" / "task_id=tune"
+    kill_log = "".join(f.read_text(errors="replace") for f in sorted(kill_dir.glob("*.log*")))
+    assert re.search(rf"task killed: deleting \w+ {ns}/{experiment}", kill_log), kill_log[-3000:]
+    services = local_runtime.kubectl_json("get", "inferenceservices", "-n", ns)["items"]
+    assert "e2e-user-kill" not in {s["metadata"]["name"] for s in services}

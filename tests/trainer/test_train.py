@@ -52,7 +52,7 @@ def _args(prep: Path, out: Path, **kw: Any) -> argparse.Namespace:
     base = {
         "data": str(prep), "model_out": str(out), "metrics_out": None, "checkpoint_dir": None, "latent_dim": 4,
         "hidden_dims": "32,16", "beta": 0.5, "lr": 2e-3, "batch_size": 128, "epochs": 3, "patience": 0,
-        "seed": 0, "device": "cpu", "threads": 1,
+        "seed": 0, "device": "cpu", "threads": 1, "score_mix": 0.0,
     }  # fmt: skip
     return argparse.Namespace(**{**base, **kw})
 
@@ -69,6 +69,7 @@ def _args(prep: Path, out: Path, **kw: Any) -> argparse.Namespace:
         ({"batch_size": 0}, r"--batch-size must be in \[1, 1048576\]"),
         ({"epochs": 0}, r"--epochs must be in \[1, 10000\]"),
         ({"patience": -2}, r"--patience must be in \[0, 10000\]"),
+        ({"score_mix": -0.5}, r"--score-mix must be in \[0, 1\]"),
         ({"device": "tpu"}, "--device must be auto, cpu or cuda"),
         ({"data": "gs://b/prep"}, "unsupported scheme 'gs'"),
     ],
