@@ -32,7 +32,7 @@ from kubeflow_bridge.operators.training import PyTorchJobOperator
 DAG_ID = "anomaly_retraining"
 #: The trigger form's fields: the workflow's defaults with their JSON schemas.
 PARAMS = {
-    name: Param(default, **workflow.PARAM_SCHEMAS[name]) for name, default in workflow.FORM_DEFAULTS.items()
+    name: Param(default, **workflow.form_schema(name)) for name, default in workflow.FORM_DEFAULTS.items()
 }
 
 

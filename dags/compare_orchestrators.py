@@ -36,7 +36,7 @@ RETRAINING_DAG_ID = "anomaly_retraining"
 PIPELINE_PACKAGE = os.path.join(os.path.dirname(pipelines_package.__file__), "anomaly_pipeline.yaml")
 
 PARAMS = {
-    name: Param(default, **workflow.PARAM_SCHEMAS[name]) for name, default in workflow.FORM_DEFAULTS.items()
+    name: Param(default, **workflow.form_schema(name)) for name, default in workflow.FORM_DEFAULTS.items()
 }
 PARAMS["report_dir"] = Param("reports", type="string", minLength=1, description="where the report goes")
 

@@ -24,7 +24,7 @@ DAG_ID = "kfp_in_airflow"
 PIPELINE_PACKAGE = os.path.join(os.path.dirname(pipelines_package.__file__), "anomaly_pipeline.yaml")
 
 PARAMS = {
-    name: Param(default, **workflow.PARAM_SCHEMAS[name]) for name, default in workflow.FORM_DEFAULTS.items()
+    name: Param(default, **workflow.form_schema(name)) for name, default in workflow.FORM_DEFAULTS.items()
 }
 PARAMS["experiment"] = Param("anomaly-retraining", type="string", minLength=1, description="KFP experiment")
 

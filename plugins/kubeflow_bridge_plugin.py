@@ -1,4 +1,5 @@
-"""Airflow plugin: kubeflow-bridge's operator extra links, and its how-to page in the Airflow UI.
+"""Airflow plugin: kubeflow-bridge's operator extra links, its how-to page in the Airflow UI, and the
+API server's check of a DAG run's conf at submit (:mod:`kubeflow_bridge.conf_check`).
 
 The provider's ``extra-links`` already register the links where the package is installed as a provider;
 this plugin makes them resolvable by the API server from the plugins folder too. The how-to
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from airflow.plugins_manager import AirflowPlugin
 
+from kubeflow_bridge.conf_check import DagRunConfCheck
 from kubeflow_bridge.docs_app import URL_PREFIX, docs_app
 from kubeflow_bridge.links.katib import KatibExperimentLink
 from kubeflow_bridge.links.kfp import KubeflowPipelineRunLink
@@ -38,3 +40,5 @@ class KubeflowBridgePlugin(AirflowPlugin):
         InferenceServiceLink(),
     ]
     fastapi_apps = [{"app": docs_app(DOCS_FILE), "url_prefix": URL_PREFIX, "name": "kubeflow-bridge docs"}]
+    # Refuses a run of a kubeflow-bridge DAG whose conf has an unknown param or a value its schema refuses.
+    fastapi_root_middlewares = [{"middleware": DagRunConfCheck, "name": "kubeflow-bridge conf check"}]

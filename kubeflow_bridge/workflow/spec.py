@@ -190,6 +190,19 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+def form_schema(name: str) -> dict[str, Any]:
+    """Param ``name``'s JSON schema as the DAGs give it to Airflow's ``Param``: the same rules, with a
+    number's bounds under ``allOf``.
+
+    Airflow's trigger form hands ``minimum``/``maximum`` to its number field, which clamps a value outside
+    them on blur without a word (5 rows became 1000). Under ``allOf`` the bounds still refuse the value at
+    submit, naming the field, but the field no longer rewrites it.
+    """
+    schema = dict(PARAM_SCHEMAS[name])
+    bounds = {k: schema.pop(k) for k in ("minimum", "maximum") if k in schema}
+    return {**schema, "allOf": [bounds]} if bounds else schema
+
+
 #: The trigger form's defaults: an empty date-time is null there (the KFP pipeline takes "" for it).
 FORM_DEFAULTS: dict[str, Any] = {
     **DEFAULTS,

@@ -95,6 +95,7 @@ def test_compare_dag_runs_both_orchestrators_and_writes_the_report(
         "AIRFLOW_HOME": str(home),
         "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),  # the links, the docs, the conf check
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         # Only triggered runs execute: no scheduled retraining run appears beside ours.
@@ -107,6 +108,16 @@ def test_compare_dag_runs_both_orchestrators_and_writes_the_report(
     with httpx.Client(base_url=standalone.base_url, timeout=30) as api:
         for dag_id in (DAG_ID, "anomaly_retraining"):
             api.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
+        # The API server refuses a conf the DAG cannot take, naming every bad field, and creates no run.
+        bad = {**CONF, "rowz": 5000, "rows": 5}
+        refused = api.post(
+            "/api/v2/dags/anomaly_retraining/dagRuns", json={"logical_date": None, "conf": bad}
+        )
+        assert refused.status_code == 400, refused.text
+        problems = refused.json()["detail"].split("; ")
+        assert problems[0].startswith("Unknown param 'rowz' (did you mean 'rows'?)")
+        assert problems[1:] == ["Invalid input for param rows: 5 is less than the minimum of 1000 (minimum)"]
+        assert api.get("/api/v2/dags/anomaly_retraining/dagRuns").json()["total_entries"] == 0
         response = api.post(
             f"/api/v2/dags/{DAG_ID}/dagRuns",
             json={"logical_date": None, "conf": {**CONF, "report_dir": str(report_dir)}},

@@ -164,7 +164,9 @@ def test_changed_params_reach_the_triggered_run(
 
 @pytest.mark.parametrize(
     ("param", "value", "schema_word"),
-    [("namespace", "Not_Valid", "pattern"), ("lr_min", "0", "exclusiveMinimum")],
+    # rows 5: the form must not clamp it to 1000 on its own (Airflow's number field clamps to a top-level
+    # minimum/maximum; workflow.form_schema keeps the bounds out of its reach), so submit refuses it.
+    [("namespace", "Not_Valid", "pattern"), ("lr_min", "0", "exclusiveMinimum"), ("rows", "5", "minimum")],
 )
 def test_param_outside_its_schema_is_refused(
     airflow_ui: AirflowUI,
@@ -179,7 +181,8 @@ def test_param_outside_its_schema_is_refused(
     result = drive_form(airflow_ui, form_driver, tmp_path, {"window_end": WINDOW_END, param: value})
 
     # Refused either in the browser (Trigger disabled, a field error shown) or by the trigger request the
-    # form sends (Airflow validates params against their JSON schema), whose refusal the form shows.
+    # form sends (the plugin's conf check, then Airflow, validate params against their JSON schema), whose
+    # refusal the form shows.
     if result["triggerable"]:
         assert result["response"]["status"] == 400, result["response"]
         detail = json.loads(result["response"]["body"])["detail"]

@@ -172,3 +172,13 @@ def test_dataset_params_pass_the_form_schema() -> None:
     for name, value in {"source": "ftp://x/y", "lookback": "30 parsecs", "feature_columns": "a,,b"}.items():
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(value, workflow.PARAM_SCHEMAS[name])
+
+
+def test_form_schemas_keep_the_rules_but_not_the_clamping_bounds() -> None:
+    rows = workflow.form_schema("rows")
+    assert "minimum" not in rows and "maximum" not in rows  # the form's number field would clamp to these
+    jsonschema.validate(1000, rows)
+    for bad in (5, 10**9):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, rows)
+    assert workflow.form_schema("namespace") == workflow.PARAM_SCHEMAS["namespace"]  # no bounds: unchanged
