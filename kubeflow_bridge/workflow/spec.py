@@ -12,6 +12,8 @@ import math
 import re
 from typing import Any
 
+from kubeflow_bridge.workflow.gate import NO_LABELS_POLICIES
+
 #: The trainer image every step runs (the local runtime maps it to ``.venv-trainer``).
 TRAINER_IMAGE = "kubeflow-bridge/trainer:latest"
 #: The metric the trainer prints each epoch in Katib's StdOut format and the tuner minimizes.
@@ -166,7 +168,7 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "description": "share of rows flagged when validation has no labelled anomaly (above 0, at most 0.5)",
     },
     "no_labels_policy": {
-        "type": "string", "enum": ["never", "if_nothing_serves", "always"], "title": "Without labels",
+        "type": "string", "enum": list(NO_LABELS_POLICIES), "title": "Without labels",
         "section": "Gate",
         "description": "when the test window has no labelled anomaly (unlabelled data): never deploy, "
         "deploy only if nothing serves yet, or always replace the serving model",
@@ -513,14 +515,9 @@ def check_params(params: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
             f"source {params.get('source')!r} is neither synthetic, nab nor a dataset URI (s3://bucket/prefix, "
             "file:///path or /path)"
         )
-    if params.get("no_labels_policy", DEFAULTS["no_labels_policy"]) not in (
-        "never",
-        "if_nothing_serves",
-        "always",
-    ):
-        raise ValueError(
-            f"no_labels_policy {params['no_labels_policy']!r} is unknown: choose never, if_nothing_serves or always"
-        )
+    policy = params.get("no_labels_policy", DEFAULTS["no_labels_policy"])
+    if policy not in NO_LABELS_POLICIES:
+        raise ValueError(f"no_labels_policy {policy!r} is unknown: choose {', '.join(NO_LABELS_POLICIES)}")
     search_space(params)
     if int(params["parallel_trials"]) > int(params["max_trials"]):
         raise ValueError(
