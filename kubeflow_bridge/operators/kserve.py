@@ -118,7 +118,7 @@ class KServeDeployOperator(KubeflowObjectOperator):
 
     def rollout(self, name: str, namespace: str) -> Rollout:
         """The workflow's rollout plan from this operator's (rendered) fields."""
-        from kubeflow_bridge.workflow.gate import metric_annotation
+        from kubeflow_bridge.workflow.gate import metric_annotation, metric_record
         from kubeflow_bridge.workflow.rollout import Rollout
 
         canary = (
@@ -132,10 +132,7 @@ class KServeDeployOperator(KubeflowObjectOperator):
             name=name,
             namespace=namespace,
             canary_percent=canary,
-            # A model deployed without a score (the no-labels policy) clears the previous model's record.
-            record={
-                metric_annotation(k): "" if v is None else str(v) for k, v in (self.metrics or {}).items()
-            },
+            record={metric_annotation(k): metric_record(v) for k, v in (self.metrics or {}).items()},
             smoke_payload=self.smoke_payload,
             model_name=self.model_name,
             smoke_path=self.smoke_path,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import subprocess
 import sys
 import time
@@ -307,8 +306,9 @@ def deploy(
         name=service_name,
         namespace=namespace,
         canary_percent=int(canary_percent),
-        # A model deployed without a score (the no-labels policy) clears the previous model's record.
-        record={workflow_gate.metric_annotation(workflow.F_SCORE_METRIC): _record(f_score)},
+        record={
+            workflow_gate.metric_annotation(workflow.F_SCORE_METRIC): workflow_gate.metric_record(f_score)
+        },
         smoke_payload=workflow.smoke_payload(source, channels=channels),
     )
     manifest = with_identity(
@@ -321,14 +321,6 @@ def deploy(
             raise StepFailed(str(exc)) from exc
     log.info("deploy: %s smoke %s, promoted %s", service_name, result["smoke_status"], result["promoted"])
     return {"deployed": True, **result}
-
-
-def _record(score: float | str | None) -> str:
-    """A score as the annotation records it: "" for none (no score, NaN)."""
-    from kubeflow_bridge.workflow.gate import as_score
-
-    value = as_score("f_score", score)
-    return "" if value is None or not math.isfinite(value) else str(score)
 
 
 def as_json(value: dict[str, Any]) -> str:

@@ -43,6 +43,20 @@ def metric_annotation(metric: str) -> str:
     return f"{METRIC_ANNOTATION_PREFIX}{metric}"
 
 
+def metric_record(value: Any) -> str:
+    """A metric as its annotation records it: "" for none (None, "", NaN, infinite), else its text.
+
+    A model deployed without a score (the no-labels policy) so clears the previous model's record.
+    """
+    if value is None:
+        return ""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return str(value) if math.isfinite(number) else ""
+
+
 @dataclass(frozen=True)
 class GateDecision:
     """Whether to deploy the candidate, and why.

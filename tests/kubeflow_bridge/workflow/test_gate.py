@@ -103,3 +103,10 @@ def test_the_rescore_replaces_the_record_only_when_a_model_serves() -> None:
     assert gate.serving_to_beat(live, "composite_f1", None) == 0.9  # not re-scored: the record
     assert gate.serving_to_beat(live, "composite_f1", math.nan) == 0.9
     assert gate.serving_to_beat(None, "composite_f1", 0.7) is None
+
+
+def test_metric_record_is_empty_for_no_score() -> None:
+    # One rule for the KServe operator and the KFP deploy step: no score clears the previous record.
+    assert [gate.metric_record(v) for v in (None, "", math.nan, "nan", math.inf)] == [""] * 5
+    assert gate.metric_record(0.83) == "0.83" and gate.metric_record("0.5") == "0.5"
+    assert gate.metric_record("v2") == "v2"  # a metric that is no number is recorded as given
