@@ -208,6 +208,7 @@ class Runtime:
             kubeconfig=self.paths.kubeconfig,
             env={**{k: v for k, v in env.items() if k.startswith("AWS_")}, MARKER: str(self.paths.root)},
             trainer_python=trainer_python(self.ctx.images),
+            images_file=self.paths.images,
         )
         self._kfp_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._kfp_runner.setup()

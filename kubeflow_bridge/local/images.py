@@ -2,16 +2,18 @@
 
 Default map (first match wins, fnmatch patterns):
 ``kubeflow-bridge/trainer:*`` and ``*/trainer:*`` and ``trainer:*`` -> ``<repo>/.venv-trainer``;
-``python:*`` (and ``*/python:*``) -> the runtime's own interpreter. A YAML/JSON file
+``python:*`` (and ``*/python:*``) -> the runtime's own interpreter; shell images (``busybox``,
+``alpine``, ``ubuntu``, ``debian``, ``bash``) -> the host shell. A YAML/JSON file
 (``<state>/images.yaml`` or ``KUBEFLOW_BRIDGE_IMAGES``) of ``[{pattern: ..., venv: path}]`` or
 ``{pattern: venv-path}`` entries is tried before the defaults; ``venv: "@self"`` means the runtime's
-interpreter.
+interpreter, ``venv: "@host"`` the host's commands as they are.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,8 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SELF = "@self"
+HOST = "@host"
+_SHELL_IMAGES = ("busybox", "alpine", "ubuntu", "debian", "bash")
 #: The trainer image: the runtime's own helpers (the Katib suggestion service, the KFP executor, the
 #: KServe ``kubeflow-bridge-vae`` format) run in the environment this image maps to.
 TRAINER_IMAGE = "kubeflow-bridge/trainer:latest"
@@ -40,6 +44,7 @@ DEFAULT_RULES: tuple[ImageRule, ...] = (
     ImageRule("trainer:*", str(REPO_ROOT / ".venv-trainer")),
     ImageRule("python:*", SELF),
     ImageRule("*/python:*", SELF),
+    *(ImageRule(p, HOST) for name in _SHELL_IMAGES for p in (f"{name}:*", f"*/{name}:*")),
 )
 
 
@@ -68,30 +73,37 @@ class ImageMap:
             rules.append(ImageRule(str(entry["pattern"]), str(entry["venv"])))
         return cls(rules)
 
-    def resolve(self, image: str) -> tuple[str, dict[str, str]]:
-        """Raises:
-        UnknownImage: no rule matches, or the mapped environment has no ``bin/python``."""
+    def rule_for(self, image: str) -> ImageRule:
+        """The first rule matching `image`; raises UnknownImage if none does."""
         name = image if ":" in image.rsplit("/", 1)[-1] or "@" in image else image + ":latest"
         for rule in self.rules:
             if fnmatch.fnmatchcase(name, rule.pattern):
-                if rule.venv == SELF:
-                    bindir = str(Path(sys.executable).parent)
-                    return sys.executable, {"PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
-                venv = Path(rule.venv)
-                python = venv / "bin" / "python"
-                if not python.exists():
-                    raise UnknownImage(
-                        f'image "{image}" maps to {venv}, which has no bin/python; build it (make setup)'
-                    )
-                return str(python), {
-                    "PATH": str(venv / "bin") + os.pathsep + os.environ.get("PATH", ""),
-                    "VIRTUAL_ENV": str(venv),
-                }
+                return rule
         patterns = ", ".join(r.pattern for r in self.rules)
         raise UnknownImage(
             f'image "{image}" is not mapped to a local environment (known patterns: {patterns}); '
             "add it to <state>/images.yaml"
         )
+
+    def resolve(self, image: str) -> tuple[str, dict[str, str]]:
+        """Raises:
+        UnknownImage: no rule matches, or the mapped environment has no ``bin/python``."""
+        rule = self.rule_for(image)
+        if rule.venv == HOST:
+            return shutil.which("python3") or sys.executable, {}
+        if rule.venv == SELF:
+            bindir = str(Path(sys.executable).parent)
+            return sys.executable, {"PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+        venv = Path(rule.venv)
+        python = venv / "bin" / "python"
+        if not python.exists():
+            raise UnknownImage(
+                f'image "{image}" maps to {venv}, which has no bin/python; build it (make setup)'
+            )
+        return str(python), {
+            "PATH": str(venv / "bin") + os.pathsep + os.environ.get("PATH", ""),
+            "VIRTUAL_ENV": str(venv),
+        }
 
 
 def trainer_python(images: ImageMap | None = None) -> str:

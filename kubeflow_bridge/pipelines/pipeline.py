@@ -377,7 +377,7 @@ def anomaly_pipeline(
         namespace=namespace,
     )
     with dsl.If(gate_task.output == "deploy", name="deploy-if-better"):
-        deploy(
+        deploy_task = deploy(
             prefix=prefix,
             f_score=evaluate_task.outputs["f_score"],
             canary_percent=canary_percent,
@@ -387,3 +387,7 @@ def anomaly_pipeline(
             source=source,
             channels=evaluate_task.outputs["channels"],
         )
+    # A retraining run reads a moving window and the live serving model, and deploys: none of its steps
+    # may be served from KFP's cache (on by default; a cached deploy would deploy nothing).
+    for task in (ingest_task, preprocess_task, tune_task, train_task, evaluate_task, gate_task, deploy_task):
+        task.set_caching_options(False)

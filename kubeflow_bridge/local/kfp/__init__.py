@@ -43,12 +43,25 @@ with the extensions ``output_parameters`` and ``output_artifacts``. Parameters a
 artifacts to that S3 prefix, reporting the s3:// URIs. The executor's log is ``<state_dir>/runs/<run_id>/attempt-<n>/
 executor.log``, each task's output ``.../tasks/<n>.log``; deleting a run removes its folder.
 
+Components run as the KFP SDK compiles them by default (``kfp.local.kfp.components``): the kfp
+self-install preamble is satisfied from the environment the image maps to, ``packages_to_install``
+go into cached overlay environments per requirement set (``<state_dir>/envs``; pip's error fails the
+task), container components run through the image map (Python images in a Python environment,
+busybox/alpine/ubuntu/debian images in the host shell; an unmapped image fails the task naming
+``images.yaml``). An optional input left empty passes nothing, as on KFP.
+
+Caching as KFP caches: a task whose cachingOptions.enableCache is set (the compiler's default;
+``kfp.Client(...).create_run_from_pipeline_func(enable_caching=False)`` clears it) is looked up by
+kfp.local's key (component, image, command, inputs, env) in ``<state_dir>/cache``, shared by all runs
+and kept across restarts; a hit is reported as KFP reports it, ``SKIPPED`` with the cached outputs,
+an empty ``pod_name`` and a ``cache_fingerprint``.
+
 States and limits against real KFP: a terminated run stays CANCELING, as on the Argo backend
 (CANCELED is never reported for a run; a task cut short shows CANCELED once its processes are gone).
-Retry re-executes the whole pipeline, reusing the successful tasks of earlier attempts through
-kfp.local's cache (caching is per run, not across runs). Only lightweight Python components run (no
-container components, none that pip-install at run time; both refused at create time); platform specs (kfp-kubernetes volumes, secrets)
-are ignored, and resource requests or node selectors have no effect.
+Retry re-executes the whole pipeline; successful tasks of earlier attempts come from the cache.
+Platform specs (kfp-kubernetes volumes, secrets) are ignored, and resource requests or node
+selectors have no effect. Numbers inside list/dict parameters and artifact metadata arrive as floats
+(kfp.local's protobuf round trip).
 """
 
 from __future__ import annotations

@@ -380,6 +380,7 @@ def create_kfp_app(
     env: dict[str, str] | None = None,
     trainer_python: str | None = None,
     max_parallel_runs: int = 4,
+    images_file: Path | None = None,
 ) -> web.Application:
     """Builds the local KFP v2beta1 API application (see the package docstring for mounting it)."""
     state_dir = Path(state_dir)
@@ -396,6 +397,7 @@ def create_kfp_app(
             env=run_env,
             python=trainer_python or sys.executable,
             max_parallel=max_parallel_runs,
+            images_file=images_file,
         )
     except ApiError as exc:
         store.close()

@@ -23,6 +23,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from kubeflow_bridge.local.images import ImageMap
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*)$")
 
@@ -104,12 +106,25 @@ class ArtifactMirror:
 
 
 def _install_hooks(
-    events: EventWriter, display_names: dict[str, str], mirror: ArtifactMirror | None = None
+    events: EventWriter,
+    display_names: dict[str, str],
+    mirror: ArtifactMirror | None = None,
+    images: ImageMap | None = None,
+    envs_root: Path | None = None,
 ) -> list[str]:
-    """Wraps kfp.local's per-task seam; returns the list that collects executed task names."""
+    """Wraps kfp.local's per-task seams; returns the list that collects executed task names.
+
+    Seams: ``task_executor.execute_single_task`` (task events), ``LocalCache.get`` (cache hits),
+    ``SubprocessTaskHandler`` (how a component starts: :mod:`.components`) and
+    ``subprocess_task_handler.run_local_subprocess`` (the task's log).
+    """
+    from kfp.local import cache as kfp_cache
+    from kfp.local import executor_output_utils, subprocess_task_handler
     from kfp.local import status as kfp_status
-    from kfp.local import subprocess_task_handler
     from kfp.local.orchestrator import task_executor
+    from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
+
+    from kubeflow_bridge.local.kfp.components import LaunchError, PackageEnvs, error_line, plan_launch
 
     local = threading.local()
     executed: list[str] = []
@@ -155,6 +170,7 @@ def _install_hooks(
             seq = counter["n"]
         executed.append(task_key)
         local.lines = []
+        local.cache_key = None
         events.task_logs.mkdir(exist_ok=True)
         local.log_path = events.task_logs / f"{seq}.log"
         events.emit("task_started", seq=seq, task=task_name, parent=parent)
@@ -172,13 +188,15 @@ def _install_hooks(
                     error = f"could not upload output artifacts to S3: {type(exc).__name__}: {exc}"
                     events.emit("task_finished", seq=seq, task=task_name, state="FAILED", error=error)
                     return {}, kfp_status.Status.FAILURE
+            cached = {"cache_fingerprint": local.cache_key} if local.cache_key else {}
             events.emit(
                 "task_finished",
                 seq=seq,
                 task=task_name,
-                state="SUCCEEDED",
+                state="SKIPPED" if cached else "SUCCEEDED",  # KFP: "skipped, for example, due to caching"
                 output_parameters=params,
                 output_artifacts=artifacts,
+                **cached,
             )
         else:
             events.emit(
@@ -190,6 +208,59 @@ def _install_hooks(
             )
         return outputs, task_status
 
+    def say(line: str) -> None:
+        print(line, flush=True)
+        log_path: Path | None = getattr(local, "log_path", None)
+        if log_path is not None:
+            with log_path.open("a", encoding="utf-8") as log:
+                log.write(line + "\n")
+        local.lines = [*getattr(local, "lines", []), line][-200:]
+
+    def run_capturing(argv: list[str]) -> tuple[int, list[str]]:
+        local.lines = []
+        code = run_local_subprocess(argv)
+        return code, list(local.lines)
+
+    package_envs = PackageEnvs(envs_root or Path("envs").resolve(), run_capturing, say)
+    image_map = images or ImageMap()
+
+    def run_component(handler: Any) -> Any:
+        try:
+            launch = plan_launch(handler.image, list(handler.full_command), image_map, package_envs)
+        except LaunchError as exc:
+            say(error_line(str(exc)))
+            return kfp_status.Status.FAILURE
+        code = run_local_subprocess(launch.argv, {**launch.env, **handler.env_vars})
+        return kfp_status.Status.SUCCESS if code == 0 else kfp_status.Status.FAILURE
+
+    original_get = kfp_cache.LocalCache.get
+
+    def cache_get(self: Any, key: str) -> Any:
+        found = original_get(self, key)
+        local.cache_key = key if found is not None else None
+        return found
+
+    original_to_python = executor_output_utils.pb2_value_to_python
+
+    def pb2_value_to_python(value: Any) -> Any:
+        # an optional input with no default compiles to an empty Value; KFP passes nothing (None)
+        return None if value.WhichOneof("kind") is None else original_to_python(value)
+
+    original_arguments = OrchestratorUtils.make_task_arguments.__func__  # type: ignore[attr-defined]
+
+    def make_task_arguments(cls: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        # an optional input left empty is not passed: the component's own default applies, as on KFP
+        return {k: v for k, v in original_arguments(cls, *args, **kwargs).items() if v is not None}
+
+    handler_cls = subprocess_task_handler.SubprocessTaskHandler
+    # kfp.local refuses container components and warns on non-python images: the image map decides here
+    handler_cls.validate_image = lambda self, image: None  # type: ignore[method-assign]
+    handler_cls.validate_not_container_component = lambda self, cmd: None  # type: ignore[method-assign]
+    handler_cls.validate_not_containerized_python_component = lambda self, cmd: None  # type: ignore[method-assign]
+    handler_cls.run = run_component  # type: ignore[method-assign]
+    kfp_cache.LocalCache.get = cache_get  # type: ignore[method-assign]
+    executor_output_utils.pb2_value_to_python = pb2_value_to_python
+    OrchestratorUtils.make_task_arguments = classmethod(make_task_arguments)  # type: ignore[method-assign,assignment]
     task_executor.execute_single_task = execute_single_task
     subprocess_task_handler.run_local_subprocess = run_local_subprocess
     return executed
@@ -213,7 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", required=True, type=Path)
     parser.add_argument("--pipeline-root", required=True)
     parser.add_argument("--events", required=True, type=Path)
-    parser.add_argument("--cache-root", default=None)
+    parser.add_argument("--cache-root", default=None, help="kfp.local's task cache, shared by every run")
+    parser.add_argument(
+        "--envs-root", default=None, type=Path, help="cached environments of packages_to_install"
+    )
+    parser.add_argument("--images", default=None, type=Path, help="the runtime's images.yaml")
     parser.add_argument(
         "--mirror-root", default=None, help="s3://bucket/prefix to upload output artifacts to"
     )
@@ -232,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         workspace.mkdir(exist_ok=True)
         mirror = ArtifactMirror(args.pipeline_root, args.mirror_root) if args.mirror_root else None
         leaves = _leaf_tasks(spec)
-        executed = _install_hooks(events, leaves, mirror)
+        executed = _install_hooks(events, leaves, mirror, ImageMap.from_file(args.images), args.envs_root)
         local.init(
             runner=local.SubprocessRunner(use_venv=False),
             pipeline_root=args.pipeline_root,

@@ -109,6 +109,9 @@ def build_run_details(
             task["output_artifacts"] = ev.get("output_artifacts", {})
             if ev.get("error"):
                 task["error"] = _status(ev["error"])
+            if ev.get("cache_fingerprint"):  # served from the cache: SKIPPED with the cached outputs
+                task["cache_fingerprint"] = ev["cache_fingerprint"]
+                task["pod_name"] = ""  # nothing ran
         elif kind == "task_skipped":
             key = f"skipped-{ev['task']}"
             order.append(key)
@@ -166,9 +169,13 @@ class RunExecutor:
         env: dict[str, str],
         python: str,
         max_parallel: int = 4,
+        images_file: Path | None = None,
     ) -> None:
         self._store = store
         self._runs_dir = state_dir / "runs"
+        self._cache_root = state_dir / "cache"  # kfp.local's task cache, shared by runs as KFP's is
+        self._envs_root = state_dir / "envs"  # packages_to_install environments, by requirement set
+        self._images_file = images_file
         self._local_root = str(state_dir / "pipeline-root")
         self._pipeline_root = pipeline_root
         self.roots(pipeline_root)  # fail at construction on a bad default
@@ -248,7 +255,10 @@ class RunExecutor:
                 "--events",
                 str(attempt_dir / "events.jsonl"),
                 "--cache-root",
-                str(attempt_dir.parent / "cache"),
+                str(self._cache_root),
+                "--envs-root",
+                str(self._envs_root),
+                *(["--images", str(self._images_file)] if self._images_file else []),
                 "--run-id",
                 run_id,
             ]

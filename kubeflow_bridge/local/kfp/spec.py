@@ -8,8 +8,6 @@ import yaml
 
 from kubeflow_bridge.local.kfp.query import bad_request
 
-_EXECUTOR_MAIN = "kfp.dsl.executor_main"
-
 
 def parse_package(data: bytes, filename: str = "pipeline.yaml") -> dict[str, Any]:
     """Reads an uploaded pipeline package (YAML or JSON; the first document is the pipeline spec)."""
@@ -41,6 +39,8 @@ def unwrap_spec(spec: Any) -> dict[str, Any]:
         raise bad_request("pipeline_spec must be an object: the compiled pipeline (kfp.compiler output)")
     return spec
 
+
+_SCHEMA_VERSIONS = ("2.0.0", "2.1.0")  # what the KFP 2.x compilers write
 
 # Field names of the PipelineSpec protos (pipeline_spec.proto), checked even where kfp is not installed
 # (the control-plane env): unknown fields are what the real API's protojson parse rejects.
@@ -113,6 +113,11 @@ def validate_spec(spec: dict[str, Any]) -> None:
             + "; ".join(problems)
             + " (compile the pipeline with kfp.compiler.Compiler)"
         )
+    if spec["schemaVersion"] not in _SCHEMA_VERSIONS:
+        raise bad_request(
+            f"malformed pipeline_spec: schemaVersion {spec['schemaVersion']!r} is not one this API runs "
+            f"({', '.join(_SCHEMA_VERSIONS)}); compile with a KFP 2.x SDK"
+        )
     problems = _structure_problems(spec)
     if problems:
         raise bad_request("malformed pipeline_spec: " + "; ".join(problems))
@@ -135,26 +140,8 @@ def validate_spec(spec: dict[str, Any]) -> None:
             if ref not in components:
                 problems.append(f"task {task_name!r} in {comp_name!r} refers to unknown component {ref!r}")
         label = comp.get("executorLabel")
-        if label is not None:
-            if label not in executors:
-                problems.append(f"component {comp_name!r} refers to unknown executor {label!r}")
-                continue
-            executor = executors[label]
-            container = executor.get("container")
-            if container is not None and not any(
-                _EXECUTOR_MAIN in str(p) for p in container.get("command", [])
-            ):
-                problems.append(
-                    f"executor {label!r} is a container component; the local runtime runs only lightweight "
-                    "Python components (@dsl.component with install_kfp_package=False)"
-                )
-            elif container is not None and any("pip install" in str(p) for p in container.get("command", [])):
-                # components run in the trainer env itself: installing into it could replace its pinned torch
-                problems.append(
-                    f"executor {label!r} installs packages at run time; the local runtime runs components in the "
-                    "trainer env and never pip-installs: compile with install_kfp_package=False and no "
-                    "packages_to_install (add what you need to trainer/requirements.in)"
-                )
+        if label is not None and label not in executors:
+            problems.append(f"component {comp_name!r} refers to unknown executor {label!r}")
     if problems:
         raise bad_request("malformed pipeline_spec: " + "; ".join(problems))
 

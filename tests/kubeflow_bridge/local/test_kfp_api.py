@@ -76,11 +76,8 @@ def _bad_bodies(spec: dict[str, Any]) -> list[tuple[str, Any, str]]:
     bad_field["root"]["dag"]["tasks"]["add"]["componentRef"] = {"name": 42, "bogus": True}
     dangling = copy.deepcopy(spec)
     dangling["root"]["dag"]["tasks"]["add"]["componentRef"]["name"] = "comp-missing"
-    installs = copy.deepcopy(spec)
-    command = installs["deploymentSpec"]["executors"]["exec-add"]["container"]["command"]
-    command[2] = "python3 -m pip install --quiet pandas && " + command[2]
-    container = copy.deepcopy(spec)
-    container["deploymentSpec"]["executors"]["exec-add"]["container"]["command"] = ["echo", "hi"]
+    future = copy.deepcopy(spec)
+    future["schemaVersion"] = "9.9.9"
 
     def run(parameters: dict[str, Any], pipeline_spec: Any = spec, **extra: Any) -> dict[str, Any]:
         return {
@@ -97,8 +94,7 @@ def _bad_bodies(spec: dict[str, Any]) -> list[tuple[str, Any, str]]:
         ("missing root", run({}, no_root), "missing 'root'"),
         ("bad field type", run({}, bad_field), "malformed pipeline_spec"),
         ("dangling component", run({}, dangling), "comp-missing"),
-        ("container component", run({}, container), "lightweight Python components"),
-        ("pip install at run time", run({}, installs), "never pip-installs"),
+        ("unknown schema version", run({}, future), "schemaVersion '9.9.9'"),
         ("spec is not an object", run({}, "[1, 2"), "not valid YAML"),
         ("no spec", {"display_name": "x"}, "exactly one of pipeline_spec"),
         ("no display name", run({}, display_name=""), "display_name is empty"),
