@@ -35,16 +35,34 @@ class UnknownImage(LookupError):
 @dataclass(frozen=True)
 class ImageRule:
     pattern: str
-    venv: str  # a folder holding bin/python, or "@self"
+    venv: str  # a folder holding bin/python, "@self" or "@host"
+    entrypoint: tuple[str, ...] = ()  # the image's ENTRYPOINT
+    cmd: tuple[str, ...] = ()  # the image's CMD (replaced by a container's args)
+
+    def argv(self, command: list[str], args: list[str], path: str) -> list[str]:
+        """What a container runs, as the kubelet combines command/args with ENTRYPOINT/CMD.
+
+        Without a command or entrypoint, args that do not start with an executable on `path`
+        (``["serve.py"]``, ``["-c", "..."]``) run under ``python``: the local runtime is lenient there.
+        """
+        if command:
+            return [*command, *args]
+        if self.entrypoint:
+            return [*self.entrypoint, *(args or self.cmd)]
+        if args and (os.path.isabs(args[0]) or shutil.which(args[0], path=path)):
+            return list(args)
+        return [*(self.cmd or ("python",)), *args]
 
 
 DEFAULT_RULES: tuple[ImageRule, ...] = (
-    ImageRule("kubeflow-bridge/trainer:*", str(REPO_ROOT / ".venv-trainer")),
-    ImageRule("*/trainer:*", str(REPO_ROOT / ".venv-trainer")),
-    ImageRule("trainer:*", str(REPO_ROOT / ".venv-trainer")),
-    ImageRule("python:*", SELF),
-    ImageRule("*/python:*", SELF),
-    *(ImageRule(p, HOST) for name in _SHELL_IMAGES for p in (f"{name}:*", f"*/{name}:*")),
+    # docker/trainer.Dockerfile: ENTRYPOINT ["python", "-m", "trainer"], CMD ["--help"]
+    *(
+        ImageRule(p, str(REPO_ROOT / ".venv-trainer"), ("python", "-m", "trainer"), ("--help",))
+        for p in ("kubeflow-bridge/trainer:*", "*/trainer:*", "trainer:*")
+    ),
+    ImageRule("python:*", SELF, cmd=("python3",)),
+    ImageRule("*/python:*", SELF, cmd=("python3",)),
+    *(ImageRule(p, HOST, cmd=("sh",)) for name in _SHELL_IMAGES for p in (f"{name}:*", f"*/{name}:*")),
 )
 
 
@@ -70,7 +88,14 @@ class ImageMap:
         if isinstance(data, dict):
             data = [{"pattern": k, "venv": v} for k, v in data.items()]
         for entry in data:
-            rules.append(ImageRule(str(entry["pattern"]), str(entry["venv"])))
+            rules.append(
+                ImageRule(
+                    str(entry["pattern"]),
+                    str(entry["venv"]),
+                    tuple(str(a) for a in entry.get("entrypoint") or ()),
+                    tuple(str(a) for a in entry.get("cmd") or ()),
+                )
+            )
         return cls(rules)
 
     def rule_for(self, image: str) -> ImageRule:
@@ -90,7 +115,7 @@ class ImageMap:
         UnknownImage: no rule matches, or the mapped environment has no ``bin/python``."""
         rule = self.rule_for(image)
         if rule.venv == HOST:
-            return shutil.which("python3") or sys.executable, {}
+            return shutil.which("python3") or sys.executable, {"PATH": os.environ.get("PATH", os.defpath)}
         if rule.venv == SELF:
             bindir = str(Path(sys.executable).parent)
             return sys.executable, {"PATH": bindir + os.pathsep + os.environ.get("PATH", "")}

@@ -120,6 +120,8 @@ class ProcessManager:
         mp = ManagedProcess(name=name, proc=proc, log_path=log_path, pid_file=pid_file)
         self.running[proc.pid] = mp
         asyncio.get_running_loop().create_task(self._reap(mp))
+        if log_path is not None:
+            asyncio.get_running_loop().create_task(_index_log_times(mp, log_path))
         return mp
 
     async def _reap(self, mp: ManagedProcess) -> None:
@@ -129,6 +131,34 @@ class ProcessManager:
     async def stop_all(self, grace: float = 3.0) -> None:
         """Terminate every running process group (daemon shutdown)."""
         await asyncio.gather(*(mp.terminate(grace, "Shutdown") for mp in list(self.running.values())))
+
+
+LOG_TIME_INTERVAL = 0.2
+
+
+def times_path(log_path: Path) -> Path:
+    """``<log>.times``: lines of "<size> <unix time>" recorded as the log grew (logs --timestamps/--since)."""
+    return log_path.with_name(log_path.name + ".times")
+
+
+async def _index_log_times(mp: ManagedProcess, log_path: Path) -> None:
+    """Notes when the log grew, every LOG_TIME_INTERVAL s while the process runs (the kubelet stamps lines)."""
+    import time
+
+    index = times_path(log_path)
+    seen = log_path.stat().st_size if log_path.exists() else 0
+    while True:
+        done = mp.returncode is not None
+        with contextlib.suppress(OSError):
+            size = log_path.stat().st_size
+            if size > seen:
+                with index.open("a") as fh:
+                    fh.write(f"{size} {time.time():.6f}\n")
+                seen = size
+        if done:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(mp._done.wait()), LOG_TIME_INTERVAL)
 
 
 def sweep_pid_files(procs_dir: Path) -> list[int]:

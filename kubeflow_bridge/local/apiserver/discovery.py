@@ -34,7 +34,8 @@ def _resource(rt: ResourceType) -> list[dict[str, Any]]:
         "singularName": rt.singular_name,
         "namespaced": rt.namespaced,
         "kind": rt.kind,
-        "verbs": VERBS if rt.plural != "namespaces" else [v for v in VERBS if v != "deletecollection"],
+        "verbs": list(rt.verbs)
+        or (VERBS if rt.plural != "namespaces" else [v for v in VERBS if v != "deletecollection"]),
     }
     if rt.short_names:
         main["shortNames"] = list(rt.short_names)
@@ -48,6 +49,18 @@ def _resource(rt: ResourceType) -> list[dict[str, Any]]:
                 "singularName": "",
                 "namespaced": rt.namespaced,
                 "kind": rt.kind,
+                "verbs": ["get", "patch", "update"],
+            }
+        )
+    if rt.scale is not None:
+        out.append(
+            {
+                "name": f"{rt.plural}/scale",
+                "singularName": "",
+                "namespaced": rt.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
                 "verbs": ["get", "patch", "update"],
             }
         )

@@ -18,6 +18,8 @@ class ResourceType:
         short_names: kubectl short names.
         has_status: Whether a ``/status`` subresource exists (status is then ignored on main-resource writes).
         categories: kubectl categories (``all``).
+        verbs: What discovery lists and the server allows; empty: every verb of a stored resource.
+        scale: ``(specReplicasPath, statusReplicasPath, labelSelectorPath)`` of a ``/scale`` subresource.
     """
 
     group: str
@@ -29,6 +31,8 @@ class ResourceType:
     has_status: bool = True
     categories: tuple[str, ...] = ()
     singular: str = field(default="")
+    verbs: tuple[str, ...] = ()
+    scale: tuple[str, str, str] | None = None
 
     @property
     def api_version(self) -> str:
@@ -53,7 +57,19 @@ SERVICEACCOUNT = ResourceType(
     "", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",), has_status=False
 )
 JOB = ResourceType("batch", "v1", "jobs", "Job", categories=("all",))
-PYTORCHJOB = ResourceType("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob", categories=("all", "kubeflow"))
+PYTORCHJOB = ResourceType(
+    "kubeflow.org",
+    "v1",
+    "pytorchjobs",
+    "PyTorchJob",
+    categories=("all", "kubeflow"),
+    # as the v1.9 CRD declares it
+    scale=(
+        ".spec.pytorchReplicaSpecs.Worker.replicas",
+        ".status.replicaStatuses.Worker.active",
+        ".status.replicaStatuses.Worker.selector",
+    ),
+)
 EXPERIMENT = ResourceType(
     "kubeflow.org", "v1beta1", "experiments", "Experiment", categories=("all", "kubeflow")
 )
@@ -70,6 +86,24 @@ INFERENCESERVICE = ResourceType(
     categories=("all", "kubeflow"),
 )
 
+SELF_SUBJECT_ACCESS_REVIEW = ResourceType(
+    "authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview",
+    namespaced=False, has_status=False, verbs=("create",),
+)  # fmt: skip
+SELF_SUBJECT_RULES_REVIEW = ResourceType(
+    "authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview",
+    namespaced=False, has_status=False, verbs=("create",),
+)  # fmt: skip
+SELF_SUBJECT_REVIEW = ResourceType(
+    "authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview",
+    namespaced=False, has_status=False, verbs=("create",),
+)  # fmt: skip
+REVIEW_TYPES = (
+    SELF_SUBJECT_ACCESS_REVIEW,
+    SELF_SUBJECT_RULES_REVIEW,
+    SELF_SUBJECT_REVIEW,
+)  # answered, never stored
+
 ALL_TYPES: tuple[ResourceType, ...] = (
     NAMESPACE,
     POD,
@@ -83,6 +117,7 @@ ALL_TYPES: tuple[ResourceType, ...] = (
     TRIAL,
     SUGGESTION,
     INFERENCESERVICE,
+    *REVIEW_TYPES,
 )
 
 

@@ -1,10 +1,19 @@
-"""The pod ``log`` subresource: a container's captured output, with tailLines, follow and previous."""
+"""The pod ``log`` subresource: a container's captured output, with tailLines, limitBytes, follow,
+previous, timestamps, sinceSeconds and sinceTime.
+
+Line times come from ``<log>.times`` (the runtime notes every 0.2 s how far the log has grown), so a
+line's timestamp is when the runtime first saw it, within 0.2 s, as the kubelet stamps lines it reads.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
+import time
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -12,6 +21,7 @@ from kubeflow_bridge.local.apiserver import errors as apierrors
 from kubeflow_bridge.local.apiserver.kinds import ResourceType
 from kubeflow_bridge.local.apiserver.query import query_bool
 from kubeflow_bridge.local.apiserver.store import Obj, Store
+from kubeflow_bridge.local.processes import times_path
 
 
 def log_path(state_dir: Path, namespace: str, pod: str, container: str, previous: bool = False) -> Path:
@@ -34,6 +44,49 @@ def _container_state(pod: Obj, container: str) -> dict[str, object]:
 def _tail(data: bytes, n: int) -> bytes:
     lines = data.splitlines(keepends=True)
     return b"".join(deque(lines, maxlen=n)) if n >= 0 else data
+
+
+def _stamp(t: float) -> bytes:
+    whole = dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{whole}.{round((t % 1) * 1e9) % 10**9:09d}Z".encode()
+
+
+def _timed_lines(path: Path, data: bytes) -> list[tuple[float, bytes]]:
+    """Each line of `data` (the whole log) with the time the runtime first saw it."""
+    marks: list[tuple[int, float]] = []
+    with contextlib.suppress(OSError, ValueError):
+        for row in times_path(path).read_text().split("\n"):
+            if row:
+                size, at = row.split()
+                marks.append((int(size), float(at)))
+    fallback = path.stat().st_mtime
+    out, end, i = [], 0, 0
+    for line in data.splitlines(keepends=True):
+        end += len(line)
+        while i < len(marks) and marks[i][0] < end:
+            i += 1
+        out.append((marks[i][1] if i < len(marks) else fallback, line))
+    return out
+
+
+def _since(q: Any) -> float | None:
+    """The cutoff of sinceSeconds or sinceTime (unix seconds); 400 if malformed or both are given."""
+    if q.get("sinceSeconds") and q.get("sinceTime"):
+        raise apierrors.bad_request("at most one of sinceTime or sinceSeconds may be specified")
+    if q.get("sinceSeconds"):
+        try:
+            seconds = int(q["sinceSeconds"])
+        except ValueError:
+            seconds = 0
+        if seconds < 1:
+            raise apierrors.bad_request("sinceSeconds must be a positive integer")
+        return time.time() - seconds
+    if q.get("sinceTime"):
+        try:
+            return dt.datetime.fromisoformat(q["sinceTime"].replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            raise apierrors.bad_request(f"sinceTime {q['sinceTime']!r} is not an RFC3339 time") from None
+    return None
 
 
 async def serve_pod_log(
@@ -70,7 +123,14 @@ async def serve_pod_log(
     except ValueError:
         raise apierrors.bad_request("tailLines and limitBytes must be integers") from None
     data = path.read_bytes()
-    if tail >= 0:
+    timestamps = query_bool(q.get("timestamps"))
+    since = _since(q)
+    if timestamps or since is not None:
+        timed = [(t, line) for t, line in _timed_lines(path, data) if since is None or t >= since]
+        if tail >= 0:
+            timed = timed[-tail:] if tail else []
+        data = b"".join((_stamp(t) + b" " + line) if timestamps else line for t, line in timed)
+    elif tail >= 0:
         data = _tail(data, tail)
     if limit >= 0:
         data = data[:limit]
@@ -88,6 +148,9 @@ async def serve_pod_log(
             while True:
                 chunk = f.read(65536)
                 if chunk:
+                    if timestamps:  # seen now: stamp each line with the time it is streamed
+                        now = _stamp(time.time()) + b" "
+                        chunk = b"".join(now + line for line in chunk.splitlines(keepends=True))
                     await resp.write(chunk)
                     continue
                 current = store.find(rt, ns, name, copy_obj=False)

@@ -131,3 +131,88 @@ def json_patch(doc: Any, ops: Any) -> Any:
         else:
             raise bad_request(f"unknown JSON patch operation {kind!r}")
     return result
+
+
+# Merge keys of the built-in types' lists (k8s.io/api patchMergeKey); other lists are replaced.
+MERGE_KEYS = {
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "env": "name",
+    "ports": "containerPort",
+    "volumeMounts": "mountPath",
+    "volumeDevices": "devicePath",
+    "volumes": "name",
+    "imagePullSecrets": "name",
+    "secrets": "name",
+    "hostAliases": "ip",
+    "ownerReferences": "uid",
+    "conditions": "type",
+    "resourceClaims": "name",
+}
+MERGED_PRIMITIVE_LISTS = {"finalizers"}  # patchStrategy: merge on a list of strings
+
+
+def strategic_merge_patch(target: Any, patch: Any) -> Any:
+    """Apply a strategic merge patch as the API server does for built-in kinds.
+
+    Lists with a merge key merge item by item (``$patch: delete`` removes one); ``$patch: replace``
+    replaces a map or list; ``$deleteFromPrimitiveList/<field>`` removes strings; ``$setElementOrder``
+    and ``$retainKeys`` (kubectl apply's directives) are honoured as far as order and kept keys go.
+    """
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    if patch.get("$patch") == "replace":
+        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+    if patch.get("$patch") == "delete":
+        return None
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    retain = patch.get("$retainKeys")
+    for key, value in patch.items():
+        if key in ("$patch", "$retainKeys") or key.startswith("$setElementOrder/"):
+            continue
+        if key.startswith("$deleteFromPrimitiveList/"):
+            field = key.split("/", 1)[1]
+            if isinstance(result.get(field), list):
+                result[field] = [v for v in result[field] if v not in (value or [])]
+            continue
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, list):
+            result[key] = _merge_list(key, result.get(key), value, patch.get(f"$setElementOrder/{key}"))
+        else:
+            merged = strategic_merge_patch(result.get(key), value)
+            if merged is None:
+                result.pop(key, None)
+            else:
+                result[key] = merged
+    if isinstance(retain, list):
+        result = {k: v for k, v in result.items() if k in retain}
+    return result
+
+
+def _merge_list(field: str, current: Any, patch: list[Any], order: Any) -> list[Any]:
+    current = current if isinstance(current, list) else []
+    if field in MERGED_PRIMITIVE_LISTS and all(not isinstance(v, dict) for v in patch):
+        return current + [v for v in patch if v not in current]
+    key = MERGE_KEYS.get(field)
+    if key is None or not all(isinstance(v, dict) for v in [*current, *patch]):
+        if any(isinstance(v, dict) and v.get("$patch") == "replace" for v in patch):
+            return [copy.deepcopy({k: x for k, x in v.items() if k != "$patch"}) for v in patch]
+        return copy.deepcopy(patch)
+    if any(v.get("$patch") == "replace" for v in patch):
+        return [copy.deepcopy({k: x for k, x in v.items() if k != "$patch"}) for v in patch if len(v) > 1]
+    merged = [copy.deepcopy(v) for v in current]
+    for item in patch:
+        at = next((i for i, v in enumerate(merged) if v.get(key) == item.get(key)), None)
+        if item.get("$patch") == "delete":
+            if at is not None:
+                merged.pop(at)
+        elif at is None:
+            merged.append(copy.deepcopy(item))
+        else:
+            merged[at] = strategic_merge_patch(merged[at], item)
+    if isinstance(order, list):
+        rank = {str(o.get(key) if isinstance(o, dict) else o): i for i, o in enumerate(order)}
+        merged.sort(key=lambda v: rank.get(str(v.get(key)), len(rank)))
+    return merged

@@ -19,21 +19,23 @@ import yaml
 from aiohttp import web
 
 from kubeflow_bridge import __version__
-from kubeflow_bridge.local.apiserver import discovery, jsonfast, openapi
+from kubeflow_bridge.local.apiserver import discovery, jsonfast, openapi, reviews
 from kubeflow_bridge.local.apiserver import errors as apierrors
 from kubeflow_bridge.local.apiserver.admission import Admission
 from kubeflow_bridge.local.apiserver.errors import ApiError
 from kubeflow_bridge.local.apiserver.faults import Faults
-from kubeflow_bridge.local.apiserver.kinds import KindRegistry, ResourceType
+from kubeflow_bridge.local.apiserver.kinds import REVIEW_TYPES, KindRegistry, ResourceType
 from kubeflow_bridge.local.apiserver.logs import serve_pod_log
-from kubeflow_bridge.local.apiserver.patch import json_patch, merge_patch
+from kubeflow_bridge.local.apiserver.patch import json_patch, merge_patch, strategic_merge_patch
 from kubeflow_bridge.local.apiserver.query import query_bool
+from kubeflow_bridge.local.apiserver.scale import scale_of, with_replicas
 from kubeflow_bridge.local.apiserver.selectors import parse_field_selector, parse_label_selector
 from kubeflow_bridge.local.apiserver.store import Obj, Store
 from kubeflow_bridge.local.apiserver.tables import table, wants_table
 from kubeflow_bridge.local.apiserver.watch import serve_watch
 
 log = logging.getLogger("kubeflow_bridge.local.api")
+BUILTIN_GROUPS = ("", "batch", "apps", "authorization.k8s.io", "authentication.k8s.io")
 
 AdminHook = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -204,6 +206,8 @@ class ApiServer:
             raise ApiError(
                 404, "NotFound", f"the server could not find the requested resource ({method} {path})"
             )
+        if route.rt.verbs and method != "POST":
+            raise apierrors.method_not_allowed(f"{route.rt.plural} can only be created ({method} {path})")
         if route.name is None:
             if method == "GET":
                 return await self._collection_get(request, route)
@@ -217,6 +221,8 @@ class ApiServer:
                 raise apierrors.method_not_allowed("log is only readable on pods")
             pod = self.store.get(route.rt, route.namespace or "", route.name)
             return await serve_pod_log(request, self.store, route.rt, pod, self.state_dir)
+        if route.sub == "scale" and route.rt.scale is not None:
+            return await self._scale(request, route)
         if route.sub not in (None, "status"):
             raise ApiError(
                 404, "NotFound", f"the server could not find the requested resource (subresource {route.sub})"
@@ -264,6 +270,15 @@ class ApiServer:
         if not raw.strip():
             raise apierrors.bad_request("the request body is empty; send a JSON or YAML object")
         ctype = request.headers.get("Content-Type", "")
+        if "protobuf" in ctype:
+            from kubeflow_bridge.local.apiserver.protobuf import ProtobufError, decode
+
+            try:
+                return decode(raw)
+            except (ProtobufError, UnicodeDecodeError) as e:
+                raise ApiError(
+                    415, "UnsupportedMediaType", f"the body of the request ({ctype}): {e}"
+                ) from None
         try:
             if "yaml" in ctype:
                 return yaml.safe_load(raw)
@@ -356,12 +371,14 @@ class ApiServer:
                 f"create {route.rt.plural} in a namespace: POST .../namespaces/<ns>/{route.rt.plural}"
             )
         body = self._check_object(route, await self._body(request))
+        if route.rt in REVIEW_TYPES:
+            return json_response(reviews.answer(route.rt, body), 201)
         body["metadata"].pop("uid", None)
         self.store.assign_generated_name(route.rt, body, route.namespace)
         if route.rt.has_status and route.rt.plural != "namespaces":
             body.pop("status", None)
         body = self.admission.admit(route.rt, body, None)
-        if request.query.get("dryRun") == "All":
+        if _dry_run(request):
             return json_response(body, 201)
         obj = self.store.create(route.rt, body, route.namespace)
         return json_response(obj, 201)
@@ -376,7 +393,7 @@ class ApiServer:
         old = self.store.get(route.rt, route.namespace or "", route.name or "")
         if route.sub != "status":
             body = self.admission.admit(route.rt, body, old)
-        obj = self.store.update(route.rt, body, subresource=route.sub)
+        obj = self.store.update(route.rt, body, subresource=route.sub, dry_run=_dry_run(request))
         return json_response(obj)
 
     async def _patch(self, request: web.Request, route: Route) -> web.Response:
@@ -385,11 +402,22 @@ class ApiServer:
         old = self.store.get(route.rt, route.namespace or "", route.name or "")
         if ctype == "application/json-patch+json":
             new = json_patch(old, patch)
-        elif ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
-            # Strategic merge is treated as a JSON merge patch (lists are replaced, not merged by key).
+        elif ctype == "application/merge-patch+json":
             if not isinstance(patch, dict):
                 raise apierrors.bad_request("a merge patch must be a JSON object")
             new = merge_patch(old, patch)
+        elif ctype == "application/strategic-merge-patch+json":
+            if route.rt.group not in BUILTIN_GROUPS:  # as the real server answers for custom resources
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"the body of the request was in an unknown format - accepted media types include: "
+                    f"application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml "
+                    f"(strategic merge patch does not support custom resources like {route.rt.plural})",
+                )
+            if not isinstance(patch, dict):
+                raise apierrors.bad_request("a strategic merge patch must be a JSON object")
+            new = strategic_merge_patch(old, patch)
         elif ctype == "application/apply-patch+yaml":
             raise ApiError(
                 415,
@@ -408,8 +436,29 @@ class ApiServer:
                 raise apierrors.bad_request(f"metadata.{key} cannot be changed by a patch")
         if route.sub != "status":
             new = self.admission.admit(route.rt, new, old)
-        obj = self.store.update(route.rt, new, subresource=route.sub)
+        obj = self.store.update(route.rt, new, subresource=route.sub, dry_run=_dry_run(request))
         return json_response(obj)
+
+    async def _scale(self, request: web.Request, route: Route) -> web.Response:
+        """GET, PUT or PATCH (merge) the autoscaling/v1 Scale of an object (kubectl scale)."""
+        obj = self.store.get(route.rt, route.namespace or "", route.name or "")
+        current = scale_of(route.rt, obj)
+        if request.method == "GET":
+            return json_response(current)
+        if request.method not in ("PUT", "PATCH"):
+            raise apierrors.method_not_allowed(
+                f"{request.method} is not supported on {route.rt.plural}/scale"
+            )
+        body = await self._body(request)
+        if request.method == "PATCH":
+            ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
+            if ctype == "application/json-patch+json":
+                body = json_patch(current, body)
+            elif isinstance(body, dict):
+                body = merge_patch(current, body)
+        new = self.admission.admit(route.rt, with_replicas(route.rt, obj, body), obj)
+        stored = self.store.update(route.rt, new, dry_run=_dry_run(request))
+        return json_response(scale_of(route.rt, stored))
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
         opts: dict[str, Any] = {}
@@ -431,6 +480,7 @@ class ApiServer:
         return opts
 
     async def _delete(self, request: web.Request, route: Route) -> web.Response:
+        """DELETE; with dryRun=All the checks run and nothing is deleted."""
         opts = await self._delete_options(request)
         pre = opts.get("preconditions") or {}
         obj = self.store.delete(
@@ -440,6 +490,7 @@ class ApiServer:
             propagation=opts["propagationPolicy"],
             precondition_uid=pre.get("uid"),
             precondition_rv=pre.get("resourceVersion"),
+            dry_run=_dry_run(request, opts),
         )
         if obj["metadata"].get("finalizers") and self.store.find(
             route.rt, route.namespace or "", route.name or ""
@@ -467,7 +518,7 @@ class ApiServer:
         ml = parse_label_selector(request.query.get("labelSelector"))
         mf = parse_field_selector(request.query.get("fieldSelector"))
         items = self.store.list(route.rt, route.namespace, lambda o: ml(o) and mf(o))
-        for o in items:
+        for o in [] if _dry_run(request, opts) else items:
             if self.store.find(
                 route.rt, o["metadata"].get("namespace", ""), o["metadata"]["name"], copy_obj=False
             ):
@@ -485,3 +536,14 @@ class ApiServer:
                 "items": items,
             }
         )
+
+
+def _dry_run(request: web.Request, options: dict[str, Any] | None = None) -> bool:
+    """dryRun from the query (or DeleteOptions): only "All" exists, as on a real API server."""
+    values = request.query.getall("dryRun", []) or list((options or {}).get("dryRun") or [])
+    for value in values:
+        if value != "All":
+            raise apierrors.ApiError(
+                400, "BadRequest", f'dryRun: Unsupported value: "{value}": supported values: "All"'
+            )
+    return bool(values)

@@ -278,8 +278,10 @@ class Store:
         self._emit(WatchEvent("ADDED", rt, obj, rv))
         return jsonfast.clone(obj)
 
-    def update(self, rt: ResourceType, obj: Obj, *, subresource: str | None = None) -> Obj:
-        """Replace an object (PUT semantics).
+    def update(
+        self, rt: ResourceType, obj: Obj, *, subresource: str | None = None, dry_run: bool = False
+    ) -> Obj:
+        """Replace an object (PUT semantics); with `dry_run`, check and return the result, store nothing.
 
         ``subresource="status"`` keeps everything but ``status`` from the stored object; a main-resource
         update of a type with a status subresource keeps the stored ``status``. A non-empty
@@ -327,6 +329,9 @@ class Store:
                 new_meta["generation"] = int(old["metadata"]["generation"]) + 1
         new["apiVersion"] = rt.api_version
         new["kind"] = rt.kind
+        if dry_run:
+            new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+            return jsonfast.clone(new)
         rv = self._next_rv()
         new["metadata"]["resourceVersion"] = str(rv)
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
@@ -348,8 +353,11 @@ class Store:
         propagation: str = "Background",
         precondition_uid: str | None = None,
         precondition_rv: str | None = None,
+        dry_run: bool = False,
     ) -> Obj:
         """Delete an object and, unless ``propagation == "Orphan"``, every object it owns.
+
+        With `dry_run` the checks run and the object comes back as it is; nothing changes.
 
         Objects with finalizers get a deletionTimestamp and stay until their finalizers are removed.
         Foreground and Background both delete the dependents (depth first) before returning; with
@@ -368,6 +376,8 @@ class Store:
             raise apierrors.conflict(
                 rt.group, rt.plural, name, "Precondition failed: resourceVersion does not match"
             )
+        if dry_run:
+            return jsonfast.clone(old)
         uid = old["metadata"]["uid"]
         if propagation == "Orphan":
             self._orphan(uid)

@@ -21,7 +21,7 @@ from kubeflow_bridge.local.apiserver.kinds import CONFIGMAP, POD, SECRET, Resour
 from kubeflow_bridge.local.apiserver.store import Obj, now_iso
 from kubeflow_bridge.local.controllers.base import Controller, Request
 from kubeflow_bridge.local.images import UnknownImage
-from kubeflow_bridge.local.processes import ManagedProcess
+from kubeflow_bridge.local.processes import ManagedProcess, times_path
 
 BASE_ENV_KEYS = ("HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "PYTHONDONTWRITEBYTECODE")
 RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 10.0)
@@ -379,8 +379,7 @@ class PodController(Controller):
         meta = pod["metadata"]
         command = [_expand(a, env) for a in (c.get("command") or [])]
         args = [_expand(a, env) for a in (c.get("args") or [])]
-        # Images without a declared command run Python (their entrypoint in the trainer image).
-        argv = (command or ["python"]) + args
+        argv = self.ctx.images.rule_for(c["image"]).argv(command, args, env.get("PATH", ""))
         if self.crash_rule is not None and self.crash_rule[0].search(meta["name"]):
             _pattern, code, message = self.crash_rule
             argv = ["python", "-c", f"import sys; print({message!r}, file=sys.stderr); sys.exit({code})"]
@@ -395,7 +394,10 @@ class PodController(Controller):
             workdir = str(wd)
         log_path = self.ctx.pod_log_path(meta["namespace"], meta["name"], c["name"])
         if log_path.exists() and log_path.stat().st_size:
-            log_path.replace(log_path.with_name(f"{c['name']}.previous.log"))
+            previous = log_path.with_name(f"{c['name']}.previous.log")
+            log_path.replace(previous)
+            if times_path(log_path).exists():
+                times_path(log_path).replace(times_path(previous))
         return await self.ctx.processes.spawn(
             f"pod {meta['namespace']}/{meta['name']} container {c['name']}",
             argv,

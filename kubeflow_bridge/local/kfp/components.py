@@ -199,7 +199,7 @@ def plan_launch(image: str, command: list[str], images: ImageMap, envs: PackageE
                 f'image "{image}" maps to the host shell, which has no kfp: a Python component needs an image '
                 "mapped to a Python environment (images.yaml)"
             )
-        return Launch(list(preamble.command), {})
+        return Launch(list(preamble.command), overlay)
     if lightweight:
         python = envs.python_for(python, preamble.requirements, preamble.pip_options)
         _note_python_version(image, python, envs.say)

@@ -58,7 +58,7 @@ def test_images_map_to_the_host_shell_a_python_env_or_a_clear_error(tmp_path: Pa
     )
     assert images.rule_for("python:3.12-slim").venv == SELF
     shell = plan_launch("alpine:3.20", ["sh", "-c", "echo hi"], images, _envs(tmp_path))
-    assert shell.argv == ["sh", "-c", "echo hi"] and shell.env == {}
+    assert shell.argv == ["sh", "-c", "echo hi"] and set(shell.env) <= {"PATH"}
     with pytest.raises(UnknownImage, match=r"images\.yaml"):
         images.rule_for("registry.example.com/team/custom:1.0")
     with pytest.raises(LaunchError, match=r"registry\.example\.com/team/custom:1\.0.*images\.yaml"):
