@@ -9,10 +9,11 @@ k8s.io/api's generated.proto. Other kinds are answered 415 with the fix (send JS
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 MAGIC = b"k8s\x00"
+Schema = Mapping[int, tuple[str, Callable[[Any], Any], str]]  # field number -> (json name, decode, shape)
 
 
 class ProtobufError(ValueError):
@@ -69,7 +70,7 @@ def _map(entry: int | bytes, binary: bool = False) -> tuple[str, str]:
     return key, base64.b64encode(val).decode() if binary else val.decode("utf-8")
 
 
-def _message(buf: int | bytes, schema: dict[int, tuple[str, Callable[[Any], Any], str]]) -> dict[str, Any]:
+def _message(buf: int | bytes, schema: Schema) -> dict[str, Any]:
     """schema: field number -> (json name, decode, "one" | "list" | "map")."""
     out: dict[str, Any] = {}
     for number, value in _fields(buf if isinstance(buf, bytes) else b""):
@@ -92,7 +93,7 @@ def _bool(value: int | bytes) -> bool:
     return bool(value)
 
 
-_OWNER = {
+_OWNER: Schema = {
     1: ("kind", _text, "one"),
     3: ("name", _text, "one"),
     4: ("uid", _text, "one"),
@@ -100,7 +101,7 @@ _OWNER = {
     6: ("controller", _bool, "one"),
     7: ("blockOwnerDeletion", _bool, "one"),
 }
-_META = {
+_META: Schema = {
     1: ("name", _text, "one"),
     2: ("generateName", _text, "one"),
     3: ("namespace", _text, "one"),
@@ -110,7 +111,7 @@ _META = {
     13: ("ownerReferences", lambda v: _message(v, _OWNER), "list"),
     14: ("finalizers", _text, "list"),
 }
-_OBJECT_REF = {
+_OBJECT_REF: Schema = {
     1: ("kind", _text, "one"),
     2: ("namespace", _text, "one"),
     3: ("name", _text, "one"),
@@ -123,13 +124,13 @@ def _meta(value: int | bytes) -> dict[str, Any]:
     return _message(value, _META)
 
 
-_RESOURCE_ATTRIBUTES = {
+_RESOURCE_ATTRIBUTES: Schema = {
     n + 1: (name, _text, "one")
     for n, name in enumerate(("namespace", "verb", "group", "version", "resource", "subresource", "name"))
 }
-_NON_RESOURCE_ATTRIBUTES = {1: ("path", _text, "one"), 2: ("verb", _text, "one")}
+_NON_RESOURCE_ATTRIBUTES: Schema = {1: ("path", _text, "one"), 2: ("verb", _text, "one")}
 
-KINDS: dict[str, dict[int, tuple[str, Callable[[Any], Any], str]]] = {
+KINDS: dict[str, Schema] = {
     "Namespace": {
         1: ("metadata", _meta, "one"),
         2: ("spec", lambda v: _message(v, {1: ("finalizers", _text, "list")}), "one"),
