@@ -158,10 +158,14 @@ class Admission:
 
     Attributes:
         validators: Validator per resource key (``group/plural``), raising ``ValidationError``.
+        webhooks: Resource key -> the validating webhook's name, for kinds whose rules a webhook
+            enforces on a real cluster: their refusals are 403 "admission webhook ... denied the
+            request: ...", as the API server relays a webhook's denial.
     """
 
     def __init__(self) -> None:
         self.validators: dict[str, Validator] = dict(DEFAULT_VALIDATORS)
+        self.webhooks: dict[str, str] = {}
 
     def admit(self, rt: ResourceType, obj: Obj, old: Obj | None) -> Obj:
         obj = copy.deepcopy(obj)
@@ -177,8 +181,15 @@ class Admission:
         validator = self.validators.get(rt.key)
         if validator is not None:
             try:
-                validator(obj)
+                validator(obj, old)
             except ValidationError as e:
+                webhook = self.webhooks.get(rt.key)
+                if webhook is not None:
+                    errors = [f"{c.field}: {c.message}" for c in e.causes]
+                    text = errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]"
+                    raise apierrors.ApiError(
+                        403, "Forbidden", f'admission webhook "{webhook}" denied the request: {text}'
+                    ) from None
                 self._fail(rt, obj, [c.as_status_cause() for c in e.causes])
         return obj
 

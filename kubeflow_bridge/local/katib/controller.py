@@ -329,5 +329,6 @@ def install(runtime: Any) -> None:
     from kubeflow_bridge.local.katib.validation import validate_experiment
 
     runtime.admission.validators["kubeflow.org/experiments"] = validate_experiment
+    runtime.admission.webhooks["kubeflow.org/experiments"] = "validator.experiment.katib.kubeflow.org"
     runtime.manager.add(ExperimentController())
     runtime.manager.add(TrialController())

@@ -140,6 +140,22 @@ class TuneSetup:
     max_concurrent: int
 
 
+def _tolerant_median_stop(base: Any) -> Any:
+    class TolerantMedianStoppingRule(base):  # type: ignore[misc,valid-type]
+        """Ray's MedianStoppingRule, minus its crash on a trial that ended without metrics.
+
+        A Failed or MetricsUnavailable Katib trial completes with an empty result; Ray's rule would
+        store it and fail the whole suggestion (KeyError: 'training_iteration'). Katib's medianstop
+        just leaves such a trial out of the median.
+        """
+
+        def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
+            if result and self._time_attr in result and self._metric in result:
+                super().on_trial_complete(tune_controller, trial, result)
+
+    return TolerantMedianStoppingRule
+
+
 def build_tune_setup(experiment: dict[str, Any]) -> TuneSetup:
     """Translate an Experiment into Ray Tune objects (imports ray and, for TPE, optuna).
 
@@ -188,7 +204,7 @@ def build_tune_setup(experiment: dict[str, Any]) -> TuneSetup:
     early = spec.get("earlyStopping") or {}
     if early.get("algorithmName") == "medianstop":
         early_settings = settings_of(early)
-        scheduler = MedianStoppingRule(
+        scheduler = _tolerant_median_stop(MedianStoppingRule)(
             time_attr="training_iteration",
             grace_period=float(early_settings.get("start_step", "4")),
             min_samples_required=int(early_settings.get("min_trials_required", "3")),

@@ -48,15 +48,62 @@ def apply_defaults(obj: dict[str, Any]) -> None:
             template.setdefault("primaryPodLabels", dict(DEFAULT_PRIMARY_POD_LABELS_KUBEFLOW_JOB))
 
 
-def validate_experiment(obj: dict[str, Any]) -> None:
-    """Katib's defaults (in place), Katib's webhook checks, then the local runtime's limits (algorithms,
-    collector kinds, grid steps).
+EDITABLE = ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount")
+RESTARTABLE_POLICIES = ("LongRunning", "FromVolume")
+
+
+def update_problems(obj: dict[str, Any], old: dict[str, Any]) -> list[FieldCause]:
+    """Katib's rules for editing an Experiment (validator.go, oldInst != nil)."""
+    spec, old_spec = obj.get("spec") or {}, old.get("spec") or {}
+    if spec == old_spec:
+        return []
+    causes: list[FieldCause] = []
+    status = old.get("status") or {}
+    conditions = [c for c in status.get("conditions") or [] if c.get("status") == "True"]
+    completed = any(c.get("type") in ("Succeeded", "Failed") for c in conditions)
+    restartable = (
+        any(
+            c.get("type") == "Succeeded" and c.get("reason") == "ExperimentMaxTrialsReached"
+            for c in conditions
+        )
+        and old_spec.get("resumePolicy") in RESTARTABLE_POLICIES
+    )
+    if completed and not restartable:
+        causes.append(
+            FieldCause(
+                "spec.resumePolicy",
+                f"Invalid value: {spec.get('resumePolicy')!r}: Experiment can be restarted if it is in succeeded state "
+                "by reaching max trials and spec.resumePolicy = LongRunning or spec.resumePolicy = FromVolume, "
+                "when experiment is completed",
+            )
+        )
+    max_trials = spec.get("maxTrialCount")
+    if isinstance(max_trials, int) and max_trials <= int(status.get("trials") or 0):
+        causes.append(
+            FieldCause(
+                "spec.maxTrialCount", f"Invalid value: {max_trials}: must be greater than status.trials count"
+            )
+        )
+    rest = {k: v for k, v in spec.items() if k not in EDITABLE}
+    if rest != {k: v for k, v in old_spec.items() if k not in EDITABLE}:
+        causes.append(
+            FieldCause(
+                "spec",
+                "Forbidden: only spec.parallelTrialCount, spec.maxTrialCount and spec.maxFailedTrialCount are editable",
+            )
+        )
+    return causes
+
+
+def validate_experiment(obj: dict[str, Any], old: dict[str, Any] | None = None) -> None:
+    """Katib's defaults (in place), Katib's webhook checks (with its edit rules when `old` is the stored
+    Experiment), then the local runtime's limits (algorithms, collector kinds, grid steps).
 
     Raises:
         ValidationError: every problem found, each saying what to fix.
     """
     apply_defaults(obj)
-    causes: list[FieldCause] = []
+    causes: list[FieldCause] = update_problems(obj, old) if old is not None else []
     try:
         validate_katib_experiment(obj)
     except ValidationError as exc:

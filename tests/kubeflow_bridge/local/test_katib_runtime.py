@@ -15,10 +15,13 @@ pytestmark = pytest.mark.e2e
 
 GROUP, VERSION = "kubeflow.org", "v1beta1"
 
-# loss = (x - 0.3)^2 + 0.1/(epoch+1): best at x = 0.3; MODE=fail exits 1, MODE=silent prints no metric.
+# loss = (x - 0.3)^2 + 0.1/(epoch+1): best at x = 0.3; MODE=fail exits 1, MODE=silent prints no metric;
+# MODE=mixed fails for x > 0.6 and prints no metric for x < 0.1.
 TRIAL_SCRIPT = """
 import sys, time
 x, epochs, mode = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+if mode == "mixed":
+    mode = "fail" if x > 0.6 else "silent" if x < 0.1 else "ok"
 if mode == "fail":
     print("crashing on purpose", flush=True); sys.exit(1)
 for e in range(epochs):
@@ -360,6 +363,61 @@ def test_failed_and_metrics_unavailable_trials(kube: Any, namespace: str) -> Non
     assert silent["status"]["currentOptimalTrial"]["bestTrialName"] == ""
 
 
+def test_failed_trials_below_max_failed_count_do_not_end_the_experiment(kube: Any, namespace: str) -> None:
+    """Katib keeps going after a Failed or MetricsUnavailable trial until maxFailedTrialCount is reached."""
+    custom = _custom(kube)
+    body = _experiment("mixed", algorithm="grid", mode="mixed", parallel=2, max_trials=5, max_failed=4)
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "experiments", body)
+    done = _wait_done(custom, namespace, "mixed")
+    status = done["status"]
+    assert _condition_types(done)[-1] == ("Succeeded", "True", "ExperimentMaxTrialsReached"), status
+    assert status["trialsSucceeded"] == 2 and status["trialsFailed"] == 2  # x = 0.75 and 1.0
+    assert status["trialMetricsUnavailable"] == 1  # x = 0.0
+    best = status["currentOptimalTrial"]
+    assert [a["value"] for a in best["parameterAssignments"]] == ["0.25"]
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "early"), [("tpe", None), ("random", "medianstop")]
+)
+def test_searchers_survive_failed_and_silent_trials(
+    kube: Any, namespace: str, algorithm: str, early: str | None
+) -> None:
+    custom = _custom(kube)
+    early_stopping = (
+        {
+            "algorithmName": early,
+            "algorithmSettings": [
+                {"name": "min_trials_required", "value": "1"},
+                {"name": "start_step", "value": "1"},
+            ],
+        }
+        if early
+        else None
+    )
+    body = _experiment(
+        f"mixed-{algorithm}",
+        algorithm=algorithm,
+        mode="mixed",
+        parallel=1,
+        max_trials=6,
+        max_failed=6,
+        early_stopping=early_stopping,
+    )
+    body["spec"]["parameters"][0]["feasibleSpace"].pop("step")
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "experiments", body)
+    done = _wait_done(custom, namespace, f"mixed-{algorithm}")
+    status = done["status"]
+    unhealthy = status.get("trialsFailed", 0) + status.get("trialMetricsUnavailable", 0)
+    expected = (
+        ("Failed", "True", "ExperimentFailed")
+        if unhealthy == 6
+        else ("Succeeded", "True", "ExperimentMaxTrialsReached")
+    )
+    assert _condition_types(done)[-1] == expected, status  # never "suggestion service failed"
+    assert status["trials"] == 6
+
+
 @pytest.mark.parametrize(
     ("change", "field", "message"),
     [
@@ -387,11 +445,45 @@ def test_invalid_experiments_are_rejected_and_not_stored(
     change(exp["spec"])
     with pytest.raises(ApiException) as info:
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "experiments", exp)
-    assert info.value.status == 422
+    # Katib's validating webhook denies: the API server relays it as 403 naming the webhook
+    assert info.value.status == 403
     body = info.value.body if isinstance(info.value.body, str) else info.value.body.decode()
-    assert '"reason":"Invalid"' in body.replace(" ", "")
+    assert '"reason":"Forbidden"' in body.replace(" ", "")
+    assert 'admission webhook \\"validator.experiment.katib.kubeflow.org\\" denied the request' in body
     assert field in body and message in body
     assert custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "experiments")["items"] == []
+
+
+def test_only_the_trial_counts_of_an_experiment_are_editable(kube: Any, namespace: str) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    custom = _custom(kube)
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "experiments", _experiment("edit", max_trials=3, sleep=0.5)
+    )
+    with pytest.raises(ApiException) as info:
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "experiments", "edit", {"spec": {"objective": {"type": "maximize"}}}
+        )
+    assert info.value.status == 403 and "only spec.parallelTrialCount, spec.maxTrialCount" in str(
+        info.value.body
+    )
+    raised = custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "experiments",
+        "edit",
+        {"spec": {"maxTrialCount": 4, "parallelTrialCount": 1}},
+    )
+    assert raised["spec"]["maxTrialCount"] == 4 and raised["spec"]["objective"]["type"] == "minimize"
+    done = _wait_done(custom, namespace, "edit")
+    assert done["status"]["trials"] == 4
+    with pytest.raises(ApiException) as info:  # completed, resumePolicy Never: not restartable
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "experiments", "edit", {"spec": {"maxTrialCount": 6}}
+        )
+    assert info.value.status == 403 and "can be restarted" in str(info.value.body)
 
 
 def _val_losses(stdout: str) -> list[float]:
