@@ -8,6 +8,7 @@ missing required fields). Every problem is returned as a 422 Invalid ``Status`` 
 from __future__ import annotations
 
 import copy
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -22,17 +23,18 @@ from kubeflow_bridge.resources.training import validate_pytorchjob
 
 Cause = dict[str, str]
 
-Validator = Callable[[dict[str, Any]], None]
+Validator = Callable[[dict[str, Any], "dict[str, Any] | None"], None]  # (object, stored object or None)
 
 #: The built-in validators per resource key (the webhooks' rules from the resources layer); a runtime
 #: component replaces one through :attr:`Admission.validators` (Katib adds the runtime's own limits).
 DEFAULT_VALIDATORS: dict[str, Validator] = {
-    "kubeflow.org/pytorchjobs": validate_pytorchjob,
-    "kubeflow.org/experiments": validate_experiment,
-    "serving.kserve.io/inferenceservices": validate_inference_service,
+    "kubeflow.org/pytorchjobs": lambda obj, old: validate_pytorchjob(obj),
+    "kubeflow.org/experiments": lambda obj, old: validate_experiment(obj),
+    "serving.kserve.io/inferenceservices": lambda obj, old: validate_inference_service(obj),
 }
 
-PYTORCHJOB_PORT = 23456
+
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def _cause(field: str, message: str, reason: str = "FieldValueInvalid") -> Cause:
@@ -82,6 +84,15 @@ def check_metadata(causes: list[Cause], obj: Obj) -> None:
     refs = meta.get("ownerReferences")
     if refs is not None and not isinstance(refs, list):
         causes.append(_cause("metadata.ownerReferences", "ownerReferences must be a list"))
+    name = meta.get("name")
+    if isinstance(name, str) and name and not _DNS_SUBDOMAIN.fullmatch(name):
+        causes.append(
+            _cause(
+                "metadata.name",
+                f"Invalid value: {name!r}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                "characters, '-' or '.', and must start and end with an alphanumeric character",
+            )
+        )
 
 
 def check_pod_spec(causes: list[Cause], path: str, spec: Any) -> None:
@@ -165,7 +176,9 @@ class Admission:
 
     def __init__(self) -> None:
         self.validators: dict[str, Validator] = dict(DEFAULT_VALIDATORS)
-        self.webhooks: dict[str, str] = {}
+        self.webhooks: dict[str, str] = {
+            "kubeflow.org/pytorchjobs": "validator.pytorchjob.training-operator.kubeflow.org"
+        }
 
     def admit(self, rt: ResourceType, obj: Obj, old: Obj | None) -> Obj:
         obj = copy.deepcopy(obj)
@@ -280,22 +293,4 @@ class Admission:
                 causes.append(_cause(f"{path}.template", "Required value", "FieldValueRequired"))
                 continue
             check_pod_spec(causes, f"{path}.template.spec", tmpl.get("spec"))
-        if causes:
-            return
-        # Training operator v1.9 defaults (SetDefaults_PyTorchJob).
-        run_policy = spec.setdefault("runPolicy", {})
-        if isinstance(run_policy, dict):
-            run_policy.setdefault("cleanPodPolicy", spec.get("cleanPodPolicy") or "None")
-        for rtype, rspec in replicas.items():
-            rspec.setdefault("replicas", 1)
-            rspec.setdefault("restartPolicy", "OnFailure")
-            for c in rspec["template"]["spec"]["containers"]:
-                if c.get("name") == "pytorch":
-                    ports = c.setdefault("ports", [])
-                    if isinstance(ports, list) and not any(
-                        isinstance(p, dict) and p.get("name") == "pytorchjob-port" for p in ports
-                    ):
-                        ports.append(
-                            {"name": "pytorchjob-port", "containerPort": PYTORCHJOB_PORT, "protocol": "TCP"}
-                        )
-            del rtype
+        # No defaults are written: v1.9 has no mutating webhook; its controller defaults in memory.

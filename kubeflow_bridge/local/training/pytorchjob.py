@@ -177,15 +177,21 @@ class PyTorchJobController(Controller):
         finished = has_condition(job, "Succeeded") or has_condition(job, "Failed")
         if finished:
             self._clean(job, pods, run_policy.get("cleanPodPolicy") or "None")
-            return None
+            return self._expire(job, run_policy)
         if run_policy.get("suspend"):
             for p in pods:
                 self.ctx.delete(POD, req.namespace, p["metadata"]["name"])
-            conditions = [c for c in conditions if c.get("type") != "Running"]
-            conditions = set_condition(
-                conditions, _cond("Suspended", "PyTorchJobSuspended", f"PyTorchJob {name} is suspended.")
-            )
-            status.update({"conditions": conditions, "replicaStatuses": {rt: {} for rt in replicas}})
+            msg = f"PyTorchJob {name} is suspended."
+            if has_condition({"status": {"conditions": conditions}}, "Running"):
+                conditions = set_condition(conditions, _cond("Running", "PyTorchJobSuspended", msg, "False"))
+            if not has_condition({"status": {"conditions": conditions}}, "Suspended"):
+                conditions = set_condition(conditions, _cond("Suspended", "PyTorchJobSuspended", msg))
+                self.ctx.event(job, "PyTorchJobSuspended", msg, component=OPERATOR)
+            rstatuses = {
+                rt: {k: v for k, v in st.items() if k != "active"}
+                for rt, st in (status.get("replicaStatuses") or {}).items()
+            }
+            status.update({"conditions": conditions, "replicaStatuses": rstatuses})
             self._write(job, status)
             return None
         if any(c.get("type") == "Suspended" and c.get("status") == "True" for c in conditions):
@@ -237,10 +243,15 @@ class PyTorchJobController(Controller):
                 elif phase == "Failed":
                     counts["failed"] += 1
                     failed_pods.append((rtype, p))
-                restarts += sum(
-                    int(cs.get("restartCount", 0))
-                    for cs in (p.get("status") or {}).get("containerStatuses") or []
-                )
+                if phase == "Running" and replicas[rtype].get("restartPolicy", "OnFailure") in (
+                    "OnFailure",
+                    "Always",
+                    "ExitCode",
+                ):  # what the operator's PastBackoffLimit counts
+                    restarts += sum(
+                        int(cs.get("restartCount", 0))
+                        for cs in (p.get("status") or {}).get("containerStatuses") or []
+                    )
             sel = f"{L_JOB}={name},{L_OPERATOR}={OPERATOR},{L_TYPE}={rtype.lower()}"
             entry: dict[str, Any] = {k: v for k, v in counts.items() if v}
             entry["selector"] = sel
@@ -265,11 +276,15 @@ class PyTorchJobController(Controller):
             conditions = set_condition(conditions, _cond("Succeeded", "PyTorchJobSucceeded", msg))
             status["completionTime"] = now_iso()
             self.ctx.event(job, "PyTorchJobSucceeded", msg, component=OPERATOR)
-        elif backoff is not None and restarts > int(backoff):
+        elif backoff is not None and (restarts >= int(backoff) if int(backoff) > 0 else restarts > 0):
             msg = f"PyTorchJob {name} has failed because it has reached the specified backoff limit"
             conditions = set_condition(conditions, _cond("Failed", "PyTorchJobFailed", msg))
             status["completionTime"] = now_iso()
             self.ctx.event(job, "PyTorchJobFailed", msg, "Warning", component=OPERATOR)
+            # not yet finished when the operator cleans up here: every pod goes, whatever cleanPodPolicy says
+            for p in pods:
+                self.ctx.delete(POD, req.namespace, p["metadata"]["name"])
+            pods = []
         elif failed_pods:
             rtype, pod = failed_pods[0]
             policy = replicas[rtype].get("restartPolicy", "OnFailure")
@@ -295,9 +310,21 @@ class PyTorchJobController(Controller):
         if has_condition({"status": status}, "Succeeded") or has_condition({"status": status}, "Failed"):
             self._clean(job, pods, run_policy.get("cleanPodPolicy") or "None")
             self.ports.pop(job["metadata"]["uid"], None)
-            return None
+            return self._expire({**job, "status": status}, run_policy)
         if deadline is not None:
             return max(float(deadline) - seconds_since(status["startTime"]), 0.1)
+        return None
+
+    def _expire(self, job: Obj, run_policy: dict[str, Any]) -> float | None:
+        """runPolicy.ttlSecondsAfterFinished: the finished job is deleted that long after completionTime."""
+        ttl = run_policy.get("ttlSecondsAfterFinished")
+        done_at = (job.get("status") or {}).get("completionTime")
+        if ttl is None or not done_at or run_policy.get("suspend"):
+            return None
+        left = float(ttl) - seconds_since(done_at)
+        if left > 0:
+            return left
+        self.ctx.delete(PYTORCHJOB, job["metadata"]["namespace"], job["metadata"]["name"])
         return None
 
     def _exit_code(self, pod: Obj) -> int | None:

@@ -377,9 +377,7 @@ def test_failed_trials_below_max_failed_count_do_not_end_the_experiment(kube: An
     assert [a["value"] for a in best["parameterAssignments"]] == ["0.25"]
 
 
-@pytest.mark.parametrize(
-    ("algorithm", "early"), [("tpe", None), ("random", "medianstop")]
-)
+@pytest.mark.parametrize(("algorithm", "early"), [("tpe", None), ("random", "medianstop")])
 def test_searchers_survive_failed_and_silent_trials(
     kube: Any, namespace: str, algorithm: str, early: str | None
 ) -> None:

@@ -91,6 +91,8 @@ def test_kubectl_apply_wait_logs_get_delete(runtime: RuntimeHandle, namespace: s
     pods = kubectl(runtime, namespace, "get", "pods").stdout
     assert "kc-master-0" in pods and "Completed" in pods
     assert kubectl(runtime, namespace, "logs", "kc-master-0").stdout == "master says hi\n"
+    # Re-apply unchanged: nothing to do (the stored spec is the submitted one, no defaults written back).
+    assert "unchanged" in kubectl(runtime, namespace, "apply", "-f", str(manifest)).stdout
     # Re-apply with a change: a merge patch that bumps the generation.
     manifest.write_text(MANIFEST.replace("WORKERS", "2"))
     assert "configured" in kubectl(runtime, namespace, "apply", "-f", str(manifest)).stdout
@@ -111,7 +113,11 @@ def test_kubectl_rejects_invalid_job(runtime: RuntimeHandle, namespace: str, tmp
     manifest = tmp_path / "bad.yaml"
     manifest.write_text(MANIFEST.replace("WORKERS", "0"))
     proc = kubectl(runtime, namespace, "apply", "-f", str(manifest), check=False)
-    assert proc.returncode != 0 and "is invalid" in proc.stderr
+    assert proc.returncode != 0
+    assert (
+        'admission webhook "validator.pytorchjob.training-operator.kubeflow.org" denied the request'
+        in proc.stderr
+    )
     assert "No resources found" in kubectl(runtime, namespace, "get", "pytorchjobs").stderr
 
 

@@ -176,22 +176,29 @@ def test_training_client_sdk(runtime: RuntimeHandle, namespace: str) -> None:
     assert tc.list_jobs() == []
 
 
-def test_suspend_and_resume(runtime: RuntimeHandle, namespace: str) -> None:
+def test_suspend_and_resume(runtime: RuntimeHandle, namespace: str, tmp_path: Any) -> None:
     url = f"/apis/kubeflow.org/v1/namespaces/{namespace}/pytorchjobs"
     pods = f"/api/v1/namespaces/{namespace}/pods"
     merge = {"Content-Type": "application/merge-patch+json"}
+    go = tmp_path / "go"  # the master runs until the job has been suspended and resumed
+    master = f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.2)\nprint('m')"
     with runtime.http() as c:
-        c.post(
-            url,
-            json=job("sus", replica(1, "print('m')"), replica(1, "print('w')"), runPolicy={"suspend": True}),
+        c.post(url, json=job("sus", replica(1, master), replica(1, "print('w')"))).raise_for_status()
+        wait_for(lambda: ("Running", "True", "PyTorchJobRunning") in conditions(c.get(f"{url}/sus").json()))
+        c.patch(
+            f"{url}/sus", json={"spec": {"runPolicy": {"suspend": True}}}, headers=merge
         ).raise_for_status()
         obj = wait_for(
             lambda: (
                 (o := c.get(f"{url}/sus").json()) and any(t == "Suspended" for t, _, _ in conditions(o)) and o
             )
         )
+        # as v1.9 writes it: Running turns False (not removed), Suspended True, no active replicas
+        assert ("Running", "False", "PyTorchJobSuspended") in conditions(obj)
         assert ("Suspended", "True", "PyTorchJobSuspended") in conditions(obj)
-        assert c.get(pods).json()["items"] == []
+        assert not any(st.get("active") for st in obj["status"]["replicaStatuses"].values())
+        wait_for(lambda: c.get(pods).json()["items"] == [], timeout=20)
+        go.write_text("x")
         c.patch(
             f"{url}/sus", json={"spec": {"runPolicy": {"suspend": False}}}, headers=merge
         ).raise_for_status()
@@ -200,20 +207,38 @@ def test_suspend_and_resume(runtime: RuntimeHandle, namespace: str) -> None:
         assert conditions(obj)[-1] == ("Succeeded", "True", "PyTorchJobSucceeded")
 
 
-def test_on_failure_restarts_until_backoff_limit(runtime: RuntimeHandle, namespace: str) -> None:
+def test_on_failure_restarts_until_backoff_limit(
+    runtime: RuntimeHandle, namespace: str, tmp_path: Any
+) -> None:
     url = f"/apis/kubeflow.org/v1/namespaces/{namespace}/pytorchjobs"
+    crashes = tmp_path / "crashes"
+    crash = f"import sys, time\ntime.sleep(1)\nopen({str(crashes)!r}, 'a').write('x')\nsys.exit(1)"
     body = job(
         "flaky",
-        replica(1, "import sys; sys.exit(1)", restart="OnFailure"),
+        replica(1, crash, restart="OnFailure"),
         replica(1, "import time; time.sleep(60)"),
-        runPolicy={"backoffLimit": 1, "cleanPodPolicy": "All"},
+        runPolicy={"backoffLimit": 2},  # cleanPodPolicy None: pods are still removed on a backoff failure
     )
     with runtime.http() as c:
         c.post(url, json=body).raise_for_status()
-        obj = wait_for(lambda: (o := c.get(f"{url}/flaky").json()) and finished(o) and o, timeout=40)
+        obj = wait_for(lambda: (o := c.get(f"{url}/flaky").json()) and finished(o) and o, timeout=60)
         last = obj["status"]["conditions"][-1]
         assert last["type"] == "Failed" and "backoff limit" in last["message"]
         wait_for(lambda: c.get(f"/api/v1/namespaces/{namespace}/pods").json()["items"] == [], timeout=20)
+    # the job fails when the 2nd restart is running (restartCount 2 >= backoffLimit), as the operator counts:
+    # two crashes, and the third run is removed before it ends
+    assert crashes.read_text() == "xx"
+
+
+def test_ttl_seconds_after_finished_deletes_the_job(runtime: RuntimeHandle, namespace: str) -> None:
+    url = f"/apis/kubeflow.org/v1/namespaces/{namespace}/pytorchjobs"
+    body = job(
+        "ttl", replica(1, "print('m')"), replica(1, "print('w')"), runPolicy={"ttlSecondsAfterFinished": 1}
+    )
+    with runtime.http() as c:
+        c.post(url, json=body).raise_for_status()
+        wait_for(lambda: c.get(f"{url}/ttl").status_code == 404, timeout=30, what="the job to be deleted")
+        assert c.get(f"/api/v1/namespaces/{namespace}/pods").json()["items"] == []
 
 
 def test_exit_code_policy_restarts_on_retryable_code(
