@@ -187,11 +187,11 @@ class PyTorchJobController(Controller):
             if not has_condition({"status": {"conditions": conditions}}, "Suspended"):
                 conditions = set_condition(conditions, _cond("Suspended", "PyTorchJobSuspended", msg))
                 self.ctx.event(job, "PyTorchJobSuspended", msg, component=OPERATOR)
-            rstatuses = {
+            idle = {
                 rt: {k: v for k, v in st.items() if k != "active"}
                 for rt, st in (status.get("replicaStatuses") or {}).items()
             }
-            status.update({"conditions": conditions, "replicaStatuses": rstatuses})
+            status.update({"conditions": conditions, "replicaStatuses": idle})
             self._write(job, status)
             return None
         if any(c.get("type") == "Suspended" and c.get("status") == "True" for c in conditions):
