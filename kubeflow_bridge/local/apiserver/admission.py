@@ -268,6 +268,14 @@ class Admission:
             tmeta = tmpl.setdefault("metadata", {})
             tmeta["labels"] = {**(tmeta.get("labels") or {}), **labels}
 
+    def _admit_inferenceservices(self, obj: Obj, old: Obj | None, causes: list[Cause]) -> None:
+        """KServe's defaulting webhook: legacy predictor.<framework> becomes predictor.model."""
+        from kubeflow_bridge.local.kserve.predictor import convert_legacy_predictor
+
+        predictor = (obj.get("spec") or {}).get("predictor") if isinstance(obj.get("spec"), dict) else None
+        if isinstance(predictor, dict):
+            obj["spec"]["predictor"] = convert_legacy_predictor(predictor)
+
     def _admit_pytorchjobs(self, obj: Obj, old: Obj | None, causes: list[Cause]) -> None:
         spec = obj.get("spec")
         if not isinstance(spec, dict):

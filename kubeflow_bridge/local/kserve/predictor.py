@@ -14,11 +14,16 @@ Two predictor shapes run locally:
   ``kubeflow-bridge-vae``      ``python -m trainer serve --model <storageUri> --port N
   (aliases ``anomaly-vae``,    --model-name <isvc name>`` in the trainer image (kserve's
   ``trainer``)                 ModelServer, V1 and V2 REST)
+  ``sklearn``, ``xgboost``,    :mod:`kubeflow_bridge.local.kserve.model_server` in the trainer
+  ``lightgbm``                 image (kserve's ModelServer; runtime ``kserve-sklearnserver``,
+                               ``kserve-xgbserver``, ``kserve-lgbserver``); a framework the
+                               environment lacks fails the container, as on a cluster
   ============================ =========================================================
 
-Every other format (sklearn, xgboost, lightgbm, tensorflow, pytorch/TorchServe, triton, onnx,
-huggingface, pmml, paddle, mlflow, ...) and the legacy framework fields (``predictor.sklearn`` ...)
-are not served locally: the InferenceService gets Ready=False with reason ``NoSupportingRuntime``.
+The legacy framework fields (``predictor.sklearn`` ...) are converted to ``predictor.model`` at
+admission, as KServe's defaulting webhook does. Every other format (tensorflow, pytorch/TorchServe,
+triton, onnx, huggingface, pmml, paddle, mlflow, ...) has no local runtime: the InferenceService gets
+Ready=False with reason ``NoSupportingRuntime``, as KServe reports a format no ServingRuntime supports.
 """
 
 from __future__ import annotations
@@ -31,7 +36,12 @@ from typing import Any
 
 from kubeflow_bridge.local.images import TRAINER_IMAGE
 
-SUPPORTED_MODEL_FORMATS = ("kubeflow-bridge-vae", "anomaly-vae", "trainer")
+FRAMEWORK_RUNTIMES = {
+    "sklearn": "kserve-sklearnserver",
+    "xgboost": "kserve-xgbserver",
+    "lightgbm": "kserve-lgbserver",
+}
+SUPPORTED_MODEL_FORMATS = ("kubeflow-bridge-vae", "anomaly-vae", "trainer", *FRAMEWORK_RUNTIMES)
 LEGACY_FRAMEWORKS = (
     "sklearn",
     "xgboost",
@@ -100,11 +110,8 @@ def plan_predictor(isvc: dict[str, Any]) -> PredictorPlan:
                 model_name = arg.split("=", 1)[1]
         return PredictorPlan(container, model_name, spec_hash, runtime="custom")
     for framework in LEGACY_FRAMEWORKS:
-        if framework in predictor:
-            raise UnsupportedPredictor(
-                f"predictor.{framework} is not served by the local runtime: use predictor.model with "
-                f"modelFormat.name one of {list(SUPPORTED_MODEL_FORMATS)} or a custom predictor container"
-            )
+        if framework in predictor:  # admission converts them; an object stored before that did not
+            predictor = convert_legacy_predictor(predictor)
     model = predictor.get("model") or {}
     fmt = ((model.get("modelFormat") or {}).get("name") or "").lower()
     if fmt not in SUPPORTED_MODEL_FORMATS:
@@ -114,6 +121,15 @@ def plan_predictor(isvc: dict[str, Any]) -> PredictorPlan:
         )
     if not model.get("storageUri"):
         raise UnsupportedPredictor("predictor.model.storageUri is required: set the model's location")
+    if fmt in FRAMEWORK_RUNTIMES:
+        framework_container = {
+            "name": "kserve-container",
+            "image": TRAINER_IMAGE,
+            "command": ["python", "-m", "kubeflow_bridge.local.kserve.model_server", "--framework", fmt],
+            "args": ["--model_name", name, "--model_dir", model["storageUri"], "--http_port", "8080"],
+            "env": copy.deepcopy(model.get("env") or []),
+        }
+        return PredictorPlan(framework_container, name, spec_hash, runtime=FRAMEWORK_RUNTIMES[fmt])
     container = {
         "name": "kserve-container",
         "image": TRAINER_IMAGE,
@@ -124,6 +140,15 @@ def plan_predictor(isvc: dict[str, Any]) -> PredictorPlan:
     if model.get("resources"):
         container["resources"] = copy.deepcopy(model["resources"])
     return PredictorPlan(container, name, spec_hash, runtime="kubeflow-bridge-vae")
+
+
+def convert_legacy_predictor(predictor: dict[str, Any]) -> dict[str, Any]:
+    """``predictor.<framework>`` -> ``predictor.model`` with ``modelFormat.name``, as KServe's defaulter does."""
+    out = copy.deepcopy(predictor)
+    for framework in LEGACY_FRAMEWORKS:
+        if isinstance(out.get(framework), dict) and "model" not in out:
+            out["model"] = {"modelFormat": {"name": framework}, **out.pop(framework)}
+    return out
 
 
 def with_port(container: dict[str, Any], port: int) -> dict[str, Any]:

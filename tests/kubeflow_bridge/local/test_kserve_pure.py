@@ -42,14 +42,15 @@ def test_plans_custom_and_model_format_and_rejects_others() -> None:
     assert vae.container["command"] == ["python", "-m", "trainer", "serve"]
     assert vae.container["args"][:2] == ["--model", "s3://models/vae"]
     assert vae.model_name == "vae"
-    with pytest.raises(
-        predictor.UnsupportedPredictor, match=r"unsupported model format 'sklearn'.*kubeflow-bridge-vae"
-    ):
-        predictor.plan_predictor(
-            _isvc({"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://m"}})
-        )
-    with pytest.raises(predictor.UnsupportedPredictor, match=r"predictor\.tensorflow is not served"):
-        predictor.plan_predictor(_isvc({"tensorflow": {"storageUri": "gs://x"}}))
+    sklearn = predictor.plan_predictor(
+        _isvc({"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://m"}})
+    )
+    assert sklearn.runtime == "kserve-sklearnserver" and "--model_dir" in sklearn.container["args"]
+    with pytest.raises(predictor.UnsupportedPredictor, match=r"unsupported model format 'tensorflow'"):
+        predictor.plan_predictor(_isvc({"tensorflow": {"storageUri": "gs://x"}}))  # converted, then refused
+    assert predictor.convert_legacy_predictor(
+        {"sklearn": {"storageUri": "s3://m", "protocolVersion": "v2"}}
+    ) == {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://m", "protocolVersion": "v2"}}
     # canaryTrafficPercent alone makes no new revision; a spec change does
     assert predictor.predictor_spec_hash(
         _isvc({**CUSTOM, "canaryTrafficPercent": 10})

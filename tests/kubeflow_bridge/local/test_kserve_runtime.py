@@ -70,16 +70,21 @@ def _custom(kube: Any) -> Any:
 
 
 def _wait_generation(
-    custom: Any, ns: str, name: str, generation: int, ready: str, timeout: float = 60
+    custom: Any, ns: str, name: str, generation: int, ready: str, timeout: float = 60, reason: str = ""
 ) -> dict[str, Any]:
-    """Wait until status is at ``generation`` with Ready == ``ready`` ("True"/"False")."""
+    """Wait until status is at ``generation`` with Ready == ``ready`` ("True"/"False") (and `reason`)."""
     deadline = time.monotonic() + timeout
     obj: dict[str, Any] = {}
     while time.monotonic() < deadline:
         obj = custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
         st = obj.get("status") or {}
         cond = next((c for c in st.get("conditions") or [] if c["type"] == "Ready"), None)
-        if st.get("observedGeneration", 0) >= generation and cond is not None and cond["status"] == ready:
+        if (
+            st.get("observedGeneration", 0) >= generation
+            and cond is not None
+            and cond["status"] == ready
+            and cond.get("reason", "").startswith(reason)
+        ):
             return obj
         time.sleep(0.3)
     raise AssertionError(f"{name} not Ready={ready} at generation {generation}: {obj.get('status')}")
@@ -194,24 +199,65 @@ def test_canary_rollout_rollback_promotion_and_failed_canary(kube: Any, namespac
     assert _versions(url, 10) == {"v2": 10}
 
 
-def test_unsupported_model_format_is_not_ready_with_reason(kube: Any, namespace: str) -> None:
-    custom = _custom(kube)
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "InferenceService",
-        "metadata": {"name": "skl"},
-        "spec": {
-            "predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://models/skl"}}
-        },
-    }
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-    obj = _wait_generation(custom, namespace, "skl", 1, "False")
-    ready = obj["status"]["conditions"][-1]
-    assert ready["reason"] == "NoSupportingRuntime"
-    assert (
-        "unsupported model format 'sklearn'" in ready["message"] and "kubeflow-bridge-vae" in ready["message"]
+def test_sklearn_served_by_kserve_model_server_legacy_form_converted_others_fail_as_on_a_cluster(
+    runtime: Any, kube: Any, namespace: str, tmp_path: Any
+) -> None:
+    import joblib
+    from kserve import (
+        KServeClient,
+        V1beta1InferenceService,
+        V1beta1InferenceServiceSpec,
+        V1beta1PredictorSpec,
+        V1beta1SKLearnSpec,
     )
-    assert obj["status"]["modelStatus"]["transitionStatus"] == "InvalidSpec"
+    from kubernetes.client import V1ObjectMeta
+    from sklearn.linear_model import LogisticRegression
+
+    x = [[0.0, 0.1], [0.2, 0.0], [1.0, 0.9], [0.8, 1.1]]
+    estimator = LogisticRegression().fit(x, [0, 0, 1, 1])
+    (tmp_path / "model").mkdir()
+    joblib.dump(estimator, tmp_path / "model" / "model.joblib")
+    legacy = V1beta1InferenceService(  # as KServe's sklearn example writes it
+        api_version=f"{GROUP}/{VERSION}",
+        kind="InferenceService",
+        metadata=V1ObjectMeta(name="skl", namespace=namespace),
+        spec=V1beta1InferenceServiceSpec(
+            predictor=V1beta1PredictorSpec(sklearn=V1beta1SKLearnSpec(storage_uri=str(tmp_path / "model")))
+        ),
+    )
+    kserve_client = KServeClient(config_file=str(runtime.kubeconfig))
+    kserve_client.create(legacy, namespace=namespace)
+    stored = kserve_client.get("skl", namespace=namespace)
+    predictor = stored["spec"]["predictor"]  # as KServe's defaulting webhook stores it
+    assert "sklearn" not in predictor and predictor["model"]["modelFormat"] == {"name": "sklearn"}
+    assert predictor["model"]["storageUri"] == str(tmp_path / "model")
+    kserve_client.wait_isvc_ready("skl", namespace=namespace, timeout_seconds=90, polling_interval=1)
+    url = kserve_client.get("skl", namespace=namespace)["status"]["url"]
+    rows = [[0.1, 0.0], [0.9, 1.0]]
+    answer = httpx.post(f"{url}/v1/models/skl:predict", json={"instances": rows}, timeout=10).json()
+    assert answer == {"predictions": [int(v) for v in estimator.predict(rows)]} == {"predictions": [0, 1]}
+
+    custom = _custom(kube)
+    for name, fmt in (("xgb", "xgboost"), ("tf", "tensorflow")):
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "InferenceService",
+            "metadata": {"name": name},
+            "spec": {
+                "predictor": {"model": {"modelFormat": {"name": fmt}, "storageUri": str(tmp_path / "model")}}
+            },
+        }
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    # xgboost is not in this environment: its runtime's container cannot start, as on a cluster
+    xgb = _wait_generation(custom, namespace, "xgb", 1, "False", reason="RevisionFailed")
+    assert "No module named 'xgboost'" in xgb["status"]["conditions"][-1]["message"]
+    tf = _wait_generation(custom, namespace, "tf", 1, "False")
+    ready = tf["status"]["conditions"][-1]
+    assert (
+        ready["reason"] == "NoSupportingRuntime"
+        and "unsupported model format 'tensorflow'" in ready["message"]
+    )
+    assert tf["status"]["modelStatus"]["transitionStatus"] == "InvalidSpec"
 
 
 def _sdk_isvc(namespace: str, version: str, canary: int | None = None) -> Any:
