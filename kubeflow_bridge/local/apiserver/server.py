@@ -22,6 +22,7 @@ from kubeflow_bridge import __version__
 from kubeflow_bridge.local.apiserver import discovery, jsonfast, openapi, reviews
 from kubeflow_bridge.local.apiserver import errors as apierrors
 from kubeflow_bridge.local.apiserver.admission import Admission
+from kubeflow_bridge.local.apiserver.apply import apply as server_side_apply
 from kubeflow_bridge.local.apiserver.errors import ApiError
 from kubeflow_bridge.local.apiserver.faults import Faults
 from kubeflow_bridge.local.apiserver.kinds import REVIEW_TYPES, KindRegistry, ResourceType
@@ -399,6 +400,8 @@ class ApiServer:
     async def _patch(self, request: web.Request, route: Route) -> web.Response:
         ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
         patch = await self._body(request)
+        if ctype == "application/apply-patch+yaml" and route.sub is None:
+            return await self._apply(request, route, patch)  # may create: no stored object needed
         old = self.store.get(route.rt, route.namespace or "", route.name or "")
         if ctype == "application/json-patch+json":
             new = json_patch(old, patch)
@@ -419,11 +422,7 @@ class ApiServer:
                 raise apierrors.bad_request("a strategic merge patch must be a JSON object")
             new = strategic_merge_patch(old, patch)
         elif ctype == "application/apply-patch+yaml":
-            raise ApiError(
-                415,
-                "UnsupportedMediaType",
-                "server-side apply is not supported; use kubectl apply without --server-side",
-            )
+            return await self._apply(request, route, patch)
         else:
             raise ApiError(415, "UnsupportedMediaType", f"the patch content type {ctype!r} is not supported")
         if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
@@ -438,6 +437,35 @@ class ApiServer:
             new = self.admission.admit(route.rt, new, old)
         obj = self.store.update(route.rt, new, subresource=route.sub, dry_run=_dry_run(request))
         return json_response(obj)
+
+    async def _apply(self, request: web.Request, route: Route, config: Any) -> web.Response:
+        """Server-side apply (see apply.py): creates or updates; managedFields record the manager."""
+        config = self._check_object(route, config)
+        if config["metadata"].get("name") != route.name:
+            raise apierrors.bad_request(
+                f"the name in the applied object ({config['metadata'].get('name')}) does not match the URL ({route.name})"
+            )
+        old = self.store.find(route.rt, route.namespace or "", route.name or "")
+        new = server_side_apply(
+            old,
+            config,
+            manager=request.query.get("fieldManager", ""),
+            force=query_bool(request.query.get("force")),
+            builtin=route.rt.group in BUILTIN_GROUPS,
+            api_version=route.rt.api_version,
+        )
+        dry_run = _dry_run(request)
+        if old is None:
+            if route.rt.has_status and route.rt.plural != "namespaces":
+                new.pop("status", None)
+            new = self.admission.admit(route.rt, new, None)
+            if dry_run:
+                return json_response(new, 201)
+            return json_response(self.store.create(route.rt, new, route.namespace), 201)
+        if not config["metadata"].get("resourceVersion"):
+            new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+        new = self.admission.admit(route.rt, new, old)
+        return json_response(self.store.update(route.rt, new, dry_run=dry_run))
 
     async def _scale(self, request: web.Request, route: Route) -> web.Response:
         """GET, PUT or PATCH (merge) the autoscaling/v1 Scale of an object (kubectl scale)."""

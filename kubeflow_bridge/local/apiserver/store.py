@@ -325,6 +325,8 @@ class Store:
                     new_meta[key] = old["metadata"][key]
                 else:
                     new_meta.pop(key, None)
+            if "managedFields" not in new_meta and "managedFields" in old["metadata"]:
+                new_meta["managedFields"] = old["metadata"]["managedFields"]  # kept when a write omits them
             if "generation" in old["metadata"] and _spec_part(new) != _spec_part(old):
                 new_meta["generation"] = int(old["metadata"]["generation"]) + 1
         new["apiVersion"] = rt.api_version

@@ -211,3 +211,73 @@ def test_logs_timestamps_since_and_image_entrypoints(runtime: RuntimeHandle, nam
     with runtime.http() as c:
         r = c.get(f"/api/v1/namespaces/{namespace}/pods/ticker/log", params={"sinceSeconds": "0"})
         assert r.status_code == 400
+
+
+CONFIGMAP = """
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: ssa
+  labels: {team: red, tier: web}
+data:
+  a: "1"
+  b: "2"
+"""
+
+
+def test_server_side_apply_owns_removes_and_conflicts(
+    runtime: RuntimeHandle, namespace: str, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "cm.yaml"
+    manifest.write_text(CONFIGMAP)
+    assert (
+        "serverside-applied"
+        in kubectl(runtime, namespace, "apply", "--server-side", "-f", str(manifest)).stdout
+    )
+    manifest.write_text(CONFIGMAP.replace('  b: "2"\n', "").replace("tier: web", "tier: api"))
+    kubectl(runtime, namespace, "apply", "--server-side", "-f", str(manifest))
+    cm = json.loads(
+        kubectl(runtime, namespace, "get", "cm", "ssa", "-o", "json", "--show-managed-fields").stdout
+    )
+    assert cm["data"] == {"a": "1"}  # b was applied before and no longer is: removed
+    assert cm["metadata"]["labels"] == {"team": "red", "tier": "api"}
+    (entry,) = cm["metadata"]["managedFields"]
+    assert (entry["manager"], entry["operation"]) == ("kubectl", "Apply") and "f:a" in entry["fieldsV1"][
+        "f:data"
+    ]
+
+    other = tmp_path / "other.yaml"
+    other.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: '9'\n  c: '3'\n")
+    refused = kubectl(
+        runtime, namespace, "apply", "--server-side", "--field-manager=ops", "-f", str(other), check=False
+    )
+    assert refused.returncode != 0 and 'conflict with "kubectl": .data.a' in refused.stderr
+    assert json.loads(kubectl(runtime, namespace, "get", "cm", "ssa", "-o", "json").stdout)["data"] == {
+        "a": "1"
+    }
+    kubectl(
+        runtime,
+        namespace,
+        "apply",
+        "--server-side",
+        "--field-manager=ops",
+        "--force-conflicts",
+        "-f",
+        str(other),
+    )
+    cm = json.loads(
+        kubectl(runtime, namespace, "get", "cm", "ssa", "-o", "json", "--show-managed-fields").stdout
+    )
+    assert cm["data"] == {"a": "9", "c": "3"}
+    owners = {e["manager"]: e["fieldsV1"] for e in cm["metadata"]["managedFields"]}
+    assert "f:a" in owners["ops"]["f:data"] and "f:a" not in owners["kubectl"].get("f:data", {})
+
+    # custom resources too: create, then re-apply unchanged
+    job = tmp_path / "job.yaml"
+    job.write_text(MANIFEST.replace("WORKERS", "1"))
+    assert (
+        "serverside-applied" in kubectl(runtime, namespace, "apply", "--server-side", "-f", str(job)).stdout
+    )
+    before = _job(runtime, namespace)
+    kubectl(runtime, namespace, "apply", "--server-side", "-f", str(job))
+    assert _job(runtime, namespace)["metadata"]["generation"] == before["metadata"]["generation"] == 1
