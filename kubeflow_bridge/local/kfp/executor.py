@@ -246,6 +246,12 @@ def _install_hooks(
         # an optional input with no default compiles to an empty Value; KFP passes nothing (None)
         return None if value.WhichOneof("kind") is None else original_to_python(value)
 
+    original_outputs = executor_output_utils.get_outputs_for_task
+
+    def get_outputs_for_task(executor_input: Any, component_spec: Any) -> Any:
+        _copy_custom_paths(executor_input.outputs.output_file)
+        return original_outputs(executor_input, component_spec)
+
     original_arguments = OrchestratorUtils.make_task_arguments.__func__  # type: ignore[attr-defined]
 
     def make_task_arguments(cls: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -260,10 +266,33 @@ def _install_hooks(
     handler_cls.run = run_component  # type: ignore[method-assign]
     kfp_cache.LocalCache.get = cache_get  # type: ignore[method-assign]
     executor_output_utils.pb2_value_to_python = pb2_value_to_python
+    executor_output_utils.get_outputs_for_task = get_outputs_for_task
     OrchestratorUtils.make_task_arguments = classmethod(make_task_arguments)  # type: ignore[method-assign,assignment]
     task_executor.execute_single_task = execute_single_task
     subprocess_task_handler.run_local_subprocess = run_local_subprocess
     return executed
+
+
+def _copy_custom_paths(executor_output: str) -> None:
+    """An output artifact written to its ``custom_path`` is stored at its URI, as KFP's launcher uploads
+    it from there (kfp.local reads only the default path)."""
+    import shutil
+
+    try:
+        written = json.loads(Path(executor_output).read_text())
+    except (OSError, ValueError):
+        return
+    for entry in (written.get("artifacts") or {}).values():
+        for artifact in entry.get("artifacts") or []:
+            source, uri = artifact.get("custom_path"), str(artifact.get("uri") or "")
+            if not source or not Path(source).exists() or "://" in uri.removeprefix("file://"):
+                continue
+            target = Path(uri.removeprefix("file://"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if Path(source).is_dir():
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(source, target)
 
 
 def _leaf_tasks(spec: dict[str, Any]) -> dict[str, str]:

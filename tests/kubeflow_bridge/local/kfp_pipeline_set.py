@@ -76,6 +76,17 @@ def read_data(data: Input[Dataset]) -> str:
 
 
 @dsl.component
+def write_custom_path(text: str, data: Output[Dataset]) -> None:
+    import os
+    import tempfile
+
+    data.custom_path = os.path.join(tempfile.mkdtemp(), "custom.txt")  # written here, uploaded from here
+    with open(data.custom_path, "w") as fh:
+        fh.write(text)
+    data.metadata["length"] = len(text)
+
+
+@dsl.component
 def log_metrics(metrics: Output[Metrics], page: Output[HTML]) -> None:
     metrics.log_metric("f1", 0.75)
     with open(page.path, "w") as fh:
@@ -229,6 +240,11 @@ def named_outputs():  # type: ignore[no-untyped-def]
 def artifacts(text: str = "hello"):  # type: ignore[no-untyped-def]
     written = write_data(text=text)
     read_data(data=written.outputs["data"])
+
+
+@dsl.pipeline
+def custom_path(text: str = "elsewhere"):  # type: ignore[no-untyped-def]
+    read_data(data=write_custom_path(text=text).outputs["data"])
 
 
 @dsl.pipeline
@@ -456,6 +472,7 @@ CASES: list[Case] = [
     Case("named-outputs", named_outputs, _expect("use-count", "Output", 13)),
     Case("artifacts", artifacts, _check_artifacts),
     Case("metrics-and-html", metrics_and_html, _check_metrics),
+    Case("custom-path", custom_path, _expect("read-data", "Output", "ELSEWHERE/9")),
     Case("conditions", conditions, _check_conditions),
     Case("one-of", one_of, _expect("chosen", "Output", "one")),
     Case("parallel-for-collected", parallel_for_collected, _expect("total", "Output", 14)),
