@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from kubeflow_bridge.local.kfp.common import KfpState, new_id, read_body, respond
+from kubeflow_bridge.local.kfp.platform import public_spec
 from kubeflow_bridge.local.kfp.query import ApiError, apply_list, bad_request, now_ts, rfc3339
 from kubeflow_bridge.local.kfp.runs import RunExecutor
 from kubeflow_bridge.local.kfp.runs_api import add_routes as add_run_routes
@@ -169,7 +170,7 @@ def _new_version(
         "created_at": rfc3339(now_ts()),
         "package_url": None,
         "code_source_url": "",
-        "pipeline_spec": spec,
+        "pipeline_spec": public_spec(spec),
         "error": None,
     }
 

@@ -116,7 +116,9 @@ class KfpState:
             version = self.must_get("versions", version_id, "pipeline version")
         if pipeline_id and version["pipeline_id"] != pipeline_id:
             raise bad_request(f"pipeline version {version_id!r} does not belong to pipeline {pipeline_id!r}")
-        return dict(version["pipeline_spec"])
+        from kubeflow_bridge.local.kfp.spec import unwrap_spec
+
+        return unwrap_spec(version["pipeline_spec"])  # the stored public form, platform settings re-attached
 
 
 def respond(obj: Any, status: int = 200) -> web.Response:

@@ -20,10 +20,12 @@ import re
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kubeflow_bridge.local.images import ImageMap
+from kubeflow_bridge.local.kfp.platform import PLATFORM_KEY, executors, task_env
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*)$")
@@ -111,6 +113,7 @@ def _install_hooks(
     mirror: ArtifactMirror | None = None,
     images: ImageMap | None = None,
     envs_root: Path | None = None,
+    platform_env: Callable[[str, str], tuple[dict[str, str], list[str]]] | None = None,
 ) -> list[str]:
     """Wraps kfp.local's per-task seams; returns the list that collects executed task names.
 
@@ -171,6 +174,10 @@ def _install_hooks(
         executed.append(task_key)
         local.lines = []
         local.cache_key = None
+        task_spec, components = kwargs.get("task_spec"), kwargs.get("components") or {}
+        component = components.get(task_spec.component_ref.name) if task_spec is not None else None
+        local.executor_label = getattr(component, "executor_label", "")
+        local.task_name = task_name
         events.task_logs.mkdir(exist_ok=True)
         local.log_path = events.task_logs / f"{seq}.log"
         events.emit("task_started", seq=seq, task=task_name, parent=parent)
@@ -225,12 +232,19 @@ def _install_hooks(
     image_map = images or ImageMap()
 
     def run_component(handler: Any) -> Any:
+        extra: dict[str, str] = {}
         try:
+            if platform_env is not None:
+                extra, notes = platform_env(
+                    getattr(local, "executor_label", ""), getattr(local, "task_name", "")
+                )
+                for note in notes:
+                    say(note)
             launch = plan_launch(handler.image, list(handler.full_command), image_map, package_envs)
-        except LaunchError as exc:
+        except (LaunchError, LookupError) as exc:
             say(error_line(str(exc)))
             return kfp_status.Status.FAILURE
-        code = run_local_subprocess(launch.argv, {**launch.env, **handler.env_vars})
+        code = run_local_subprocess(launch.argv, {**launch.env, **handler.env_vars, **extra})
         return kfp_status.Status.SUCCESS if code == 0 else kfp_status.Status.FAILURE
 
     original_get = kfp_cache.LocalCache.get
@@ -271,6 +285,36 @@ def _install_hooks(
     task_executor.execute_single_task = execute_single_task
     subprocess_task_handler.run_local_subprocess = run_local_subprocess
     return executed
+
+
+def _platform_env(
+    platform: dict[str, Any] | None, params: dict[str, Any]
+) -> Callable[[str, str], tuple[dict[str, str], list[str]]] | None:
+    """The kfp-kubernetes settings of a task, as its environment (secrets read from the runtime)."""
+    settings = executors(platform)
+    if not settings:
+        return None
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config()
+    namespace = config.list_kube_config_contexts()[1]["context"].get("namespace") or "default"
+    core = client.CoreV1Api(api_client)
+
+    def read(kind: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj = (core.read_namespaced_secret if kind == "Secret" else core.read_namespaced_config_map)(
+                name, namespace
+            )
+        except client.exceptions.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {"data": obj.data or {}}
+
+    def env_for(label: str, task: str) -> tuple[dict[str, str], list[str]]:
+        return task_env(settings.get(label) or {}, params, read, namespace, task)
+
+    return env_for
 
 
 def _copy_custom_paths(executor_output: str) -> None:
@@ -332,11 +376,14 @@ def main(argv: list[str] | None = None) -> int:
 
         spec = json.loads(args.spec.read_text())
         params = json.loads(args.params.read_text())
+        platform_env = _platform_env(spec.pop(PLATFORM_KEY, None), params)
         workspace = args.events.parent / "workspace"
         workspace.mkdir(exist_ok=True)
         mirror = ArtifactMirror(args.pipeline_root, args.mirror_root) if args.mirror_root else None
         leaves = _leaf_tasks(spec)
-        executed = _install_hooks(events, leaves, mirror, ImageMap.from_file(args.images), args.envs_root)
+        executed = _install_hooks(
+            events, leaves, mirror, ImageMap.from_file(args.images), args.envs_root, platform_env
+        )
         local.init(
             runner=local.SubprocessRunner(use_venv=False),
             pipeline_root=args.pipeline_root,

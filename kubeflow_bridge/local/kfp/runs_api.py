@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from kubeflow_bridge.local.kfp.common import KfpState, new_id, read_body, respond
+from kubeflow_bridge.local.kfp.platform import public_spec
 from kubeflow_bridge.local.kfp.query import ApiError, apply_list, bad_request, now_ts, parse_time, rfc3339
 from kubeflow_bridge.local.kfp.runs import TERMINAL, require_state
 from kubeflow_bridge.local.kfp.schedule import Cron, parse_interval
@@ -112,7 +113,7 @@ def create_run_record(
     if ref is not None:
         run["pipeline_version_reference"] = ref
     else:
-        run["pipeline_spec"] = spec
+        run["pipeline_spec"] = public_spec(spec)
     state.store.put("runs", str(run["run_id"]), run)
     exp = state.store.get("experiments", exp_id)
     if exp is not None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import yaml
 
+from kubeflow_bridge.local.kfp.platform import PLATFORM_KEY, platform_problems
 from kubeflow_bridge.local.kfp.query import bad_request
 
 
@@ -21,7 +22,10 @@ def parse_package(data: bytes, filename: str = "pipeline.yaml") -> dict[str, Any
         raise bad_request(f"{filename}: not valid YAML/JSON: {exc}") from exc
     if not docs:
         raise bad_request(f"{filename}: empty pipeline package")
-    return unwrap_spec(docs[0])
+    spec = unwrap_spec(docs[0])
+    if len(docs) > 1 and isinstance(docs[1], dict) and "platforms" in docs[1]:
+        spec[PLATFORM_KEY] = docs[1]  # kfp-kubernetes settings, compiled as the second document
+    return spec
 
 
 def unwrap_spec(spec: Any) -> dict[str, Any]:
@@ -34,7 +38,11 @@ def unwrap_spec(spec: Any) -> dict[str, Any]:
     if isinstance(spec, dict):
         for key in ("pipeline_spec", "pipelineSpec"):
             if isinstance(spec.get(key), dict) and "root" not in spec:
-                return unwrap_spec(spec[key])
+                inner = unwrap_spec(spec[key])
+                platform = spec.get("platform_spec") or spec.get("platformSpec")
+                if isinstance(platform, dict) and platform.get("platforms"):
+                    inner[PLATFORM_KEY] = platform
+                return inner
     if not isinstance(spec, dict):
         raise bad_request("pipeline_spec must be an object: the compiled pipeline (kfp.compiler output)")
     return spec
@@ -103,7 +111,10 @@ def _structure_problems(spec: dict[str, Any]) -> list[str]:
 
 def validate_spec(spec: dict[str, Any]) -> None:
     """Raises a 400 ApiError unless `spec` is a compiled PipelineSpec this runtime can execute."""
-    problems: list[str] = []
+    problems = platform_problems(spec.get(PLATFORM_KEY))
+    if problems:
+        raise bad_request("pipeline platform_spec: " + "; ".join(problems))
+    spec = {k: v for k, v in spec.items() if k != PLATFORM_KEY}
     for key in ("pipelineInfo", "root", "deploymentSpec", "schemaVersion"):
         if key not in spec:
             problems.append(f"missing {key!r}")
