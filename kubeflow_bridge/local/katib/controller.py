@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import logging
 import re
 import shutil
@@ -67,7 +68,29 @@ class TrialController(Controller):
     kinds = (TRIAL,)
     owns = (JOB, PYTORCHJOB)
 
+    def _metrics_file(self, trial: dict[str, Any]) -> Path | None:
+        """Where a File collector's metrics land locally: a folder of this trial (see _job_body)."""
+        source = katib_metrics.file_source(trial["spec"].get("metricsCollector"))
+        if source is None:
+            return None
+        ns, name = trial["metadata"]["namespace"], trial["metadata"]["name"]
+        return self.ctx.state_dir / "katib-metrics" / ns / name / Path(source[0]).name
+
+    def _job_body(self, trial: dict[str, Any]) -> dict[str, Any]:
+        """The runSpec; with a File collector, its metrics path points into the trial's own folder (a
+        local process cannot write the pod path Katib mounts, e.g. /var/log/katib)."""
+        run_spec: dict[str, Any] = trial["spec"]["runSpec"]
+        local = self._metrics_file(trial)
+        if local is None:
+            return run_spec
+        local.parent.mkdir(parents=True, exist_ok=True)
+        path = katib_metrics.file_source(trial["spec"].get("metricsCollector"))[0]  # type: ignore[index]
+        return dict(json.loads(json.dumps(run_spec).replace(path, str(local))))
+
     def _primary_log(self, trial: dict[str, Any]) -> str:
+        local = self._metrics_file(trial)
+        if local is not None:
+            return local.read_text(errors="replace") if local.exists() else ""
         ns = trial["metadata"]["namespace"]
         labels = {TRIAL_LABEL: trial["metadata"]["name"], **(trial["spec"].get("primaryPodLabels") or {})}
         pods = self.ctx.list(POD, ns, labels=labels)
@@ -88,7 +111,10 @@ class TrialController(Controller):
         filters = (
             ((trial["spec"].get("metricsCollector") or {}).get("source") or {}).get("filter") or {}
         ).get("metricsFormat")
-        logs = katib_metrics.collect(self._primary_log(trial), names, filters)
+        source = katib_metrics.file_source(trial["spec"].get("metricsCollector"))
+        logs = katib_metrics.collect(
+            self._primary_log(trial), names, filters, source[1] if source else "TEXT"
+        )
         obs = katib_metrics.observation(logs, names)
         return obs, katib_metrics.objective_available(obs, names[0])
 
@@ -134,7 +160,7 @@ class TrialController(Controller):
         job = self.ctx.get(rt, ns, name)
         if job is None:
             try:
-                self.ctx.create(rt, trial["spec"]["runSpec"], namespace=ns, owner=trial)
+                self.ctx.create(rt, self._job_body(trial), namespace=ns, owner=trial)
             except apierrors.ApiError as exc:
                 katib_status.mark_trial_failed(status, "InvalidJob", str(exc))
                 self.ctx.set_status(TRIAL, trial, status)
@@ -220,6 +246,7 @@ class ExperimentController(Controller):
         self._workdirs[self._key(exp)] = workdir
         argv = [python or sys.executable, "-m", "kubeflow_bridge.local.katib.suggestion"]
         argv += ["--experiment", f"{ns}/{name}", "--kubeconfig", kubeconfig, "--workdir", workdir]
+        argv += ["--metrics-dir", str(self.ctx.state_dir / "katib-metrics")]
         proc = await self.ctx.processes.spawn(
             f"katib-suggestion-{ns}-{name}", argv, env=env, log_path=logdir / f"{name}-suggestion.log"
         )

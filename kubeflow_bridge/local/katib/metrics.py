@@ -79,12 +79,43 @@ def parse_metric_lines(
     return out
 
 
+def parse_json_lines(text: str, metric_names: list[str]) -> list[MetricLog]:
+    """Katib's File collector with ``format: JSON``: one JSON object per line, metrics as its keys."""
+    import json
+
+    out: list[MetricLog] = []
+    for raw in text.splitlines():
+        try:
+            row = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(row, dict):
+            continue
+        stamp = str(row.get("timestamp") or ZERO_TIMESTAMP)
+        for name in metric_names:
+            if name in row and row[name] is not None:
+                out.append(MetricLog(name, str(row[name]), stamp if _is_rfc3339(stamp) else ZERO_TIMESTAMP))
+    return out
+
+
+def file_source(collector: dict[str, Any] | None) -> tuple[str, str] | None:
+    """``(path, format)`` of a File metrics collector, None for StdOut."""
+    collector = collector or {}
+    if (collector.get("collector") or {}).get("kind") != "File":
+        return None
+    path = (collector.get("source") or {}).get("fileSystemPath") or {}
+    return str(path.get("path") or ""), str(path.get("format") or "TEXT").upper()
+
+
 def collect(
-    lines: list[str] | str, metric_names: list[str], filters: list[str] | None = None
+    lines: list[str] | str, metric_names: list[str], filters: list[str] | None = None, fmt: str = "TEXT"
 ) -> list[MetricLog]:
     """As Katib's collector: the parsed logs, or one ``unavailable`` objective log when the objective
     metric was never reported."""
-    logs = parse_metric_lines(lines, metric_names, filters)
+    if fmt == "JSON":
+        logs = parse_json_lines(lines if isinstance(lines, str) else "\n".join(lines), metric_names)
+    else:
+        logs = parse_metric_lines(lines, metric_names, filters)
     if not any(log.name == metric_names[0] for log in logs):
         return [MetricLog(metric_names[0], UNAVAILABLE)]
     return logs

@@ -58,14 +58,26 @@ def local_problems(experiment: dict[str, Any]) -> list[tuple[str, str]]:
                         f"grid search needs a step for double parameter {param.get('name')!r}: set feasibleSpace.step",
                     )
                 )
-    kind = ((spec.get("metricsCollectorSpec") or {}).get("collector") or {}).get("kind", "StdOut")
-    if kind not in ("StdOut", "None"):
+    collector = spec.get("metricsCollectorSpec") or {}
+    kind = (collector.get("collector") or {}).get("kind", "StdOut")
+    if kind not in ("StdOut", "None", "File"):
         out.append(
             (
                 "spec.metricsCollectorSpec.collector.kind",
-                f"metrics collector {kind!r} is not supported by the local runtime; use StdOut",
+                f"metrics collector {kind!r} is not supported by the local runtime; use StdOut or File",
             )
         )
+    if kind == "File":
+        path = (collector.get("source") or {}).get("fileSystemPath") or {}
+        if not str(path.get("path") or "").startswith("/") or str(
+            path.get("format") or "TEXT"
+        ).upper() not in ("TEXT", "JSON"):
+            out.append(
+                (
+                    "spec.metricsCollectorSpec.source.fileSystemPath",
+                    "the File collector needs an absolute path and format TEXT or JSON",
+                )
+            )
     return out
 
 

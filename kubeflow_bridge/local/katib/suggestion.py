@@ -26,9 +26,10 @@ import signal
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
-from kubeflow_bridge.local.katib.metrics import parse_metric_lines
+from kubeflow_bridge.local.katib.metrics import file_source, parse_json_lines, parse_metric_lines
 from kubeflow_bridge.local.katib.search import OBJECTIVE_KEY, build_tune_setup, format_value
 from kubeflow_bridge.local.katib.status import experiment_would_end, trial_is_completed
 from kubeflow_bridge.local.katib.template import EXPERIMENT_LABEL, TRIAL_LABEL, build_trial, metric_names
@@ -87,8 +88,14 @@ def _not_found(exc: Exception) -> bool:
     return getattr(exc, "status", None) == 404
 
 
-def _primary_log(core: Any, trial: dict[str, Any]) -> str:
+def _primary_log(core: Any, trial: dict[str, Any], metrics_dir: str = "") -> str:
     namespace = trial["metadata"]["namespace"]
+    source = file_source(trial["spec"].get("metricsCollector"))
+    if (
+        source is not None
+    ):  # the File collector's file, in the trial's folder (the Trial controller's _job_body)
+        path = Path(metrics_dir, namespace, trial["metadata"]["name"], Path(source[0]).name)
+        return path.read_text(errors="replace") if metrics_dir and path.exists() else ""
     selector = ",".join(
         [f"{TRIAL_LABEL}={trial['metadata']['name']}"]
         + [f"{k}={v}" for k, v in (trial["spec"].get("primaryPodLabels") or {}).items()]
@@ -105,13 +112,15 @@ def _primary_log(core: Any, trial: dict[str, Any]) -> str:
         return ""
 
 
-def make_trainable(experiment: dict[str, Any], kubeconfig: str) -> Any:
+def make_trainable(experiment: dict[str, Any], kubeconfig: str, metrics_dir: str = "") -> Any:
     """The Ray function trainable: one Katib Trial per Ray trial."""
     params = {p["name"]: p for p in experiment["spec"].get("parameters") or []}
     names = metric_names(experiment)
     filters = (
         ((experiment["spec"].get("metricsCollectorSpec") or {}).get("source") or {}).get("filter") or {}
     ).get("metricsFormat")
+    source = file_source(experiment["spec"].get("metricsCollectorSpec"))
+    fmt = source[1] if source else "TEXT"
     namespace = experiment["metadata"]["namespace"]
     max_trials = int(experiment["spec"].get("maxTrialCount") or 0)
 
@@ -150,11 +159,11 @@ def make_trainable(experiment: dict[str, Any], kubeconfig: str) -> Any:
                     return
                 raise
             done = trial_is_completed(trial)
-            values = [
-                m.value
-                for m in parse_metric_lines(_primary_log(core, trial), names, filters)
-                if m.name == names[0]
-            ]
+            text = _primary_log(core, trial, metrics_dir)
+            parsed = (
+                parse_json_lines(text, names) if fmt == "JSON" else parse_metric_lines(text, names, filters)
+            )
+            values = [m.value for m in parsed if m.name == names[0]]
             for value in values[reported:]:
                 try:
                     tune.report({OBJECTIVE_KEY: float(value)})
@@ -198,7 +207,7 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def run(experiment_ref: str, kubeconfig: str, workdir: str | None = None) -> int:
+def run(experiment_ref: str, kubeconfig: str, workdir: str | None = None, metrics_dir: str = "") -> int:
     """Run Ray Tune for one experiment until its search is exhausted. Returns the exit code.
 
     Args:
@@ -229,7 +238,7 @@ def run(experiment_ref: str, kubeconfig: str, workdir: str | None = None) -> int
     )
     try:
         tuner = tune.Tuner(
-            tune.with_resources(make_trainable(experiment, kubeconfig), {"cpu": 1}),
+            tune.with_resources(make_trainable(experiment, kubeconfig, metrics_dir), {"cpu": 1}),
             param_space=setup.param_space,
             tune_config=tune.TuneConfig(
                 metric=OBJECTIVE_KEY,
@@ -259,9 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", required=True, help="NAMESPACE/NAME of the Experiment")
     parser.add_argument("--kubeconfig", required=True, help="kubeconfig of the local runtime")
     parser.add_argument("--workdir", default=None, help="folder for Ray's files (removed at exit)")
+    parser.add_argument("--metrics-dir", default="", help="where File-collector metrics of trials land")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(args.experiment, args.kubeconfig, args.workdir)
+    return run(args.experiment, args.kubeconfig, args.workdir, args.metrics_dir)
 
 
 if __name__ == "__main__":

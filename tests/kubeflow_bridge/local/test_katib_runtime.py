@@ -452,6 +452,51 @@ def test_invalid_experiments_are_rejected_and_not_stored(
     assert custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "experiments")["items"] == []
 
 
+FILE_TRIAL = """
+import json, sys
+x, path, fmt = float(sys.argv[1]), sys.argv[2].split("=", 1)[1], sys.argv[3]
+with open(path, "w") as fh:
+    for epoch in range(2):
+        loss = (x - 0.3) ** 2 + 0.1 / (epoch + 1)
+        if fmt == "JSON":
+            fh.write(json.dumps({"epoch": epoch, "loss": loss, "acc": 1 - abs(x - 0.3)}) + "\\n")
+        else:
+            fh.write(f"epoch {epoch}: loss={loss:.6f} acc={1 - abs(x - 0.3):.4f}\\n")
+print("metrics written to the file only")
+"""
+
+
+@pytest.mark.parametrize("fmt", ["TEXT", "JSON"])
+def test_file_metrics_collector(kube: Any, namespace: str, fmt: str) -> None:
+    """Katib's File collector example: the trial writes metrics to /var/log/katib/...; the local runtime
+    points that path into the trial's folder and collects from there."""
+    custom = _custom(kube)
+    body = _experiment(f"file-{fmt.lower()}", algorithm="grid", parallel=2, max_trials=3)
+    body["spec"]["parameters"][0]["feasibleSpace"] = {"min": "0.25", "max": "0.75", "step": "0.25"}
+    body["spec"]["metricsCollectorSpec"] = {
+        "collector": {"kind": "File"},
+        "source": {"fileSystemPath": {"path": "/var/log/katib/metrics.log", "kind": "File", "format": fmt}},
+    }
+    container = body["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["command"] = [
+        "python",
+        "-c",
+        FILE_TRIAL,
+        "${trialParameters.x}",
+        "--log-path=/var/log/katib/metrics.log",
+        fmt,
+    ]
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "experiments", body)
+    done = _wait_done(custom, namespace, f"file-{fmt.lower()}")
+    status = done["status"]
+    assert _condition_types(done)[-1] == ("Succeeded", "True", "ExperimentMaxTrialsReached"), status
+    assert status["trialsSucceeded"] == 3
+    best = status["currentOptimalTrial"]
+    assert [a["value"] for a in best["parameterAssignments"]] == ["0.25"]
+    loss = next(m for m in best["observation"]["metrics"] if m["name"] == "loss")
+    assert float(loss["latest"]) == pytest.approx((0.25 - 0.3) ** 2 + 0.05, abs=1e-6)
+
+
 def test_only_the_trial_counts_of_an_experiment_are_editable(kube: Any, namespace: str) -> None:
     from kubernetes.client.exceptions import ApiException
 
