@@ -27,6 +27,7 @@ from kubeflow_bridge.local.apiserver.errors import ApiError
 from kubeflow_bridge.local.apiserver.faults import Faults
 from kubeflow_bridge.local.apiserver.kinds import REVIEW_TYPES, KindRegistry, ResourceType
 from kubeflow_bridge.local.apiserver.logs import serve_pod_log
+from kubeflow_bridge.local.apiserver.options import dry_run, field_validation, warn
 from kubeflow_bridge.local.apiserver.patch import json_patch, merge_patch, strategic_merge_patch
 from kubeflow_bridge.local.apiserver.query import query_bool
 from kubeflow_bridge.local.apiserver.scale import scale_of, with_replicas
@@ -374,15 +375,16 @@ class ApiServer:
         body = self._check_object(route, await self._body(request))
         if route.rt in REVIEW_TYPES:
             return json_response(reviews.answer(route.rt, body), 201)
+        warnings = field_validation(request, route.rt.kind, body)
         body["metadata"].pop("uid", None)
         self.store.assign_generated_name(route.rt, body, route.namespace)
         if route.rt.has_status and route.rt.plural != "namespaces":
             body.pop("status", None)
         body = self.admission.admit(route.rt, body, None)
-        if _dry_run(request):
-            return json_response(body, 201)
+        if dry_run(request):
+            return warn(json_response(body, 201), warnings)
         obj = self.store.create(route.rt, body, route.namespace)
-        return json_response(obj, 201)
+        return warn(json_response(obj, 201), warnings)
 
     async def _replace(self, request: web.Request, route: Route) -> web.Response:
         body = self._check_object(route, await self._body(request))
@@ -392,10 +394,11 @@ class ApiServer:
                 f"the name in the body ({name}) does not match the URL ({route.name})"
             )
         old = self.store.get(route.rt, route.namespace or "", route.name or "")
+        warnings = field_validation(request, route.rt.kind, body) if route.sub != "status" else []
         if route.sub != "status":
             body = self.admission.admit(route.rt, body, old)
-        obj = self.store.update(route.rt, body, subresource=route.sub, dry_run=_dry_run(request))
-        return json_response(obj)
+        obj = self.store.update(route.rt, body, subresource=route.sub, dry_run=dry_run(request))
+        return warn(json_response(obj), warnings)
 
     async def _patch(self, request: web.Request, route: Route) -> web.Response:
         ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
@@ -433,14 +436,16 @@ class ApiServer:
         for key in ("name", "namespace", "uid"):
             if new["metadata"].get(key) != old["metadata"].get(key):
                 raise apierrors.bad_request(f"metadata.{key} cannot be changed by a patch")
+        warnings = field_validation(request, route.rt.kind, new) if route.sub != "status" else []
         if route.sub != "status":
             new = self.admission.admit(route.rt, new, old)
-        obj = self.store.update(route.rt, new, subresource=route.sub, dry_run=_dry_run(request))
-        return json_response(obj)
+        obj = self.store.update(route.rt, new, subresource=route.sub, dry_run=dry_run(request))
+        return warn(json_response(obj), warnings)
 
     async def _apply(self, request: web.Request, route: Route, config: Any) -> web.Response:
         """Server-side apply (see apply.py): creates or updates; managedFields record the manager."""
         config = self._check_object(route, config)
+        warnings = field_validation(request, route.rt.kind, config)
         if config["metadata"].get("name") != route.name:
             raise apierrors.bad_request(
                 f"the name in the applied object ({config['metadata'].get('name')}) does not match the URL ({route.name})"
@@ -454,18 +459,17 @@ class ApiServer:
             builtin=route.rt.group in BUILTIN_GROUPS,
             api_version=route.rt.api_version,
         )
-        dry_run = _dry_run(request)
+        only_check = dry_run(request)
         if old is None:
             if route.rt.has_status and route.rt.plural != "namespaces":
                 new.pop("status", None)
             new = self.admission.admit(route.rt, new, None)
-            if dry_run:
-                return json_response(new, 201)
-            return json_response(self.store.create(route.rt, new, route.namespace), 201)
+            created = new if only_check else self.store.create(route.rt, new, route.namespace)
+            return warn(json_response(created, 201), warnings)
         if not config["metadata"].get("resourceVersion"):
             new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         new = self.admission.admit(route.rt, new, old)
-        return json_response(self.store.update(route.rt, new, dry_run=dry_run))
+        return warn(json_response(self.store.update(route.rt, new, dry_run=only_check)), warnings)
 
     async def _scale(self, request: web.Request, route: Route) -> web.Response:
         """GET, PUT or PATCH (merge) the autoscaling/v1 Scale of an object (kubectl scale)."""
@@ -485,7 +489,7 @@ class ApiServer:
             elif isinstance(body, dict):
                 body = merge_patch(current, body)
         new = self.admission.admit(route.rt, with_replicas(route.rt, obj, body), obj)
-        stored = self.store.update(route.rt, new, dry_run=_dry_run(request))
+        stored = self.store.update(route.rt, new, dry_run=dry_run(request))
         return json_response(scale_of(route.rt, stored))
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
@@ -518,7 +522,7 @@ class ApiServer:
             propagation=opts["propagationPolicy"],
             precondition_uid=pre.get("uid"),
             precondition_rv=pre.get("resourceVersion"),
-            dry_run=_dry_run(request, opts),
+            dry_run=dry_run(request, opts),
         )
         if obj["metadata"].get("finalizers") and self.store.find(
             route.rt, route.namespace or "", route.name or ""
@@ -546,7 +550,7 @@ class ApiServer:
         ml = parse_label_selector(request.query.get("labelSelector"))
         mf = parse_field_selector(request.query.get("fieldSelector"))
         items = self.store.list(route.rt, route.namespace, lambda o: ml(o) and mf(o))
-        for o in [] if _dry_run(request, opts) else items:
+        for o in [] if dry_run(request, opts) else items:
             if self.store.find(
                 route.rt, o["metadata"].get("namespace", ""), o["metadata"]["name"], copy_obj=False
             ):
@@ -564,14 +568,3 @@ class ApiServer:
                 "items": items,
             }
         )
-
-
-def _dry_run(request: web.Request, options: dict[str, Any] | None = None) -> bool:
-    """dryRun from the query (or DeleteOptions): only "All" exists, as on a real API server."""
-    values = request.query.getall("dryRun", []) or list((options or {}).get("dryRun") or [])
-    for value in values:
-        if value != "All":
-            raise apierrors.ApiError(
-                400, "BadRequest", f'dryRun: Unsupported value: "{value}": supported values: "All"'
-            )
-    return bool(values)

@@ -281,3 +281,31 @@ def test_server_side_apply_owns_removes_and_conflicts(
     before = _job(runtime, namespace)
     kubectl(runtime, namespace, "apply", "--server-side", "-f", str(job))
     assert _job(runtime, namespace)["metadata"]["generation"] == before["metadata"]["generation"] == 1
+
+
+def test_unknown_fields_are_refused_as_kubectl_asks(
+    runtime: RuntimeHandle, namespace: str, tmp_path: Path
+) -> None:
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(
+        MANIFEST.replace("WORKERS", "1").replace(
+            "restartPolicy: Never\n      template",
+            "restartPolicy: Never\n      replcas: 2\n      template",
+            1,
+        )
+    )
+    refused = kubectl(runtime, namespace, "apply", "-f", str(typo), check=False)  # kubectl: --validate=strict
+    assert refused.returncode != 0
+    assert 'strict decoding error: unknown field "spec.pytorchReplicaSpecs.Master.replcas"' in refused.stderr
+    assert "No resources found" in kubectl(runtime, namespace, "get", "pytorchjobs").stderr
+    warned = kubectl(runtime, namespace, "apply", "-f", str(typo), "--validate=warn")
+    assert (
+        'unknown field "spec.pytorchReplicaSpecs.Master.replcas"' in warned.stderr
+        and "created" in warned.stdout
+    )
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: busybox\n    comand: [sh]\n"
+    )
+    refused = kubectl(runtime, namespace, "create", "-f", str(pod), check=False)
+    assert refused.returncode != 0 and 'unknown field "spec.containers[0].comand"' in refused.stderr
