@@ -1,10 +1,9 @@
-"""A minimal OpenAPI v3 surface so ``kubectl apply`` accepts the server.
+"""The OpenAPI v3 surface kubectl reads (apply, explain).
 
 kubectl 1.32 asks ``/openapi/v3`` whether PATCH of a kind takes the ``fieldValidation`` query
-parameter; if so it leaves validation to the server and needs no schemas. So the documents list, per
-group/version, the object paths with their operations, the group-version-kind extension and that
-parameter, and carry no schemas (kubectl then uses JSON merge patch for custom resources and its own
-compiled-in strategic merge patch for built-in kinds).
+parameter; if so it leaves validation to the server. So the documents list, per group/version, the
+object paths with their operations, the group-version-kind extension and that parameter, plus the
+kinds' schemas generated from the official clients' models (:mod:`.schemas`) for ``kubectl explain``.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubeflow_bridge.local.apiserver.kinds import KindRegistry, ResourceType
+from kubeflow_bridge.local.apiserver.schemas import openapi_schemas
 
 
 def _gv_path(group: str, version: str) -> str:
@@ -65,5 +65,6 @@ def group_version(kinds: KindRegistry, parts: list[str]) -> dict[str, Any] | Non
         "openapi": "3.0.0",
         "info": {"title": "kubeflow-bridge local runtime", "version": "v1.32.0"},
         "paths": paths,
-        "components": {"schemas": {}},
+        # the served kinds' schemas, from the official clients' models: what `kubectl explain` reads
+        "components": {"schemas": openapi_schemas([(rt.group, rt.version, rt.kind) for rt in types])},
     }

@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from kubeflow_bridge.local.kfp.platform import PLATFORM_KEY, platform_problems
+from kubeflow_bridge.local.kfp.platform import PLATFORM_KEY, executors, platform_problems
 from kubeflow_bridge.local.kfp.query import bad_request
 
 
@@ -23,7 +23,7 @@ def parse_package(data: bytes, filename: str = "pipeline.yaml") -> dict[str, Any
     if not docs:
         raise bad_request(f"{filename}: empty pipeline package")
     spec = unwrap_spec(docs[0])
-    if len(docs) > 1 and isinstance(docs[1], dict) and "platforms" in docs[1]:
+    if len(docs) > 1 and isinstance(docs[1], dict) and executors(docs[1]):
         spec[PLATFORM_KEY] = docs[1]  # kfp-kubernetes settings, compiled as the second document
     return spec
 
@@ -40,7 +40,7 @@ def unwrap_spec(spec: Any) -> dict[str, Any]:
             if isinstance(spec.get(key), dict) and "root" not in spec:
                 inner = unwrap_spec(spec[key])
                 platform = spec.get("platform_spec") or spec.get("platformSpec")
-                if isinstance(platform, dict) and platform.get("platforms"):
+                if isinstance(platform, dict) and executors(platform):
                     inner[PLATFORM_KEY] = platform
                 return inner
     if not isinstance(spec, dict):

@@ -88,6 +88,13 @@ def test_pipeline_packages_unwrap_platform_spec_documents() -> None:
     two_docs = b"pipelineInfo:\n  name: p\nroot:\n  dag:\n    tasks: {}\n---\nplatforms:\n  kubernetes: {}\n"
     assert parse_package(two_docs) == spec
     assert unwrap_spec({"pipeline_spec": spec, "platform_spec": {}}) == spec
+    settings = {
+        "platforms": {"kubernetes": {"deploymentSpec": {"executors": {"exec-a": {"nodeSelector": {}}}}}}
+    }
+    assert unwrap_spec({"pipeline_spec": spec, "platform_spec": settings}) == {
+        **spec,
+        "platformSpec": settings,
+    }
     with pytest.raises(ApiError, match="empty"):
         parse_package(b"")
 

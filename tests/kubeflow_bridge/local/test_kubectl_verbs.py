@@ -309,3 +309,13 @@ def test_unknown_fields_are_refused_as_kubectl_asks(
     )
     refused = kubectl(runtime, namespace, "create", "-f", str(pod), check=False)
     assert refused.returncode != 0 and 'unknown field "spec.containers[0].comand"' in refused.stderr
+
+
+def test_explain_reads_the_served_schemas(runtime: RuntimeHandle, namespace: str) -> None:
+    out = kubectl(runtime, namespace, "explain", "pytorchjobs.spec.runPolicy.backoffLimit").stdout
+    assert "KIND:       PyTorchJob" in out and "<integer>" in out and "retries" in out
+    out = kubectl(runtime, namespace, "explain", "pods.spec.containers").stdout
+    assert "image\t<string>" in out and "env\t<[]V1EnvVar>" in out
+    assert "predictor" in kubectl(runtime, namespace, "explain", "inferenceservices.spec").stdout
+    # a kind without a client model says so instead of failing
+    assert "no field schema" in kubectl(runtime, namespace, "explain", "experiments").stdout
