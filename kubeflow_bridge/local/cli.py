@@ -42,6 +42,11 @@ def add_parser(sub: Any) -> None:
     )
     up.add_argument("--no-s3", action="store_true", help="run without the S3 server")
     up.add_argument(
+        "--kfp-multi-user",
+        action="store_true",
+        help="KFP in Kubeflow's multi-user mode: experiments and runs in namespaces (kfp.Client(namespace=...))",
+    )
+    up.add_argument(
         "--faults", default="{}", help="fault-injection settings as JSON, e.g. '{\"error_rate\": 0.1}'"
     )
     up.add_argument("--foreground", action="store_true", help="run in this process until Ctrl-C")
@@ -136,6 +141,8 @@ def daemon_argv(paths: StatePaths, args: argparse.Namespace) -> list[str]:
         argv += ["--faults-file", str(faults_file)]
     if args.no_s3:
         argv.append("--no-s3")
+    if getattr(args, "kfp_multi_user", False):
+        argv.append("--kfp-multi-user")
     return argv
 
 

@@ -87,8 +87,10 @@ class Runtime:
         history: int = 2000,
         bookmark_interval: float = 5.0,
         tls: bool | None = None,
+        kfp_multi_user: bool = False,
     ) -> None:
         self.paths = StatePaths(state_dir.resolve())
+        self.kfp_multi_user = kfp_multi_user
         self.paths.root.mkdir(parents=True, exist_ok=True)
         #: The last run's ports (kept so the env file and Airflow's connections stay valid).
         self.kept_ports = ports.remembered(self.paths.ports_file)
@@ -209,6 +211,7 @@ class Runtime:
             env={**{k: v for k, v in env.items() if k.startswith("AWS_")}, MARKER: str(self.paths.root)},
             trainer_python=trainer_python(self.ctx.images),
             images_file=self.paths.images,
+            multi_user=self.kfp_multi_user,
         )
         self._kfp_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._kfp_runner.setup()
@@ -321,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--s3-port", type=int, default=0)
     p.add_argument("--kfp-port", type=int, default=0)
     p.add_argument("--no-s3", action="store_true")
+    p.add_argument("--kfp-multi-user", action="store_true", help="KFP in Kubeflow's multi-user mode")
     p.add_argument("--faults", default="{}", help="fault-injection settings as JSON")
     p.add_argument(
         "--faults-file",
@@ -352,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             history=args.history,
             bookmark_interval=args.bookmark_interval,
             tls=args.tls,
+            kfp_multi_user=args.kfp_multi_user,
         )
         asyncio.run(serve(runtime, args.announce))
     except ports.PortTaken as err:

@@ -30,8 +30,11 @@ start/end time, max_concurrency, no_catchup; get, list, ``:enable``, ``:disable`
 ``cascade``; versions create/get/list/delete; multipart ``upload`` and ``upload_version`` with the
 ``uploadfile`` field as the kfp SDK sends them); and the KFP UI's ``GET /k8s/pod/logs?podname=&runid=``
 (a task's output by its ``task_details[].pod_name``). ``kfp.Client`` calls only ``healthz`` when it is
-constructed; ``multi_user`` is false, so it looks up no namespace (namespaces are ignored, as in a
-single-user KFP).
+constructed. By default ``multi_user`` is false and namespaces are ignored, as in a standalone KFP;
+with ``multi_user=True`` (``--multi-user``, ``local up --kfp-multi-user``) the API behaves as Kubeflow's
+multi-user KFP: experiments live in the namespace they are created in, runs in their experiment's,
+list calls must name a namespace or an experiment, and a run needs an experiment id (KFP's words when
+not). The ``kubeflow-userid`` identity is not checked: one local user may use every namespace.
 
 Execution: each run attempt is a subprocess (its own process group) of
 ``python -m kubeflow_bridge.local.kfp.executor`` in the trainer env, which loads the compiled spec as

@@ -34,6 +34,7 @@ async def _serve(args: argparse.Namespace) -> None:
         env=env,
         trainer_python=args.trainer_python,
         max_parallel_runs=args.max_parallel_runs,
+        multi_user=args.multi_user,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -56,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed at start)")
     parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument(
+        "--multi-user",
+        action="store_true",
+        help="Kubeflow's multi-user mode: experiments and runs live in namespaces, list calls name one",
+    )
     parser.add_argument(
         "--pipeline-root", default="", help="absolute local folder (default <state-dir>/pipeline-root)"
     )

@@ -70,6 +70,8 @@ def _lister(state: KfpState, table: str, key: str, fields: dict[str, str]) -> Ca
     async def handler(request: web.Request) -> web.Response:
         q = request.query
         items = state.store.all(table)
+        if table == "experiments":
+            items = state.scoped(items, q.get("namespace") or "", by_experiment=False)
         if "pipeline_id" in request.match_info:
             state.must_get("pipelines", request.match_info["pipeline_id"], "pipeline")
             items = [v for v in items if v["pipeline_id"] == request.match_info["pipeline_id"]]
@@ -367,7 +369,7 @@ async def _healthz(request: web.Request) -> web.Response:
         {
             "commit_sha": "kubeflow-bridge-local",
             "tag_name": "2.16.0",
-            "multi_user": False,
+            "multi_user": request.app[STATE_KEY].multi_user,
             "pipeline_store": "database",
         }
     )
@@ -382,6 +384,7 @@ def create_kfp_app(
     trainer_python: str | None = None,
     max_parallel_runs: int = 4,
     images_file: Path | None = None,
+    multi_user: bool = False,
 ) -> web.Application:
     """Builds the local KFP v2beta1 API application (see the package docstring for mounting it)."""
     state_dir = Path(state_dir)
@@ -403,7 +406,7 @@ def create_kfp_app(
     except ApiError as exc:
         store.close()
         raise ValueError(exc.message) from exc
-    state = KfpState(store=store, executor=executor, pipeline_root=pipeline_root or "")
+    state = KfpState(store=store, executor=executor, pipeline_root=pipeline_root or "", multi_user=multi_user)
     app = web.Application(middlewares=[_errors], client_max_size=64 * 1024**2)
     app[STATE_KEY] = state
     app.router.add_get(f"{BASE}/healthz", _healthz)

@@ -63,6 +63,24 @@ class KfpState:
     store: Store
     executor: RunExecutor
     pipeline_root: str
+    multi_user: bool = False  # Kubeflow's mode: experiments (and their runs) live in profile namespaces
+
+    def scoped(
+        self, items: list[dict[str, Any]], namespace: str, experiment_id: str = "", *, by_experiment: bool
+    ) -> list[dict[str, Any]]:
+        """What a list call may see: in multi-user mode only the items of `namespace` (or of the
+        experiment's namespace), one of which must be given, as KFP requires. Runs and recurring runs
+        (`by_experiment`) belong to their experiment's namespace."""
+        if not self.multi_user:
+            return items
+        if experiment_id:
+            namespace = self.must_get("experiments", experiment_id, "experiment").get("namespace", "")
+        if not namespace:
+            raise bad_request("Resource cannot have an empty namespace and experiment id in multi-user mode")
+        if not by_experiment:
+            return [x for x in items if x.get("namespace", "") == namespace]
+        spaces = {e["experiment_id"]: e.get("namespace", "") for e in self.store.all("experiments")}
+        return [x for x in items if spaces.get(x.get("experiment_id", "")) == namespace]
 
     def must_get(self, table: str, ident: str, kind: str) -> dict[str, Any]:
         obj = self.store.get(table, ident)
@@ -84,7 +102,9 @@ class KfpState:
         name = (body.get("display_name") or "").strip()
         if not name:
             raise bad_request("experiment display_name is empty: give the experiment a name")
-        namespace = ""  # single-user mode, as the real API: namespaces are ignored
+        namespace = str(body.get("namespace") or "") if self.multi_user else ""  # single-user: ignored
+        if self.multi_user and not namespace:
+            raise bad_request("An experiment cannot have an empty namespace in multi-user mode")
         for exp in self.store.all("experiments"):
             if exp["display_name"] == name and exp.get("namespace", "") == namespace:
                 raise ApiError(

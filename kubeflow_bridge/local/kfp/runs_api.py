@@ -65,6 +65,8 @@ def _resolve_spec(state: KfpState, body: dict[str, Any]) -> tuple[dict[str, Any]
 
 def _experiment_id(state: KfpState, body: dict[str, Any], query_id: str | None) -> str:
     exp_id = body.get("experiment_id") or query_id or ""
+    if not exp_id and state.multi_user:  # the experiment gives the run its namespace
+        raise bad_request("Experiment id can not be empty in multi-user mode")
     if not exp_id:
         return state.default_experiment_id()
     state.must_get("experiments", exp_id, "experiment")
@@ -145,7 +147,12 @@ def add_routes(app: web.Application, state: KfpState) -> None:
 
     async def list_runs(request: web.Request) -> web.Response:
         q = request.query
-        runs = state.store.all("runs")
+        runs = state.scoped(
+            state.store.all("runs"),
+            q.get("namespace") or "",
+            q.get("experiment_id") or "",
+            by_experiment=True,
+        )
         if q.get("experiment_id"):
             state.must_get("experiments", q["experiment_id"], "experiment")
             runs = [x for x in runs if x["experiment_id"] == q["experiment_id"]]
@@ -300,7 +307,12 @@ def _add_recurring_routes(app: web.Application, state: KfpState) -> None:
 
     async def list_(request: web.Request) -> web.Response:
         q = request.query
-        items = state.store.all("recurring_runs")
+        items = state.scoped(
+            state.store.all("recurring_runs"),
+            q.get("namespace") or "",
+            q.get("experiment_id") or "",
+            by_experiment=True,
+        )
         if q.get("experiment_id"):
             items = [x for x in items if x["experiment_id"] == q["experiment_id"]]
         page, total, token = apply_list(
