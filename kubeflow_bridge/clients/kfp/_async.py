@@ -85,7 +85,9 @@ class AsyncKfpClient(_KfpBase):
             )
         log.info("logged in to KFP at %s as %s", self.host, auth.username)
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _request(
+        self, method: str, path: str, *, recover: Callable[[], Any] | None = None, **kwargs: Any
+    ) -> Any:
         attempt, relogged = 0, False
         if self.auth.mode == "dex" and session_cookie(self._http.cookies) is None:
             await self.login()
@@ -99,6 +101,8 @@ class AsyncKfpClient(_KfpBase):
                 if attempt >= self.retry.max_attempts:
                     raise KfpApiError(0, unreachable("KFP API", self.host, exc), path) from exc
                 await asyncio.sleep(self.retry.delay(attempt))
+                if recover is not None and (done := await recover()) is not None:
+                    return done  # the lost response's request was applied: do not apply it twice
                 continue
             if self._needs_login(resp) and not relogged and self.auth.mode in ("dex", "sa_token_file"):
                 relogged = True
@@ -107,6 +111,8 @@ class AsyncKfpClient(_KfpBase):
                 continue
             if self._retryable(resp) and attempt < self.retry.max_attempts:
                 await asyncio.sleep(self.retry.delay(attempt, self._retry_after(resp)))
+                if resp.status_code >= 500 and recover is not None and (done := await recover()) is not None:
+                    return done  # a 5xx may come after the server applied the request
                 continue
             return self._result(resp, path)
 
@@ -157,7 +163,23 @@ class AsyncKfpClient(_KfpBase):
 
     async def create_run(self, body: dict[str, Any]) -> dict[str, Any]:
         _check_run_body(body)
-        return await self._request("POST", f"{API}/runs", json=body)
+        # Idempotent under lost responses: a retry first looks for the run the lost attempt created
+        # (same display name and experiment, not there before), as KFP has no request ids.
+        before = {run["run_id"] for run in await self._runs_named(body)}
+
+        async def created() -> dict[str, Any] | None:
+            return next((r for r in await self._runs_named(body) if r["run_id"] not in before), None)
+
+        return await self._request("POST", f"{API}/runs", json=body, recover=created)
+
+    async def _runs_named(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        found = await self.list_runs(
+            experiment_id=body.get("experiment_id") or None,
+            filter=equals_filter("display_name", body["display_name"]),
+            sort_by="created_at desc",
+            page_size=100,
+        )
+        return list(found.get("runs") or [])
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         return await self._request("GET", f"{API}/runs/{run_id}")

@@ -37,6 +37,9 @@ class FakeKfp:
     uploads: list[dict[str, Any]] = field(default_factory=list)
     seen: list[tuple[str, str, dict[str, str], str | None]] = field(default_factory=list)
     fail_next: list[tuple[int, float | None]] = field(default_factory=list)
+    # the seam for lost responses: the next creates are applied, then answered "drop" (connection cut)
+    # or "503"; the local KFP API cannot lose a response on purpose
+    lose_after_create: list[str] = field(default_factory=list)
     logins: int = 0
     url: str = ""
 
@@ -224,6 +227,12 @@ class FakeKfp:
         body = await request.json()
         rid = str(uuid.uuid4())
         self.runs[rid] = {"run_id": rid, "state": "PENDING", "created_at": "2026-11-22T00:00:00Z", **body}
+        if self.lose_after_create:
+            if self.lose_after_create.pop(0) == "drop":
+                assert request.transport is not None
+                request.transport.abort()
+                raise asyncio.CancelledError
+            return web.json_response({"code": 14, "message": "upstream connect error"}, status=503)
         return web.json_response(self.runs[rid])
 
     async def _list_runs(self, request: web.Request) -> web.Response:

@@ -156,6 +156,20 @@ async def test_wait_for_run_success_timeout_and_retry(make_client, kfp_server) -
     assert done.succeeded and run_output_parameters(done.run) == {"evaluate": {"f_score": 0.8}}
 
 
+async def test_create_run_is_not_repeated_when_its_response_is_lost(make_client, kfp_server) -> None:  # type: ignore[no-untyped-def]
+    client = make_client()
+    await call(client, "create_run", {**RUN_BODY, "display_name": "earlier"})  # not ours: never returned
+    returned = {}
+    for mode in ("drop", "503"):
+        kfp_server.lose_after_create.append(mode)
+        body = {**RUN_BODY, "display_name": f"lost-{mode}"}
+        returned[mode] = (await call(client, "create_run", body))["run_id"]
+        named = [r for r in kfp_server.runs.values() if r["display_name"] == body["display_name"]]
+        assert [r["run_id"] for r in named] == [returned[mode]]  # applied once, and that run returned
+    again = await call(client, "create_run", {**RUN_BODY, "display_name": "lost-drop"})  # a new request
+    assert again["run_id"] != returned["drop"]
+
+
 async def test_retries_429_and_503(make_client, kfp_server) -> None:  # type: ignore[no-untyped-def]
     client = make_client()
     kfp_server.fail_next = [(429, 0.3), (503, None)]
