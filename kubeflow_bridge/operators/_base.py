@@ -15,7 +15,7 @@ Flow of one try:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
@@ -130,6 +130,26 @@ def raise_for_event(event: dict[str, Any] | None, what: str) -> dict[str, Any]:
     raise KubeflowOperatorError(
         f"{what} {status}: {reason} {message}".rstrip() + f" ({hints.get(status, 'unexpected state')})"
     )
+
+
+def stop_after_timeout(
+    operator: Any, event: dict[str, Any] | None, what: str, stop: Callable[[], None]
+) -> dict[str, Any] | None:
+    """An operator's own timeout ends its job as a kill would (``on_kill_action``): nothing is left
+    running that no task waits for. The event's message says what was done."""
+    if not (isinstance(event, dict) and event.get("status") == "timeout"):
+        return event
+    action = getattr(operator, "on_kill_action", "delete")
+    if action == "keep":
+        note = f"{what} left running (on_kill_action='keep')"
+    else:
+        try:
+            stop()
+            note = f"{what} stopped (on_kill_action={action!r})"
+        except Exception as exc:  # the timeout is the failure to report; say what could not be done
+            note = f"could not stop {what}: {exc}"
+    operator.log.warning("timed out: %s", note)
+    return {**event, "message": f"{event.get('message') or ''}; {note}".lstrip("; ")}
 
 
 class KubeflowWaitingOperator(ResumableJobMixin, BaseOperator):
@@ -383,6 +403,12 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
                 return {"status": outcome.state, "reason": outcome.reason, "message": outcome.message}
 
     def _raise_unless_succeeded(self, event: dict[str, Any] | None, name: str, namespace: str) -> None:
+        event = stop_after_timeout(
+            self,
+            event,
+            f"{self.kind_name} {namespace}/{name}",
+            lambda: self.object_client().cancel(self.kind, name, namespace=namespace),
+        )
         try:
             raise_for_event(event, f"{self.kind_name} {namespace}/{name}")
         except KubeflowOperatorError as err:

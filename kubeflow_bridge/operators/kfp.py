@@ -17,6 +17,7 @@ from kubeflow_bridge.operators._base import (
     KubeflowWaitingOperator,
     identity_from_context,
     raise_for_event,
+    stop_after_timeout,
 )
 
 if TYPE_CHECKING:
@@ -268,11 +269,14 @@ class KubeflowPipelineRunOperator(KubeflowWaitingOperator):
         outcome = self.kfp_client().wait_for_run(
             run_id, timeout=self.timeout, poll_interval=self.poll_interval
         )
-        raise_for_event(
-            {"status": outcome.state, "reason": outcome.reason, "message": outcome.message},
-            f"KFP run {run_id}",
-        )
+        event = {"status": outcome.state, "reason": outcome.reason, "message": outcome.message}
+        raise_for_event(self._stop_after_timeout(event, run_id), f"KFP run {run_id}")
         return self.get_job_result(run_id, context)
+
+    def _stop_after_timeout(self, event: dict[str, Any] | None, run_id: str) -> dict[str, Any] | None:
+        return stop_after_timeout(
+            self, event, f"KFP run {run_id}", lambda: self.kfp_client().terminate_run(run_id)
+        )
 
     def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
         from kubeflow_bridge.clients.kfp import run_output_parameters, run_state
@@ -322,7 +326,7 @@ class KubeflowPipelineRunOperator(KubeflowWaitingOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         run_id = (event or {}).get("run_id") or self._run_id or ""
-        raise_for_event(event, f"KFP run {run_id}")
+        raise_for_event(self._stop_after_timeout(event, run_id), f"KFP run {run_id}")
         return self.get_job_result(run_id, context)
 
     def on_kill(self) -> None:

@@ -196,6 +196,22 @@ def test_stdout_collector_parses_katib_format_with_timestamps() -> None:
     assert metrics.metric_value(obs, "acc", "latest") == "0.61"
 
 
+def test_file_collector_text_and_json_formats() -> None:
+    spec = {
+        "collector": {"kind": "File"},
+        "source": {"fileSystemPath": {"path": "/var/log/katib/m.log", "format": "JSON"}},
+    }
+    assert metrics.file_source(spec) == ("/var/log/katib/m.log", "JSON")
+    assert metrics.file_source({"collector": {"kind": "StdOut"}}) is None
+    json_lines = '{"epoch": 0, "loss": 0.5, "timestamp": "2026-01-01T00:00:00Z"}\nnot json\n{"loss": 0.25, "acc": 0.9}\n'
+    logs = metrics.collect(json_lines, ["loss", "acc"], fmt="JSON")
+    assert [(m.name, m.value) for m in logs] == [("loss", "0.5"), ("loss", "0.25"), ("acc", "0.9")]
+    assert logs[0].timestamp == "2026-01-01T00:00:00Z"
+    text = metrics.collect("epoch 0: loss=0.5 acc=0.8\n", ["loss", "acc"], fmt="TEXT")  # as StdOut parses
+    assert [(m.name, m.value) for m in text] == [("loss", "0.5"), ("acc", "0.8")]
+    assert metrics.collect("{}\n", ["loss"], fmt="JSON")[0].value == "unavailable"
+
+
 def test_collector_reports_unavailable_without_objective() -> None:
     logs = metrics.collect("acc=0.9\n", ["loss", "acc"])
     assert logs == [metrics.MetricLog("loss", "unavailable")]

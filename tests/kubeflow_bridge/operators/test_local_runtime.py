@@ -113,6 +113,25 @@ def test_sync_job_runs_streams_log_and_fails_clearly(
     assert "failed replica: Master" in str(err.value) and "loss went nan at step 7" in str(err.value)
 
 
+def test_own_timeout_ends_the_job_as_a_kill_would(namespace: str) -> None:
+    """No orphan: the operator's timeout deletes the job (on_kill_action='delete') or says it is kept."""
+    sleeper = ["python", "-c", "import time; time.sleep(300)"]
+    with pytest.raises(KubeflowOperatorError, match=r"timeout.*stopped \(on_kill_action='delete'\)"):
+        job(deferrable=False, timeout=3, command=sleeper).execute(ctx("manual__sync"))
+    assert objects("PyTorchJob", namespace) == []
+    context = ctx("manual__deferred")
+    with pytest.raises(TaskDeferred) as deferred:
+        job(timeout=2, command=sleeper).execute(context)
+    event = run_trigger(deferred.value.trigger)
+    assert event["status"] == "timeout"
+    with pytest.raises(KubeflowOperatorError, match="stopped"):
+        job(timeout=2, command=sleeper).execute_complete(context, event)
+    assert objects("PyTorchJob", namespace) == []
+    with pytest.raises(KubeflowOperatorError, match=r"left running \(on_kill_action='keep'\)"):
+        job(deferrable=False, timeout=2, command=sleeper, on_kill_action="keep").execute(ctx("manual__keep"))
+    assert len(objects("PyTorchJob", namespace)) == 1
+
+
 def test_retry_after_worker_crash_reattaches_and_restarted_trigger_finishes(namespace: str) -> None:
     context = ctx()
     with pytest.raises(TaskDeferred) as first:
