@@ -150,6 +150,35 @@ def make_model(name: str, artifact_uri: str, scorer: AnomalyScorer | None = None
     return model
 
 
+def import_kserve() -> Any:
+    """kserve, imported without letting it parse our command line (it reads sys.argv on import)."""
+    saved_argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        import kserve
+    finally:
+        sys.argv = saved_argv
+    return kserve
+
+
+def start_model_server(models: list[Any], *, host: str, port: int) -> None:
+    """Serve `models` with kserve's ModelServer (V1 and V2 REST) on host:port only."""
+    kserve = import_kserve()
+    import kserve.model_server as ms
+    from kserve.protocol.rest.server import RESTServer
+
+    class LoopbackRESTServer(RESTServer):  # type: ignore[misc]
+        """kserve binds 0.0.0.0; bind only the configured host."""
+
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **kw)
+            self.config.host = host
+
+    ms.RESTServer = LoopbackRESTServer
+    kserve.ModelServer(
+        http_port=port, enable_grpc=False, workers=1, grace_period=2, enable_latency_logging=False
+    ).start(models)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from trainer import io
 
@@ -158,29 +187,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--port must be in [1, 65535]; got {args.port}")
     # Load (and check) the artifact before the slow kserve import, so a bad one fails fast.
     scorer = AnomalyScorer(args.model)
-    # kserve parses sys.argv when imported; keep our flags away from its parser.
-    saved_argv, sys.argv = sys.argv, sys.argv[:1]
-    try:
-        import kserve
-        import kserve.model_server as ms
-        from kserve.protocol.rest.server import RESTServer
-    finally:
-        sys.argv = saved_argv
-
-    class LoopbackRESTServer(RESTServer):  # type: ignore[misc]
-        """kserve binds 0.0.0.0; bind only the configured host."""
-
-        def __init__(self, *a: Any, **kw: Any) -> None:
-            super().__init__(*a, **kw)
-            self.config.host = args.host
-
-    ms.RESTServer = LoopbackRESTServer
+    import_kserve()
     model = make_model(args.model_name, args.model, scorer)
     log.info("serve: %s on http://%s:%d (V1 and V2)", args.model_name, args.host, args.port)
     print(f"serving model={args.model_name} url=http://{args.host}:{args.port}", flush=True)
-    kserve.ModelServer(
-        http_port=args.port, enable_grpc=False, workers=1, grace_period=2, enable_latency_logging=False
-    ).start([model])
+    start_model_server([model], host=args.host, port=args.port)
     return {"outputs": {"url": f"http://{args.host}:{args.port}"}}
 
 

@@ -124,26 +124,13 @@ def main(argv: list[str] | None = None) -> int:
 
     importlib.import_module(args.framework)  # fails first, as the real runtime's container would
     estimator = load(args.framework, model_file(fetch(args.model_dir), args.framework))
-    saved_argv, sys.argv = sys.argv, sys.argv[:1]  # kserve parses sys.argv when imported
-    try:
-        import kserve
-        import kserve.model_server as ms
-        from kserve.protocol.rest.server import RESTServer
-    finally:
-        sys.argv = saved_argv
+    from trainer.serve import import_kserve, start_model_server
 
-    class LoopbackRESTServer(RESTServer):  # type: ignore[misc]
-        """kserve binds 0.0.0.0; a local predictor listens on loopback only."""
-
-        def __init__(self, *a: Any, **kw: Any) -> None:
-            super().__init__(*a, **kw)
-            self.config.host = "127.0.0.1"
-
-    ms.RESTServer = LoopbackRESTServer
+    import_kserve()
     print(f"serving {args.framework} model={args.model_name} port={args.http_port}", flush=True)
-    kserve.ModelServer(
-        http_port=args.http_port, enable_grpc=False, workers=1, grace_period=2, enable_latency_logging=False
-    ).start([make_model(args.model_name, args.framework, estimator)])
+    start_model_server(
+        [make_model(args.model_name, args.framework, estimator)], host="127.0.0.1", port=args.http_port
+    )
     return 0
 
 
