@@ -89,6 +89,7 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         self.pytorchjob = pytorchjob
         self.log_lines = log_lines
         self._log_offsets: dict[str, int] = {}
+        self._last_words: dict[str, str] = {}  # the master's log as last read (pods may be gone later)
 
     def build_manifest(self, context: Context, name: str, namespace: str) -> dict[str, Any]:
         from kubeflow_bridge.resources.training import (
@@ -166,6 +167,8 @@ class PyTorchJobOperator(KubeflowObjectOperator):
     def on_poll(self, context: Context, name: str, namespace: str) -> None:
         """Print the master's new log lines since the last slice (sync mode streams this way)."""
         for pod, text in sorted(self._read_logs(name, namespace).items()):
+            if text.strip():
+                self._last_words[pod] = text
             start = self._log_offsets.get(pod, 0)
             if len(text) < start:  # a restarted pod starts a new log
                 start = 0
@@ -194,7 +197,11 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         if obj is None:
             return ""
         replica_logs = self.object_client().job_logs(self.kind, name, namespace=namespace, role="worker")
-        outcome = job_outcome(obj, {**replica_logs, **self._read_logs(name, namespace)})
+        logs = {**replica_logs, **self._read_logs(name, namespace)}
+        if not any(text.strip() for text in logs.values()):
+            # the pods are gone (v1.9 deletes them on reaching backoffLimit): what was read while waiting
+            logs = {**self._last_words, **((getattr(self, "_event", None) or {}).get("last_words") or {})}
+        outcome = job_outcome(obj, logs)
         if not outcome.failed_replica and not outcome.log_tail:
             return ""
         who = f"failed replica: {outcome.failed_replica}; " if outcome.failed_replica else ""

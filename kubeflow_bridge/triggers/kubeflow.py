@@ -246,11 +246,13 @@ class KubeflowObjectTrigger(KillGuard, BaseTrigger):
 
             # the worker created it before deferring: gone now means deleted, i.e. cancelled
             outcome = created_object_outcome(outcome)
+            last_words = {"last_words": reporter.last_words} if outcome.state == "failed" else {}
             payload = event_payload(
                 outcome.state,
                 reason=outcome.reason,
                 message=outcome.message,
                 streamed_log_lines=reporter.streamed,
+                **last_words,
                 **self._detail(),
             )
         except Exception as err:  # one event, always: the task fails with what went wrong

@@ -21,6 +21,8 @@ HEARTBEAT = 120.0
 TAIL_ON_ATTACH = 20
 #: Most log lines one trigger streams (the rest are in the pod's log).
 MAX_LOG_LINES = 5000
+#: Lines kept of a restarted replica's log for the failure report.
+LAST_WORDS_LINES = 30
 #: The kinds whose master pod's log is streamed.
 STREAMED_KINDS = ("PyTorchJob",)
 
@@ -151,11 +153,19 @@ class ProgressReporter:
         self._streamed = 0
         self._followers: dict[str, asyncio.Future[None]] = {}
         self._attached: dict[str, int] = {}
+        self._last_words: dict[str, str] = {}
 
     @property
     def streamed(self) -> int:
         """Log lines streamed so far."""
         return self._streamed
+
+    @property
+    def last_words(self) -> dict[str, str]:
+        """{pod: tail of its log, the previous container's included} read when a container restarted:
+        the crash a failure report needs, even after the operator deletes the pods (v1.9 does so on
+        reaching backoffLimit)."""
+        return dict(self._last_words)
 
     async def run(self) -> None:
         """Report every ``interval`` seconds until cancelled (see :meth:`finish`)."""
@@ -205,10 +215,19 @@ class ProgressReporter:
             # One stream per container: a restarted container starts a new log (shown from its tail).
             if self._attached.get(pod_name) != restarts:
                 self._attached[pod_name] = restarts
+                if restarts:
+                    await self._keep_last_words()
                 old = self._followers.get(pod_name)
                 if old is not None:
                     old.cancel()
                 self._followers[pod_name] = asyncio.ensure_future(self._stream(pod))
+
+    async def _keep_last_words(self) -> None:
+        with contextlib.suppress(Exception):  # a courtesy for the failure report
+            logs = await self.client.job_logs(
+                self.kind, self.name, namespace=self.namespace, role="master", tail_lines=LAST_WORDS_LINES
+            )
+            self._last_words.update({pod: text for pod, text in logs.items() if text.strip()})
 
     async def _stream(self, pod: dict[str, Any]) -> None:
         pod_name = pod["metadata"]["name"]

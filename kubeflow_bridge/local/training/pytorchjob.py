@@ -22,6 +22,8 @@ L_TYPE = "training.kubeflow.org/replica-type"
 L_INDEX = "training.kubeflow.org/replica-index"
 L_ROLE = "training.kubeflow.org/job-role"
 ORDER = ("Master", "Worker")
+#: Seconds between a backoffLimit failure and the removal of the job's pods (see _remove_after_backoff).
+BACKOFF_REMOVAL_DELAY = 5.0
 
 
 def _cond(ctype: str, reason: str, message: str, status: str = "True") -> dict[str, Any]:
@@ -177,7 +179,9 @@ class PyTorchJobController(Controller):
         finished = has_condition(job, "Succeeded") or has_condition(job, "Failed")
         if finished:
             self._clean(job, pods, run_policy.get("cleanPodPolicy") or "None")
-            return self._expire(job, run_policy)
+            wait = self._remove_after_backoff(job, pods)
+            expire = self._expire(job, run_policy)
+            return min((t for t in (wait, expire) if t is not None), default=None)
         if run_policy.get("suspend"):
             for p in pods:
                 self.ctx.delete(POD, req.namespace, p["metadata"]["name"])
@@ -281,10 +285,6 @@ class PyTorchJobController(Controller):
             conditions = set_condition(conditions, _cond("Failed", "PyTorchJobFailed", msg))
             status["completionTime"] = now_iso()
             self.ctx.event(job, "PyTorchJobFailed", msg, "Warning", component=OPERATOR)
-            # not yet finished when the operator cleans up here: every pod goes, whatever cleanPodPolicy says
-            for p in pods:
-                self.ctx.delete(POD, req.namespace, p["metadata"]["name"])
-            pods = []
         elif failed_pods:
             rtype, pod = failed_pods[0]
             policy = replicas[rtype].get("restartPolicy", "OnFailure")
@@ -310,9 +310,27 @@ class PyTorchJobController(Controller):
         if has_condition({"status": status}, "Succeeded") or has_condition({"status": status}, "Failed"):
             self._clean(job, pods, run_policy.get("cleanPodPolicy") or "None")
             self.ports.pop(job["metadata"]["uid"], None)
-            return self._expire({**job, "status": status}, run_policy)
+            wait = self._remove_after_backoff({**job, "status": status}, pods)
+            expire = self._expire({**job, "status": status}, run_policy)
+            return min((t for t in (wait, expire) if t is not None), default=None)
         if deadline is not None:
             return max(float(deadline) - seconds_since(status["startTime"]), 0.1)
+        return None
+
+    def _remove_after_backoff(self, job: Obj, pods: list[Obj]) -> float | None:
+        """A job failed at its backoffLimit loses every pod, whatever cleanPodPolicy says (v1.9 deletes
+        them before it writes Failed). Locally they go BACKOFF_REMOVAL_DELAY seconds after Failed, so a
+        client that sees Failed can still read the crashed replica's log; the crash loop ends then."""
+        failed = next(
+            (c for c in (job.get("status") or {}).get("conditions") or [] if c.get("type") == "Failed"), None
+        )
+        if not pods or failed is None or "backoff limit" not in str(failed.get("message")):
+            return None
+        left = BACKOFF_REMOVAL_DELAY - seconds_since(failed.get("lastTransitionTime") or now_iso())
+        if left > 0:
+            return left
+        for p in pods:
+            self.ctx.delete(POD, job["metadata"]["namespace"], p["metadata"]["name"])
         return None
 
     def _expire(self, job: Obj, run_policy: dict[str, Any]) -> float | None:

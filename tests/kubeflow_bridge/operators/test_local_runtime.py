@@ -132,6 +132,21 @@ def test_own_timeout_ends_the_job_as_a_kill_would(namespace: str) -> None:
     assert len(objects("PyTorchJob", namespace)) == 1
 
 
+def test_trigger_keeps_a_crash_looping_replicas_last_words(namespace: str) -> None:
+    """On a cluster the operator deletes every pod when backoffLimit is reached: the trigger keeps the
+    log it read when the replica restarted, and the task's error carries it."""
+    crash = ["python", "-c", "import sys; print('CUDA out of memory at step 3', flush=True); sys.exit(1)"]
+    context = ctx("manual__crashloop")
+    op = job(command=crash, restart_policy="OnFailure", backoff_limit=2, poll_interval=0.5)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    event = run_trigger(deferred.value.trigger)
+    assert event["status"] == "failed"
+    assert any("CUDA out of memory at step 3" in text for text in event["last_words"].values()), event
+    with pytest.raises(KubeflowOperatorError, match="CUDA out of memory at step 3"):
+        op.execute_complete(context, event)
+
+
 def test_retry_after_worker_crash_reattaches_and_restarted_trigger_finishes(namespace: str) -> None:
     context = ctx()
     with pytest.raises(TaskDeferred) as first:
