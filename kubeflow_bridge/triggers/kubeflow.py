@@ -246,7 +246,8 @@ class KubeflowObjectTrigger(KillGuard, BaseTrigger):
 
             # the worker created it before deferring: gone now means deleted, i.e. cancelled
             outcome = created_object_outcome(outcome)
-            last_words = {"last_words": reporter.last_words} if outcome.state == "failed" else {}
+            words = reporter.last_words if outcome.state == "failed" else {}
+            last_words = {"last_words": words} if words else {}
             payload = event_payload(
                 outcome.state,
                 reason=outcome.reason,
