@@ -69,23 +69,17 @@ class TrialController(Controller):
     owns = (JOB, PYTORCHJOB)
 
     def _metrics_file(self, trial: dict[str, Any]) -> Path | None:
-        """Where a File collector's metrics land locally: a folder of this trial (see _job_body)."""
-        source = katib_metrics.file_source(trial["spec"].get("metricsCollector"))
-        if source is None:
-            return None
-        ns, name = trial["metadata"]["namespace"], trial["metadata"]["name"]
-        return self.ctx.state_dir / "katib-metrics" / ns / name / Path(source[0]).name
+        return katib_metrics.local_metrics_file(self.ctx.state_dir / "katib-metrics", trial)
 
     def _job_body(self, trial: dict[str, Any]) -> dict[str, Any]:
-        """The runSpec; with a File collector, its metrics path points into the trial's own folder (a
-        local process cannot write the pod path Katib mounts, e.g. /var/log/katib)."""
+        """The runSpec; with a File collector, its metrics path points into the trial's own folder."""
         run_spec: dict[str, Any] = trial["spec"]["runSpec"]
         local = self._metrics_file(trial)
-        if local is None:
+        source = katib_metrics.file_source(trial["spec"].get("metricsCollector"))
+        if local is None or source is None:
             return run_spec
         local.parent.mkdir(parents=True, exist_ok=True)
-        path = katib_metrics.file_source(trial["spec"].get("metricsCollector"))[0]  # type: ignore[index]
-        return dict(json.loads(json.dumps(run_spec).replace(path, str(local))))
+        return dict(json.loads(json.dumps(run_spec).replace(source[0], str(local))))
 
     def _primary_log(self, trial: dict[str, Any]) -> str:
         local = self._metrics_file(trial)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
@@ -105,6 +106,15 @@ def file_source(collector: dict[str, Any] | None) -> tuple[str, str] | None:
         return None
     path = (collector.get("source") or {}).get("fileSystemPath") or {}
     return str(path.get("path") or ""), str(path.get("format") or "TEXT").upper()
+
+
+def local_metrics_file(metrics_dir: Path, trial: dict[str, Any]) -> Path | None:
+    """Where a File collector's metrics of `trial` land locally (its folder under `metrics_dir`): a local
+    process cannot write the pod path Katib mounts (e.g. /var/log/katib). None for StdOut."""
+    source = file_source(trial["spec"].get("metricsCollector"))
+    if source is None:
+        return None
+    return metrics_dir / trial["metadata"]["namespace"] / trial["metadata"]["name"] / Path(source[0]).name
 
 
 def collect(

@@ -29,7 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kubeflow_bridge.local.katib.metrics import file_source, parse_json_lines, parse_metric_lines
+from kubeflow_bridge.local.katib.metrics import (
+    file_source,
+    local_metrics_file,
+    parse_json_lines,
+    parse_metric_lines,
+)
 from kubeflow_bridge.local.katib.search import OBJECTIVE_KEY, build_tune_setup, format_value
 from kubeflow_bridge.local.katib.status import experiment_would_end, trial_is_completed
 from kubeflow_bridge.local.katib.template import EXPERIMENT_LABEL, TRIAL_LABEL, build_trial, metric_names
@@ -90,12 +95,10 @@ def _not_found(exc: Exception) -> bool:
 
 def _primary_log(core: Any, trial: dict[str, Any], metrics_dir: str = "") -> str:
     namespace = trial["metadata"]["namespace"]
-    source = file_source(trial["spec"].get("metricsCollector"))
-    if (
-        source is not None
-    ):  # the File collector's file, in the trial's folder (the Trial controller's _job_body)
-        path = Path(metrics_dir, namespace, trial["metadata"]["name"], Path(source[0]).name)
-        return path.read_text(errors="replace") if metrics_dir and path.exists() else ""
+    # a File collector's metrics: in the trial's folder (the Trial controller's _job_body)
+    path = local_metrics_file(Path(metrics_dir), trial) if metrics_dir else None
+    if path is not None:
+        return path.read_text(errors="replace") if path.exists() else ""
     selector = ",".join(
         [f"{TRIAL_LABEL}={trial['metadata']['name']}"]
         + [f"{k}={v}" for k, v in (trial["spec"].get("primaryPodLabels") or {}).items()]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -190,10 +191,11 @@ def plan_launch(image: str, command: list[str], images: ImageMap, envs: PackageE
     preamble = split_pip_preamble(command)
     lightweight = any(_EXECUTOR_MAIN in part for part in preamble.command)
     try:
+        host = images.rule_for(image).venv == HOST
         python, overlay = images.resolve(image)
     except UnknownImage as exc:
         raise LaunchError(f"{exc} (as a pattern with venv: a folder holding bin/python, or @host)") from exc
-    if images.rule_for(image).venv == HOST:
+    if host:
         if lightweight:
             raise LaunchError(
                 f'image "{image}" maps to the host shell, which has no kfp: a Python component needs an image '
@@ -221,16 +223,20 @@ def _with_python(command: list[str], python: str) -> list[str]:
     return out
 
 
-def _note_python_version(image: str, python: str, say: Callable[[str], None]) -> None:
-    match = re.match(r"(?:.*/)?python:(\d+)\.(\d+)", image)
-    if match is None:
-        return
+@functools.cache
+def _python_version(python: str) -> tuple[str, ...]:
+    """(major, minor) of an interpreter, asked once per interpreter; () if it cannot say."""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         found = subprocess.check_output([python, "-c", "import sys; print(*sys.version_info[:2])"], text=True)
-        if tuple(found.split()) != match.groups():
-            say(
-                f"note: image {image} runs on Python {'.'.join(found.split())} of its mapped environment here"
-            )
+        return tuple(found.split())
+    return ()
+
+
+def _note_python_version(image: str, python: str, say: Callable[[str], None]) -> None:
+    match = re.match(r"(?:.*/)?python:(\d+)\.(\d+)", image)
+    found = _python_version(python) if match is not None else ()
+    if match is not None and found and found != match.groups():
+        say(f"note: image {image} runs on Python {'.'.join(found)} of its mapped environment here")
 
 
 def error_line(message: str) -> str:
