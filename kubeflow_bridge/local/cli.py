@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from kubeflow_bridge.local.paths import StatePaths, default_state_dir
+from kubeflow_bridge.local.paths import StatePaths, confined, default_state_dir
 
 
 def add_parser(sub: Any) -> None:
@@ -278,7 +278,11 @@ def logs(args: argparse.Namespace) -> int:
     if not args.pod:
         path = paths.log_file
     else:
-        folder = paths.pod_logs / args.namespace / args.pod
+        try:
+            folder = confined(paths.pod_logs, args.namespace, args.pod)
+        except ValueError as err:
+            print(err, file=sys.stderr)
+            return 2
         if not folder.is_dir():
             print(f"no logs for pod {args.namespace}/{args.pod}", file=sys.stderr)
             return 1
@@ -293,6 +297,9 @@ def logs(args: argparse.Namespace) -> int:
             )
             return 1
         path = folder / f"{container}.log"
+        if "/" in container or container.startswith("."):
+            print(f"{container!r} is not a container name", file=sys.stderr)
+            return 2
     if not path.exists():
         print(f"no log at {path}", file=sys.stderr)
         return 1

@@ -22,6 +22,21 @@ def default_state_dir() -> Path:
     return (Path(home) if home else Path.cwd()) / ".state" / "local"
 
 
+def confined(root: Path, *parts: str) -> Path:
+    """``root/part/...`` where every part is one plain path segment (no '/', '..', or empty part).
+
+    Object and container names become file names; the API validates them, and this keeps a name
+    that got past it from reaching outside the state folder.
+
+    Raises:
+        ValueError: A part could climb out of ``root`` or is empty.
+    """
+    for part in parts:
+        if not part or part in (".", "..") or "/" in part or "\\" in part or "\0" in part:
+            raise ValueError(f"{part!r} cannot be used as a file name under {root}")
+    return root.joinpath(*parts)
+
+
 @dataclass(frozen=True)
 class StatePaths:
     """Where everything of one runtime lives."""
@@ -99,12 +114,18 @@ def kubeconfig(api_url: str, token: str | None = None, ca_pem: bytes | None = No
 
 
 def env_vars(
-    paths: StatePaths, api_url: str, s3: S3Info | None, kfp_url: str = "", gpus: int = 0
+    paths: StatePaths,
+    api_url: str,
+    s3: S3Info | None,
+    kfp_url: str = "",
+    gpus: int = 0,
+    token: str | None = None,
 ) -> dict[str, str]:
     """The variables the control plane (Airflow, kubectl, boto3) needs to reach this runtime.
 
     ``gpus`` is what pods may request here; the Kubeflow connection says whether there are any, so
-    operators refuse GPU requests before creating anything.
+    operators refuse GPU requests before creating anything. ``token`` (auth on) goes into the
+    Kubeflow connection for the KFP API; the kubeconfig carries it for the Kubernetes API.
     """
     kfp_url = kfp_url or api_url
     env = {
@@ -120,7 +141,9 @@ def env_vars(
             {
                 "conn_type": "kubeflow",
                 "host": kfp_url,
+                **({"password": token} if token else {}),
                 "extra": {
+                    **({"auth_mode": "token"} if token else {}),
                     "kfp_endpoint": kfp_url,
                     "namespace": KFP_NAMESPACE,
                     "kubernetes_conn_id": "kubernetes_default",
@@ -163,7 +186,7 @@ def write_client_files(
     """Write ``<state>/kubeconfig`` and ``<state>/env`` (both 0600: they hold credentials)."""
     paths.root.mkdir(parents=True, exist_ok=True)
     _write_private(paths.kubeconfig, yaml.safe_dump(kubeconfig(api_url, token, ca_pem), sort_keys=False))
-    env = env_vars(paths, api_url, s3, kfp_url, gpus)
+    env = env_vars(paths, api_url, s3, kfp_url, gpus, token)
     _write_private(paths.env_file, "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
     return env
 
@@ -193,6 +216,12 @@ def parse_env_file(text: str) -> dict[str, str]:
 def read_env_file(path: Path) -> dict[str, str]:
     """The env file ``local up`` wrote, as a dict (see :func:`parse_env_file`)."""
     return parse_env_file(path.read_text())
+
+
+def make_private(path: Path) -> None:
+    """Create ``path`` if missing, readable by its owner only (0600; SQLite's -wal/-shm files follow)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
 
 
 def _write_private(path: Path, text: str) -> None:

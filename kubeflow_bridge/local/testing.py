@@ -54,6 +54,12 @@ class RuntimeHandle:
     s3: str | None
     kubeconfig: Path
     env: dict[str, str] = field(default_factory=dict)
+    #: The static token set with auth on: ``/_admin`` then needs it (see :meth:`faults`).
+    admin_token: str = ""
+
+    def admin_headers(self) -> dict[str, str]:
+        """The headers an ``/_admin`` request needs now."""
+        return {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
 
     def http(self) -> httpx.Client:
         """An httpx client on the Kubernetes API."""
@@ -63,17 +69,25 @@ class RuntimeHandle:
 
     def faults(self, **settings: Any) -> dict[str, Any]:
         """Change fault injection live (see ``kubeflow_bridge.local.apiserver.faults``); returns the settings."""
+        import secrets
+
         import httpx
 
-        r = httpx.post(f"{self.api}/_admin/faults", json=settings, timeout=10)
+        if settings.get("auth") and not settings.get("static_token"):
+            # with auth on, /_admin takes only the static token: keep one, so the test can reset
+            settings["static_token"] = self.admin_token or secrets.token_urlsafe(16)
+        r = httpx.post(f"{self.api}/_admin/faults", json=settings, headers=self.admin_headers(), timeout=10)
         r.raise_for_status()
+        if settings.get("static_token"):
+            self.admin_token = str(settings["static_token"])
         return dict(r.json())
 
     def reset_faults(self) -> None:
-        """Turn every fault off."""
+        """Turn every fault off (auth included)."""
         import httpx
 
-        httpx.delete(f"{self.api}/_admin/faults", timeout=10).raise_for_status()
+        httpx.delete(f"{self.api}/_admin/faults", headers=self.admin_headers(), timeout=10).raise_for_status()
+        self.admin_token = ""
 
 
 def start_runtime(

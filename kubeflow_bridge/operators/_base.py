@@ -59,6 +59,10 @@ def default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=True) if explicit else True
 
 
+#: The longest timeout or interval accepted (Airflow cannot defer past a timedelta's range; a year is enough).
+MAX_SECONDS = 366 * 24 * 3600
+
+
 def check_choice(field: str, value: Any, allowed: Sequence[str]) -> str:
     if value not in allowed:
         raise ValueError(f"{field} must be one of {', '.join(allowed)}, not {value!r}")
@@ -73,8 +77,10 @@ def as_seconds(field: str, value: Any, *, allow_zero: bool = False) -> float:
         seconds = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{field} must be a number of seconds, not {value!r}") from None
-    if seconds < 0 or (seconds == 0 and not allow_zero):
+    if seconds != seconds or seconds < 0 or (seconds == 0 and not allow_zero):  # NaN != NaN
         raise ValueError(f"{field} must be greater than 0 seconds, not {value!r}")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"{field} must be at most {MAX_SECONDS} seconds (366 days), not {value!r}")
     return seconds
 
 
@@ -100,6 +106,8 @@ def as_command(field: str, value: Any) -> list[str] | None:
         )
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, int, float)) for v in value):
         raise ValueError(f"{field} must be a list of strings, not {value!r}")
+    if not value:
+        raise ValueError(f"{field} is an empty list: leave it unset (None) to use the image's default")
     return [str(v) for v in value]
 
 
@@ -277,9 +285,13 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
         return resolve_kind(self.kind_name)
 
     def _target(self, context: Context) -> tuple[str, str]:
+        from kubeflow_bridge.resources._checks import dns1123_label_problem
         from kubeflow_bridge.resources.names import dns1035_problem
 
         namespace = self.hook.namespace
+        problem = dns1123_label_problem(namespace, "namespace")
+        if problem:
+            raise ValueError(f"namespace: {problem}")
         if self.name:
             problem = dns1035_problem(self.name, 63)
             if problem:

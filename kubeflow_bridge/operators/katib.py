@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import math
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -38,6 +40,13 @@ def _parameter(entry: Any) -> Any:
     }
     if unknown:
         raise ValueError(f"search_space entry {entry.get('name')!r} has unknown keys {sorted(unknown)}")
+    name = entry.get("name")
+    # the name becomes a command-line flag and a ${trialParameters.<name>} reference
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][-A-Za-z0-9_.]*", name):
+        raise ValueError(
+            f"search_space entry {entry!r}: 'name' must be a parameter name such as 'lr' or 'batch_size' "
+            "(letters, digits, '_', '-', '.', starting with a letter)"
+        )
     return Parameter(
         name=entry.get("name"),  # type: ignore[arg-type]
         type=entry.get("type") or entry.get("parameterType"),  # type: ignore[arg-type]
@@ -163,7 +172,16 @@ class KatibExperimentOperator(KubeflowObjectOperator):
         try:
             goal = None if self.goal in (None, "") else float(self.goal)  # type: ignore[arg-type]
         except (TypeError, ValueError):
-            raise ValueError(f"goal must be a number, not {self.goal!r}") from None
+            goal = math.nan
+        if goal is not None and not math.isfinite(goal):
+            raise ValueError(f"goal must be a finite number, not {self.goal!r}")
+        metrics = self.additional_metrics
+        if metrics is not None and (
+            not isinstance(metrics, (list, tuple)) or not all(isinstance(m, str) and m for m in metrics)
+        ):
+            raise ValueError(
+                f"additional_metrics must be a list of metric names (e.g. ['f1']), not {metrics!r}"
+            )
         max_trials = as_int("max_trial_count", self.max_trial_count, minimum=1)
         template = katib.trainer_trial_template(
             self.image,
@@ -180,7 +198,7 @@ class KatibExperimentOperator(KubeflowObjectOperator):
                 objective_metric_name=self.objective_metric,
                 type=self.objective_type,
                 goal=goal,
-                additional_metric_names=list(self.additional_metrics or []),
+                additional_metric_names=list(metrics or []),
             ),
             parameters=parameters,
             trial_template=template,

@@ -219,6 +219,18 @@ class KubeflowPipelineRunOperator(KubeflowWaitingOperator):
     def submit_job(self, context: Context) -> str:
         """Validate, then start the run (or reattach to this task instance's run); return its id."""
         display_name = self.run_name or identity_from_context(context).resource_name(max_length=63)
+        from kubeflow_bridge.resources._checks import dns1123_label_problem
+
+        if problem := dns1123_label_problem(self.hook.namespace, "namespace"):
+            raise ValueError(f"namespace: {problem}")
+        for field, value, limit in (
+            ("run_name", display_name, 255),
+            ("experiment_name", self.experiment_name, 128),  # KFP's Experiment.Name limit
+        ):
+            if not isinstance(value, str) or not value.strip() or len(value) > limit:
+                raise ValueError(
+                    f"{field} must be a non-empty string of at most {limit} characters, not {value!r:.80}"
+                )
         self.build_run_request(display_name, None)  # validates params and the pipeline before any call
         client = self.kfp_client()
         self._check_pipeline_exists(client)

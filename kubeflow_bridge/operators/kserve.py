@@ -10,6 +10,7 @@ Both waits are deferred to the triggerer (or run on the worker with ``deferrable
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -153,6 +154,17 @@ class KServeDeployOperator(KubeflowObjectOperator):
             return manifest
         if bool(self.image) == bool(self.storage_uri):
             raise ValueError("set exactly one of image (+ model_uri) or storage_uri (+ model_format)")
+        field, location = ("model_uri", self.model_uri) if self.image else ("storage_uri", self.storage_uri)
+        problem = kserve.model_location_problem(field, location)
+        if problem:
+            raise ValueError(problem)
+        if not isinstance(self.model_name, str) or not re.fullmatch(
+            r"[A-Za-z0-9][-A-Za-z0-9_.]*", self.model_name
+        ):
+            raise ValueError(
+                f"model_name {self.model_name!r} must be letters, digits, '-', '_' or '.' (it is part of the "
+                "/v1/models/<name>:predict path), e.g. 'anomaly-vae'"
+            )
         return kserve.build_inference_service(
             name=name,
             namespace=namespace,

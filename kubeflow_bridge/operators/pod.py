@@ -69,6 +69,12 @@ class TrainerPodOperator(BaseOperator):
         self.startup_timeout_seconds = startup_timeout_seconds
         self.summary_lines = summary_lines
 
+    def on_kill(self) -> None:
+        """A user's kill (or the task's timeout) deletes the running pod, as the pod operator does."""
+        pod_operator = getattr(self, "_pod_operator", None)
+        if pod_operator is not None:
+            pod_operator.on_kill()
+
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
@@ -111,6 +117,7 @@ class TrainerPodOperator(BaseOperator):
             startup_timeout_seconds=self.startup_timeout_seconds,
             labels={"app.kubernetes.io/managed-by": "kubeflow-bridge"},
         )
+        self._pod_operator = pod  # on_kill stops the pod it started
         # Run it as the task runner runs an operator (its sentinel), not as a nested call Airflow warns about.
         from airflow.sdk.bases.operator import ExecutorSafeguard
 

@@ -26,7 +26,9 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         cpu: CPU request and limit per replica (e.g. ``"2"``).
         memory: Memory request and limit per replica (e.g. ``"4Gi"``).
         nproc_per_node: ``spec.nprocPerNode``.
-        backoff_limit: Retries of failed replicas before the job fails.
+        backoff_limit: Restarts of failed replicas before the job fails (default 3, so a crash-looping
+            replica fails the task with its own last log lines; None: the cluster's default, unbounded
+            for ``OnFailure``).
         clean_pod_policy: ``All``, ``Running`` or ``None``.
         restart_policy: Replica restart policy: ``OnFailure`` (restart in place), ``Never``, ``ExitCode``.
         pytorchjob: A full PyTorchJob manifest instead of the fields above (name and identity are set).
@@ -66,7 +68,7 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         cpu: str | None = None,
         memory: str | None = None,
         nproc_per_node: str | int | None = None,
-        backoff_limit: int | None = None,
+        backoff_limit: int | None = 3,
         clean_pod_policy: str | None = None,
         restart_policy: str = "OnFailure",
         pytorchjob: dict[str, Any] | None = None,
@@ -95,6 +97,7 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         from kubeflow_bridge.resources.training import (
             PyTorchJobSpec,
             RunPolicy,
+            env_list,
             resource_requirements,
             validate_pytorchjob,
         )
@@ -118,6 +121,15 @@ class PyTorchJobOperator(KubeflowObjectOperator):
             )
         workers = as_int("workers", self.workers, minimum=0)
         gpus = as_int("gpus", self.gpus, minimum=0)
+        nproc = self.nproc_per_node
+        if (
+            nproc is not None
+            and str(nproc) not in ("auto", "cpu", "gpu")
+            and not (str(nproc).isdigit() and int(nproc) >= 1)
+        ):
+            raise ValueError(
+                f"nproc_per_node must be 'auto', 'cpu', 'gpu' or a number of processes, not {nproc!r}"
+            )
         if self.env is not None and not isinstance(self.env, dict):
             raise ValueError(f"env must be a mapping of names to values, not {self.env!r}")
         run_policy = None
@@ -134,7 +146,7 @@ class PyTorchJobOperator(KubeflowObjectOperator):
             image=self.image,
             command=as_command("command", self.command),
             args=as_command("args", self.args),
-            env={str(k): str(v) for k, v in (self.env or {}).items()},
+            env=env_list(self.env),
             resources=resource_requirements(cpu=self.cpu, memory=self.memory, gpu=gpus) or None,
             workers=workers,
             nproc_per_node=self.nproc_per_node,

@@ -6,6 +6,7 @@ every problem at once.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -19,6 +20,69 @@ _TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an inte
 # Kubernetes quantities: "1", "500m", "2Gi", "1.5", "1e3".
 _QUANTITY_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkKMGTPE]i?|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+
+_DNS1123_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_QUALIFIED_NAME_RE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+# An image reference as container runtimes parse it: [host[:port]/]path[:tag][@digest].
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_HOST = r"(?:[A-Za-z0-9](?:[-A-Za-z0-9]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[-A-Za-z0-9]*[A-Za-z0-9])?)*(?::[0-9]+)?/)"
+_IMAGE_RE = re.compile(
+    rf"^{_IMAGE_HOST}?{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+
+
+def dns1123_label_problem(value: object, what: str = "name") -> str | None:
+    """What is wrong with ``value`` as an RFC 1123 label (container and port names), or None."""
+    if not isinstance(value, str) or not value:
+        return f"a {what} is required: lowercase letters, digits and '-'"
+    if len(value) > 63 or not _DNS1123_LABEL_RE.match(value):
+        return (
+            f"{value!r} is not a valid {what}: a lowercase RFC 1123 label of at most 63 characters "
+            "(lowercase letters, digits and '-', starting and ending with a letter or digit, e.g. 'my-name')"
+        )
+    return None
+
+
+def label_key_problem(key: object) -> str | None:
+    """What is wrong with ``key`` as a label or annotation key (``[prefix/]name``), or None."""
+    if not isinstance(key, str) or not key:
+        return "a label key must be a non-empty string"
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and (not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN_RE.match(prefix)):
+        return f"{key!r}: the prefix before '/' must be a DNS subdomain such as 'example.com'"
+    if len(name) > 63 or not _QUALIFIED_NAME_RE.match(name):
+        return (
+            f"{key!r} is not a valid label key: at most 63 letters, digits, '-', '_' or '.', starting and "
+            "ending with a letter or digit, with an optional DNS prefix (e.g. 'team' or 'example.com/team')"
+        )
+    return None
+
+
+def label_value_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a label value (empty is allowed), or None."""
+    if not isinstance(value, str):
+        return f"a label value must be a string, not {type(value).__name__} {value!r}"
+    if value and (len(value) > 63 or not _QUALIFIED_NAME_RE.match(value)):
+        return (
+            f"{value!r} is not a valid label value: at most 63 letters, digits, '-', '_' or '.', starting and "
+            "ending with a letter or digit"
+        )
+    return None
+
+
+def image_problem(image: object) -> str | None:
+    """What is wrong with ``image`` as an image reference (``registry/repo:tag``), or None."""
+    if not isinstance(image, str) or not image.strip():
+        return "an image is required (e.g. 'kubeflow-bridge/trainer:latest')"
+    if not _IMAGE_RE.match(image):
+        return (
+            f"{image!r} is not a valid image reference: use [registry/]repository[:tag][@digest] with a "
+            "lowercase repository and no spaces (e.g. 'kubeflow-bridge/trainer:latest')"
+        )
+    return None
 
 
 def is_int(value: Any) -> bool:
@@ -106,6 +170,10 @@ def check_resources(causes: Causes, path: str, value: Any) -> None:
                 causes.append(
                     FieldCause(qpath, f"{quantity!r} is not a quantity: use e.g. '1', '500m' or '2Gi'")
                 )
+            elif str(quantity).lstrip().startswith("-") or (
+                isinstance(quantity, float) and not math.isfinite(quantity)
+            ):
+                causes.append(FieldCause(qpath, f"must be greater than or equal to 0 (got {quantity!r})"))
 
 
 def check_env(causes: Causes, path: str, value: Any) -> None:
@@ -129,8 +197,16 @@ def check_container(causes: Causes, path: str, container: Any) -> None:
     """The structural types of one container as the bridge emits it."""
     if not expect(causes, path, container, dict):
         return
-    expect(causes, f"{path}.name", container.get("name"), str, required=True)
-    expect(causes, f"{path}.image", container.get("image"), str)
+    name = container.get("name")
+    if expect(causes, f"{path}.name", name, str, required=True):
+        problem = dns1123_label_problem(name, "container name")
+        if problem:
+            causes.append(FieldCause(f"{path}.name", problem))
+    image = container.get("image")
+    if expect(causes, f"{path}.image", image, str) and not is_placeholder(image):
+        problem = image_problem(image)
+        if problem:
+            causes.append(FieldCause(f"{path}.image", problem))
     check_string_list(causes, f"{path}.command", container.get("command"))
     check_string_list(causes, f"{path}.args", container.get("args"))
     check_env(causes, f"{path}.env", container.get("env"))
@@ -158,9 +234,24 @@ def check_container(causes: Causes, path: str, container: Any) -> None:
 
 
 def check_metadata_maps(causes: Causes, path: str, metadata: Any) -> None:
-    if expect(causes, path, metadata, dict):
-        check_string_map(causes, f"{path}.labels", metadata.get("labels"))
-        check_string_map(causes, f"{path}.annotations", metadata.get("annotations"))
+    """Labels (valid keys and values) and annotations (valid keys, string values)."""
+    if not expect(causes, path, metadata, dict):
+        return
+    for field, check_value in (("labels", label_value_problem), ("annotations", None)):
+        mapping = metadata.get(field)
+        if not expect(causes, f"{path}.{field}", mapping, dict):
+            continue
+        for key, value in mapping.items():
+            problem = label_key_problem(key) or (check_value(value) if check_value else None)
+            if problem is None and not isinstance(value, str):
+                problem = f"must be a string, not {type(value).__name__} {value!r}"
+            if problem:
+                causes.append(FieldCause(f"{path}.{field}[{key}]", problem))
+
+
+def is_placeholder(value: Any) -> bool:
+    """A value a controller substitutes later (Katib's ``${trialParameters.x}``, KFP's ``{{$...}}``)."""
+    return isinstance(value, str) and ("${" in value or "{{" in value)
 
 
 def check_object_header(

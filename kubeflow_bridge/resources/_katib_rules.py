@@ -8,6 +8,7 @@ experiment runs (numeric bounds, medianstop settings), so a bad experiment is re
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -214,9 +215,10 @@ def _number(text: Any) -> float | None:
     if isinstance(text, bool):
         return None
     try:
-        return float(text)
+        number = float(text)
     except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) else None
 
 
 def _check_parameters(causes: Causes, spec: dict[str, Any]) -> set[str]:

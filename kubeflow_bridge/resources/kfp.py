@@ -23,6 +23,8 @@ import yaml
 
 from kubeflow_bridge.resources.errors import FieldCause, ValidationError, raise_if_any
 
+#: The largest integer a protobuf Value (a double) carries exactly.
+MAX_EXACT_INTEGER = 2**53
 PARAMETER_TYPES = ("STRING", "NUMBER_INTEGER", "NUMBER_DOUBLE", "BOOLEAN", "LIST", "STRUCT")
 _TRUE = ("true", "yes", "1", "on")
 _FALSE = ("false", "no", "0", "off")
@@ -164,13 +166,21 @@ def cast_parameter(value: Any, ptype: str) -> Any:
             return value
         raise ValueError(f"must be a string, not {type(value).__name__} {value!r}")
     if ptype == "NUMBER_INTEGER":
+        integer: int | None = None
         if isinstance(value, str) and _INT_RE.match(value.strip()):
-            return int(value.strip())
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ValueError(f"must be an integer (e.g. 3), not {value!r}")
+            integer = int(value.strip())
+        elif isinstance(value, int) and not isinstance(value, bool):
+            integer = value
+        elif isinstance(value, float) and value.is_integer():
+            integer = int(value)
+        if integer is None:
+            raise ValueError(f"must be an integer (e.g. 3), not {value!r}")
+        if abs(integer) > MAX_EXACT_INTEGER:
+            # parameters travel as protobuf Values (doubles): a larger integer would arrive changed
+            raise ValueError(
+                f"must be between -2**53 and 2**53 (KFP passes numbers as doubles), not {value!r}"
+            )
+        return integer
     if ptype == "NUMBER_DOUBLE":
         number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):

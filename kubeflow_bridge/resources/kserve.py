@@ -354,6 +354,25 @@ def _check_model(causes: Causes, path: str, model: dict[str, Any]) -> None:
     )
 
 
+def model_location_problem(field: str, uri: Any) -> str | None:
+    """What is wrong with ``uri`` as a model location an operator passes on, or None.
+
+    Stricter than the webhook (which lets any string without ``://`` through as a local path): a pod's
+    relative path means nothing to the user, so a location is ``scheme://rest`` or an absolute path.
+    """
+    if not isinstance(uri, str) or not uri.strip():
+        return f"{field} is required: e.g. 's3://models/anomaly-vae/model.pt' or '/mnt/models/model.pt'"
+    _scheme, sep, rest = uri.partition("://")
+    if sep and (not uri.startswith(STORAGE_URI_PREFIXES) or not rest.strip("/")):
+        return (
+            f"{field} {uri!r} must name a bucket or path after a supported scheme "
+            f"({', '.join(STORAGE_URI_PREFIXES)})"
+        )
+    if not sep and (not uri.startswith("/") or uri != uri.strip()):
+        return f"{field} {uri!r} is not a URI or an absolute path: use e.g. 's3://models/vae/model.pt'"
+    return None
+
+
 def _check_storage_uri(causes: Causes, path: str, uri: Any) -> None:
     """KServe accepts its URI schemes, Azure blob https URLs (an https:// prefix) and local paths."""
     if not expect(causes, path, uri, str):

@@ -18,6 +18,7 @@ from kubeflow_bridge.resources._checks import (
     expect,
     expect_enum,
     expect_min,
+    is_placeholder,
 )
 from kubeflow_bridge.resources.errors import FieldCause, raise_if_any
 
@@ -67,13 +68,25 @@ class RunPolicy:
         return out
 
 
-def env_list(env: dict[str, str] | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """Turn ``{"NAME": "value"}`` into a container ``env`` list (lists pass through, copied)."""
+def env_list(env: dict[str, Any] | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Turn ``{"NAME": "value"}`` into a container ``env`` list (lists pass through, copied).
+
+    A mapping value may be a ``valueFrom`` source instead of a value, so a secret stays in its Secret:
+    ``{"TOKEN": {"secretKeyRef": {"name": "s3", "key": "token"}}}``.
+    """
     if env is None:
         return []
-    if isinstance(env, dict):
-        return [{"name": k, "value": str(v)} for k, v in env.items()]
-    return copy.deepcopy(list(env))
+    if not isinstance(env, dict):
+        return copy.deepcopy(list(env))
+    out: list[dict[str, Any]] = []
+    for name, value in env.items():
+        if value is None:
+            raise ValueError(f"env[{name!r}] is None: give it a string value, or leave the variable out")
+        if isinstance(value, dict):
+            out.append({"name": str(name), "valueFrom": copy.deepcopy(value)})
+        else:
+            out.append({"name": str(name), "value": str(value)})
+    return out
 
 
 def resource_requirements(
@@ -238,11 +251,6 @@ def validate_pytorchjob(obj: dict[str, Any]) -> None:
     raise_if_any(KIND, name, causes)
 
 
-def _is_placeholder(value: Any) -> bool:
-    """A Katib ``${trialParameters.x}`` placeholder, substituted before the job is created."""
-    return isinstance(value, str) and "${trialParameters." in value
-
-
 def check_pytorchjob_spec(causes: Causes, path: str, spec: dict[str, Any]) -> None:
     """Check a PyTorchJob ``spec`` (also used for a Katib trialSpec, which may hold placeholders)."""
     replica_specs: Any = spec.get("pytorchReplicaSpecs")
@@ -296,7 +304,7 @@ def _check_replica(causes: Causes, path: str, rtype: str, replica: Any) -> None:
     if not expect(causes, path, replica, dict):
         return
     replicas: Any = replica.get("replicas")
-    if _is_placeholder(replicas):
+    if is_placeholder(replicas):
         pass
     elif rtype == "Master" and replicas is None:
         causes.append(

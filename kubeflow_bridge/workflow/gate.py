@@ -98,16 +98,19 @@ def as_score(field: str, value: Any) -> float | None:
     """A score from a rendered template or a step output: None/"" -> None, else a float (NaN allowed).
 
     Raises:
-        ValueError: ``value`` is a bool or text that is not a number (names the field).
+        ValueError: ``value`` is a bool, infinite or text that is not a number (names the field).
     """
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, bool):
         raise ValueError(f"{field} must be a number, not {value!r}")
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{field} must be a number (after templating), not {value!r}") from None
+    if math.isinf(number):  # no score is infinite: a broken step or template produced it
+        raise ValueError(f"{field} must be a finite number (or NaN when undefined), not {value!r}")
+    return number
 
 
 def as_flag(field: str, value: Any) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 from kubeflow_bridge.local.apiserver import errors as apierrors
 from kubeflow_bridge.local.apiserver.kinds import ResourceType
 from kubeflow_bridge.local.apiserver.store import Obj
+from kubeflow_bridge.resources._checks import dns1123_label_problem, label_key_problem, label_value_problem
 from kubeflow_bridge.resources.errors import ValidationError
 from kubeflow_bridge.resources.katib import validate_experiment
 from kubeflow_bridge.resources.kserve import validate_inference_service
@@ -78,6 +79,14 @@ def check_metadata(causes: list[Cause], obj: Obj) -> None:
         return
     _string_map(causes, "metadata.labels", meta.get("labels"))
     _string_map(causes, "metadata.annotations", meta.get("annotations"))
+    for field in ("labels", "annotations"):
+        mapping = meta.get(field)
+        for key, value in (mapping if isinstance(mapping, dict) else {}).items():
+            problem = label_key_problem(key) or (
+                label_value_problem(value) if field == "labels" and isinstance(value, str) else None
+            )
+            if problem:
+                causes.append(_cause(f"metadata.{field}", f"Invalid value: {problem}"))
     fin = meta.get("finalizers")
     if fin is not None and (not isinstance(fin, list) or not all(isinstance(f, str) for f in fin)):
         causes.append(_cause("metadata.finalizers", "finalizers must be a list of strings"))
@@ -114,12 +123,18 @@ def check_pod_spec(causes: list[Cause], path: str, spec: Any) -> None:
             continue
         if not isinstance(c.get("name"), str) or not c.get("name"):
             causes.append(_cause(f"{cp}.name", "Required value", "FieldValueRequired"))
+        elif problem := dns1123_label_problem(c["name"], "container name"):
+            causes.append(_cause(f"{cp}.name", f"Invalid value: {problem}"))
         elif c["name"] in names:
             causes.append(_cause(f"{cp}.name", f'Duplicate value: "{c["name"]}"', "FieldValueDuplicate"))
         else:
             names.add(c["name"])
         if not isinstance(c.get("image"), str) or not c.get("image"):
             causes.append(_cause(f"{cp}.image", "Required value", "FieldValueRequired"))
+        elif c["image"] != c["image"].strip():
+            causes.append(
+                _cause(f"{cp}.image", "Invalid value: must not have leading or trailing whitespace")
+            )
         for key in ("command", "args"):
             v = c.get(key)
             if v is not None and (not isinstance(v, list) or not all(isinstance(a, str) for a in v)):

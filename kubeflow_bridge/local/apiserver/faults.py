@@ -58,6 +58,9 @@ class FaultConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown fault settings {unknown}; known: {sorted(known)}")
+        problems = [p for k, v in data.items() if (p := _setting_problem(k, v))]
+        if problems:
+            raise ValueError("; ".join(problems))  # nothing changes unless every setting is valid
         for k, v in data.items():
             setattr(self, k, v)
 
@@ -66,6 +69,34 @@ class FaultConfig:
         if d["static_token"]:
             d["static_token"] = "***"
         return d
+
+
+def _setting_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` cannot be the fault setting ``name``, or None."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if name.endswith("_rate"):
+        if not number or not 0.0 <= value <= 1.0:
+            return f"{name} must be a fraction between 0 and 1, not {value!r}"
+    elif name in ("retry_after", "watch_gone", "watch_cut_after", "token_ttl"):
+        if not number or value < 0 or value != value or value == float("inf"):
+            return f"{name} must be a number >= 0, not {value!r}"
+    elif name == "auth":
+        if not isinstance(value, bool):
+            return f"auth must be true or false, not {value!r}"
+    elif name in ("path_pattern", "static_token"):
+        if not isinstance(value, str):
+            return f"{name} must be a string, not {value!r}"
+        if name == "path_pattern":
+            try:
+                re.compile(value)
+            except re.error as err:
+                return f"path_pattern is not a regular expression: {err}"
+    elif name == "methods":
+        if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+            return f"methods must be a list of HTTP methods, not {value!r}"
+    elif name == "seed" and value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        return f"seed must be an integer or null, not {value!r}"
+    return None
 
 
 class Faults:
@@ -130,6 +161,15 @@ class Faults:
         expires = time.time() + (self.config.token_ttl if ttl is None else ttl)
         self._tokens[token] = expires
         return token, expires
+
+    def check_admin(self, header: str | None) -> str | None:
+        """None if an ``/_admin`` request may pass: auth is off, or it carries the static token."""
+        if not self.config.auth:
+            return None
+        token = header[len("Bearer ") :].strip() if header and header.startswith("Bearer ") else ""
+        if self.config.static_token and token and secrets.compare_digest(token, self.config.static_token):
+            return None
+        return "no token" if not token else "not the static token"
 
     def check_auth(self, header: str | None) -> str | None:
         """None if the request may pass, else why it is unauthorized."""

@@ -152,6 +152,12 @@ class ApiServer:
 
     async def _admin(self, request: web.Request) -> web.Response:
         action = request.match_info["action"]
+        # With auth on, only the static (admin) token may mint tokens, change faults or kill pods.
+        why = self.faults.check_admin(request.headers.get("Authorization"))
+        if why is not None:
+            raise ApiError(
+                401, "Unauthorized", f"Unauthorized: /_admin needs the runtime's own token ({why})"
+            )
         body: dict[str, Any] = {}
         if request.can_read_body:
             try:

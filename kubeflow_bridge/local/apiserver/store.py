@@ -23,6 +23,7 @@ from typing import Any
 from kubeflow_bridge.local.apiserver import errors as apierrors
 from kubeflow_bridge.local.apiserver import jsonfast
 from kubeflow_bridge.local.apiserver.kinds import ResourceType
+from kubeflow_bridge.local.paths import make_private
 
 Obj = dict[str, Any]
 
@@ -109,6 +110,7 @@ class Store:
         self._types: dict[str, ResourceType] = {}
         self._db: sqlite3.Connection | None = None
         if path is not None:
+            make_private(path)  # it holds Secrets and env values
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")

@@ -74,6 +74,7 @@ from kubeflow_bridge.local.apiserver.patch import merge_patch
 from kubeflow_bridge.local.apiserver.selectors import parse_label_selector
 from kubeflow_bridge.local.apiserver.store import Obj, Store, WatchEvent, now_iso
 from kubeflow_bridge.local.images import ImageMap
+from kubeflow_bridge.local.paths import confined
 from kubeflow_bridge.local.processes import ProcessManager, free_port
 
 if TYPE_CHECKING:
@@ -260,7 +261,7 @@ class ControllerContext:
         return free_port()
 
     def pod_log_path(self, namespace: str, pod: str, container: str) -> Path:
-        return self.state_dir / "logs" / namespace / pod / f"{container}.log"
+        return confined(self.state_dir / "logs", namespace, pod, f"{container}.log")
 
     def runtime_env(self) -> dict[str, str]:
         return dict(self._runtime_env)

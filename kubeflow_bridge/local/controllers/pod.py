@@ -21,6 +21,7 @@ from kubeflow_bridge.local.apiserver.kinds import CONFIGMAP, POD, SECRET, Resour
 from kubeflow_bridge.local.apiserver.store import Obj, now_iso
 from kubeflow_bridge.local.controllers.base import Controller, Request
 from kubeflow_bridge.local.images import UnknownImage
+from kubeflow_bridge.local.paths import confined
 from kubeflow_bridge.local.processes import ManagedProcess, times_path
 
 BASE_ENV_KEYS = ("HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "PYTHONDONTWRITEBYTECODE")
@@ -389,7 +390,7 @@ class PodController(Controller):
         if workdir:
             os.makedirs(workdir, exist_ok=True)
         else:
-            wd = self.ctx.state_dir / "pods" / meta["namespace"] / meta["name"]
+            wd = confined(self.ctx.state_dir / "pods", meta["namespace"], meta["name"])
             wd.mkdir(parents=True, exist_ok=True)
             workdir = str(wd)
         log_path = self.ctx.pod_log_path(meta["namespace"], meta["name"], c["name"])

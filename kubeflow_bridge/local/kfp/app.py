@@ -14,7 +14,7 @@ from aiohttp import web
 
 from kubeflow_bridge.local.kfp.common import KfpState, new_id, read_body, respond
 from kubeflow_bridge.local.kfp.platform import public_spec
-from kubeflow_bridge.local.kfp.query import ApiError, apply_list, bad_request, now_ts, rfc3339
+from kubeflow_bridge.local.kfp.query import ApiError, apply_list, bad_request, check_length, now_ts, rfc3339
 from kubeflow_bridge.local.kfp.runs import RunExecutor
 from kubeflow_bridge.local.kfp.runs_api import add_routes as add_run_routes
 from kubeflow_bridge.local.kfp.runs_api import scheduler_loop
@@ -135,6 +135,7 @@ def _new_pipeline(
 ) -> dict[str, Any]:
     if not name:
         raise bad_request("pipeline name is empty: give the pipeline a name")
+    check_length("Pipeline", "Name", name)
     del namespace  # single-user mode, as the real API: namespaces are ignored
     namespace = ""
     for p in state.store.all("pipelines"):
@@ -158,6 +159,7 @@ def _new_version(
 ) -> dict[str, Any]:
     validate_spec(spec)
     name = name or str(spec.get("pipelineInfo", {}).get("name", ""))
+    check_length("PipelineVersion", "Name", name)
     for v in state.store.all("versions"):
         if v["pipeline_id"] == pipeline_id and v["name"] == name:
             raise ApiError(
@@ -385,8 +387,13 @@ def create_kfp_app(
     max_parallel_runs: int = 4,
     images_file: Path | None = None,
     multi_user: bool = False,
+    authorize: Callable[[str | None], str | None] | None = None,
 ) -> web.Application:
-    """Builds the local KFP v2beta1 API application (see the package docstring for mounting it)."""
+    """Builds the local KFP v2beta1 API application (see the package docstring for mounting it).
+
+    ``authorize`` takes a request's ``Authorization`` header and says why it may not pass (None: it
+    may); the runtime hands in the Kubernetes API's token check, so one token opens both.
+    """
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     run_env = dict(env or {})
@@ -407,7 +414,22 @@ def create_kfp_app(
         store.close()
         raise ValueError(exc.message) from exc
     state = KfpState(store=store, executor=executor, pipeline_root=pipeline_root or "", multi_user=multi_user)
-    app = web.Application(middlewares=[_errors], client_max_size=64 * 1024**2)
+    middlewares: list[Any] = [_errors]
+    if authorize is not None:
+
+        @web.middleware
+        async def _auth(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> Any:
+            why = (
+                None if request.path == f"{BASE}/healthz" else authorize(request.headers.get("Authorization"))
+            )
+            if why is not None:
+                return web.json_response(ApiError(401, f"Unauthorized: {why}").body(), status=401)
+            return await handler(request)
+
+        middlewares.append(_auth)
+    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024**2)
     app[STATE_KEY] = state
     app.router.add_get(f"{BASE}/healthz", _healthz)
     _add_experiment_routes(app, state)

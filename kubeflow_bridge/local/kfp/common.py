@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kubeflow_bridge.local.kfp.query import ApiError, bad_request, not_found, now_ts, rfc3339
+from kubeflow_bridge.local.kfp.query import ApiError, bad_request, check_length, not_found, now_ts, rfc3339
 from kubeflow_bridge.local.kfp.runs import RunExecutor
 from kubeflow_bridge.local.kfp.store import Store, public
 
@@ -102,6 +102,7 @@ class KfpState:
         name = (body.get("display_name") or "").strip()
         if not name:
             raise bad_request("experiment display_name is empty: give the experiment a name")
+        check_length("Experiment", "Name", name)
         namespace = str(body.get("namespace") or "") if self.multi_user else ""  # single-user: ignored
         if self.multi_user and not namespace:
             raise bad_request("An experiment cannot have an empty namespace in multi-user mode")

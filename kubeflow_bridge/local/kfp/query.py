@@ -46,6 +46,17 @@ class ApiError(Exception):
         }
 
 
+#: KFP's field length limits (apiserver/validation/length.go) for what a client names.
+MAX_LENGTHS = {"Experiment.Name": 128, "Pipeline.Name": 128, "PipelineVersion.Name": 127}
+
+
+def check_length(model: str, field: str, value: str) -> None:
+    """Refuse a name longer than KFP stores, in KFP's words."""
+    limit = MAX_LENGTHS[f"{model}.{field}"]
+    if len(value) > limit:
+        raise bad_request(f"{model}.{field} length cannot exceed {limit}")
+
+
 def bad_request(message: str) -> ApiError:
     return ApiError(400, message)
 

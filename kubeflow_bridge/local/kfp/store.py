@@ -7,6 +7,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from kubeflow_bridge.local.paths import make_private
+
 TABLES = ("experiments", "pipelines", "versions", "runs", "recurring_runs")
 
 
@@ -15,6 +17,7 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        make_private(path)  # it holds Secrets and env values
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         for table in TABLES:

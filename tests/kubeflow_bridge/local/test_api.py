@@ -280,3 +280,41 @@ def test_delete_collection_by_label(runtime: RuntimeHandle, namespace: str) -> N
         r = c.delete(cm, params={"labelSelector": "team=x"})
         assert r.status_code == 200 and {o["metadata"]["name"] for o in r.json()["items"]} == {"a", "b"}
         assert [o["metadata"]["name"] for o in c.get(cm).json()["items"]] == ["c"]
+
+
+def test_names_a_real_api_server_refuses_store_nothing(runtime: RuntimeHandle, namespace: str) -> None:
+    """Label keys and values, container names and images as the API server validates them (422)."""
+    pods = f"/api/v1/namespaces/{namespace}/pods"
+
+    def pod(name: str, container: dict[str, Any], labels: dict[str, str] | None = None) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": labels or {}},
+            "spec": {"containers": [container]},
+        }
+
+    good = {"name": "main", "image": "busybox"}
+    cases = [
+        (pod("a", good, {"bad key!": "x"}), "metadata.labels"),
+        (pod("b", good, {"team": "has space"}), "metadata.labels"),
+        (pod("c", good, {"-lead": "x"}), "metadata.labels"),
+        (pod("d", good, {"Bad_Prefix/x": "y"}), "metadata.labels"),
+        (pod("e", good, {"k": "v" * 64}), "metadata.labels"),
+        (pod("f", {"name": "Bad_Container", "image": "busybox"}), "spec.containers[0].name"),
+        (pod("g", {"name": "../../x", "image": "busybox"}), "spec.containers[0].name"),
+        (pod("h", {"name": "a" * 64, "image": "busybox"}), "spec.containers[0].name"),
+        (pod("i", {"name": "main", "image": " busybox"}), "spec.containers[0].image"),
+    ]
+    with runtime.http() as c:
+        for body, field in cases:
+            r = c.post(pods, json=body)
+            assert r.status_code == 422, (body, r.text)
+            assert field in {cause["field"] for cause in r.json()["details"]["causes"]}, r.text
+        annotated = pod("j", good)
+        annotated["metadata"]["annotations"] = {"not a key": "fine value"}
+        assert c.post(pods, json=annotated).status_code == 422
+        assert c.get(pods).json()["items"] == []
+        # Valid names with prefixes and dots pass.
+        ok = pod("k", good, {"example.com/team": "a.b_c-1", "empty": ""})
+        assert c.post(pods, json=ok).status_code == 201

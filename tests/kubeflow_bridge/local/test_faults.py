@@ -32,6 +32,21 @@ def test_error_and_throttle_rates(runtime: RuntimeHandle, namespace: str) -> Non
     assert stats["injected"]["throttle"] >= 6 and stats["injected"]["error"] >= 20
     bad = httpx.post(f"{runtime.api}/_admin/faults", json={"no_such": 1})
     assert bad.status_code == 400 and "no_such" in bad.json()["message"]
+    # A wrong value is refused whole: before, {"error_rate": "abc"} was stored and every request then failed.
+    for setting in (
+        {"error_rate": "abc"},
+        {"error_rate": 2},
+        {"retry_after": -1},
+        {"auth": "yes"},
+        {"path_pattern": "("},
+        {"methods": "GET"},
+        {"seed": 1.5, "error_rate": 0.5},
+    ):
+        bad = httpx.post(f"{runtime.api}/_admin/faults", json=setting)
+        assert bad.status_code == 400, (setting, bad.text)
+        assert next(iter(setting)) in bad.json()["message"]
+    current = httpx.get(f"{runtime.api}/_admin/faults").json()["faults"]
+    assert current["error_rate"] == 0.0 and current["throttle_rate"] == 0.5 and current["seed"] == 7
 
 
 def test_dropped_connections(runtime: RuntimeHandle, namespace: str) -> None:
@@ -124,11 +139,36 @@ def test_bearer_token_auth_with_expiry(runtime: RuntimeHandle, namespace: str) -
     assert r.status_code == 401 and r.json()["reason"] == "Unauthorized"
     assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert httpx.get(url, headers={"Authorization": "Bearer s3cret-static"}).status_code == 200
-    minted = httpx.post(f"{runtime.api}/_admin/tokens", json={"ttl": 1.0}).json()
+    # With auth on, /_admin takes the static token only: no minting, no switching auth off without it.
+    assert httpx.post(f"{runtime.api}/_admin/tokens", json={"ttl": 1.0}).status_code == 401
+    assert httpx.post(f"{runtime.api}/_admin/faults", json={"auth": False}).status_code == 401
+    assert (
+        httpx.post(f"{runtime.api}/_admin/kill-pod", json={"namespace": namespace, "name": "x"}).status_code
+        == 401
+    )
+    minted_only = httpx.post(
+        f"{runtime.api}/_admin/tokens", json={"ttl": 60}, headers={"Authorization": "Bearer s3cret-static"}
+    ).json()["token"]
+    assert (
+        httpx.get(
+            f"{runtime.api}/_admin/faults", headers={"Authorization": f"Bearer {minted_only}"}
+        ).status_code
+        == 401
+    )
+    # The KFP API checks the same tokens.
+    assert runtime.kfp is not None
+    kfp_url = f"{runtime.kfp}/apis/v2beta1/experiments"
+    assert httpx.get(kfp_url).status_code == 401
+    assert httpx.get(kfp_url, headers={"Authorization": f"Bearer {minted_only}"}).status_code == 200
+    assert httpx.get(f"{runtime.kfp}/apis/v2beta1/healthz").status_code == 200
+    minted = httpx.post(
+        f"{runtime.api}/_admin/tokens", json={"ttl": 1.0}, headers={"Authorization": "Bearer s3cret-static"}
+    ).json()
     headers = {"Authorization": f"Bearer {minted['token']}"}
     assert httpx.get(url, headers=headers).status_code == 200
     time.sleep(1.2)
     r = httpx.get(url, headers=headers)
     assert r.status_code == 401 and "expired" in r.json()["message"]
     # The settings endpoint never echoes the token.
-    assert httpx.get(f"{runtime.api}/_admin/faults").json()["faults"]["static_token"] == "***"
+    settings = httpx.get(f"{runtime.api}/_admin/faults", headers={"Authorization": "Bearer s3cret-static"})
+    assert settings.json()["faults"]["static_token"] == "***"

@@ -59,6 +59,20 @@ def test_experiments_create_get_list_archive_delete(http: httpx.Client) -> None:
     assert http.get(f"/apis/v2beta1/experiments/{eid}").status_code == 404
 
 
+def test_names_longer_than_kfp_stores_are_refused(http: httpx.Client, demo_spec: dict[str, Any]) -> None:
+    """KFP's own limits (apiserver/validation/length.go), in its words; nothing is stored."""
+    before = http.get("/apis/v2beta1/experiments").json().get("total_size", 0)
+    long = http.post("/apis/v2beta1/experiments", json={"display_name": "e" * 10_000})
+    assert long.status_code == 400 and "Experiment.Name length cannot exceed 128" in long.json()["message"]
+    assert http.get("/apis/v2beta1/experiments").json().get("total_size", 0) == before
+    pipelines = http.get("/apis/v2beta1/pipelines").json().get("total_size", 0)
+    r = http.post("/apis/v2beta1/pipelines", json={"name": "p" * 129, "display_name": "p"})
+    assert r.status_code == 400 and "Pipeline.Name length cannot exceed 128" in r.json()["message"]
+    assert http.get("/apis/v2beta1/pipelines").json().get("total_size", 0) == pipelines
+    limit = http.post("/apis/v2beta1/experiments", json={"display_name": "x" * 128})
+    assert limit.status_code == 200, limit.text
+
+
 def test_not_found_is_a_googlerpc_status(http: httpx.Client) -> None:
     resp = http.get("/apis/v2beta1/runs/no-such-run")
     assert resp.status_code == 404

@@ -71,6 +71,9 @@ def test_deferrable_submits_then_defers_with_timeout(fake_client: FakeObjectClie
     assert deferred.value.timeout is not None and deferred.value.timeout.total_seconds() >= 120
     assert fake_client.creates() == [trigger.name]
     assert not [c for c in fake_client.calls if c[0] == "wait"], "the worker must not wait in deferrable mode"
+    # Bounded by default: a crash-looping replica fails the job instead of restarting until the timeout.
+    (job,) = fake_client.objects.values()
+    assert job["spec"]["runPolicy"]["backoffLimit"] == 3
 
 
 def test_execute_complete_success_reads_result_and_logs(
