@@ -4,8 +4,8 @@ Outputs are published atomically so that nothing partial ever looks complete:
 
 * a local file is written to a temporary sibling and renamed into place;
 * a local directory is built in a temporary sibling, gets a ``_SUCCESS`` marker, and is renamed into place;
-* an S3 prefix gets its objects first and the ``_SUCCESS`` marker last; readers of a dataset require the
-  marker (a single S3 object is atomic by itself).
+* an S3 prefix loses its marker and its old objects, gets the new objects, then the ``_SUCCESS`` marker;
+  readers of a dataset require the marker (a single S3 object is atomic by itself).
 
 S3 uses boto3 with the endpoint from ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` and the standard
 ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` variables.
@@ -243,11 +243,23 @@ def output_dir(uri: str, *, arg: str = "URI") -> Iterator[str]:
 
 
 def _upload_dir(local: str, loc: Location) -> None:
+    """Replace the dataset under ``loc`` as a local write replaces a directory: delete, upload, mark.
+
+    The marker goes first (readers refuse the prefix from then on), then every old object, so a
+    smaller dataset never sits beside the leftovers of a bigger one; the new marker goes last.
+    """
+    if not loc.path.strip("/"):
+        raise UriError(f"{loc.uri!r}: write a dataset under a prefix (s3://bucket/name), not the bucket root")
     client = s3_client()
-    prefix = loc.path.rstrip("/") + "/" if loc.path else ""
-    # A previous, now stale marker must disappear before new objects land.
+    prefix = loc.path.rstrip("/") + "/"
     with contextlib.suppress(Exception):
         client.delete_object(Bucket=loc.bucket, Key=prefix + SUCCESS_MARKER)
+    stale = _s3_keys(loc)
+    for start in range(0, len(stale), 1000):  # DeleteObjects takes at most 1,000 keys
+        client.delete_objects(
+            Bucket=loc.bucket,
+            Delete={"Objects": [{"Key": k} for k in stale[start : start + 1000]], "Quiet": True},
+        )
     for root, _dirs, files in os.walk(local):
         for name in sorted(files):
             if name == SUCCESS_MARKER:

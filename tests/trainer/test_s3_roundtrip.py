@@ -143,3 +143,34 @@ def test_team_datasets_on_s3_by_window(
             client.get_object(Bucket="mlops", Key=f"ingested/{name}/metadata.json")["Body"].read()
         )
         assert meta["start"] == "2026-01-02T00:00:00" and meta["end"] == "2026-01-02T23:55:00"
+
+
+def test_rewriting_an_s3_dataset_replaces_it_whole(
+    s3: S3Server, tools: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A smaller window re-ingested into the same prefix: readers see only the new rows, as locally."""
+    from trainer import io as trainer_io
+
+    for k, v in s3.env().items():
+        monkeypatch.setenv(k, v)
+    client = s3._client()
+    client.put_object(Bucket="mlops", Key="regen-sibling/keep.txt", Body=b"not ours")
+    tools.in_process("ingest", "--out", "s3://mlops/regen", "--rows", "20000", "--freq", "1h")
+    before = {o["Key"] for o in client.list_objects_v2(Bucket="mlops", Prefix="regen/")["Contents"]}
+    tools.in_process("ingest", "--out", "s3://mlops/regen", "--rows", "2000", "--freq", "1h")
+    after = {o["Key"] for o in client.list_objects_v2(Bucket="mlops", Prefix="regen/")["Contents"]}
+    assert len(after) < len(before) and "regen/_SUCCESS" in after
+    with trainer_io.local_input_dir("s3://mlops/regen") as local:
+        meta = json.loads((Path(local) / "metadata.json").read_text())
+        parts = sorted(Path(local).rglob("*.parquet"))
+        import pandas as pd
+
+        rows = sum(len(pd.read_parquet(p)) for p in parts)
+    assert rows == 2000 and meta.get("rows", rows) == 2000
+    # Only the dataset's own prefix is replaced; a sibling with a common name prefix stays.
+    assert client.get_object(Bucket="mlops", Key="regen-sibling/keep.txt")["Body"].read() == b"not ours"
+    with (
+        pytest.raises(trainer_io.UriError, match="not the bucket root"),
+        trainer_io.output_dir("s3://mlops/"),
+    ):
+        pass
