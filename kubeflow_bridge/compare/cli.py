@@ -111,14 +111,32 @@ def collect(args: argparse.Namespace) -> list[OrchestratorRun]:
 
 def run(args: argparse.Namespace) -> int:
     """Execute parsed ``compare`` arguments; print where the report went. Returns the exit code."""
+    from kubeflow_bridge.clients.kfp import KfpApiError, KfpAuthError
     from kubeflow_bridge.compare.report import write_report
 
+    out = Path(args.out)
     try:
+        if out.exists() and not out.is_dir():
+            raise ValueError(
+                f"--out {out} is a file: give a folder for the report (it is created if missing)"
+            )
         runs = collect(args)
         paths, comparison = write_report(runs, args.out, rel_tol=args.rel_tol)
     except (ValueError, LookupError) as exc:
         print(f"kubeflow-bridge compare: {exc}", file=sys.stderr)
         return 2
+    except (KfpApiError, KfpAuthError, OSError) as exc:  # unreachable KFP, unwritable --out
+        print(f"kubeflow-bridge compare: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if type(exc).__module__.startswith("sqlalchemy"):  # no metadata DB, or not migrated
+            print(
+                f"kubeflow-bridge compare: cannot read Airflow's metadata DB ({type(exc).__name__}): run "
+                "`airflow db migrate` in this AIRFLOW_HOME, or read the run over the API with --airflow-api-url",
+                file=sys.stderr,
+            )
+            return 1
+        raise
     for summary in comparison["runs"]:
         wall = summary["wall_seconds"]
         overhead = summary["overhead_seconds"]

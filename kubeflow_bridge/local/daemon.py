@@ -212,7 +212,7 @@ class Runtime:
             trainer_python=trainer_python(self.ctx.images),
             images_file=self.paths.images,
             multi_user=self.kfp_multi_user,
-            authorize=self.faults.check_auth,  # passes everything while auth is off
+            faults=self.faults,  # one token and one set of injected faults for both APIs
         )
         self._kfp_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._kfp_runner.setup()

@@ -42,11 +42,17 @@ def submit(
     display_name: str = "anomaly-pipeline",
 ) -> str:
     """Validate ``params`` against the pipeline's inputs, create the run, return its id."""
+    from kubeflow_bridge import workflow
     from kubeflow_bridge.clients.kfp import KfpClient
     from kubeflow_bridge.resources.kfp import build_run_request, parse_pipeline_yaml, validate_parameters
 
     spec = parse_pipeline_yaml(package.read_bytes())
     typed = validate_parameters(spec, params)  # errors name the parameter before anything is sent
+    # The same ranges and cross-field rules as the DAG's trigger form, "" as an empty optional field.
+    workflow.check_param_values({k: None if v == "" else v for k, v in typed.items()})
+    workflow.check_params({**workflow.DEFAULTS, **typed})
+    if not display_name.strip() or len(display_name) > 255:
+        raise ValueError(f"--name must be 1 to 255 characters, not {len(display_name)}")
     body = build_run_request(display_name=display_name, pipeline_spec=spec, parameters=typed)
     return str(KfpClient(host).create_run(body)["run_id"])
 
@@ -66,14 +72,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from kubeflow_bridge.clients.kfp import KfpApiError, KfpAuthError, KfpClient
+
     try:
         run_id = submit(args.host, parse_params(args.param), display_name=args.name)
     except ValueError as exc:
         print(f"submit: {exc}", file=sys.stderr)
         return 2
+    except (KfpApiError, KfpAuthError) as exc:  # unreachable, refused, unauthorised: no traceback
+        print(f"submit: {exc}", file=sys.stderr)
+        return 1
     if args.wait:
-        from kubeflow_bridge.clients.kfp import KfpClient
-
         outcome = KfpClient(args.host).wait_for_run(run_id, timeout=args.timeout)
         print(f"run {run_id}: {outcome.state}")
         if outcome.state != "succeeded":

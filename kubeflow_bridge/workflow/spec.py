@@ -470,6 +470,27 @@ def smoke_payload(source: str, rows: int = 24, *, channels: int | None = None) -
     return {"instances": [[0.0] * int(channels) for _ in range(rows)]}
 
 
+def check_param_values(params: dict[str, Any]) -> None:
+    """Each known param against its :data:`PARAM_SCHEMAS` rule (type, range, pattern), as the trigger
+    form checks them; for callers without the form (the pipeline submit CLI, KFP runs).
+
+    Raises:
+        ValueError: Names every param that breaks its rule, with the rule.
+    """
+    import jsonschema
+
+    problems = []
+    for name, value in params.items():
+        schema = PARAM_SCHEMAS.get(name)
+        if schema is None:
+            continue
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
+        if error is not None:
+            problems.append(f"{name}: {error.message}")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
 def check_params(params: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
     """Checks JSON schema cannot express (per-field ranges are in the DAG's Params): no unknown names,
     and the fields that depend on each other.

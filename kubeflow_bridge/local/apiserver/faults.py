@@ -22,7 +22,9 @@ class FaultConfig:
         error_rate: Fraction of API requests answered 500 or 503 (alternating at random).
         throttle_rate: Fraction answered 429 TooManyRequests with ``Retry-After: retry_after``.
         retry_after: Seconds in the Retry-After header.
-        drop_rate: Fraction of requests whose connection is closed without an answer.
+        drop_rate: Fraction of requests whose connection is closed without an answer (not applied).
+        lose_rate: Fraction of requests applied whose answer is lost (the connection closes after the
+            request took effect): what makes a client's retried create a duplicate.
         path_pattern: Only requests whose path matches this regex are affected ("" = every API path).
         methods: Only these HTTP methods are affected (empty = all).
         watch_cut_after: Seconds after which every watch stream is cut mid-stream (0 = never).
@@ -37,6 +39,7 @@ class FaultConfig:
     throttle_rate: float = 0.0
     retry_after: int = 1
     drop_rate: float = 0.0
+    lose_rate: float = 0.0
     path_pattern: str = ""
     methods: list[str] = field(default_factory=list)
     watch_cut_after: float = 0.0
@@ -110,6 +113,7 @@ class Faults:
             "error": 0,
             "throttle": 0,
             "drop": 0,
+            "lose": 0,
             "watch_gone": 0,
             "watch_cut": 0,
         }
@@ -130,15 +134,17 @@ class Faults:
         return not (c.path_pattern and not re.search(c.path_pattern, path))
 
     def pick(self, method: str, path: str) -> str | None:
-        """``"drop"``, ``"throttle"``, ``"error500"``, ``"error503"`` or None."""
+        """``"drop"``, ``"lose"``, ``"throttle"``, ``"error500"``, ``"error503"`` or None."""
         c = self.config
-        if not (c.error_rate or c.throttle_rate or c.drop_rate) or not self._applies(method, path):
+        rates = c.error_rate or c.throttle_rate or c.drop_rate or c.lose_rate
+        if not rates or not self._applies(method, path):
             return None
         r = self._rng.random()
-        if r < c.drop_rate:
-            self.injected["drop"] += 1
-            return "drop"
-        r -= c.drop_rate
+        for fault, rate in (("drop", c.drop_rate), ("lose", c.lose_rate)):
+            if r < rate:
+                self.injected[fault] += 1
+                return fault
+            r -= rate
         if r < c.throttle_rate:
             self.injected["throttle"] += 1
             return "throttle"

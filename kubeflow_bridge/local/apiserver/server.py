@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -123,6 +124,12 @@ class ApiServer:
             if fault == "drop":
                 if request.transport is not None:
                     request.transport.abort()
+                raise asyncio.CancelledError
+            if fault == "lose":
+                with contextlib.suppress(ApiError):
+                    await handler(request)  # applied (or refused) ...
+                if request.transport is not None:
+                    request.transport.abort()  # ... but the client never hears of it
                 raise asyncio.CancelledError
             if fault == "throttle":
                 return error_response(apierrors.too_many_requests(self.faults.config.retry_after))

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from kubeflow_bridge.local.apiserver.faults import Faults
 from kubeflow_bridge.local.kfp.common import KfpState, new_id, read_body, respond
 from kubeflow_bridge.local.kfp.platform import public_spec
 from kubeflow_bridge.local.kfp.query import ApiError, apply_list, bad_request, check_length, now_ts, rfc3339
@@ -377,6 +378,37 @@ async def _healthz(request: web.Request) -> web.Response:
     )
 
 
+def _guard(faults: Faults) -> Any:
+    """Middleware: the runtime's token check, then its injected faults (not on ``healthz``)."""
+
+    @web.middleware
+    async def guard(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> Any:
+        if request.path == f"{BASE}/healthz":
+            return await handler(request)
+        why = faults.check_auth(request.headers.get("Authorization"))
+        if why is not None:
+            return web.json_response(ApiError(401, f"Unauthorized: {why}").body(), status=401)
+        fault = faults.pick(request.method, request.path)
+        if fault in ("drop", "lose"):
+            if fault == "lose":
+                await handler(request)  # applied (errors answer through _errors), then the answer is lost
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError
+        if fault == "throttle":
+            retry_after = str(faults.config.retry_after)
+            body = ApiError(429, "too many requests (injected)").body()
+            return web.json_response(body, status=429, headers={"Retry-After": retry_after})
+        if fault in ("error500", "error503"):
+            status = int(fault[-3:])
+            return web.json_response(ApiError(status, "injected fault").body(), status=status)
+        return await handler(request)
+
+    return guard
+
+
 def create_kfp_app(
     *,
     state_dir: Path,
@@ -387,12 +419,12 @@ def create_kfp_app(
     max_parallel_runs: int = 4,
     images_file: Path | None = None,
     multi_user: bool = False,
-    authorize: Callable[[str | None], str | None] | None = None,
+    faults: Faults | None = None,
 ) -> web.Application:
     """Builds the local KFP v2beta1 API application (see the package docstring for mounting it).
 
-    ``authorize`` takes a request's ``Authorization`` header and says why it may not pass (None: it
-    may); the runtime hands in the Kubernetes API's token check, so one token opens both.
+    ``faults`` is the runtime's (shared with its Kubernetes API): its token check guards every call
+    but ``healthz`` while auth is on, and its injected faults apply to this API too.
     """
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -415,20 +447,8 @@ def create_kfp_app(
         raise ValueError(exc.message) from exc
     state = KfpState(store=store, executor=executor, pipeline_root=pipeline_root or "", multi_user=multi_user)
     middlewares: list[Any] = [_errors]
-    if authorize is not None:
-
-        @web.middleware
-        async def _auth(
-            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-        ) -> Any:
-            why = (
-                None if request.path == f"{BASE}/healthz" else authorize(request.headers.get("Authorization"))
-            )
-            if why is not None:
-                return web.json_response(ApiError(401, f"Unauthorized: {why}").body(), status=401)
-            return await handler(request)
-
-        middlewares.append(_auth)
+    if faults is not None:
+        middlewares.append(_guard(faults))
     app = web.Application(middlewares=middlewares, client_max_size=64 * 1024**2)
     app[STATE_KEY] = state
     app.router.add_get(f"{BASE}/healthz", _healthz)

@@ -97,6 +97,29 @@ def test_cli_errors_say_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture
     assert not (tmp_path / "comparison.json").exists()
 
 
+def test_cli_failures_are_messages_not_tracebacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a_file = tmp_path / "report.html"
+    a_file.write_text("")
+    runs_file = tmp_path / "runs.json"
+    runs_file.write_text("{}")
+    assert main(["--input", str(runs_file), "--out", str(a_file)]) == 2
+    assert "is a file: give a folder" in capsys.readouterr().err
+    # Nothing listens on port 1.
+    assert (
+        main(["--kfp-run-id", "abc", "--kfp-host", "http://127.0.0.1:1", "--out", str(tmp_path / "o")]) == 1
+    )
+    err = capsys.readouterr().err
+    assert "cannot reach the KFP API at http://127.0.0.1:1" in err and "Traceback" not in err
+    # A fresh AIRFLOW_HOME whose metadata DB was never migrated.
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow"))
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert main(["--airflow-dag-id", "anomaly_retraining", "--out", str(tmp_path / "o")]) == 1
+    assert "run `airflow db migrate`" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_one_run_report_says_so(tmp_path: Path, two_runs: list[OrchestratorRun]) -> None:
     paths, doc = write_report(two_runs[1:], tmp_path)
     assert doc["outcome_equality"]["equal"] is None

@@ -122,7 +122,7 @@ def test_own_timeout_ends_the_job_as_a_kill_would(namespace: str) -> None:
     context = ctx("manual__deferred")
     with pytest.raises(TaskDeferred) as deferred:
         job(timeout=2, command=sleeper).execute(context)
-    event = run_trigger(deferred.value.trigger)
+    event = run_trigger(deferred.trigger)
     assert event["status"] == "timeout"
     with pytest.raises(KubeflowOperatorError, match="stopped"):
         job(timeout=2, command=sleeper).execute_complete(context, event)
@@ -140,7 +140,7 @@ def test_trigger_keeps_a_crash_looping_replicas_last_words(namespace: str) -> No
     op = job(command=crash, restart_policy="OnFailure", backoff_limit=2, poll_interval=0.5)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
-    event = run_trigger(deferred.value.trigger)
+    event = run_trigger(deferred.trigger)
     assert event["status"] == "failed"
     assert any("CUDA out of memory at step 3" in text for text in event["last_words"].values()), event
     with pytest.raises(KubeflowOperatorError, match="CUDA out of memory at step 3"):
@@ -170,7 +170,7 @@ def test_wait_survives_api_faults_and_cut_watches(namespace: str, runtime: Runti
         job(command=["python", "-c", "import time; time.sleep(3)"]).execute(context)
     runtime.faults(error_rate=0.3, watch_cut_after=0.5, watch_gone=1)
     try:
-        event = run_trigger(deferred.value.trigger)
+        event = run_trigger(deferred.trigger)
     finally:
         runtime.reset_faults()
     assert event["status"] == "succeeded"
@@ -187,13 +187,84 @@ def test_sync_wait_survives_api_faults_and_cut_watches(namespace: str, runtime: 
     assert len(objects("PyTorchJob", namespace)) == 1
 
 
+@pytest.mark.parametrize("rate", [0.15, 0.3])
+def test_chaos_every_task_succeeds_once_under_faults(namespace: str, runtime: Runtime, rate: float) -> None:
+    """Short chaos run: tasks (deferrable and sync) under ``rate`` of faults of every kind, creates whose
+    answer is lost among them. Every task succeeds, each created exactly one job, nothing runs on."""
+    import httpx
+
+    third = rate / 3
+    runtime.faults(
+        lose_rate=third,
+        error_rate=third,
+        throttle_rate=third,
+        retry_after=0,
+        watch_cut_after=1.0,
+        seed=int(rate * 100),
+    )
+    states = []
+    try:
+        for i in range(4):
+            op = job(task_id=f"chaos-{i}", deferrable=i % 2 == 0, command=["python", "-c", "print('ok')"])
+            context = {"ti": FakeTI(task_id=f"chaos-{i}"), "task_state_store": FakeStore()}
+            try:
+                states.append(op.execute(context)["state"])
+            except TaskDeferred as deferred:
+                event = run_trigger(deferred.trigger)
+                states.append(op.execute_complete(context, event)["state"])
+        injected = httpx.get(f"{runtime.api}/_admin/faults", timeout=10).json()["injected"]
+    finally:
+        runtime.reset_faults()
+    assert states == ["succeeded"] * 4
+    assert injected["lose"] > 0, injected  # creates and reads whose answer was lost did happen
+    jobs = objects("PyTorchJob", namespace)
+    tasks = sorted(j["metadata"]["annotations"]["kubeflow-bridge.io/task-id"] for j in jobs)
+    assert tasks == [f"chaos-{i}" for i in range(4)]  # one job per task: no duplicate from a lost answer
+    assert not [p for p in objects("Pod", namespace) if p["status"].get("phase") in ("Pending", "Running")]
+
+
+def test_chaos_kfp_runs_start_once_when_answers_are_lost(
+    namespace: str, runtime: Runtime, compiled_pipeline: str
+) -> None:
+    """Creates on the KFP API whose answers are lost: each task still starts exactly one run."""
+    import httpx
+
+    from kubeflow_bridge.operators.kfp import KubeflowPipelineRunOperator
+
+    runtime.faults(lose_rate=0.3, error_rate=0.1, path_pattern="^/apis/v2beta1/", seed=5)
+    run_ids = []
+    try:
+        for i in range(4):
+            op = KubeflowPipelineRunOperator(
+                task_id=f"kfp-chaos-{i}",
+                pipeline_package_path=compiled_pipeline,
+                parameters={"a": i},
+                experiment_name=f"chaos-{namespace}",
+                deferrable=False,
+                wait_for_completion=False,
+            )
+            result = op.execute({"ti": FakeTI(task_id=f"kfp-chaos-{i}"), "task_state_store": FakeStore()})
+            run_ids.append(result["run_id"])
+        injected = httpx.get(f"{runtime.api}/_admin/faults", timeout=10).json()["injected"]
+    finally:
+        runtime.reset_faults()
+    assert injected["lose"] > 0, injected
+    runs = httpx.get(f"{runtime.kfp}/apis/v2beta1/runs", params={"page_size": 1000}, timeout=10).json()[
+        "runs"
+    ]
+    ours = [r for r in runs if r["run_id"] in set(run_ids) or r["display_name"].startswith("dag-kfp-chaos")]
+    names = [r["display_name"] for r in ours]
+    assert len(names) == len(set(names)) == 4, names  # one run per task
+    assert {r["run_id"] for r in ours} == set(run_ids)
+
+
 def test_deleted_job_is_cancelled_never_success(namespace: str) -> None:
     context = ctx()
     op = job(command=["python", "-c", "import time; time.sleep(30)"])
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
     op.on_kill()  # on_kill_action='delete'
-    event = run_trigger(deferred.value.trigger)
+    event = run_trigger(deferred.trigger)
     assert event["status"] == "cancelled", event
     with pytest.raises(KubeflowOperatorError):
         op.execute_complete(context, event)
@@ -281,7 +352,7 @@ def test_sensor_waits_for_a_job_started_elsewhere(namespace: str) -> None:
     )
     with pytest.raises(TaskDeferred) as deferred:
         PyTorchJobSensor(task_id="s", name=submitted["name"], timeout=60).execute(ctx())
-    assert run_trigger(deferred.value.trigger)["status"] == "succeeded"
+    assert run_trigger(deferred.trigger)["status"] == "succeeded"
     assert sensor.poke(ctx()) is True
 
 
@@ -360,7 +431,7 @@ def test_katib_experiment_returns_typed_best_parameters(namespace: str, deferrab
     if deferrable:
         with pytest.raises(TaskDeferred) as deferred:
             op.execute(context)
-        result = op.execute_complete(context, run_trigger(deferred.value.trigger))
+        result = op.execute_complete(context, run_trigger(deferred.trigger))
     else:
         result = op.execute(context)
     assert result["trial_counts"]["trialsSucceeded"] == 2
@@ -500,7 +571,7 @@ def test_kserve_deploy_canary_smoke_promote_rollback_and_gate(namespace: str) ->
     with pytest.raises(TaskDeferred) as deferred:
         first_op.execute(context)
     assert deferred.value.trigger.min_generation == 1
-    first = first_op.execute_complete(context, run_trigger(deferred.value.trigger))
+    first = first_op.execute_complete(context, run_trigger(deferred.trigger))
     assert first["ready"] and first["url"] and first["generation"] == 1
     second = deploy(
         "r2",
@@ -538,7 +609,9 @@ def test_wait_survives_an_expired_token_rotated_in_the_kubeconfig(
     import yaml
 
     def mint(ttl: float) -> str:
-        resp = httpx.post(f"{runtime.api}/_admin/tokens", json={"ttl": ttl}, timeout=10)
+        resp = httpx.post(
+            f"{runtime.api}/_admin/tokens", json={"ttl": ttl}, headers=runtime.admin_headers(), timeout=10
+        )
         resp.raise_for_status()
         return str(resp.json()["token"])
 
@@ -583,7 +656,9 @@ def test_hook_clients_reload_a_rotated_token_after_a_401(
     from kubeflow_bridge.hooks.kubeflow import KubeflowHook
 
     def mint(ttl: float) -> str:
-        resp = httpx.post(f"{runtime.api}/_admin/tokens", json={"ttl": ttl}, timeout=10)
+        resp = httpx.post(
+            f"{runtime.api}/_admin/tokens", json={"ttl": ttl}, headers=runtime.admin_headers(), timeout=10
+        )
         resp.raise_for_status()
         return str(resp.json()["token"])
 

@@ -1,0 +1,307 @@
+"""Chaos bench: the operators under injected faults, runtime restarts and kills, on the local runtime.
+
+For each fault rate (default 0, 15 % and 30 % of API requests, split evenly between 5xx answers, 429
+with Retry-After, dropped requests and applied requests whose answer is lost; watches cut every second)
+it runs ``--tasks`` tasks of each kind against one local runtime and counts:
+
+* ``correct``: the task ended as it should (succeeded for a good job, or a clear error);
+* ``duplicates``: objects or runs beyond one per task (a retried create that created again);
+* ``orphans``: pods still Pending/Running after every task ended.
+
+Kinds: ``pytorchjob-deferrable`` (submit, then the trigger waits in this process), ``pytorchjob-sync``
+(the worker waits), ``kfp-run`` (a KFP run started without waiting), ``restart-mid-wait`` (the runtime
+is stopped and started again while the trigger waits), ``kill`` (``on_kill`` while the job runs).
+
+    .venv/bin/python bench/chaos.py [--tasks 8] [--rates 0,0.15,0.3] [--quick]
+
+Prints a table and writes bench/results/chaos.json. Needs ``make setup`` (both environments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAINER_PYTHON = ROOT / ".venv-trainer" / "bin" / "python"
+PIPELINE = """
+from kfp import compiler, dsl
+
+@dsl.component(base_image="kubeflow-bridge/trainer:latest", install_kfp_package=False)
+def add(a: int, b: int) -> int:
+    return a + b
+
+@dsl.pipeline(name="chaos-add")
+def add_pipeline(a: int, b: int = 2) -> None:
+    add(a=a, b=b).set_caching_options(False)
+
+compiler.Compiler().compile(add_pipeline, __import__("sys").argv[1])
+"""
+
+
+class TaskInstance:
+    """What the operators read of a task instance (its identity and XCom)."""
+
+    def __init__(self, task_id: str, run_id: str) -> None:
+        self.dag_id, self.task_id, self.run_id, self.map_index = "chaos", task_id, run_id, -1
+        self.stats_tags: dict[str, str] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        pass
+
+
+class StateStore(dict):  # type: ignore[type-arg]
+    def set(self, key: str, value: Any, **_: Any) -> None:
+        self[key] = value
+
+
+def context(task_id: str, run_id: str) -> dict[str, Any]:
+    return {"ti": TaskInstance(task_id, run_id), "task_state_store": StateStore()}
+
+
+def run_trigger(trigger: Any) -> dict[str, Any]:
+    trigger.fire_not_before = None  # no scheduler here to race with
+
+    async def first() -> dict[str, Any]:
+        async for event in trigger.run():
+            return dict(event.payload)
+        return {}
+
+    return asyncio.run(first())
+
+
+def pytorchjob(task_id: str, *, deferrable: bool, seconds: float = 1.0) -> Any:
+    from kubeflow_bridge.operators.training import PyTorchJobOperator
+
+    return PyTorchJobOperator(
+        task_id=task_id,
+        image="kubeflow-bridge/trainer:latest",
+        command=["python", "-c", f"import time; time.sleep({seconds}); print('done')"],
+        deferrable=deferrable,
+        poll_interval=1,
+        timeout=300,
+    )
+
+
+def finish(op: Any, ctx: dict[str, Any]) -> str:
+    """Run an operator to its end (the trigger in this process when it defers); its final state."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    try:
+        return str(op.execute(ctx).get("state", "succeeded"))
+    except TaskDeferred as deferred:
+        return str(op.execute_complete(ctx, run_trigger(deferred.trigger))["state"])
+
+
+class Bench:
+    def __init__(self, state: Path, pipeline: str) -> None:
+        from kubeflow_bridge.local.testing import start_runtime
+
+        self.state, self.pipeline = state, pipeline
+        self.rt = start_runtime(state, "--no-s3", env={"KUBEFLOW_BRIDGE_GPUS": "0"})
+        self.use_connections()
+
+    def use_connections(self) -> None:
+        import os
+
+        os.environ.update(self.rt.env)
+
+    def namespace(self) -> str:
+        import os
+
+        import httpx
+
+        name = f"chaos-{uuid.uuid4().hex[:8]}"
+        httpx.post(f"{self.rt.api}/api/v1/namespaces", json={"metadata": {"name": name}}, timeout=10)
+        conn = json.loads(self.rt.env["AIRFLOW_CONN_KUBEFLOW_DEFAULT"])
+        conn["extra"] = {**conn["extra"], "namespace": name}
+        os.environ["AIRFLOW_CONN_KUBEFLOW_DEFAULT"] = json.dumps(conn)
+        return name
+
+    def items(self, path: str) -> list[dict[str, Any]]:
+        import httpx
+
+        return list(httpx.get(f"{self.rt.api}{path}", timeout=30).json()["items"])
+
+    def restart(self) -> None:
+        """Stop the runtime and start it again on the same state folder (it keeps its ports)."""
+        from kubeflow_bridge.local.testing import start_runtime, stop_runtime
+
+        stop_runtime(self.rt.proc)
+        self.rt = start_runtime(self.state, "--no-s3", env={"KUBEFLOW_BRIDGE_GPUS": "0"})
+
+    def stop(self) -> None:
+        from kubeflow_bridge.local.testing import stop_runtime
+
+        stop_runtime(self.rt.proc)
+
+    # --- one kind at one fault rate ---------------------------------------------------------------
+    def run_kind(self, kind: str, tasks: int, rate: float) -> dict[str, Any]:
+        ns = self.namespace()
+        if rate:
+            share = rate / 4
+            self.rt.faults(
+                error_rate=share, throttle_rate=share, retry_after=1, drop_rate=share, lose_rate=share,
+                watch_cut_after=1.0, seed=int(rate * 1000),
+            )  # fmt: skip
+        outcomes: list[bool] = []
+        started = time.monotonic()
+        try:
+            for i in range(tasks):
+                outcomes.append(self.one(kind, f"{kind}-{i}", f"run{uuid.uuid4().hex[:6]}"))
+        finally:
+            self.rt.reset_faults()
+        seconds = time.monotonic() - started
+        jobs = self.items(f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs")
+        per_task = Counter(
+            j["metadata"].get("annotations", {}).get("kubeflow-bridge.io/task-id") for j in jobs
+        )
+        duplicates = sum(n - 1 for n in per_task.values())
+        if kind == "kfp-run":
+            import httpx
+
+            runs = httpx.get(
+                f"{self.rt.kfp}/apis/v2beta1/runs", params={"page_size": 1000}, timeout=30
+            ).json()
+            names = Counter(r["display_name"] for r in runs.get("runs") or [] if ns in r["display_name"])
+            duplicates = sum(n - 1 for n in names.values())
+        deadline = time.monotonic() + 30  # a killed job's pods take a moment to go
+        while True:
+            pods = self.items(f"/api/v1/namespaces/{ns}/pods")
+            orphans = [p for p in pods if p.get("status", {}).get("phase") in ("Pending", "Running")]
+            if not orphans or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        return {
+            "kind": kind, "rate": rate, "tasks": tasks, "correct": sum(outcomes), "duplicates": duplicates,
+            "orphans": len(orphans), "seconds": round(seconds, 1),
+        }  # fmt: skip
+
+    def one(self, kind: str, task_id: str, run_id: str) -> bool:
+        ctx = context(task_id, run_id)
+        try:
+            if kind == "pytorchjob-deferrable":
+                return finish(pytorchjob(task_id, deferrable=True), ctx) == "succeeded"
+            if kind == "pytorchjob-sync":
+                return finish(pytorchjob(task_id, deferrable=False), ctx) == "succeeded"
+            if kind == "kfp-run":
+                return self.kfp_run(task_id, ctx)
+            if kind == "restart-mid-wait":
+                return self.restart_mid_wait(task_id, ctx)
+            if kind == "kill":
+                return self.kill(task_id, ctx)
+        except Exception as exc:  # a wrong outcome is counted, and said
+            print(f"  {kind} {task_id}: {type(exc).__name__}: {exc}"[:300], file=sys.stderr)
+            return False
+        raise ValueError(kind)
+
+    def kfp_run(self, task_id: str, ctx: dict[str, Any]) -> bool:
+        import os
+
+        from kubeflow_bridge.operators.kfp import KubeflowPipelineRunOperator
+
+        ns = json.loads(os.environ["AIRFLOW_CONN_KUBEFLOW_DEFAULT"])["extra"]["namespace"]
+        op = KubeflowPipelineRunOperator(
+            task_id=task_id, pipeline_package_path=self.pipeline, parameters={"a": 1},
+            run_name=f"{ns}-{task_id}", deferrable=False, wait_for_completion=False,
+        )  # fmt: skip
+        return bool(op.execute(ctx))
+
+    def restart_mid_wait(self, task_id: str, ctx: dict[str, Any]) -> bool:
+        from airflow.sdk.exceptions import TaskDeferred
+
+        op = pytorchjob(task_id, deferrable=True, seconds=6)
+        try:
+            op.execute(ctx)
+            return False
+        except TaskDeferred as deferred:
+            trigger = deferred.trigger
+        trigger.fire_not_before = None
+
+        async def wait_across_restart() -> dict[str, Any]:
+            async def first() -> dict[str, Any]:
+                async for event in trigger.run():
+                    return dict(event.payload)
+                return {}
+
+            waiting = asyncio.create_task(first())
+            await asyncio.sleep(1.5)
+            await asyncio.to_thread(self.restart)
+            return await asyncio.wait_for(waiting, 120)
+
+        event = asyncio.run(wait_across_restart())
+        return str(op.execute_complete(ctx, event)["state"]) == "succeeded"
+
+    def kill(self, task_id: str, ctx: dict[str, Any]) -> bool:
+        from airflow.sdk.exceptions import TaskDeferred
+
+        op = pytorchjob(task_id, deferrable=True, seconds=60)
+        try:
+            op.execute(ctx)
+        except TaskDeferred:
+            pass
+        op.on_kill()  # on_kill_action='delete': the job and its pods go
+        name = op._resource_name
+        ns = op._resource_namespace
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if not [j for j in self.items(f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs")
+                    if j["metadata"]["name"] == name]:  # fmt: skip
+                return True
+            time.sleep(0.5)
+        return False
+
+
+def compile_pipeline(folder: Path) -> str:
+    (folder / "make.py").write_text(PIPELINE)
+    out = folder / "pipeline.yaml"
+    subprocess.run([str(TRAINER_PYTHON), str(folder / "make.py"), str(out)], check=True, timeout=300)
+    return str(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", type=int, default=8, help="tasks per kind and rate (default 8)")
+    parser.add_argument("--rates", default="0,0.15,0.3", help="fault rates, comma-separated")
+    parser.add_argument("--quick", action="store_true", help="2 tasks per kind, rates 0.15 and 0.3")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "chaos.json"))
+    args = parser.parse_args(argv)
+    tasks = 2 if args.quick else args.tasks
+    rates = [0.15, 0.3] if args.quick else [float(r) for r in args.rates.split(",")]
+    kinds = ["pytorchjob-deferrable", "pytorchjob-sync", "kfp-run", "restart-mid-wait", "kill"]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="kb-chaos-") as tmp:
+        bench = Bench(Path(tmp) / "state", compile_pipeline(Path(tmp)))
+        try:
+            for rate in rates:
+                for kind in kinds:
+                    row = bench.run_kind(kind, tasks, rate)
+                    rows.append(row)
+                    print(
+                        f"{kind:<22} faults {rate:>4.0%}: {row['correct']}/{row['tasks']} correct, "
+                        f"{row['duplicates']} duplicates, {row['orphans']} orphan pods ({row['seconds']} s)",
+                        flush=True,
+                    )
+        finally:
+            bench.stop()
+    total = {k: sum(r[k] for r in rows) for k in ("tasks", "correct", "duplicates", "orphans")}
+    print(f"all: {total['correct']}/{total['tasks']} correct, {total['duplicates']} duplicates, "
+          f"{total['orphans']} orphans")  # fmt: skip
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"rows": rows, "total": total}, indent=2) + "\n")
+    return 0 if total["correct"] == total["tasks"] and not total["duplicates"] and not total["orphans"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
