@@ -128,9 +128,18 @@ class Bench:
         return name
 
     def items(self, path: str) -> list[dict[str, Any]]:
+        """What exists, read past the injected faults (the bench's own reads are not under test)."""
         import httpx
 
-        return list(httpx.get(f"{self.rt.api}{path}", timeout=30).json()["items"])
+        for _ in range(50):
+            try:
+                resp = httpx.get(f"{self.rt.api}{path}", timeout=30)
+                if resp.status_code == 200:
+                    return list(resp.json()["items"])
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"could not list {path}")
 
     def restart(self) -> None:
         """Stop the runtime and start it again on the same state folder (it keeps its ports)."""

@@ -133,6 +133,7 @@ with DAG(
         parallel_trial_count="{{ params.parallel_trials }}",
         max_trial_count="{{ params.max_trials }}",
         max_failed_trial_count=1,
+        trial_env_from=workflow.storage_env_from(),
     )
     train = PyTorchJobOperator(
         task_id="train",
@@ -143,6 +144,7 @@ with DAG(
         workers="{{ params.worker_replicas }}",
         gpus="{{ params.gpus_per_replica }}",
         backoff_limit=workflow.TRAIN_BACKOFF_LIMIT,
+        env_from=workflow.storage_env_from(),
     )
     evaluate = TrainerPodOperator(
         task_id="evaluate", arguments="{{ evaluate_args(params, run_id) }}", namespace=ns
@@ -167,6 +169,7 @@ with DAG(
         namespace=ns,
         image=workflow.TRAINER_IMAGE,
         model_uri="{{ evaluated_model_uri(params, run_id) }}",
+        env_from=workflow.storage_env_from(),
         canary_traffic_percent="{{ params.canary_percent }}",
         smoke_payload="{{ smoke_payload(params, ti.xcom_pull(task_ids='evaluate')) }}",
         metrics={workflow.F_SCORE_METRIC: "{{ ti.xcom_pull(task_ids='evaluate')['f_score'] }}"},

@@ -140,6 +140,7 @@ class Runtime:
 
     def _install_components(self) -> None:
         from kubeflow_bridge.local.controllers.job import JobController
+        from kubeflow_bridge.local.controllers.namespace import StorageSecretController
         from kubeflow_bridge.local.controllers.pod import PodController
         from kubeflow_bridge.local.katib import controller as katib
         from kubeflow_bridge.local.kserve import controller as kserve
@@ -148,6 +149,7 @@ class Runtime:
         pods = PodController()
         self.manager.add(pods)
         self.manager.add(JobController())
+        self.manager.add(StorageSecretController())
         self.manager.add(PyTorchJobController())
         katib.install(self)
         kserve.install(self)

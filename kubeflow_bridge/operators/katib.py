@@ -74,6 +74,7 @@ class KatibExperimentOperator(KubeflowObjectOperator):
         trial_command: Trial command (default ``python -m trainer train``).
         trial_args: Fixed trial arguments (data URIs, epochs, ...).
         trial_env: Trial environment.
+        trial_env_from: The trial container's ``envFrom`` (e.g. the storage credentials' Secret).
         trial_kind: ``Job`` or ``PyTorchJob`` trials.
         parallel_trial_count: Trials at once.
         max_trial_count: Trials in all.
@@ -96,6 +97,7 @@ class KatibExperimentOperator(KubeflowObjectOperator):
         "algorithm_settings",
         "trial_args",
         "trial_env",
+        "trial_env_from",
         "parallel_trial_count",
         "max_trial_count",
     )
@@ -119,6 +121,7 @@ class KatibExperimentOperator(KubeflowObjectOperator):
         trial_command: list[str] | None = None,
         trial_args: list[str] | None = None,
         trial_env: dict[str, str] | None = None,
+        trial_env_from: list[dict[str, Any]] | None = None,
         trial_kind: str = "Job",
         parallel_trial_count: int | str = 2,
         max_trial_count: int | str = 6,
@@ -139,6 +142,7 @@ class KatibExperimentOperator(KubeflowObjectOperator):
         self.trial_command = trial_command
         self.trial_args = trial_args
         self.trial_env = trial_env
+        self.trial_env_from = trial_env_from
         self.trial_kind = trial_kind
         self.parallel_trial_count = parallel_trial_count
         self.max_trial_count = max_trial_count
@@ -190,6 +194,7 @@ class KatibExperimentOperator(KubeflowObjectOperator):
             command=as_command("trial_command", self.trial_command),
             args=as_command("trial_args", self.trial_args),
             env=dict(self.trial_env or {}),
+            env_from=self.trial_env_from,
         )
         return katib.build_experiment(
             name=name,

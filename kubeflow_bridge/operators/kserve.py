@@ -34,6 +34,7 @@ class KServeDeployOperator(KubeflowObjectOperator):
         image: Custom predictor image (the trainer image serving ``model_uri``).
         model_uri: The model the trainer's ``serve`` step loads.
         model_name: Name the model is served under.
+        env_from: The custom container's ``envFrom`` (e.g. the Secret with the model store's credentials).
         storage_uri: Instead of ``image``: a model KServe's runtimes serve.
         model_format: With ``storage_uri``: the model format.
         inference_service: A full InferenceService manifest instead of the fields above.
@@ -57,6 +58,7 @@ class KServeDeployOperator(KubeflowObjectOperator):
         *KubeflowObjectOperator.template_fields,
         "image",
         "model_uri",
+        "env_from",
         "storage_uri",
         "inference_service",
         "canary_traffic_percent",
@@ -77,6 +79,7 @@ class KServeDeployOperator(KubeflowObjectOperator):
         image: str | None = None,
         model_uri: str | None = None,
         model_name: str = "anomaly-vae",
+        env_from: list[dict[str, Any]] | None = None,
         storage_uri: str | None = None,
         model_format: str | None = None,
         inference_service: dict[str, Any] | None = None,
@@ -97,6 +100,7 @@ class KServeDeployOperator(KubeflowObjectOperator):
         self.image = image
         self.model_uri = model_uri
         self.model_name = model_name
+        self.env_from = env_from
         self.storage_uri = storage_uri
         self.model_format = model_format
         self.inference_service = inference_service
@@ -171,6 +175,7 @@ class KServeDeployOperator(KubeflowObjectOperator):
             image=self.image,
             model_uri=self.model_uri,
             model_name=self.model_name,
+            env_from=self.env_from,
             storage_uri=self.storage_uri,
             model_format=self.model_format,
         )

@@ -33,6 +33,22 @@ def is_unreachable(exc: BaseException) -> bool:
     return False
 
 
+def _env_from_source(item: dict[str, Any]) -> Any:
+    """A ``{"secretRef"|"configMapRef": {...}, "prefix"}`` dict as the pod operator's model."""
+    from kubernetes.client import models as k8s
+
+    if not isinstance(item, dict) or not ({"secretRef", "configMapRef"} & set(item)):
+        raise ValueError(
+            f"env_from entries are {{'secretRef': {{'name': ...}}}} or configMapRef, not {item!r}"
+        )
+    secret, config_map = item.get("secretRef"), item.get("configMapRef")
+    return k8s.V1EnvFromSource(
+        prefix=item.get("prefix"),
+        secret_ref=k8s.V1SecretEnvSource(**secret) if secret else None,
+        config_map_ref=k8s.V1ConfigMapEnvSource(**config_map) if config_map else None,
+    )
+
+
 class TrainerPodOperator(BaseOperator):
     """Run ``python -m trainer <arguments>`` in a pod of the trainer image; return its summary.
 
@@ -43,6 +59,8 @@ class TrainerPodOperator(BaseOperator):
         kubernetes_conn_id: The cncf ``kubernetes`` connection.
         startup_timeout_seconds: How long the pod may stay Pending.
         summary_lines: Log lines read back from the end of the pod's log to find the summary.
+        env_from: The pod's ``envFrom`` (default: the workflow's storage Secret,
+            :func:`kubeflow_bridge.workflow.storage_env_from`, so steps reach the object store).
 
     Returns:
         ``{"step", "compute_seconds", "outputs", "metrics", "f_score"}`` from the trainer's summary.
@@ -59,9 +77,11 @@ class TrainerPodOperator(BaseOperator):
         kubernetes_conn_id: str = "kubernetes_default",
         startup_timeout_seconds: int = 600,
         summary_lines: int = 40,
+        env_from: list[dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.env_from = workflow.storage_env_from() if env_from is None else env_from
         self.arguments = arguments
         self.namespace = namespace
         self.image = image
@@ -110,6 +130,7 @@ class TrainerPodOperator(BaseOperator):
             cmds=["python", "-m", "trainer"],
             arguments=[str(a) for a in self.arguments],
             kubernetes_conn_id=self.kubernetes_conn_id,
+            env_from=[_env_from_source(item) for item in self.env_from],
             get_logs=True,
             do_xcom_push=False,
             deferrable=False,

@@ -20,7 +20,9 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         image: Container image (the trainer image, e.g. ``kubeflow-bridge/trainer:latest``).
         command: Container command, a list.
         args: Container args, a list.
-        env: Environment variables (mapping).
+        env: Environment variables (mapping); a value may be a ``valueFrom`` source
+            (``{"secretKeyRef": {"name": ..., "key": ...}}``).
+        env_from: Container ``envFrom``: whole Secrets or ConfigMaps as env (``[{"secretRef": {"name": ...}}]``).
         workers: Worker replicas besides the Master (0: master only).
         gpus: ``nvidia.com/gpu`` per replica.
         cpu: CPU request and limit per replica (e.g. ``"2"``).
@@ -45,6 +47,7 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         "command",
         "args",
         "env",
+        "env_from",
         "workers",
         "gpus",
         "cpu",
@@ -62,7 +65,8 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         image: str | None = None,
         command: list[str] | None = None,
         args: list[str] | None = None,
-        env: dict[str, str] | None = None,
+        env: dict[str, Any] | None = None,
+        env_from: list[dict[str, Any]] | None = None,
         workers: int | str = 0,
         gpus: int | str = 0,
         cpu: str | None = None,
@@ -80,6 +84,7 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         self.command = command
         self.args = args
         self.env = env
+        self.env_from = env_from
         self.workers = workers
         self.gpus = gpus
         self.cpu = cpu
@@ -147,6 +152,7 @@ class PyTorchJobOperator(KubeflowObjectOperator):
             command=as_command("command", self.command),
             args=as_command("args", self.args),
             env=env_list(self.env),
+            env_from=self.env_from,
             resources=resource_requirements(cpu=self.cpu, memory=self.memory, gpu=gpus) or None,
             workers=workers,
             nproc_per_node=self.nproc_per_node,

@@ -101,6 +101,7 @@ def build_experiment(
         parameters,
         kind="Job",
         args=workflow.trial_args(prefix, epochs=int(params["tune_epochs"]), seed=int(params["seed"])),
+        env_from=workflow.storage_env_from(),
     )
     return katib.build_experiment(
         name=name,
@@ -147,6 +148,7 @@ def build_pytorchjob(
         ),
         resources=resource_requirements(gpu=int(params["gpus_per_replica"])) or None,
         workers=int(params["worker_replicas"]),
+        env_from=workflow.storage_env_from(),
         run_policy=RunPolicy(backoff_limit=workflow.TRAIN_BACKOFF_LIMIT),
     ).to_dict()
     validate_pytorchjob(manifest)
@@ -159,7 +161,13 @@ def build_inference_service(
     """The InferenceService serving the evaluated model (the trainer's ``serve`` on the trainer image)."""
     from kubeflow_bridge.resources.kserve import build_inference_service as build
 
-    return build(name=name, namespace=namespace, image=image, model_uri=workflow.evaluated_model_uri(prefix))
+    return build(
+        name=name,
+        namespace=namespace,
+        image=image,
+        model_uri=workflow.evaluated_model_uri(prefix),
+        env_from=workflow.storage_env_from(),
+    )
 
 
 def _create_and_wait(

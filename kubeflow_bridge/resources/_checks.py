@@ -193,6 +193,32 @@ def check_env(causes: Causes, path: str, value: Any) -> None:
         expect(causes, f"{ipath}.valueFrom", item.get("valueFrom"), dict)
 
 
+def check_env_from(causes: Causes, path: str, value: Any) -> None:
+    """Container ``envFrom``: a list of ``{secretRef|configMapRef: {name, optional}, prefix}``."""
+    if not expect(causes, path, value, list):
+        return
+    for i, item in enumerate(value):
+        ipath = f"{path}[{i}]"
+        if not expect(causes, ipath, item, dict):
+            continue
+        refs = [k for k in ("secretRef", "configMapRef") if k in item]
+        if len(refs) != 1:
+            causes.append(FieldCause(ipath, "set exactly one of secretRef or configMapRef"))
+            continue
+        ref = item[refs[0]]
+        if expect(causes, f"{ipath}.{refs[0]}", ref, dict, required=True):
+            name = ref.get("name")
+            valid = isinstance(name, str) and len(name) <= 253 and _DNS1123_SUBDOMAIN_RE.match(name)
+            if not valid and not is_placeholder(name):
+                causes.append(
+                    FieldCause(
+                        f"{ipath}.{refs[0]}.name", f"{name!r} is not a valid object name (e.g. 's3-creds')"
+                    )
+                )
+            expect(causes, f"{ipath}.{refs[0]}.optional", ref.get("optional"), bool)
+        expect(causes, f"{ipath}.prefix", item.get("prefix"), str)
+
+
 def check_container(causes: Causes, path: str, container: Any) -> None:
     """The structural types of one container as the bridge emits it."""
     if not expect(causes, path, container, dict):
@@ -210,6 +236,7 @@ def check_container(causes: Causes, path: str, container: Any) -> None:
     check_string_list(causes, f"{path}.command", container.get("command"))
     check_string_list(causes, f"{path}.args", container.get("args"))
     check_env(causes, f"{path}.env", container.get("env"))
+    check_env_from(causes, f"{path}.envFrom", container.get("envFrom"))
     check_resources(causes, f"{path}.resources", container.get("resources"))
     expect(causes, f"{path}.workingDir", container.get("workingDir"), str)
     expect_enum(

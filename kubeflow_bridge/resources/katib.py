@@ -273,6 +273,7 @@ def trainer_trial_template(
     command: list[str] | None = None,
     args: list[str] | None = None,
     env: dict[str, str] | list[dict[str, Any]] | None = None,
+    env_from: list[dict[str, Any]] | None = None,
     resources: dict[str, Any] | None = None,
     workers: int = 0,
     container_name: str | None = None,
@@ -291,6 +292,7 @@ def trainer_trial_template(
         command: Command before the flags (default ``python -m trainer train``).
         args: Extra fixed arguments (data URIs, epochs, ``--summary-out`` ...).
         env: Container environment.
+        env_from: Container ``envFrom`` (e.g. the storage credentials' Secret).
         resources: Container resources.
         workers: PyTorchJob Worker replicas (0 = master only).
         container_name: Container name for a Job (default ``training-container``); a PyTorchJob's is
@@ -310,7 +312,13 @@ def trainer_trial_template(
     full_command = [*(command or ["python", "-m", "trainer", "train"]), *(args or []), *flags]
     if kind == "PyTorchJob":
         job = PyTorchJobSpec(
-            name="trial", image=image, command=full_command, env=env, resources=resources, workers=workers
+            name="trial",
+            image=image,
+            command=full_command,
+            env=env,
+            env_from=env_from,
+            resources=resources,
+            workers=workers,
         )
         trial_spec: dict[str, Any] = {
             "apiVersion": "kubeflow.org/v1",
@@ -323,6 +331,8 @@ def trainer_trial_template(
         container: dict[str, Any] = {"name": primary, "image": image, "command": full_command}
         if env:
             container["env"] = env_list(env)
+        if env_from:
+            container["envFrom"] = copy.deepcopy(env_from)
         if resources:
             container["resources"] = copy.deepcopy(resources)
         trial_spec = {

@@ -107,6 +107,7 @@ class InferenceServiceSpec:
         command: Custom container command (default: :func:`trainer_serve_command`).
         args: Custom container args.
         env: Custom container environment.
+        env_from: Custom container ``envFrom`` (e.g. the Secret holding the model store's credentials).
         port: Container port the server listens on.
         serve_host: ``--host`` of the trainer's serve step (see :func:`trainer_serve_command`).
         storage_uri: Model location for a runtime-served model.
@@ -134,6 +135,7 @@ class InferenceServiceSpec:
     command: list[str] | None = None
     args: list[str] | None = None
     env: dict[str, str] | list[dict[str, Any]] | None = None
+    env_from: list[dict[str, Any]] | None = None
     port: int = DEFAULT_PORT
     serve_host: str | None = None
     storage_uri: str | None = None
@@ -172,6 +174,8 @@ class InferenceServiceSpec:
             env = env_list(self.env)
             if env:
                 container["env"] = env
+            if self.env_from:
+                container["envFrom"] = copy.deepcopy(self.env_from)
             container["ports"] = [{"containerPort": self.port, "protocol": "TCP"}]
             if self.resources:
                 container["resources"] = copy.deepcopy(self.resources)

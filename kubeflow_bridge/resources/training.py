@@ -135,6 +135,7 @@ class PyTorchJobSpec:
         command: Container command.
         args: Container args.
         env: Environment, a mapping or a list of ``{name, value|valueFrom}``.
+        env_from: Container ``envFrom`` (e.g. ``[{"secretRef": {"name": "s3-credentials"}}]``).
         resources: Container ``resources`` (see :func:`resource_requirements`).
         workers: Number of Worker replicas; 0 emits no Worker replica spec at all (the webhook rejects
             ``replicas: 0``).
@@ -157,6 +158,7 @@ class PyTorchJobSpec:
     command: list[str] | None = None
     args: list[str] | None = None
     env: dict[str, str] | list[dict[str, Any]] | None = None
+    env_from: list[dict[str, Any]] | None = None
     resources: dict[str, Any] | None = None
     workers: int = 0
     nproc_per_node: str | int | None = None
@@ -183,6 +185,8 @@ class PyTorchJobSpec:
         env = env_list(self.env)
         if env:
             container["env"] = env
+        if self.env_from:
+            container["envFrom"] = copy.deepcopy(self.env_from)
         if self.resources:
             container["resources"] = copy.deepcopy(self.resources)
         if self.working_dir:

@@ -470,6 +470,18 @@ def smoke_payload(source: str, rows: int = 24, *, channels: int | None = None) -
     return {"instances": [[0.0] * int(channels) for _ in range(rows)]}
 
 
+#: The Secret, in the workflow's namespace, whose keys (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+#: ``AWS_ENDPOINT_URL``...) every pod of the workflow gets as env: the object store's credentials stay in
+#: the Secret. The local runtime keeps one in every namespace; on a cluster, create it (optional: without
+#: it, pods use what the cluster gives them, e.g. workload identity).
+STORAGE_SECRET = "kubeflow-bridge-storage"
+
+
+def storage_env_from() -> list[dict[str, Any]]:
+    """The ``envFrom`` that hands a workflow pod the object store's credentials (see :data:`STORAGE_SECRET`)."""
+    return [{"secretRef": {"name": STORAGE_SECRET, "optional": True}}]
+
+
 def check_param_values(params: dict[str, Any]) -> None:
     """Each known param against its :data:`PARAM_SCHEMAS` rule (type, range, pattern), as the trigger
     form checks them; for callers without the form (the pipeline submit CLI, KFP runs).

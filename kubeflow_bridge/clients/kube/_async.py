@@ -43,6 +43,24 @@ log = logging.getLogger(__name__)
 NOT_SEEN_GRACE = 10.0
 
 
+async def _raise_for_status(resp: Any) -> None:
+    """Raise the client's ApiException for a non-2xx raw answer, as it does for preloaded ones (so a
+    5xx is retried and a Status body never reads as a log or a listing)."""
+    status = getattr(resp, "status", 200)
+    if 200 <= status <= 299:
+        return
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    try:
+        body = await resp.read()
+    finally:
+        resp.release()
+    exc = ApiException(status=status, reason=getattr(resp, "reason", "") or "")
+    exc.body = body
+    exc.headers = getattr(resp, "headers", None)
+    raise exc
+
+
 class AsyncKubeflowObjectClient:
     """Async twin of :class:`KubeflowObjectClient`; ``wait`` shares one watch per (server, kind, namespace).
 
@@ -111,7 +129,10 @@ class AsyncKubeflowObjectClient:
         while True:
             attempt += 1
             try:
-                return await fn(*args, **kwargs)
+                result = await fn(*args, **kwargs)
+                if kwargs.get("_preload_content") is False:
+                    await _raise_for_status(result)  # the client checks only preloaded answers
+                return result
             except Exception as exc:
                 if http_status(exc) == 401 and self._reload is not None and not reloaded:
                     reloaded = True

@@ -124,7 +124,9 @@ class PodController(Controller):
         meta = pod["metadata"]
         ns = meta["namespace"]
         env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
-        env.update(self.ctx.runtime_env())
+        # The runtime's own settings (KUBECONFIG plays the mounted ServiceAccount token), not its S3
+        # credentials: a pod gets those only as it asks, e.g. envFrom the namespace's storage Secret.
+        env.update({k: v for k, v in self.ctx.runtime_env().items() if not k.startswith("AWS_")})
         env["HOSTNAME"] = meta["name"]
         env.update(overlay)
         for src in c.get("envFrom") or []:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubeflow_bridge.local.images import TRAINER_IMAGE
+from kubeflow_bridge.workflow.spec import storage_env_from
 
 FRAMEWORK_RUNTIMES = {
     "sklearn": "kserve-sklearnserver",
@@ -128,6 +129,7 @@ def plan_predictor(isvc: dict[str, Any]) -> PredictorPlan:
             "command": ["python", "-m", "kubeflow_bridge.local.kserve.model_server", "--framework", fmt],
             "args": ["--model_name", name, "--model_dir", model["storageUri"], "--http_port", "8080"],
             "env": copy.deepcopy(model.get("env") or []),
+            "envFrom": storage_env_from(),
         }
         return PredictorPlan(framework_container, name, spec_hash, runtime=FRAMEWORK_RUNTIMES[fmt])
     container = {
@@ -136,6 +138,9 @@ def plan_predictor(isvc: dict[str, Any]) -> PredictorPlan:
         "command": ["python", "-m", "trainer", "serve"],
         "args": ["--model", model["storageUri"], "--port", "8080", "--model-name", name],
         "env": copy.deepcopy(model.get("env") or []),
+        # KServe's storage initializer fetches storageUri with the credentials KServe is given; here
+        # the predictor itself reads it, with the namespace's storage Secret
+        "envFrom": storage_env_from(),
     }
     if model.get("resources"):
         container["resources"] = copy.deepcopy(model["resources"])

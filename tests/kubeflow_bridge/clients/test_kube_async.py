@@ -224,7 +224,7 @@ async def test_async_isvc_new_generation_and_katib(async_client, apiserver) -> N
     assert trial.state == "failed" and trial.reason == "MetricsUnavailable"
 
 
-async def test_async_cancel_and_logs(async_client, apiserver) -> None:  # type: ignore[no-untyped-def]
+async def test_async_cancel_and_logs(async_client, apiserver, fakes) -> None:  # type: ignore[no-untyped-def]
     await async_client.create(PYTORCHJOB, job(), namespace=NS)
     await async_client.cancel(PYTORCHJOB, "train", namespace=NS, mode="suspend")
     assert (await async_client.get(PYTORCHJOB, "train", namespace=NS))["spec"]["runPolicy"]["suspend"] is True
@@ -246,6 +246,13 @@ async def test_async_cancel_and_logs(async_client, apiserver) -> None:  # type: 
     assert await async_client.job_logs(PYTORCHJOB, "train", namespace=NS, tail_lines=2) == {
         "train-master-0": "b\nc\n"
     }
+    # A 5xx on a raw (not preloaded) read is retried, never read as the log or the pod listing itself.
+    apiserver.add_fault(fakes.Fault(path="/log$", code=500, times=1))
+    apiserver.add_fault(fakes.Fault(path="/pods$", code=503, times=1))
+    assert await async_client.job_logs(PYTORCHJOB, "train", namespace=NS) == {"train-master-0": "a\nb\nc\n"}
+    apiserver.add_fault(fakes.Fault(path="/log$", code=403, times=1))
+    (text,) = (await async_client.job_logs(PYTORCHJOB, "train", namespace=NS)).values()
+    assert text.startswith("<log unavailable:") and "403" in text
 
 
 async def test_async_kubeconfig_token_rotation(apiserver, fakes, tmp_path, fast_retry) -> None:  # type: ignore[no-untyped-def]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from typing import Any
 
 import httpx
@@ -58,6 +59,47 @@ def test_pod_exit_code_env_workdir(runtime: RuntimeHandle, namespace: str, tmp_p
         assert pod["status"]["qosClass"] == "Burstable"
         log = c.get(f"{pods}/e/log").text
         assert log.strip() == f"hunter2 fast e hello-world {tmp_path}"
+
+
+def test_pods_get_storage_credentials_only_when_they_ask(runtime: RuntimeHandle, namespace: str) -> None:
+    """No pod gets the S3 keys unasked; the workflow's envFrom of the namespace's storage Secret does."""
+    from kubeflow_bridge.workflow import STORAGE_SECRET, storage_env_from
+
+    secrets = f"/api/v1/namespaces/{namespace}/secrets"
+    pods = f"/api/v1/namespaces/{namespace}/pods"
+    code = (
+        "import os; print(sorted(k for k in os.environ if k.startswith('AWS_')), 'KUBECONFIG' in os.environ)"
+    )
+    with runtime.http() as c:
+        # A new namespace gets the Secret, holding the runtime's S3 endpoint and keys.
+        secret = wait_for(
+            lambda: c.get(f"{secrets}/{STORAGE_SECRET}").json().get("data"), what="storage secret"
+        )
+        assert base64.b64decode(secret["AWS_ENDPOINT_URL"]).decode() == runtime.s3
+        c.post(pods, json=python_pod("plain", code)).raise_for_status()
+        c.post(pods, json=python_pod("asks", code, envFrom=storage_env_from())).raise_for_status()
+        for name in ("plain", "asks"):
+            wait_for(lambda n=name: _phase(c, namespace, n) == "Succeeded", what=f"pod {name}")
+        assert c.get(f"{pods}/plain/log").text.strip() == "[] True"
+        asked = c.get(f"{pods}/asks/log").text
+        assert (
+            "'AWS_ACCESS_KEY_ID'" in asked
+            and "'AWS_SECRET_ACCESS_KEY'" in asked
+            and "'AWS_ENDPOINT_URL'" in asked
+        )
+        # A Secret of that name the team made stays as they made it.
+        c.delete(f"{secrets}/{STORAGE_SECRET}")
+        c.post(
+            secrets, json={"metadata": {"name": STORAGE_SECRET}, "stringData": {"AWS_ACCESS_KEY_ID": "mine"}}
+        )
+        c.patch(
+            f"/api/v1/namespaces/{namespace}",
+            json={"metadata": {"labels": {"touched": "yes"}}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        ).raise_for_status()
+        time.sleep(1)
+        kept = c.get(f"{secrets}/{STORAGE_SECRET}").json()
+        assert "app.kubernetes.io/managed-by" not in (kept["metadata"].get("labels") or {})
 
 
 def test_missing_secret_is_create_container_config_error(runtime: RuntimeHandle, namespace: str) -> None:

@@ -356,3 +356,27 @@ def test_all_problems_reported_at_once_and_str_names_the_object() -> None:
 def test_non_dict_is_rejected() -> None:
     with pytest.raises(ValidationError, match="must be an object"):
         validate_pytorchjob([])  # type: ignore[arg-type]
+
+
+def test_env_from_reaches_every_replica_and_is_validated() -> None:
+    from kubeflow_bridge.resources.errors import ValidationError
+    from kubeflow_bridge.resources.training import PyTorchJobSpec, validate_pytorchjob
+    from kubeflow_bridge.workflow import STORAGE_SECRET, storage_env_from
+
+    job = PyTorchJobSpec(
+        name="train", image="kubeflow-bridge/trainer:latest", workers=1, env_from=storage_env_from()
+    )
+    manifest = job.to_dict()
+    validate_pytorchjob(manifest)
+    for replica in manifest["spec"]["pytorchReplicaSpecs"].values():
+        (container,) = replica["template"]["spec"]["containers"]
+        assert container["envFrom"] == [{"secretRef": {"name": STORAGE_SECRET, "optional": True}}]
+    for bad, message in (
+        ([{}], "set exactly one of secretRef or configMapRef"),
+        ([{"secretRef": {"name": "Bad_Name"}}], "'Bad_Name' is not a valid object name"),
+        ([{"secretRef": {"name": "s"}, "configMapRef": {"name": "c"}}], "exactly one"),
+        ("s3", "must be a list"),
+    ):
+        broken = PyTorchJobSpec(name="train", image="kubeflow-bridge/trainer:latest", env_from=bad).to_dict()  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match=message):
+            validate_pytorchjob(broken)
