@@ -47,6 +47,12 @@ def add_parser(sub: Any) -> None:
         help="KFP in Kubeflow's multi-user mode: experiments and runs in namespaces (kfp.Client(namespace=...))",
     )
     up.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve both APIs without a token, over plain HTTP (default: a token, in the kubeconfig and "
+        "<state>/token, and HTTPS for the Kubernetes API)",
+    )
+    up.add_argument(
         "--faults", default="{}", help="fault-injection settings as JSON, e.g. '{\"error_rate\": 0.1}'"
     )
     up.add_argument("--foreground", action="store_true", help="run in this process until Ctrl-C")
@@ -143,6 +149,8 @@ def daemon_argv(paths: StatePaths, args: argparse.Namespace) -> list[str]:
         argv.append("--no-s3")
     if getattr(args, "kfp_multi_user", False):
         argv.append("--kfp-multi-user")
+    if getattr(args, "no_auth", False):
+        argv.append("--no-auth")
     return argv
 
 

@@ -73,6 +73,9 @@ class Runtime:
         history: Watch history length (older resourceVersions get 410 Gone).
         bookmark_interval: Seconds between watch bookmarks.
         tls: Serve the Kubernetes API over HTTPS with a local CA (default: when auth is on at start).
+        auth: Require a bearer token on both APIs (default). The token is the state folder's own
+            (``<state>/token``, 0600, kept across restarts); the kubeconfig and the env file carry it.
+            ``faults`` that set ``auth`` themselves win.
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class Runtime:
         bookmark_interval: float = 5.0,
         tls: bool | None = None,
         kfp_multi_user: bool = False,
+        auth: bool = True,
     ) -> None:
         self.paths = StatePaths(state_dir.resolve())
         self.kfp_multi_user = kfp_multi_user
@@ -99,7 +103,10 @@ class Runtime:
         self.api_port = api_port
         self.s3_port = s3_port
         self.want_s3 = s3
-        self.faults = Faults(FaultConfig.from_dict(faults or {}))
+        settings = dict(faults or {})
+        if auth and "auth" not in settings:
+            settings.update(auth=True, static_token=self.paths.token())
+        self.faults = Faults(FaultConfig.from_dict(settings))
         # HTTPS when asked, and by default when token auth is on (kubectl sends no token over HTTP).
         self.tls = self.faults.config.auth if tls is None else tls
         self.kinds = KindRegistry()
@@ -335,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the same settings from a JSON file (keeps tokens off the command line)",
     )
+    p.add_argument(
+        "--no-auth", action="store_true", help="serve both APIs without a token (plain HTTP; tests only)"
+    )
     p.add_argument("--history", type=int, default=2000)
     p.add_argument("--bookmark-interval", type=float, default=5.0)
     p.add_argument("--announce", action="store_true", help="print the endpoints once serving")
@@ -360,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             bookmark_interval=args.bookmark_interval,
             tls=args.tls,
             kfp_multi_user=args.kfp_multi_user,
+            auth=not args.no_auth,
         )
         asyncio.run(serve(runtime, args.announce))
     except ports.PortTaken as err:

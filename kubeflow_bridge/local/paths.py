@@ -65,6 +65,20 @@ class StatePaths:
         return self.root / "state.db"
 
     @property
+    def token_file(self) -> Path:
+        """The runtime's API token (0600), as Kubeflow mounts a pipelines ServiceAccount token."""
+        return self.root / "token"
+
+    def token(self) -> str:
+        """The runtime's API token, created on first use and kept across restarts."""
+        import secrets
+
+        if not self.token_file.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            _write_private(self.token_file, secrets.token_urlsafe(32))
+        return self.token_file.read_text().strip()
+
+    @property
     def kubeconfig(self) -> Path:
         return self.root / "kubeconfig"
 
@@ -124,8 +138,10 @@ def env_vars(
     """The variables the control plane (Airflow, kubectl, boto3) needs to reach this runtime.
 
     ``gpus`` is what pods may request here; the Kubeflow connection says whether there are any, so
-    operators refuse GPU requests before creating anything. ``token`` (auth on) goes into the
-    Kubeflow connection for the KFP API; the kubeconfig carries it for the Kubernetes API.
+    operators refuse GPU requests before creating anything. With ``token`` (auth on) the KFP clients
+    read it from ``<state>/token`` as from a mounted pipelines ServiceAccount token
+    (``KF_PIPELINES_SA_TOKEN_PATH``, which ``kfp.Client`` reads too); the kubeconfig carries it for the
+    Kubernetes API.
     """
     kfp_url = kfp_url or api_url
     env = {
@@ -141,9 +157,8 @@ def env_vars(
             {
                 "conn_type": "kubeflow",
                 "host": kfp_url,
-                **({"password": token} if token else {}),
                 "extra": {
-                    **({"auth_mode": "token"} if token else {}),
+                    **({"auth_mode": "sa_token_file", "token_path": str(paths.token_file)} if token else {}),
                     "kfp_endpoint": kfp_url,
                     "namespace": KFP_NAMESPACE,
                     "kubernetes_conn_id": "kubernetes_default",
@@ -153,6 +168,8 @@ def env_vars(
             }
         ),
     }
+    if token:
+        env["KF_PIPELINES_SA_TOKEN_PATH"] = str(paths.token_file)
     if s3 is not None:
         env.update(
             {
@@ -186,6 +203,8 @@ def write_client_files(
     """Write ``<state>/kubeconfig`` and ``<state>/env`` (both 0600: they hold credentials)."""
     paths.root.mkdir(parents=True, exist_ok=True)
     _write_private(paths.kubeconfig, yaml.safe_dump(kubeconfig(api_url, token, ca_pem), sort_keys=False))
+    if token:
+        _write_private(paths.token_file, token)  # the file the KFP clients read (it may be a faults token)
     env = env_vars(paths, api_url, s3, kfp_url, gpus, token)
     _write_private(paths.env_file, "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
     return env

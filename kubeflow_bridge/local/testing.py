@@ -56,6 +56,8 @@ class RuntimeHandle:
     env: dict[str, str] = field(default_factory=dict)
     #: The static token set with auth on: ``/_admin`` then needs it (see :meth:`faults`).
     admin_token: str = ""
+    #: The runtime's own token (``<state>/token``) when it was started with auth, else "".
+    own_token: str = ""
 
     def admin_headers(self) -> dict[str, str]:
         """The headers an ``/_admin`` request needs now."""
@@ -83,11 +85,11 @@ class RuntimeHandle:
         return dict(r.json())
 
     def reset_faults(self) -> None:
-        """Turn every fault off (auth included)."""
+        """Turn every fault off (auth back to how the runtime started)."""
         import httpx
 
         httpx.delete(f"{self.api}/_admin/faults", headers=self.admin_headers(), timeout=10).raise_for_status()
-        self.admin_token = ""
+        self.admin_token = self.own_token  # a reset returns to the start settings
 
 
 def start_runtime(
@@ -95,6 +97,7 @@ def start_runtime(
     *extra: str,
     timeout: float = 60.0,
     env: Mapping[str, str] | None = None,
+    auth: bool = False,
 ) -> RuntimeHandle:
     """Start the runtime's daemon and wait until it has written ``runtime.json``.
 
@@ -103,6 +106,8 @@ def start_runtime(
         *extra: More daemon arguments (``--no-s3``, ``--faults``, ``--history N`` ...).
         timeout: Seconds to wait for it to come up.
         env: Extra environment for the daemon (e.g. ``KUBEFLOW_BRIDGE_GPUS``).
+        auth: Require the runtime's token as ``local up`` does (default for tests: no token, plain
+            HTTP, so a test can speak to the API with any HTTP client).
 
     Raises:
         RuntimeError: It exited or did not come up in time (with its log's tail).
@@ -113,7 +118,15 @@ def start_runtime(
     log_path = state_dir / "runtime.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [runtime_python(), "-m", "kubeflow_bridge.local.daemon", "--state-dir", str(state_dir), *extra],
+            [
+                runtime_python(),
+                "-m",
+                "kubeflow_bridge.local.daemon",
+                "--state-dir",
+                str(state_dir),
+                *([] if auth else ["--no-auth"]),
+                *extra,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -135,6 +148,8 @@ def start_runtime(
                 info.get("s3"),
                 Path(info["kubeconfig"]),
                 read_env_file(Path(info["env"])),
+                admin_token=(token := (state_dir / "token").read_text().strip() if auth else ""),
+                own_token=token,
             )
         time.sleep(0.1)
     stop_runtime(proc)

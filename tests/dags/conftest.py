@@ -86,6 +86,20 @@ class LocalRuntime:
             check=True, capture_output=True, text=True, timeout=60,
         ).stdout.strip()  # fmt: skip
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The runtime's token (``local up`` requires one on both APIs, as a cluster does)."""
+        return {"Authorization": f"Bearer {(self.state_dir / 'token').read_text().strip()}"}
+
+    def admin(self, action: str, body: dict) -> None:  # type: ignore[type-arg]
+        """``POST /_admin/<action>`` on the Kubernetes API (HTTPS with the runtime's CA, its token)."""
+        import httpx
+
+        httpx.post(
+            f"{self.api}/_admin/{action}", json=body, headers=self.headers,
+            verify=str(self.state_dir / "tls" / "ca.crt"), timeout=10,
+        ).raise_for_status()  # fmt: skip
+
     def kubectl_json(self, *args: str) -> dict:  # type: ignore[type-arg]
         import json
         import subprocess

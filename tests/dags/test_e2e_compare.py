@@ -138,6 +138,7 @@ def test_compare_dag_runs_both_orchestrators_and_writes_the_report(
         kfp_run_id = _xcom(api, run_id, "run_kfp", key="run_id")
         kfp_run = httpx.get(
             f"{local_runtime.env['KUBEFLOW_BRIDGE_KFP_ENDPOINT'].rstrip('/')}/apis/v2beta1/runs/{kfp_run_id}",
+            headers=local_runtime.headers,
             timeout=30,
         ).json()
         kfp_params = kfp_run["runtime_config"]["parameters"]

@@ -265,9 +265,8 @@ def test_failing_replica_fails_the_run_and_deploys_nothing(
 
     before = services()
     jobs_before = {j["metadata"]["name"] for j in our_jobs()}
-    api = local_runtime.api
     crash = {"name_pattern": "^anomaly-retraining-train-", "exit_code": 1, "message": CRASH_MESSAGE}
-    httpx.post(f"{api}/_admin/crash-pods", json=crash, timeout=10).raise_for_status()
+    local_runtime.admin("crash-pods", crash)
     out = tmp_path / "dags_test.log"  # a file, not a pipe: the loop below does not drain one
     with out.open("wb") as sink:
         proc = subprocess.Popen(
@@ -291,7 +290,7 @@ def test_failing_replica_fails_the_run_and_deploys_nothing(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        httpx.post(f"{api}/_admin/crash-pods", json={"name_pattern": ""}, timeout=10).raise_for_status()
+        local_runtime.admin("crash-pods", {"name_pattern": ""})
     log = out.read_text(errors="replace")
 
     run = _probe(airflow_env, RUN_STATES_PROBE.replace("SERVICE", repr(service)))

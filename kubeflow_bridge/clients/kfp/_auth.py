@@ -52,6 +52,16 @@ class KfpAuth:
             self.token_path = os.environ.get("KF_PIPELINES_SA_TOKEN_PATH", DEFAULT_SA_TOKEN_PATH)
 
 
+def default_auth() -> KfpAuth:
+    """What a client given no credentials uses, as ``kfp.Client`` does: the pipelines ServiceAccount
+    token file named by ``$KF_PIPELINES_SA_TOKEN_PATH`` when it exists (in a Kubeflow pod, or after
+    ``source .state/local/env``), else no credentials."""
+    path = os.environ.get("KF_PIPELINES_SA_TOKEN_PATH")
+    if path and os.path.isfile(path):
+        return KfpAuth(mode="sa_token_file", token_path=path)
+    return KfpAuth()
+
+
 class TokenFile:
     """A token file re-read whenever its mtime (or size) changes, as kubelet rotates projected tokens."""
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from kubeflow_bridge.clients._retry import RETRYABLE_STATUSES, RetryPolicy, parse_status, retry_after_seconds
-from kubeflow_bridge.clients.kfp._auth import KfpAuth, TokenFile, is_login_redirect
+from kubeflow_bridge.clients.kfp._auth import KfpAuth, TokenFile, default_auth, is_login_redirect
 
 API = "/apis/v2beta1"
 _STATE_MAP = {
@@ -149,7 +149,7 @@ class _KfpBase:
         if not host.startswith(("http://", "https://")):
             raise ValueError(f"KFP host must be an http(s) URL such as http://127.0.0.1:8888, not {host!r}")
         self.host = host.rstrip("/")
-        self.auth = auth or KfpAuth()
+        self.auth = auth or default_auth()
         self.verify = verify
         self.namespace = namespace
         self.timeout = timeout

@@ -107,6 +107,7 @@ class Faults:
 
     def __init__(self, config: FaultConfig | None = None) -> None:
         self.config = config or FaultConfig()
+        self._initial = asdict(self.config)  # what a reset returns to (auth stays as started)
         self._rng = random.Random(self.config.seed)
         self._tokens: dict[str, float] = {}
         self.injected: dict[str, int] = {
@@ -124,7 +125,8 @@ class Faults:
             self._rng = random.Random(self.config.seed)
 
     def reset(self) -> None:
-        self.config = FaultConfig()
+        """Back to the settings the runtime started with (no faults; auth as at start)."""
+        self.config = FaultConfig(**self._initial)
         self._tokens.clear()
 
     def _applies(self, method: str, path: str) -> bool:

@@ -25,13 +25,30 @@ def cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     )
 
 
+def authed(state: Path) -> httpx.Client:
+    """A client of the runtime's Kubernetes API as a user with its kubeconfig is: its CA and token."""
+    api = json.loads((state / "runtime.json").read_text())["api"]
+    token = (state / "token").read_text().strip()
+    return httpx.Client(
+        base_url=api, headers={"Authorization": f"Bearer {token}"}, verify=str(state / "tls" / "ca.crt")
+    )
+
+
 def test_up_status_restart_keeps_state_down_leaves_nothing(tmp_path: Path) -> None:
     state = tmp_path / "state"
     try:
         up = cli("up", "--state-dir", str(state))
         assert up.returncode == 0, up.stderr + up.stdout
-        assert "Kubernetes API : http://127.0.0.1:" in up.stdout
+        assert "Kubernetes API : https://127.0.0.1:" in up.stdout
         info = json.loads((state / "runtime.json").read_text())
+        # Safe to leave running: a token on both APIs, private files, loopback only.
+        ca = str(state / "tls" / "ca.crt")
+        assert httpx.get(f"{info['api']}/api/v1/namespaces", verify=ca).status_code == 401
+        assert httpx.get(f"{info['kfp']}/apis/v2beta1/experiments").status_code == 401
+        assert httpx.post(f"{info['api']}/_admin/tokens", json={}, verify=ca).status_code == 401
+        for private in ("token", "state.db", "env", "kubeconfig"):
+            assert oct((state / private).stat().st_mode & 0o777) == "0o600", private
+        assert info["api"].startswith("https://127.0.0.1:") and info["kfp"].startswith("http://127.0.0.1:")
         kubeconfig = yaml.safe_load((state / "kubeconfig").read_text())
         assert kubeconfig["current-context"] == "kubeflow-bridge-local"
         assert kubeconfig["clusters"][0]["cluster"]["server"] == info["api"]
@@ -63,24 +80,28 @@ def test_up_status_restart_keeps_state_down_leaves_nothing(tmp_path: Path) -> No
         # This machine has no GPU: the connection says so, and operators refuse GPU requests up front.
         assert kubeflow["extra"]["gpus_available"] is False
         assert kubeflow["extra"]["kfp_endpoint"] == info["kfp"]
+        # The KFP clients read the token as from a pipelines ServiceAccount token file (kfp.Client too).
+        assert kubeflow["extra"]["auth_mode"] == "sa_token_file"
+        assert env["KF_PIPELINES_SA_TOKEN_PATH"] == str(state / "token")
+        token = (state / "token").read_text().strip()
+        assert token not in env_text and token not in (state / "runtime.log").read_text()
+        kfp_ok = httpx.get(
+            f"{info['kfp']}/apis/v2beta1/experiments", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert kfp_ok.status_code == 200
         assert cli("up", "--state-dir", str(state)).stdout.startswith("already running")
-        api = info["api"]
-        httpx.post(
-            f"{api}/api/v1/namespaces/default/configmaps",
-            json={"metadata": {"name": "keep"}, "data": {"k": "v"}},
+        c = authed(state)
+        c.post(
+            "/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "keep"}, "data": {"k": "v"}}
         ).raise_for_status()
-        httpx.post(
-            f"{api}/api/v1/namespaces/default/pods",
+        c.post(
+            "/api/v1/namespaces/default/pods",
             json=python_pod(
                 "sleeper", "import time; print('up', flush=True); time.sleep(300)", restart="Always"
             ),
         ).raise_for_status()
-        wait_for(
-            lambda: httpx.get(f"{api}/api/v1/namespaces/default/pods/sleeper/log").text == "up\n", timeout=30
-        )
-        rv_before = int(
-            httpx.get(f"{api}/api/v1/namespaces/default/configmaps").json()["metadata"]["resourceVersion"]
-        )
+        wait_for(lambda: c.get("/api/v1/namespaces/default/pods/sleeper/log").text == "up\n", timeout=30)
+        rv_before = int(c.get("/api/v1/namespaces/default/configmaps").json()["metadata"]["resourceVersion"])
         status = cli("status", "--state-dir", str(state))
         assert (
             status.returncode == 0
@@ -95,22 +116,17 @@ def test_up_status_restart_keeps_state_down_leaves_nothing(tmp_path: Path) -> No
         assert cli("status", "--state-dir", str(state)).returncode == 3
         # Restart: objects and the resourceVersion counter survive; the interrupted pod is reported.
         assert cli("up", "--state-dir", str(state), "--no-s3").returncode == 0
-        api = json.loads((state / "runtime.json").read_text())["api"]
-        cm = httpx.get(f"{api}/api/v1/namespaces/default/configmaps/keep").json()
+        c = authed(state)  # the same token after a restart: the kubeconfig and env stay valid
+        cm = c.get("/api/v1/namespaces/default/configmaps/keep").json()
         assert cm["data"] == {"k": "v"} and int(cm["metadata"]["resourceVersion"]) <= rv_before
-        new = httpx.post(
-            f"{api}/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "after"}}
-        ).json()
+        new = c.post("/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "after"}}).json()
         assert int(new["metadata"]["resourceVersion"]) > rv_before
         # restartPolicy Always: the pod is started again after the restart.
         wait_for(
-            lambda: (
-                httpx.get(f"{api}/api/v1/namespaces/default/pods/sleeper").json()["status"]["phase"]
-                == "Running"
-            ),
+            lambda: c.get("/api/v1/namespaces/default/pods/sleeper").json()["status"]["phase"] == "Running",
             timeout=30,
         )
-        ns = {n["metadata"]["name"] for n in httpx.get(f"{api}/api/v1/namespaces").json()["items"]}
+        ns = {n["metadata"]["name"] for n in c.get("/api/v1/namespaces").json()["items"]}
         assert {"default", "kubeflow-user"} <= ns
     finally:
         cli("down", "--state-dir", str(state))
@@ -121,7 +137,7 @@ def test_up_status_restart_keeps_state_down_leaves_nothing(tmp_path: Path) -> No
 def test_down_after_daemon_was_killed_leaves_nothing(tmp_path: Path) -> None:
     state = tmp_path / "state"
     try:
-        assert cli("up", "--state-dir", str(state), "--no-s3").returncode == 0
+        assert cli("up", "--state-dir", str(state), "--no-s3", "--no-auth").returncode == 0
         api = json.loads((state / "runtime.json").read_text())["api"]
         httpx.post(
             f"{api}/api/v1/namespaces/default/pods",

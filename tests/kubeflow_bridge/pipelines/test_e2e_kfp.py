@@ -71,7 +71,9 @@ def test_pipeline_runs_through_kfp_client(
         monkeypatch.setenv(key, value)
     put_partitioned_dataset(tmp_path)
     host = runtime_env["KUBEFLOW_BRIDGE_KFP_ENDPOINT"]
-    client = kfp.Client(host=host)
+    # `local up` requires a token, as Kubeflow does: the SDK takes it as a user passes a token in.
+    token = Path(runtime_env["KF_PIPELINES_SA_TOKEN_PATH"]).read_text().strip()
+    client = kfp.Client(host=host, existing_token=token)
     result = client.create_run_from_pipeline_package(
         str(COMPILED_PATH), arguments=ARGS, run_name="e2e", experiment_name="e2e-anomaly"
     )
