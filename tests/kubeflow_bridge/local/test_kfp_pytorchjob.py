@@ -38,6 +38,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         assert proc.poll() is None, (state.parent / "daemon.log").read_text()[-3000:]
         info: dict[str, Any] = json.loads(info_file.read_text())
         assert info["kfp"], "the runtime did not mount the KFP API"
+        info["token"] = (state / "token").read_text().strip()  # the daemon requires it, as `local up` does
         yield info
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -55,13 +56,15 @@ def test_kfp_client_pipeline_creates_a_pytorchjob_through_the_runtime(
     import kfp
     from kubernetes import client, config
 
-    kfp_client = kfp.Client(host=runtime["kfp"])
+    kfp_client = kfp.Client(host=runtime["kfp"], existing_token=runtime["token"])
     result = kfp_client.create_run_from_pipeline_package(
         str(packages["pytorchjob"]), arguments={"name": "kfp-launched"}, run_name="launch-ptj"
     )
     done = kfp_client.wait_for_run_completion(result.run_id, timeout=150, sleep_duration=1)
     assert done.state == "SUCCEEDED", done.error
-    with httpx.Client(base_url=runtime["kfp"]) as http:
+    with httpx.Client(
+        base_url=runtime["kfp"], headers={"Authorization": f"Bearer {runtime['token']}"}
+    ) as http:
         raw = fx.wait_run(http, result.run_id)
     assert fx.tasks_by_name(raw)["launch-pytorchjob"]["output_parameters"] == {"Output": "Succeeded"}
 
@@ -85,13 +88,15 @@ def test_s3_pipeline_root_puts_the_artifacts_on_the_runtime_s3(
 
     from kubeflow_bridge.local.kfp.__main__ import _read_env_file
 
-    kfp_client = kfp.Client(host=runtime["kfp"])
+    kfp_client = kfp.Client(host=runtime["kfp"], existing_token=runtime["token"])
     result = kfp_client.create_run_from_pipeline_package(
         str(packages["demo"]), arguments={"a": 2, "b": 5}, pipeline_root="minio://mlpipeline/v2/artifacts"
     )
     done = kfp_client.wait_for_run_completion(result.run_id, timeout=120, sleep_duration=0.5)
     assert done.state == "SUCCEEDED", done.error
-    with httpx.Client(base_url=runtime["kfp"]) as http:
+    with httpx.Client(
+        base_url=runtime["kfp"], headers={"Authorization": f"Bearer {runtime['token']}"}
+    ) as http:
         run = http.get(f"/apis/v2beta1/runs/{result.run_id}").json()
     uri = fx.tasks_by_name(run)["report"]["output_artifacts"]["data"]
     assert uri.startswith("s3://mlpipeline/v2/artifacts/demo-")
