@@ -122,7 +122,7 @@ def test_own_timeout_ends_the_job_as_a_kill_would(namespace: str) -> None:
     context = ctx("manual__deferred")
     with pytest.raises(TaskDeferred) as deferred:
         job(timeout=2, command=sleeper).execute(context)
-    event = run_trigger(deferred.trigger)
+    event = run_trigger(deferred.value.trigger)
     assert event["status"] == "timeout"
     with pytest.raises(KubeflowOperatorError, match="stopped"):
         job(timeout=2, command=sleeper).execute_complete(context, event)
@@ -140,7 +140,7 @@ def test_trigger_keeps_a_crash_looping_replicas_last_words(namespace: str) -> No
     op = job(command=crash, restart_policy="OnFailure", backoff_limit=2, poll_interval=0.5)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
-    event = run_trigger(deferred.trigger)
+    event = run_trigger(deferred.value.trigger)
     assert event["status"] == "failed"
     assert any("CUDA out of memory at step 3" in text for text in event["last_words"].values()), event
     with pytest.raises(KubeflowOperatorError, match="CUDA out of memory at step 3"):
@@ -170,7 +170,7 @@ def test_wait_survives_api_faults_and_cut_watches(namespace: str, runtime: Runti
         job(command=["python", "-c", "import time; time.sleep(3)"]).execute(context)
     runtime.faults(error_rate=0.3, watch_cut_after=0.5, watch_gone=1)
     try:
-        event = run_trigger(deferred.trigger)
+        event = run_trigger(deferred.value.trigger)
     finally:
         runtime.reset_faults()
     assert event["status"] == "succeeded"
@@ -264,7 +264,7 @@ def test_deleted_job_is_cancelled_never_success(namespace: str) -> None:
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
     op.on_kill()  # on_kill_action='delete'
-    event = run_trigger(deferred.trigger)
+    event = run_trigger(deferred.value.trigger)
     assert event["status"] == "cancelled", event
     with pytest.raises(KubeflowOperatorError):
         op.execute_complete(context, event)
@@ -352,7 +352,7 @@ def test_sensor_waits_for_a_job_started_elsewhere(namespace: str) -> None:
     )
     with pytest.raises(TaskDeferred) as deferred:
         PyTorchJobSensor(task_id="s", name=submitted["name"], timeout=60).execute(ctx())
-    assert run_trigger(deferred.trigger)["status"] == "succeeded"
+    assert run_trigger(deferred.value.trigger)["status"] == "succeeded"
     assert sensor.poke(ctx()) is True
 
 
@@ -431,7 +431,7 @@ def test_katib_experiment_returns_typed_best_parameters(namespace: str, deferrab
     if deferrable:
         with pytest.raises(TaskDeferred) as deferred:
             op.execute(context)
-        result = op.execute_complete(context, run_trigger(deferred.trigger))
+        result = op.execute_complete(context, run_trigger(deferred.value.trigger))
     else:
         result = op.execute(context)
     assert result["trial_counts"]["trialsSucceeded"] == 2
@@ -571,7 +571,7 @@ def test_kserve_deploy_canary_smoke_promote_rollback_and_gate(namespace: str) ->
     with pytest.raises(TaskDeferred) as deferred:
         first_op.execute(context)
     assert deferred.value.trigger.min_generation == 1
-    first = first_op.execute_complete(context, run_trigger(deferred.trigger))
+    first = first_op.execute_complete(context, run_trigger(deferred.value.trigger))
     assert first["ready"] and first["url"] and first["generation"] == 1
     second = deploy(
         "r2",
