@@ -18,6 +18,6 @@ Module layout:
 - ``controllers/``: the controller framework (``base.py``; read its docstring to write a controller) and
   the core kinds' controllers (``pod.py``: pods as processes; ``job.py``: batch Jobs).
 - One folder per Kubeflow component, its controller next to its helpers: ``training/`` (PyTorchJob),
-  ``katib/`` (Experiment, Trial, the Ray Tune suggestion service), ``kserve/`` (InferenceService,
+  ``katib/`` (Experiment, Trial, the suggestion service), ``kserve/`` (InferenceService,
   predictors, the traffic proxy), ``kfp/`` (the KFP v2beta1 API and its executor).
 """

@@ -121,7 +121,7 @@ def _print_endpoints(info: dict[str, Any]) -> None:
 
 
 def runtime_python() -> str:
-    """The runtime runs in the trainer environment (boto3, kfp, kserve, ray live there), whichever
+    """The runtime runs in the trainer environment (boto3, kfp, kserve, optuna live there), whichever
     environment ``kubeflow-bridge`` was started from; the current interpreter if that env is missing."""
     from kubeflow_bridge.local.images import trainer_python
 

@@ -1,4 +1,4 @@
-"""Katib (kubeflow.org/v1beta1 Experiment and Trial) for the local runtime, on Ray Tune.
+"""Katib (kubeflow.org/v1beta1 Experiment and Trial) for the local runtime.
 
 Design, as Katib's own pieces:
 
@@ -11,11 +11,12 @@ Design, as Katib's own pieces:
   per Experiment, ``python -m kubeflow_bridge.local.katib.suggestion`` in the trainer environment (like
   Katib's per-experiment suggestion pod), and writes Experiment status from the Trials
   (:mod:`.status`);
-* the suggestion process (:mod:`.suggestion`) runs a real ``ray.tune.Tuner``: Ray's search algorithm
-  (random, grid, Optuna TPE for tpe/bayesianoptimization/multivariate-tpe) proposes parameters, its
-  concurrency limit is parallelTrialCount, ``num_samples`` is maxTrialCount, and Ray's
-  MedianStoppingRule is medianstop. Each Ray trial creates one Trial through the API and reports every
-  objective value the trial prints; a trial Ray stops is annotated and becomes EarlyStopped;
+* the suggestion process (:mod:`.suggestion`) is Katib's suggestion service and early stopping: it
+  keeps parallelTrialCount Trials active up to maxTrialCount, each with assignments from
+  :class:`.search.Searcher` (grid, Optuna's random sampler, Optuna's TPE for
+  tpe/bayesianoptimization/multivariate-tpe, as Katib's own Optuna service), tells the searcher each
+  finished Trial's objective, and applies Katib's medianstop rule to running Trials (a stopped one is
+  annotated and becomes EarlyStopped). Nothing listens on a port;
 * the trial controller creates the trial's Job or PyTorchJob (:mod:`.template`), follows its
   success/failure conditions and collects metrics from the primary container's log exactly as Katib's
   StdOut collector (:mod:`.metrics`).

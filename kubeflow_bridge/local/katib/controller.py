@@ -1,8 +1,8 @@
-"""Katib controllers of the local runtime: Experiments (with a Ray Tune suggestion process) and Trials.
+"""Katib controllers of the local runtime: Experiments (with a suggestion process each) and Trials.
 
 * :class:`ExperimentController` marks an Experiment Created, starts its suggestion process
-  (:mod:`kubeflow_bridge.local.katib.suggestion`, a real ``ray.tune.Tuner`` in the trainer environment,
-  like Katib's per-experiment suggestion pod), recomputes status from its Trials on every reconcile
+  (:mod:`kubeflow_bridge.local.katib.suggestion`, in the trainer environment, like Katib's
+  per-experiment suggestion pod), recomputes status from its Trials on every reconcile
   (LIFECYCLE: counters, lists, currentOptimalTrial, conditions goal -> maxFailed -> maxTrials ->
   suggestion end -> running) and, once completed, stops the suggestion process and kills active trials.
 * :class:`TrialController` creates a Trial's job (Job or PyTorchJob from ``runSpec``, owned by the
@@ -17,13 +17,10 @@ Register both with ``manager.add(...)`` (see :func:`controllers`).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +188,7 @@ class TrialController(Controller):
 
 
 class ExperimentController(Controller):
-    """Drives each Experiment with a Ray Tune suggestion process (see the module docstring)."""
+    """Drives each Experiment with a suggestion process (see the module docstring)."""
 
     name = "katib-experiment"
     kinds = (EXPERIMENT,)
@@ -201,23 +198,10 @@ class ExperimentController(Controller):
         super().__init__()
         self._suggestions: dict[str, ManagedProcess] = {}
         self._restarts: dict[str, int] = {}
-        self._workdirs: dict[str, str] = {}
-
-    def _ray_base(self) -> Path:
-        """This runtime's folder for suggestion work dirs: short (Ray's unix socket paths must stay under
-        107 characters) and derived from the state folder, so a restarted runtime removes what a killed
-        one left."""
-        digest = hashlib.sha256(str(self.ctx.state_dir.resolve()).encode()).hexdigest()[:8]
-        return Path(tempfile.gettempdir()) / f"kbs-{digest}"
-
-    async def start(self) -> None:
-        # No suggestion process of this runtime is alive now (the runtime swept its pid files).
-        shutil.rmtree(self._ray_base(), ignore_errors=True)
 
     async def stop(self) -> None:
         for key in list(self._suggestions):
             await self._stop_suggestion(key)
-        shutil.rmtree(self._ray_base(), ignore_errors=True)
 
     @staticmethod
     def _key(exp: dict[str, Any]) -> str:
@@ -230,21 +214,13 @@ class ExperimentController(Controller):
         kubeconfig = env.get("KUBECONFIG") or str(self.ctx.state_dir / "kubeconfig")
         logdir = self.ctx.state_dir / "katib" / ns
         logdir.mkdir(parents=True, exist_ok=True)
-        # Ray's session folder holds unix sockets (path length <= 107): a short temp folder, removed by
-        # the process at exit and by the controller when it stops the process.
-        old_workdir = self._workdirs.pop(self._key(exp), None)
-        if old_workdir is not None:
-            shutil.rmtree(old_workdir, ignore_errors=True)
-        self._ray_base().mkdir(parents=True, exist_ok=True)
-        workdir = tempfile.mkdtemp(prefix="", dir=self._ray_base())
-        self._workdirs[self._key(exp)] = workdir
         argv = [python or sys.executable, "-m", "kubeflow_bridge.local.katib.suggestion"]
-        argv += ["--experiment", f"{ns}/{name}", "--kubeconfig", kubeconfig, "--workdir", workdir]
+        argv += ["--experiment", f"{ns}/{name}", "--kubeconfig", kubeconfig]
         argv += ["--metrics-dir", str(self.ctx.state_dir / "katib-metrics")]
         proc = await self.ctx.processes.spawn(
             f"katib-suggestion-{ns}-{name}", argv, env=env, log_path=logdir / f"{name}-suggestion.log"
         )
-        self.ctx.event(exp, "SuggestionCreated", f"Ray Tune suggestion process started (pid {proc.pid})")
+        self.ctx.event(exp, "SuggestionCreated", f"suggestion process started (pid {proc.pid})")
         return proc
 
     async def _stop_suggestion(self, key: str) -> None:
@@ -252,9 +228,6 @@ class ExperimentController(Controller):
         self._restarts.pop(key, None)
         if proc is not None and proc.returncode is None:
             await proc.terminate(grace=5.0)
-        workdir = self._workdirs.pop(key, None)
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
 
     def _kill_active_trials(self, trials: list[dict[str, Any]]) -> None:
         for trial in trials:
@@ -312,7 +285,7 @@ class ExperimentController(Controller):
         if proc is None:
             try:
                 proc = self._suggestions[key] = await self._start_suggestion(exp)
-            except Exception as exc:  # e.g. the trainer environment (where Ray lives) is missing
+            except Exception as exc:  # e.g. the trainer environment is missing
                 failure = f"Experiment has failed because the suggestion service could not start: {exc}"
         if proc is not None and proc.returncode not in (None, 0):
             failure = (

@@ -1,30 +1,32 @@
-"""Katib search spaces and algorithms as Ray Tune search spaces and search algorithms.
+"""Katib search spaces and algorithms, served in-process with Optuna (as Katib's own suggestion services).
 
 Supported algorithm names (the local runtime's katib-config):
 
-* ``random``: Ray's BasicVariantGenerator over tune.uniform / loguniform / quniform / randint /
-  qrandint / choice (``random_state`` setting seeds it);
-* ``grid``: tune.grid_search over every parameter (int: min..max by step, default 1; double: needs
-  ``step``; categorical and discrete: their lists);
-* ``bayesianoptimization``, ``tpe``, ``multivariate-tpe``: OptunaSearch with Optuna's TPE sampler
-  (settings ``random_state``, ``n_startup_trials``/``n_initial_points``);
-* early stopping ``medianstop``: Ray's MedianStoppingRule (``min_trials_required`` default 3,
-  ``start_step`` default 4, as Katib's medianstop service).
+* ``random``: Optuna's RandomSampler (``random_state`` seeds it);
+* ``grid``: every point of the grid, in order (int: min..max by step, default 1; double: needs
+  ``step``; categorical and discrete: their lists); the search ends when every point has a trial;
+* ``bayesianoptimization``, ``tpe``, ``multivariate-tpe``: Optuna's TPE sampler (settings
+  ``random_state``, ``n_startup_trials``/``n_initial_points``), told each finished trial's objective.
 
 Not supported locally (Invalid at create, saying so): cmaes, sobol, hyperband, pbt, enas, darts.
-Ray is imported inside the functions: the controller imports this module for the name lists only.
+No Ray and no server: nothing listens (Ray 2.60 cannot be bound to loopback). Optuna is imported inside
+the functions: the controller imports this module for the name lists only.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import math
-from dataclasses import dataclass
 from typing import Any
 
 SUPPORTED_ALGORITHMS = ("random", "grid", "bayesianoptimization", "tpe", "multivariate-tpe")
 UNSUPPORTED_ALGORITHMS = ("cmaes", "sobol", "hyperband", "pbt", "enas", "darts")
 SUPPORTED_EARLY_STOPPING = ("medianstop",)
-OBJECTIVE_KEY = "objective"
+DEFAULT_MAX_TRIALS = 100  # a search with no maxTrialCount stops here unless its goal is reached first
+
+
+log = logging.getLogger("kubeflow_bridge.local.katib.search")
 
 
 class SearchSpaceError(ValueError):
@@ -111,115 +113,128 @@ def _grid_values(param: dict[str, Any]) -> list[Any]:
     return [round(low + i * step, _decimals(space["step"])) for i in range(count)]
 
 
-def _random_domain(param: dict[str, Any]) -> Any:
-    from ray import tune
+def _number(param: dict[str, Any], key: str) -> float:
+    return float((param.get("feasibleSpace") or {})[key])
+
+
+def _distribution(param: dict[str, Any]) -> Any:
+    """The Optuna distribution of a Katib parameter (a log scale with a step is sampled on the log scale
+    and snapped to the step by :func:`_snap`)."""
+    import optuna
 
     space = param.get("feasibleSpace") or {}
     ptype = param.get("parameterType")
     if ptype in ("categorical", "discrete"):
-        return tune.choice(list(space.get("list") or []))
+        return optuna.distributions.CategoricalDistribution(list(space.get("list") or []))
     step = space.get("step")
     if ptype == "int":
-        low, high = int(space["min"]), int(space["max"])
-        return tune.qrandint(low, high, int(step)) if step else tune.randint(low, high + 1)
-    low_f, high_f = float(space["min"]), float(space["max"])
-    log = space.get("distribution") in ("logUniform", "logNormal")
-    if step:
-        return (
-            tune.qloguniform(low_f, high_f, float(step)) if log else tune.quniform(low_f, high_f, float(step))
+        return optuna.distributions.IntDistribution(
+            int(space["min"]), int(space["max"]), step=int(step) if step else 1
         )
-    return tune.loguniform(low_f, high_f) if log else tune.uniform(low_f, high_f)
+    log = space.get("distribution") in ("logUniform", "logNormal")
+    return optuna.distributions.FloatDistribution(
+        _number(param, "min"), _number(param, "max"), log=log, step=float(step) if step and not log else None
+    )
 
 
-@dataclass
-class TuneSetup:
-    """What the suggestion process hands to ``tune.Tuner``.
+def _snap(param: dict[str, Any], value: Any) -> Any:
+    step = (param.get("feasibleSpace") or {}).get("step")
+    if param.get("parameterType") != "double" or not step:
+        return value
+    low, high = _number(param, "min"), _number(param, "max")
+    return min(high, max(low, low + round((float(value) - low) / float(step)) * float(step)))
+
+
+def _parsed(param: dict[str, Any], text: str) -> Any:
+    """A parameterAssignments string back as the value Optuna sampled."""
+    ptype = param.get("parameterType")
+    if ptype == "int":
+        return int(float(text))
+    if ptype == "double":
+        return float(text)
+    return text
+
+
+class Searcher:
+    """Proposes parameter assignments for new Trials and learns from finished ones (Katib's
+    GetSuggestions, in-process).
 
     Args:
-        param_space: Parameter name -> Ray Tune domain (or grid_search).
-        search_alg: A Ray search algorithm, or None for Ray's default (random/grid).
-        scheduler: A Ray trial scheduler (MedianStoppingRule), or None (FIFO).
-        num_samples: Ray's num_samples.
-        mode: ``min`` or ``max``.
-        max_concurrent: parallelTrialCount.
+        experiment: The Experiment object.
     """
 
-    param_space: dict[str, Any]
-    search_alg: Any
-    scheduler: Any
-    num_samples: int
-    mode: str
-    max_concurrent: int
-
-
-def _tolerant_median_stop(base: Any) -> Any:
-    class TolerantMedianStoppingRule(base):  # type: ignore[misc,valid-type]
-        """Ray's MedianStoppingRule, minus its crash on a trial that ended without metrics.
-
-        A Failed or MetricsUnavailable Katib trial completes with an empty result; Ray's rule would
-        store it and fail the whole suggestion (KeyError: 'training_iteration'). Katib's medianstop
-        just leaves such a trial out of the median.
-        """
-
-        def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
-            if result and self._time_attr in result and self._metric in result:
-                super().on_trial_complete(tune_controller, trial, result)
-
-    return TolerantMedianStoppingRule
-
-
-def build_tune_setup(experiment: dict[str, Any]) -> TuneSetup:
-    """Translate an Experiment into Ray Tune objects (imports ray and, for TPE, optuna).
-
-    Raises:
-        SearchSpaceError: the algorithm is not supported or the space does not fit it.
-    """
-    from ray.tune.schedulers import MedianStoppingRule
-    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
-
-    spec = experiment["spec"]
-    problems = local_problems(experiment)
-    if problems:
-        raise SearchSpaceError("; ".join(message for _, message in problems))
-    algorithm = (spec.get("algorithm") or {}).get("algorithmName", "random")
-    settings = settings_of(spec.get("algorithm"))
-    seed = int(settings["random_state"]) if settings.get("random_state", "").isdigit() else None
-    mode = "min" if spec["objective"].get("type") == "minimize" else "max"
-    parallel = int(spec.get("parallelTrialCount") or 3)
-    max_trials = int(spec.get("maxTrialCount") or 0)
-    params = spec.get("parameters") or []
-    search_alg: Any
-    if algorithm == "grid":
-        from ray import tune
-
-        space: dict[str, Any] = {p["name"]: tune.grid_search(_grid_values(p)) for p in params}
-        search_alg = BasicVariantGenerator(max_concurrent=parallel)
-        num_samples = 1
-    elif algorithm == "random":
-        space = {p["name"]: _random_domain(p) for p in params}
-        search_alg = BasicVariantGenerator(max_concurrent=parallel, random_state=seed)
-        num_samples = max_trials or 100
-    else:
+    def __init__(self, experiment: dict[str, Any]) -> None:
+        spec = experiment["spec"]
+        problems = local_problems(experiment)
+        if problems:
+            raise SearchSpaceError("; ".join(message for _, message in problems))
+        self.params = {p["name"]: p for p in spec.get("parameters") or []}
+        self.algorithm = (spec.get("algorithm") or {}).get("algorithmName", "random")
+        settings = settings_of(spec.get("algorithm"))
+        seed = int(settings["random_state"]) if settings.get("random_state", "").isdigit() else None
+        self._taken: set[tuple[str, ...]] = set()
+        self._asked: dict[str, Any] = {}
+        self._study: Any = None
+        if self.algorithm == "grid":
+            self._grid = itertools.product(*(_grid_values(p) for p in self.params.values()))
+            return
         import optuna
-        from ray.tune.search.optuna import OptunaSearch
 
-        startup = settings.get("n_startup_trials") or settings.get("n_initial_points") or "3"
-        sampler = optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=int(startup), multivariate=algorithm == "multivariate-tpe"
-        )
-        space = {p["name"]: _random_domain(p) for p in params}
-        searcher = OptunaSearch(space=space, metric=OBJECTIVE_KEY, mode=mode, sampler=sampler)
-        search_alg = ConcurrencyLimiter(searcher, max_concurrent=parallel)
-        space = {}
-        num_samples = max_trials or 100
-    scheduler = None
-    early = spec.get("earlyStopping") or {}
-    if early.get("algorithmName") == "medianstop":
-        early_settings = settings_of(early)
-        scheduler = _tolerant_median_stop(MedianStoppingRule)(
-            time_attr="training_iteration",
-            grace_period=float(early_settings.get("start_step", "4")),
-            min_samples_required=int(early_settings.get("min_trials_required", "3")),
-            min_time_slice=0,
-        )
-    return TuneSetup(space, search_alg, scheduler, num_samples, mode, parallel)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler: Any
+        if self.algorithm == "random":
+            sampler = optuna.samplers.RandomSampler(seed=seed)
+        else:
+            startup = settings.get("n_startup_trials") or settings.get("n_initial_points") or "3"
+            sampler = optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=int(startup), multivariate=self.algorithm == "multivariate-tpe"
+            )
+        minimize = spec["objective"].get("type") == "minimize"
+        self._study = optuna.create_study(sampler=sampler, direction="minimize" if minimize else "maximize")
+        self._distributions = {name: _distribution(p) for name, p in self.params.items()}
+
+    def _key(self, assignments: dict[str, str]) -> tuple[str, ...]:
+        return tuple(assignments.get(name, "") for name in self.params)
+
+    def note(self, assignments: dict[str, str]) -> None:
+        """An existing Trial's assignments: grid search skips its point."""
+        self._taken.add(self._key(assignments))
+
+    def ask(self, trial_name: str) -> dict[str, str] | None:
+        """The next Trial's assignments as Katib writes them, or None when the search space is exhausted."""
+        if self._study is None:
+            for point in self._grid:
+                assignments = {
+                    name: format_value(p, value)
+                    for (name, p), value in zip(self.params.items(), point, strict=True)
+                }
+                if self._key(assignments) not in self._taken:
+                    self.note(assignments)
+                    return assignments
+            return None
+        trial = self._study.ask(self._distributions)
+        self._asked[trial_name] = trial
+        return {name: format_value(p, _snap(p, trial.params[name])) for name, p in self.params.items()}
+
+    def tell(self, trial_name: str, assignments: dict[str, str], value: float | None) -> None:
+        """A finished Trial's objective value (None: failed or no metric)."""
+        if self._study is None:
+            return
+        import optuna
+
+        asked = self._asked.pop(trial_name, None)
+        if asked is not None:
+            if value is None:
+                self._study.tell(asked, state=optuna.trial.TrialState.FAIL)
+            else:
+                self._study.tell(asked, value)
+            return
+        if value is None:
+            return
+        try:  # a trial this process did not propose (it restarted): learn from it all the same
+            params = {name: _parsed(p, assignments[name]) for name, p in self.params.items()}
+            self._study.add_trial(
+                optuna.trial.create_trial(params=params, distributions=self._distributions, value=value)
+            )
+        except (KeyError, ValueError) as exc:
+            log.warning("trial %s not used by the searcher: %s", trial_name, exc)

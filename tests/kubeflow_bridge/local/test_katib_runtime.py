@@ -1,4 +1,4 @@
-"""Katib Experiments against the real local runtime: Ray Tune suggestion processes, trial Jobs as pods.
+"""Katib Experiments against the real local runtime: suggestion processes, trial Jobs as pods.
 
 Most behaviour uses a tiny trial script (image ``python:3.11``, the runtime's own interpreter) that
 prints Katib StdOut metrics; one test tunes the real trainer (``python -m trainer train``).
@@ -6,6 +6,7 @@ prints Katib StdOut metrics; one test tunes the real trainer (``python -m traine
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -220,7 +221,7 @@ def test_grid_covers_the_grid_and_tpe_runs(kube: Any, namespace: str, runtime: A
         GROUP, VERSION, namespace, "experiments", _experiment("tpe", algorithm="tpe")
     )
     exp = _wait_done(custom, namespace, "grid")
-    # 3 grid points < maxTrialCount: the search ends when Ray has no more suggestions
+    # 3 grid points < maxTrialCount: the search ends when the grid has no more points
     assert exp["status"]["conditions"][-1]["reason"] == "ExperimentSuggestionEndReached"
     values = sorted(
         float(t["spec"]["parameterAssignments"][0]["value"]) for t in _trials(custom, namespace, "grid")
@@ -290,7 +291,7 @@ def test_medianstop_early_stops_a_bad_trial(kube: Any, namespace: str) -> None:
         algorithm="grid",
         parallel=1,
         max_trials=3,
-        epochs=20,  # 8 s per trial: room for Ray's stop to land before a loaded machine's bad trial ends
+        epochs=20,  # 8 s per trial: room for the stop to land before a loaded machine's bad trial ends
         sleep=0.4,
         parameters=[
             {"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["0.3", "0.35", "5.0"]}}
@@ -691,8 +692,74 @@ def test_deleting_a_running_experiment_stops_its_suggestion_and_trials(
         raise AssertionError(f"left behind after delete: {left}")
 
 
+def test_nothing_listens_off_loopback_while_an_experiment_runs(
+    kube: Any, namespace: str, runtime: Any
+) -> None:
+    """The suggestion (once Ray Tune, whose servers bound every interface) opens no port; every
+    listener of the runtime's process tree is on loopback, and a lost create answer makes no extra trial."""
+    import psutil
+
+    runtime.faults(lose_rate=0.3, path_pattern="/trials$", seed=11)
+    custom = _custom(kube)
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "experiments", _experiment("quiet", max_trials=3, epochs=8, sleep=0.3)
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _trials(custom, namespace, "quiet"):
+        time.sleep(0.2)
+    tree = psutil.Process(runtime.proc.pid)
+    procs = [tree, *tree.children(recursive=True)]
+    assert any("kubeflow_bridge.local.katib.suggestion" in " ".join(p.cmdline()) for p in procs)
+    listeners = set()
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            listeners |= {(proc.name(), c.laddr) for c in proc.connections("inet") if c.status == "LISTEN"}
+    assert listeners and all(addr.ip in ("127.0.0.1", "::1") for _, addr in listeners), listeners
+    done = _wait_done(custom, namespace, "quiet")
+    assert done["status"]["conditions"][-1]["reason"] == "ExperimentMaxTrialsReached"
+    assert len(_trials(custom, namespace, "quiet")) == 3
+
+
+def test_a_killed_suggestion_restarts_and_finds_its_trials(kube: Any, namespace: str) -> None:
+    """SIGKILL of the suggestion process (as a deleted suggestion pod): the controller restarts it, the new
+    one counts the trials that exist and learns from the finished ones: no extra or duplicate trial."""
+    import signal
+
+    import psutil
+
+    custom = _custom(kube)
+    custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "experiments",
+        _experiment("phoenix", algorithm="tpe", max_trials=4, parallel=2, epochs=6, sleep=0.3),
+    )
+
+    def suggestion() -> psutil.Process | None:
+        for proc in psutil.process_iter(["cmdline"]):
+            if f"--experiment {namespace}/phoenix" in " ".join(proc.info["cmdline"] or []):
+                return proc
+        return None
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(_trials(custom, namespace, "phoenix")) < 2:
+        time.sleep(0.2)
+    first = suggestion()
+    assert first is not None
+    first.send_signal(signal.SIGKILL)
+    done = _wait_done(custom, namespace, "phoenix")
+    assert done["status"]["conditions"][-1]["reason"] == "ExperimentMaxTrialsReached", done["status"]
+    trials = _trials(custom, namespace, "phoenix")
+    assert len(trials) == 4 and done["status"]["trialsSucceeded"] == 4
+    from kubernetes import client
+
+    events = client.CoreV1Api(kube).list_namespaced_event(namespace).items
+    assert any(e.reason == "SuggestionRestarted" and e.involved_object.name == "phoenix" for e in events)
+
+
 def test_experiment_fails_clearly_when_the_suggestion_cannot_start(tmp_path: Any) -> None:
-    """The trainer environment (where Ray Tune lives) missing: ExperimentFailed saying why, no retry loop."""
+    """The trainer environment (where Optuna lives) missing: ExperimentFailed saying why, no retry loop."""
     from kubernetes import client, config
 
     from .conftest import start_runtime, stop_runtime
