@@ -9,8 +9,10 @@ it runs ``--tasks`` tasks of each kind against one local runtime and counts:
 * ``orphans``: pods still Pending/Running after every task ended.
 
 Kinds: ``pytorchjob-deferrable`` (submit, then the trigger waits in this process), ``pytorchjob-sync``
-(the worker waits), ``kfp-run`` (a KFP run started without waiting), ``restart-mid-wait`` (the runtime
-is stopped and started again while the trigger waits), ``kill`` (``on_kill`` while the job runs).
+(the worker waits), ``katib-experiment`` (2 trials, deferrable; duplicates also count trials beyond
+maxTrialCount), ``kserve-deploy`` (an InferenceService Ready, deferrable), ``kfp-run`` (a KFP run
+started without waiting), ``restart-mid-wait`` (the runtime is stopped and started again while the
+trigger waits), ``kill`` (``on_kill`` while the job runs).
 
     .venv/bin/python bench/chaos.py [--tasks 8] [--rates 0,0.15,0.3] [--quick]
 
@@ -46,6 +48,25 @@ def add_pipeline(a: int, b: int = 2) -> None:
 
 compiler.Compiler().compile(add_pipeline, __import__("sys").argv[1])
 """
+TRIAL = (
+    "import sys\n"
+    "x = float(dict(a.lstrip('-').split('=', 1) for a in sys.argv[1:])['x'])\n"
+    "print(f'loss={(x - 0.3) ** 2:.6f}', flush=True)\n"
+)
+SERVER = (
+    "import os\n"
+    "from http.server import BaseHTTPRequestHandler, HTTPServer\n"
+    "class H(BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        self.send_response(200); self.end_headers(); self.wfile.write(b'{}')\n"
+    "    def log_message(self, *a): pass\n"
+    "HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n"
+)
+ISVC_LABEL = "serving.kserve.io/inferenceservice"
+RESOURCES = {  # kind -> the API path (under the namespace) of the objects its tasks create
+    "katib-experiment": "/apis/kubeflow.org/v1beta1/namespaces/{ns}/experiments",
+    "kserve-deploy": "/apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices",
+}
 
 
 class TaskInstance:
@@ -92,14 +113,54 @@ def pytorchjob(task_id: str, *, deferrable: bool, seconds: float = 1.0) -> Any:
     )
 
 
-def finish(op: Any, ctx: dict[str, Any]) -> str:
-    """Run an operator to its end (the trigger in this process when it defers); its final state."""
+def katib(task_id: str) -> Any:
+    from kubeflow_bridge.operators.katib import KatibExperimentOperator
+
+    return KatibExperimentOperator(
+        task_id=task_id,
+        image="python:3.11",
+        trial_command=["python", "-c", TRIAL],
+        objective_metric="loss",
+        search_space=[{"name": "x", "type": "double", "min": "0", "max": "1"}],
+        parallel_trial_count=2,
+        max_trial_count=2,
+        poll_interval=1,
+        timeout=300,
+    )
+
+
+def kserve(task_id: str) -> Any:
+    from kubeflow_bridge.operators.kserve import KServeDeployOperator
+
+    container = {"name": "kserve-container", "image": "python:3.11", "command": ["python", "-c", SERVER]}
+    return KServeDeployOperator(
+        task_id=task_id,
+        name=task_id,
+        inference_service={
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {},
+            "spec": {"predictor": {"containers": [container]}},
+        },
+        poll_interval=1,
+        timeout=120,
+    )
+
+
+def result(op: Any, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Run an operator to its end (the trigger in this process when it defers); its XCom result."""
     from airflow.sdk.exceptions import TaskDeferred
 
     try:
-        return str(op.execute(ctx).get("state", "succeeded"))
+        return dict(op.execute(ctx) or {})
     except TaskDeferred as deferred:
-        return str(op.execute_complete(ctx, run_trigger(deferred.trigger))["state"])
+        method = getattr(op, deferred.method_name)
+        return dict(method(ctx, run_trigger(deferred.trigger)) or {})
+
+
+def finish(op: Any, ctx: dict[str, Any]) -> str:
+    """The final state of a job operator run to its end."""
+    return str(result(op, ctx).get("state", "succeeded"))
 
 
 class Bench:
@@ -170,11 +231,18 @@ class Bench:
         finally:
             self.rt.reset_faults()
         seconds = time.monotonic() - started
-        jobs = self.items(f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs")
+        path = RESOURCES.get(kind, "/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs").format(ns=ns)
+        objects = self.items(path)
         per_task = Counter(
-            j["metadata"].get("annotations", {}).get("kubeflow-bridge.io/task-id") for j in jobs
+            o["metadata"].get("annotations", {}).get("kubeflow-bridge.io/task-id") for o in objects
         )
         duplicates = sum(n - 1 for n in per_task.values())
+        if kind == "katib-experiment":
+            trials = Counter(
+                t["metadata"]["labels"].get("katib.kubeflow.org/experiment")
+                for t in self.items(f"/apis/kubeflow.org/v1beta1/namespaces/{ns}/trials")
+            )
+            duplicates += sum(max(0, n - 2) for n in trials.values())
         if kind == "kfp-run":
             import httpx
 
@@ -186,7 +254,16 @@ class Bench:
         deadline = time.monotonic() + 30  # a killed job's pods take a moment to go
         while True:
             pods = self.items(f"/api/v1/namespaces/{ns}/pods")
-            orphans = [p for p in pods if p.get("status", {}).get("phase") in ("Pending", "Running")]
+            serving = {o["metadata"]["name"] for o in objects} if kind == "kserve-deploy" else set()
+            orphans = []  # a deployed model's one predictor pod is meant to run on; no other live pod
+            for pod in pods:
+                if pod.get("status", {}).get("phase") not in ("Pending", "Running"):
+                    continue
+                owner = pod["metadata"].get("labels", {}).get(ISVC_LABEL)
+                if owner in serving:
+                    serving.discard(owner)
+                else:
+                    orphans.append(pod)
             if not orphans or time.monotonic() > deadline:
                 break
             time.sleep(1)
@@ -202,6 +279,10 @@ class Bench:
                 return finish(pytorchjob(task_id, deferrable=True), ctx) == "succeeded"
             if kind == "pytorchjob-sync":
                 return finish(pytorchjob(task_id, deferrable=False), ctx) == "succeeded"
+            if kind == "katib-experiment":
+                return bool(result(katib(task_id), ctx)["trial_counts"].get("trialsSucceeded") == 2)
+            if kind == "kserve-deploy":
+                return bool(result(kserve(task_id), ctx).get("ready"))
             if kind == "kfp-run":
                 return self.kfp_run(task_id, ctx)
             if kind == "restart-mid-wait":
@@ -288,7 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tasks = 2 if args.quick else args.tasks
     rates = [0.15, 0.3] if args.quick else [float(r) for r in args.rates.split(",")]
-    kinds = ["pytorchjob-deferrable", "pytorchjob-sync", "kfp-run", "restart-mid-wait", "kill"]
+    kinds = [
+        "pytorchjob-deferrable", "pytorchjob-sync", "katib-experiment", "kserve-deploy", "kfp-run",
+        "restart-mid-wait", "kill",
+    ]  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory(prefix="kb-chaos-") as tmp:
         bench = Bench(Path(tmp) / "state", compile_pipeline(Path(tmp)))

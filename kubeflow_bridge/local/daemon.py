@@ -151,6 +151,7 @@ class Runtime:
         from kubeflow_bridge.local.controllers.pod import PodController
         from kubeflow_bridge.local.katib import controller as katib
         from kubeflow_bridge.local.kserve import controller as kserve
+        from kubeflow_bridge.local.training import trainjob
         from kubeflow_bridge.local.training.pytorchjob import PyTorchJobController
 
         pods = PodController()
@@ -158,6 +159,7 @@ class Runtime:
         self.manager.add(JobController())
         self.manager.add(StorageSecretController())
         self.manager.add(PyTorchJobController())
+        trainjob.install(self)
         katib.install(self)
         kserve.install(self)
         self.api.admin_hooks["kill-pod"] = pods.admin_kill

@@ -2,6 +2,8 @@
 
 Default map (first match wins, fnmatch patterns):
 ``kubeflow-bridge/trainer:*`` and ``*/trainer:*`` and ``trainer:*`` -> ``<repo>/.venv-trainer``;
+``pytorch/pytorch:*`` (Kubeflow Trainer's torch-distributed runtime) -> ``<repo>/.venv-trainer``, no
+entrypoint (torch and torchrun live there);
 ``python:*`` (and ``*/python:*``) -> the runtime's own interpreter; shell images (``busybox``,
 ``alpine``, ``ubuntu``, ``debian``, ``bash``) -> the host shell. A YAML/JSON file
 (``<state>/images.yaml`` or ``KUBEFLOW_BRIDGE_IMAGES``) of ``[{pattern: ..., venv: path}]`` or
@@ -60,6 +62,7 @@ DEFAULT_RULES: tuple[ImageRule, ...] = (
         ImageRule(p, str(REPO_ROOT / ".venv-trainer"), ("python", "-m", "trainer"), ("--help",))
         for p in ("kubeflow-bridge/trainer:*", "*/trainer:*", "trainer:*")
     ),
+    ImageRule("pytorch/pytorch:*", str(REPO_ROOT / ".venv-trainer"), cmd=("python3",)),
     ImageRule("python:*", SELF, cmd=("python3",)),
     ImageRule("*/python:*", SELF, cmd=("python3",)),
     *(ImageRule(p, HOST, cmd=("sh",)) for name in _SHELL_IMAGES for p in (f"{name}:*", f"*/{name}:*")),

@@ -40,13 +40,14 @@ class ResourceKind:
 
 
 PYTORCHJOB = ResourceKind("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob")
+TRAINJOB = ResourceKind("trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob")
 EXPERIMENT = ResourceKind("kubeflow.org", "v1beta1", "experiments", "Experiment")
 TRIAL = ResourceKind("kubeflow.org", "v1beta1", "trials", "Trial")
 INFERENCESERVICE = ResourceKind("serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService")
 JOB = ResourceKind("batch", "v1", "jobs", "Job")
 POD = ResourceKind("", "v1", "pods", "Pod")
 
-ALL_KINDS: tuple[ResourceKind, ...] = (PYTORCHJOB, EXPERIMENT, TRIAL, INFERENCESERVICE, JOB, POD)
+ALL_KINDS: tuple[ResourceKind, ...] = (PYTORCHJOB, TRAINJOB, EXPERIMENT, TRIAL, INFERENCESERVICE, JOB, POD)
 
 
 def kind_named(name: str) -> ResourceKind:

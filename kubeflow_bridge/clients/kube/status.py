@@ -2,7 +2,7 @@
 
 Pure functions over the object dicts the API returns. ``classify`` answers None while an object is
 not finished, so a waiter keeps waiting; the rules follow the controllers' source (training operator
-v1.9, Katib v0.19, KServe v0.16, batch/v1 Job, Pod).
+v1.9, Kubeflow Trainer v2.3, Katib v0.19, KServe v0.16, batch/v1 Job, Pod).
 """
 
 from __future__ import annotations
@@ -101,6 +101,17 @@ def _pytorchjob(obj: dict[str, Any]) -> Classification | None:
     return None
 
 
+def _trainjob(obj: dict[str, Any]) -> Classification | None:
+    # Trainer v2.3 copies its JobSet's Completed/Failed conditions as Complete/Failed (reasons
+    # AllJobsCompleted, FailedJobs, ReachedMaxRestarts) and writes Failed itself for DeadlineExceeded and
+    # TrainingRuntimeNotSupported; Suspended is not terminal.
+    if cond := _is_true(obj, "Failed"):
+        return _from(cond, FAILED, "FailedJobs")
+    if cond := _is_true(obj, "Complete"):
+        return _from(cond, SUCCEEDED, "AllJobsCompleted")
+    return None
+
+
 def _experiment(obj: dict[str, Any]) -> Classification | None:
     # A restart removes Succeeded/Failed and appends Restarting, so a True Restarting means running again.
     if _is_true(obj, "Restarting"):
@@ -173,6 +184,7 @@ def _inference_service(obj: dict[str, Any], min_generation: int | None) -> Class
 
 _HANDLERS: dict[str, Any] = {
     "PyTorchJob": _pytorchjob,
+    "TrainJob": _trainjob,
     "Experiment": _experiment,
     "Trial": _trial,
     "Job": _batch_job,

@@ -70,6 +70,15 @@ PYTORCHJOB = ResourceType(
         ".status.replicaStatuses.Worker.selector",
     ),
 )
+# Kubeflow Trainer v2.3 (its CRDs declare no short names or categories)
+TRAINJOB = ResourceType("trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob")
+TRAININGRUNTIME = ResourceType(
+    "trainer.kubeflow.org", "v1alpha1", "trainingruntimes", "TrainingRuntime", has_status=False
+)
+CLUSTERTRAININGRUNTIME = ResourceType(
+    "trainer.kubeflow.org", "v1alpha1", "clustertrainingruntimes", "ClusterTrainingRuntime",
+    namespaced=False, has_status=False,
+)  # fmt: skip
 EXPERIMENT = ResourceType(
     "kubeflow.org", "v1beta1", "experiments", "Experiment", categories=("all", "kubeflow")
 )
@@ -113,6 +122,9 @@ ALL_TYPES: tuple[ResourceType, ...] = (
     SERVICEACCOUNT,
     JOB,
     PYTORCHJOB,
+    TRAINJOB,
+    TRAININGRUNTIME,
+    CLUSTERTRAININGRUNTIME,
     EXPERIMENT,
     TRIAL,
     SUGGESTION,

@@ -131,3 +131,24 @@ def test_isvc_failure_reasons() -> None:
 def test_unknown_kind_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown resource kind"):
         classify("Deployment", {})
+
+
+def test_trainjob_conditions_as_trainer_v2_3_copies_them_from_its_jobset() -> None:
+    assert classify("TrainJob", obj()) is None
+    suspended = cond("Suspended", reason="Suspended", message="TrainJob is suspended")
+    assert classify("TrainJob", obj(suspended)) is None
+    done = classify(
+        "trainjobs",
+        obj(
+            cond("Suspended", "False", "Resumed", "TrainJob is resumed"),
+            cond("Complete", reason="AllJobsCompleted", message="jobset completed successfully"),
+        ),
+    )
+    assert done is not None and (done.state, done.reason) == ("succeeded", "AllJobsCompleted")
+    failed = classify(
+        "TrainJob",
+        obj(cond("Failed", reason="FailedJobs", message="jobset failed due to one or more job failures")),
+    )
+    assert failed is not None and (failed.state, failed.reason) == ("failed", "FailedJobs")
+    deadline = classify("TrainJob", obj(cond("Failed", reason="DeadlineExceeded")))
+    assert deadline is not None and deadline.state == "failed"
