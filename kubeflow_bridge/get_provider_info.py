@@ -19,6 +19,7 @@ EXTRA_LINKS = [
     "kubeflow_bridge.links.kfp.KubeflowPipelineRunLink",
     "kubeflow_bridge.links.katib.KatibExperimentLink",
     "kubeflow_bridge.links.training.PyTorchJobLink",
+    "kubeflow_bridge.links.training.TrainJobLink",
     "kubeflow_bridge.links.kserve.InferenceServiceLink",
 ]
 
@@ -29,8 +30,8 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "kubeflow-bridge",
         "name": "Kubeflow Bridge",
-        "description": "Launch and wait for Kubeflow Pipelines runs, Katib Experiments, PyTorchJobs and "
-        "KServe InferenceServices from Airflow.",
+        "description": "Launch and wait for Kubeflow Pipelines runs, Katib Experiments, PyTorchJobs, "
+        "Trainer v2 TrainJobs and KServe InferenceServices from Airflow.",
         "versions": ["0.1.0"],
         "integrations": [
             {

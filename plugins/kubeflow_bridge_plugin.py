@@ -19,7 +19,7 @@ from kubeflow_bridge.docs_app import URL_PREFIX, docs_app
 from kubeflow_bridge.links.katib import KatibExperimentLink
 from kubeflow_bridge.links.kfp import KubeflowPipelineRunLink
 from kubeflow_bridge.links.kserve import InferenceServiceLink
-from kubeflow_bridge.links.training import PyTorchJobLink
+from kubeflow_bridge.links.training import PyTorchJobLink, TrainJobLink
 
 #: The how-to: the checkout's docs/ (KUBEFLOW_BRIDGE_HOME, else the folder above plugins/).
 DOCS_FILE = (
@@ -37,6 +37,7 @@ class KubeflowBridgePlugin(AirflowPlugin):
         KubeflowPipelineRunLink(),
         KatibExperimentLink(),
         PyTorchJobLink(),
+        TrainJobLink(),
         InferenceServiceLink(),
     ]
     fastapi_apps = [{"app": docs_app(DOCS_FILE), "url_prefix": URL_PREFIX, "name": "kubeflow-bridge docs"}]

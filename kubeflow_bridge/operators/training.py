@@ -1,4 +1,4 @@
-"""``PyTorchJobOperator``: run a PyTorchJob (Master plus Workers) and wait for it."""
+"""Training jobs: ``PyTorchJobOperator`` (training operator v1) and ``TrainJobOperator`` (Kubeflow Trainer v2)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,102 @@ import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kubeflow_bridge.links.training import PyTorchJobLink
+from kubeflow_bridge.links.training import PyTorchJobLink, TrainJobLink
 from kubeflow_bridge.operators._base import KubeflowObjectOperator, as_command, as_int
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
 
-class PyTorchJobOperator(KubeflowObjectOperator):
+class _TrainingJobOperator(KubeflowObjectOperator):
+    """What the training-job operators share: node 0's (the master's) log streamed to the task log, the
+    failing replica's last words in the error, the replica counts as the result."""
+
+    def __init__(self, *, log_lines: int = 200, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.log_lines = log_lines
+        self._log_offsets: dict[str, int] = {}
+        self._last_words: dict[str, str] = {}  # the master's log as last read (pods may be gone later)
+
+    def _refuse_gpus(self, what: str, resources: dict[str, Any] | None) -> None:
+        limits = (resources or {}).get("limits") or {}
+        if self.hook.settings.gpus_available is False and str(limits.get("nvidia.com/gpu", "0")) not in (
+            "0",
+            "",
+        ):
+            raise ValueError(
+                f"{what} requests nvidia.com/gpu but connection {self.kubeflow_conn_id!r} says the "
+                "cluster has no GPUs (gpus_available=false): set gpus=0 or use a GPU cluster"
+            )
+
+    def _read_logs(self, name: str, namespace: str) -> dict[str, str]:
+        try:
+            return self.object_client().job_logs(self.kind, name, namespace=namespace, role="master")
+        except Exception as err:  # logs are a courtesy; never fail the task for them
+            self.log.warning("could not read the logs of %s/%s: %s", namespace, name, err)
+            return {}
+
+    def on_poll(self, context: Context, name: str, namespace: str) -> None:
+        """Print the master's new log lines since the last slice (sync mode streams this way)."""
+        for pod, text in sorted(self._read_logs(name, namespace).items()):
+            if text.strip():
+                self._last_words[pod] = text
+            start = self._log_offsets.get(pod, 0)
+            if len(text) < start:  # a restarted pod starts a new log
+                start = 0
+            new = text[start:]
+            self._log_offsets[pod] = len(text)
+            for line in new.splitlines():
+                self.log.info("[%s] %s", pod, line)
+
+    def after_wait(self, context: Context, name: str, namespace: str) -> None:
+        """Print what of the master's log the task log does not hold yet."""
+        if not name:
+            return
+        if not self.deferrable:
+            self.on_poll(context, name, namespace)  # the lines since the last slice
+            return
+        if (getattr(self, "_event", None) or {}).get("streamed_log_lines"):
+            return  # the triggerer streamed it live
+        for pod, text in sorted(self._read_logs(name, namespace).items()):
+            for line in text.splitlines()[-self.log_lines :]:
+                self.log.info("[%s] %s", pod, line)
+
+    def failure_detail(self, name: str, namespace: str) -> str:
+        from kubeflow_bridge.clients.kube.results import job_outcome
+
+        obj = self.object_client().get(self.kind, name, namespace=namespace)
+        if obj is None:
+            return ""
+        replica_logs = self.object_client().job_logs(self.kind, name, namespace=namespace, role="worker")
+        logs = {**replica_logs, **self._read_logs(name, namespace)}
+        if not any(text.strip() for text in logs.values()):
+            # the pods are gone (v1.9 deletes them on reaching backoffLimit): what was read while waiting
+            logs = {**self._last_words, **((getattr(self, "_event", None) or {}).get("last_words") or {})}
+        outcome = job_outcome(obj, logs)
+        if not outcome.failed_replica and not outcome.log_tail:
+            return ""
+        who = f"failed replica: {outcome.failed_replica}; " if outcome.failed_replica else ""
+        return f"{who}last log lines:\n{outcome.log_tail}"
+
+    def build_result(self, obj: dict[str, Any], context: Context) -> dict[str, Any]:
+        from kubeflow_bridge.clients.kube.results import job_outcome
+
+        outcome = job_outcome(obj)
+        return {
+            "name": outcome.name,
+            "namespace": (obj.get("metadata") or {}).get("namespace", ""),
+            "state": outcome.state,
+            "reason": outcome.reason,
+            # counts only: the selectors the controller writes are large and say nothing new
+            "replica_statuses": {
+                rtype: {k: v for k, v in (counts or {}).items() if k in ("active", "succeeded", "failed")}
+                for rtype, counts in outcome.replica_statuses.items()
+            },
+        }
+
+
+class PyTorchJobOperator(_TrainingJobOperator):
     """Create a PyTorchJob and wait for it; the master's log goes to the task log.
 
     Args:
@@ -42,7 +130,7 @@ class PyTorchJobOperator(KubeflowObjectOperator):
     """
 
     template_fields: Sequence[str] = (
-        *KubeflowObjectOperator.template_fields,
+        *_TrainingJobOperator.template_fields,
         "image",
         "command",
         "args",
@@ -79,7 +167,7 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         log_lines: int = 200,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(log_lines=log_lines, **kwargs)
         self.image = image
         self.command = command
         self.args = args
@@ -94,9 +182,6 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         self.clean_pod_policy = clean_pod_policy
         self.restart_policy = restart_policy
         self.pytorchjob = pytorchjob
-        self.log_lines = log_lines
-        self._log_offsets: dict[str, int] = {}
-        self._last_words: dict[str, str] = {}  # the master's log as last read (pods may be gone later)
 
     def build_manifest(self, context: Context, name: str, namespace: str) -> dict[str, Any]:
         from kubeflow_bridge.resources.training import (
@@ -164,79 +249,143 @@ class PyTorchJobOperator(KubeflowObjectOperator):
         return manifest
 
     def _check_gpus(self, manifest: dict[str, Any]) -> None:
-        if self.hook.settings.gpus_available is not False:
-            return
         for rtype, replica in (manifest.get("spec", {}).get("pytorchReplicaSpecs") or {}).items():
             for container in ((replica or {}).get("template") or {}).get("spec", {}).get("containers", []):
-                limits = (container.get("resources") or {}).get("limits") or {}
-                if str(limits.get("nvidia.com/gpu", "0")) not in ("0", ""):
-                    raise ValueError(
-                        f"{rtype} requests nvidia.com/gpu but connection {self.kubeflow_conn_id!r} says the "
-                        "cluster has no GPUs (gpus_available=false): set gpus=0 or use a GPU cluster"
-                    )
+                self._refuse_gpus(rtype, container.get("resources"))
 
-    def _read_logs(self, name: str, namespace: str) -> dict[str, str]:
+
+class TrainJobOperator(_TrainingJobOperator):
+    """Create a Kubeflow Trainer v2 TrainJob on a training runtime and wait for it; node 0's log goes to
+    the task log.
+
+    Args:
+        runtime: The runtime to run on (``torch-distributed``: torchrun with the ``PET_*`` env).
+        runtime_kind: ``ClusterTrainingRuntime`` (default) or ``TrainingRuntime`` (in the namespace).
+        image: The trainer node's image (the runtime's when None).
+        command: The trainer's command, a list (the runtime's when None).
+        args: The trainer's args, a list.
+        env: Environment variables (mapping); a value may be a ``valueFrom`` source
+            (``{"secretKeyRef": {"name": ..., "key": ...}}``): a TrainJob has no ``envFrom``.
+        num_nodes: Trainer nodes (the runtime's ``mlPolicy.numNodes`` when None).
+        num_proc_per_node: Processes per node (torch: the GPUs, else the CPUs, of a node when None).
+        gpus: ``nvidia.com/gpu`` per node.
+        cpu: CPU request and limit per node (e.g. ``"2"``).
+        memory: Memory request and limit per node (e.g. ``"4Gi"``).
+        trainjob: A full TrainJob manifest instead of the fields above (name and identity are set).
+        log_lines: Lines of node 0's log printed at the end in deferrable mode.
+        **kwargs: See :class:`KubeflowObjectOperator` (namespace, deferrable, timeout, if_exists, ...).
+
+    Returns:
+        ``{"name", "namespace", "state", "reason", "replica_statuses"}`` (one entry per replicated job).
+    """
+
+    template_fields: Sequence[str] = (
+        *_TrainingJobOperator.template_fields,
+        "runtime",
+        "image",
+        "command",
+        "args",
+        "env",
+        "num_nodes",
+        "num_proc_per_node",
+        "gpus",
+        "cpu",
+        "memory",
+        "trainjob",
+    )
+    template_fields_renderers = {"trainjob": "json", "env": "json"}
+    kind_name: ClassVar[str] = "TrainJob"
+    link_class = TrainJobLink
+    operator_extra_links = (TrainJobLink(),)
+
+    def __init__(
+        self,
+        *,
+        runtime: str = "torch-distributed",
+        runtime_kind: str = "ClusterTrainingRuntime",
+        image: str | None = None,
+        command: list[str] | None = None,
+        args: list[str] | None = None,
+        env: dict[str, Any] | None = None,
+        num_nodes: int | str | None = None,
+        num_proc_per_node: int | str | None = None,
+        gpus: int | str = 0,
+        cpu: str | None = None,
+        memory: str | None = None,
+        trainjob: dict[str, Any] | None = None,
+        log_lines: int = 200,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(log_lines=log_lines, **kwargs)
+        self.runtime = runtime
+        self.runtime_kind = runtime_kind
+        self.image = image
+        self.command = command
+        self.args = args
+        self.env = env
+        self.num_nodes = num_nodes
+        self.num_proc_per_node = num_proc_per_node
+        self.gpus = gpus
+        self.cpu = cpu
+        self.memory = memory
+        self.trainjob = trainjob
+
+    def build_manifest(self, context: Context, name: str, namespace: str) -> dict[str, Any]:
+        from kubeflow_bridge.resources.training import env_list, resource_requirements
+        from kubeflow_bridge.resources.trainjob import TrainJobSpec, validate_trainjob
+
+        if self.trainjob is not None:
+            if not isinstance(self.trainjob, dict):
+                raise ValueError(
+                    f"trainjob must be a TrainJob manifest (a dict), not {type(self.trainjob).__name__}"
+                )
+            manifest = copy.deepcopy(self.trainjob)
+            metadata = manifest.setdefault("metadata", {})
+            if isinstance(metadata, dict):
+                metadata["name"] = name
+                metadata["namespace"] = namespace
+        else:
+            if self.env is not None and not isinstance(self.env, dict):
+                raise ValueError(f"env must be a mapping of names to values, not {self.env!r}")
+            gpus = as_int("gpus", self.gpus, minimum=0)
+            manifest = TrainJobSpec(
+                name=name,
+                namespace=namespace,
+                runtime=self.runtime,
+                runtime_kind=self.runtime_kind,
+                image=self.image,
+                command=as_command("command", self.command),
+                args=as_command("args", self.args),
+                env=env_list(self.env),
+                num_nodes=None if self.num_nodes is None else as_int("num_nodes", self.num_nodes, minimum=1),
+                num_proc_per_node=None
+                if self.num_proc_per_node is None
+                else as_int("num_proc_per_node", self.num_proc_per_node, minimum=1),
+                resources_per_node=resource_requirements(cpu=self.cpu, memory=self.memory, gpu=gpus) or None,
+            ).to_dict()
+        validate_trainjob(manifest)
+        self._check_runtime(manifest, namespace)
+        self._refuse_gpus(
+            "the trainer", ((manifest.get("spec") or {}).get("trainer") or {}).get("resourcesPerNode")
+        )
+        return manifest
+
+    def _check_runtime(self, manifest: dict[str, Any], namespace: str) -> None:
+        """The runtime must exist (the webhook's rule), said before anything is created."""
+        from kubeflow_bridge.clients.kube import CLUSTERTRAININGRUNTIME, TRAININGRUNTIME, KubeApiError
+        from kubeflow_bridge.resources.trainjob import runtime_ref
+
+        kind_name, name = runtime_ref(manifest)
+        kind = TRAININGRUNTIME if kind_name == "TrainingRuntime" else CLUSTERTRAININGRUNTIME
         try:
-            return self.object_client().job_logs(self.kind, name, namespace=namespace, role="master")
-        except Exception as err:  # logs are a courtesy; never fail the task for them
-            self.log.warning("could not read the logs of %s/%s: %s", namespace, name, err)
-            return {}
-
-    def on_poll(self, context: Context, name: str, namespace: str) -> None:
-        """Print the master's new log lines since the last slice (sync mode streams this way)."""
-        for pod, text in sorted(self._read_logs(name, namespace).items()):
-            if text.strip():
-                self._last_words[pod] = text
-            start = self._log_offsets.get(pod, 0)
-            if len(text) < start:  # a restarted pod starts a new log
-                start = 0
-            new = text[start:]
-            self._log_offsets[pod] = len(text)
-            for line in new.splitlines():
-                self.log.info("[%s] %s", pod, line)
-
-    def after_wait(self, context: Context, name: str, namespace: str) -> None:
-        """Print what of the master's log the task log does not hold yet."""
-        if not name:
-            return
-        if not self.deferrable:
-            self.on_poll(context, name, namespace)  # the lines since the last slice
-            return
-        if (getattr(self, "_event", None) or {}).get("streamed_log_lines"):
-            return  # the triggerer streamed it live
-        for pod, text in sorted(self._read_logs(name, namespace).items()):
-            for line in text.splitlines()[-self.log_lines :]:
-                self.log.info("[%s] %s", pod, line)
-
-    def failure_detail(self, name: str, namespace: str) -> str:
-        from kubeflow_bridge.clients.kube.results import job_outcome
-
-        obj = self.object_client().get(self.kind, name, namespace=namespace)
-        if obj is None:
-            return ""
-        replica_logs = self.object_client().job_logs(self.kind, name, namespace=namespace, role="worker")
-        logs = {**replica_logs, **self._read_logs(name, namespace)}
-        if not any(text.strip() for text in logs.values()):
-            # the pods are gone (v1.9 deletes them on reaching backoffLimit): what was read while waiting
-            logs = {**self._last_words, **((getattr(self, "_event", None) or {}).get("last_words") or {})}
-        outcome = job_outcome(obj, logs)
-        if not outcome.failed_replica and not outcome.log_tail:
-            return ""
-        who = f"failed replica: {outcome.failed_replica}; " if outcome.failed_replica else ""
-        return f"{who}last log lines:\n{outcome.log_tail}"
-
-    def build_result(self, obj: dict[str, Any], context: Context) -> dict[str, Any]:
-        from kubeflow_bridge.clients.kube.results import job_outcome
-
-        outcome = job_outcome(obj)
-        return {
-            "name": outcome.name,
-            "namespace": (obj.get("metadata") or {}).get("namespace", ""),
-            "state": outcome.state,
-            "reason": outcome.reason,
-            # counts only: the selectors the controller writes are large and say nothing new
-            "replica_statuses": {
-                rtype: {k: v for k, v in (counts or {}).items() if k in ("active", "succeeded", "failed")}
-                for rtype, counts in outcome.replica_statuses.items()
-            },
-        }
+            found = self.object_client().get(kind, name, namespace=namespace)
+        except KubeApiError as err:
+            if err.status == 403:  # no right to read runtimes: the webhook still checks at create
+                return
+            raise
+        if found is None:
+            where = f" in namespace {namespace!r}" if kind.namespaced else ""
+            raise ValueError(
+                f"runtime: {kind_name} {name!r} not found{where}: `kubectl get {kind.plural}` lists "
+                "the runtimes; set runtime= (and runtime_kind=) to one of them"
+            )

@@ -1,4 +1,4 @@
-"""Sensor for an existing PyTorchJob."""
+"""Sensors for an existing PyTorchJob or TrainJob."""
 
 from __future__ import annotations
 
@@ -11,3 +11,9 @@ class PyTorchJobSensor(KubeflowObjectSensor):
     """Wait for a PyTorchJob to succeed (Restarting is not terminal)."""
 
     kind_name: ClassVar[str] = "PyTorchJob"
+
+
+class TrainJobSensor(KubeflowObjectSensor):
+    """Wait for a Kubeflow Trainer v2 TrainJob to complete (Suspended is not terminal)."""
+
+    kind_name: ClassVar[str] = "TrainJob"

@@ -24,7 +24,7 @@ MAX_LOG_LINES = 5000
 #: Lines kept of a restarted replica's log for the failure report.
 LAST_WORDS_LINES = 30
 #: The kinds whose master pod's log is streamed.
-STREAMED_KINDS = ("PyTorchJob",)
+STREAMED_KINDS = ("PyTorchJob", "TrainJob")
 
 
 def _condition(obj: dict[str, Any]) -> str:
@@ -71,6 +71,17 @@ def job_line(obj: dict[str, Any]) -> str:
     return "; ".join([_condition(obj), *[p for p in parts if not p.endswith(": ")]])
 
 
+def trainjob_line(obj: dict[str, Any]) -> str:
+    """A TrainJob: its last condition and each replicated job's active/succeeded/failed child jobs."""
+    jobs = (obj.get("status") or {}).get("jobsStatus") or []
+    parts = [
+        f"{entry.get('name')}: "
+        + ", ".join(f"{entry[k]} {k}" for k in ("active", "succeeded", "failed") if entry.get(k))
+        for entry in jobs
+    ]
+    return "; ".join([_condition(obj), *[p for p in parts if not p.endswith(": ")]])
+
+
 def inference_service_line(obj: dict[str, Any]) -> str:
     """KServe: ready state, URL and the traffic split."""
     status = obj.get("status") or {}
@@ -95,7 +106,12 @@ def inference_service_line(obj: dict[str, Any]) -> str:
     )
 
 
-LINES = {"Experiment": experiment_line, "PyTorchJob": job_line, "InferenceService": inference_service_line}
+LINES = {
+    "Experiment": experiment_line,
+    "PyTorchJob": job_line,
+    "TrainJob": trainjob_line,
+    "InferenceService": inference_service_line,
+}
 
 
 def progress_line(kind: str, obj: dict[str, Any]) -> str:

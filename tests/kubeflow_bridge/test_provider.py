@@ -65,7 +65,13 @@ def test_airflow_cli_lists_provider_hook_and_links() -> None:
     hooks = airflow_cli("providers", "hooks")
     assert "kubeflow_bridge.hooks.kubeflow.KubeflowHook" in hooks
     links = airflow_cli("providers", "links")
-    for name in ("KubeflowPipelineRunLink", "KatibExperimentLink", "PyTorchJobLink", "InferenceServiceLink"):
+    for name in (
+        "KubeflowPipelineRunLink",
+        "KatibExperimentLink",
+        "PyTorchJobLink",
+        "TrainJobLink",
+        "InferenceServiceLink",
+    ):
         assert name in links
 
 

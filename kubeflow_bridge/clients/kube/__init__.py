@@ -15,11 +15,13 @@ from kubeflow_bridge.clients.kube._common import CreateResult, IfExists, WaitOut
 from kubeflow_bridge.clients.kube._errors import AlreadyExistsError, IdentityMismatchError, KubeApiError
 from kubeflow_bridge.clients.kube._kinds import (
     ALL_KINDS,
+    CLUSTERTRAININGRUNTIME,
     EXPERIMENT,
     INFERENCESERVICE,
     JOB,
     POD,
     PYTORCHJOB,
+    TRAININGRUNTIME,
     TRAINJOB,
     TRIAL,
     ResourceKind,
@@ -33,12 +35,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALL_KINDS",
+    "CLUSTERTRAININGRUNTIME",
     "EXPERIMENT",
     "IDENTITY_LABEL",
     "INFERENCESERVICE",
     "JOB",
     "POD",
     "PYTORCHJOB",
+    "TRAININGRUNTIME",
     "TRAINJOB",
     "TRIAL",
     "AlreadyExistsError",

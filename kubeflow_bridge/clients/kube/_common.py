@@ -7,7 +7,15 @@ from enum import Enum
 from typing import Any
 
 from kubeflow_bridge.clients.kube._errors import AlreadyExistsError, IdentityMismatchError
-from kubeflow_bridge.clients.kube._kinds import EXPERIMENT, JOB, POD, PYTORCHJOB, TRIAL, ResourceKind
+from kubeflow_bridge.clients.kube._kinds import (
+    EXPERIMENT,
+    JOB,
+    POD,
+    PYTORCHJOB,
+    TRAINJOB,
+    TRIAL,
+    ResourceKind,
+)
 from kubeflow_bridge.clients.kube.status import classify
 from kubeflow_bridge.resources.names import IDENTITY_LABEL
 
@@ -15,6 +23,7 @@ from kubeflow_bridge.resources.names import IDENTITY_LABEL
 SUSPEND_PATCHES: dict[str, dict[str, Any]] = {
     "PyTorchJob": {"spec": {"runPolicy": {"suspend": True}}},
     "Job": {"spec": {"suspend": True}},
+    "TrainJob": {"spec": {"suspend": True}},
 }
 
 
@@ -136,8 +145,16 @@ def deleted_outcome(kind: ResourceKind, name: str, obj: dict[str, Any] | None) -
 def log_selectors(kind: ResourceKind, name: str, role: str) -> list[str]:
     """Label selectors, in order of preference, that find the pods of a job's ``role``.
 
-    ``role``: ``master`` (the training operator's job-role=master), ``worker``, or ``all``.
+    ``role``: ``master`` (the training operator's job-role=master; a TrainJob's node 0), ``worker`` (a
+    TrainJob's other nodes), or ``all``.
     """
+    if kind == TRAINJOB:  # JobSet's labels on the trainer nodes
+        base = f"jobset.sigs.k8s.io/jobset-name={name},jobset.sigs.k8s.io/replicatedjob-name=node"
+        if role == "master":
+            return [f"{base},batch.kubernetes.io/job-completion-index=0"]
+        if role == "all":
+            return [f"jobset.sigs.k8s.io/jobset-name={name}"]
+        return [f"{base},batch.kubernetes.io/job-completion-index!=0"]
     if kind == PYTORCHJOB:
         base = f"training.kubeflow.org/job-name={name}"
         if role == "master":
@@ -158,7 +175,7 @@ def log_selectors(kind: ResourceKind, name: str, role: str) -> list[str]:
         return [f"katib.kubeflow.org/experiment={name}"]
     if kind == POD:
         return []
-    raise ValueError(f"no pod labels known for {kind.kind}; use PYTORCHJOB, JOB, TRIAL or POD")
+    raise ValueError(f"no pod labels known for {kind.kind}; use PYTORCHJOB, TRAINJOB, JOB, TRIAL or POD")
 
 
 def has_restarted(pod: dict[str, Any], container: str | None) -> bool:
@@ -178,8 +195,10 @@ def join_logs(previous: str, current: str) -> str:
 
 
 def log_container(kind: ResourceKind, pod: dict[str, Any]) -> str | None:
-    """The container whose log to read: ``pytorch`` for training-operator pods, else the first one."""
+    """The container whose log to read: ``pytorch`` for training-operator pods, ``node`` for Trainer v2's,
+    else the first one."""
     containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
-    if "pytorch" in containers:
-        return "pytorch"
+    for name in ("pytorch", "node"):
+        if name in containers:
+            return name
     return containers[0] if containers else None

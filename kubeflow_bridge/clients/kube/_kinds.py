@@ -41,13 +41,19 @@ class ResourceKind:
 
 PYTORCHJOB = ResourceKind("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob")
 TRAINJOB = ResourceKind("trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob")
+TRAININGRUNTIME = ResourceKind("trainer.kubeflow.org", "v1alpha1", "trainingruntimes", "TrainingRuntime")
+CLUSTERTRAININGRUNTIME = ResourceKind(
+    "trainer.kubeflow.org", "v1alpha1", "clustertrainingruntimes", "ClusterTrainingRuntime", namespaced=False
+)
 EXPERIMENT = ResourceKind("kubeflow.org", "v1beta1", "experiments", "Experiment")
 TRIAL = ResourceKind("kubeflow.org", "v1beta1", "trials", "Trial")
 INFERENCESERVICE = ResourceKind("serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService")
 JOB = ResourceKind("batch", "v1", "jobs", "Job")
 POD = ResourceKind("", "v1", "pods", "Pod")
 
-ALL_KINDS: tuple[ResourceKind, ...] = (PYTORCHJOB, TRAINJOB, EXPERIMENT, TRIAL, INFERENCESERVICE, JOB, POD)
+ALL_KINDS: tuple[ResourceKind, ...] = (
+    PYTORCHJOB, TRAINJOB, TRAININGRUNTIME, CLUSTERTRAININGRUNTIME, EXPERIMENT, TRIAL, INFERENCESERVICE, JOB, POD,
+)  # fmt: skip
 
 
 def kind_named(name: str) -> ResourceKind:

@@ -232,6 +232,10 @@ class KubeflowObjectClient:
                 return self._json(
                     self._call(self._core.read_namespaced_pod, name, namespace, _preload_content=False)
                 )
+            if not kind.namespaced:
+                return self._call(
+                    self._custom.get_cluster_custom_object, kind.group, kind.version, kind.plural, name
+                )
             return self._call(
                 self._custom.get_namespaced_custom_object,
                 kind.group,

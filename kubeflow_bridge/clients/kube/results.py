@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubeflow_bridge.clients.kube._kinds import EXPERIMENT, JOB, PYTORCHJOB, ResourceKind
+from kubeflow_bridge.clients.kube._kinds import EXPERIMENT, JOB, PYTORCHJOB, TRAINJOB, ResourceKind
 from kubeflow_bridge.clients.kube.status import classify
 
 #: Lines of the failing replica's log kept in a JobOutcome.
@@ -175,6 +175,8 @@ def _kind_of(obj: dict[str, Any]) -> ResourceKind:
         return JOB
     if kind == "Experiment":
         return EXPERIMENT
+    if kind == "TrainJob":
+        return TRAINJOB
     return PYTORCHJOB
 
 
@@ -204,7 +206,7 @@ def job_outcome(job: dict[str, Any], logs: dict[str, str] | None = None) -> JobO
     """Summarise a finished job and the failing replica's last log lines.
 
     Args:
-        job: The PyTorchJob or batch Job object.
+        job: The PyTorchJob, TrainJob or batch Job object.
         logs: ``{pod name: log text}`` as ``job_logs`` returns it.
     """
     name = (job.get("metadata") or {}).get("name", "")
@@ -212,6 +214,11 @@ def job_outcome(job: dict[str, Any], logs: dict[str, str] | None = None) -> JobO
     verdict = classify(_kind_of(job), job)
     if job.get("kind") == "Job":
         replicas = {"Job": {k: status.get(k, 0) for k in ("active", "succeeded", "failed")}}
+    elif job.get("kind") == "TrainJob":  # one entry per replicated job (its child Jobs' counts)
+        replicas = {
+            str(e.get("name")): {k: e.get(k, 0) for k in ("active", "succeeded", "failed")}
+            for e in status.get("jobsStatus") or []
+        }
     else:
         replicas = dict(status.get("replicaStatuses") or {})
     failed_replica = None

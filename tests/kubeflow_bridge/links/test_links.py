@@ -5,7 +5,7 @@ import pytest
 from kubeflow_bridge.links.katib import KatibExperimentLink
 from kubeflow_bridge.links.kfp import KubeflowPipelineRunLink
 from kubeflow_bridge.links.kserve import InferenceServiceLink
-from kubeflow_bridge.links.training import PyTorchJobLink
+from kubeflow_bridge.links.training import PyTorchJobLink, TrainJobLink
 
 
 @pytest.mark.parametrize(
@@ -14,6 +14,7 @@ from kubeflow_bridge.links.training import PyTorchJobLink
         (KubeflowPipelineRunLink, "https://kf.example/_/pipeline/#/runs/details/run-1"),
         (KatibExperimentLink, "https://kf.example/_/katib/experiment/team%20a/run-1"),
         (PyTorchJobLink, "https://kf.example/_/pytorchjobs/details/team%20a/run-1"),
+        (TrainJobLink, "https://kf.example/_/trainjobs/details/team%20a/run-1"),
         (InferenceServiceLink, "https://kf.example/_/models/details/team%20a/run-1"),
     ],
 )
@@ -39,12 +40,13 @@ def test_operators_declare_their_links() -> None:
     from kubeflow_bridge.operators.katib import KatibExperimentOperator
     from kubeflow_bridge.operators.kfp import KubeflowPipelineRunOperator
     from kubeflow_bridge.operators.kserve import KServeDeployOperator
-    from kubeflow_bridge.operators.training import PyTorchJobOperator
+    from kubeflow_bridge.operators.training import PyTorchJobOperator, TrainJobOperator
 
     for op, link in [
         (KubeflowPipelineRunOperator, KubeflowPipelineRunLink),
         (KatibExperimentOperator, KatibExperimentLink),
         (PyTorchJobOperator, PyTorchJobLink),
+        (TrainJobOperator, TrainJobLink),
         (KServeDeployOperator, InferenceServiceLink),
     ]:
         assert [type(x) for x in op.operator_extra_links] == [link]

@@ -46,6 +46,20 @@ def test_lines_per_kind() -> None:
         progress_line("PyTorchJob", job)
         == "PyTorchJob ns/train: Running; Master: 1 active; Worker: 1 active, 1 failed"
     )
+    trainjob = {
+        "metadata": {"name": "tj", "namespace": "ns"},
+        "status": {
+            "conditions": [{"type": "Suspended", "status": "False", "reason": "Resumed"}],
+            "jobsStatus": [
+                {"name": "dataset-initializer", "ready": 0, "succeeded": 1, "failed": 0, "active": 0},
+                {"name": "node", "ready": 1, "succeeded": 0, "failed": 0, "active": 1, "suspended": 0},
+            ],
+        },
+    }
+    assert (
+        progress_line("TrainJob", trainjob)
+        == "TrainJob ns/tj: Created; dataset-initializer: 1 succeeded; node: 1 active"
+    )
     isvc = {
         "metadata": {"name": "svc", "namespace": "ns"},
         "status": {
