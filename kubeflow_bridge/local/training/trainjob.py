@@ -10,7 +10,7 @@ env: ``PET_NNODES``, ``PET_NPROC_PER_NODE``, ``PET_NODE_RANK`` (from the complet
 ``PET_MASTER_ADDR`` 127.0.0.1 and ``PET_MASTER_PORT`` a free port picked per job (there is no cluster
 DNS for ``<trainjob>-node-0-0.<trainjob>``, and 29500 would collide between jobs on one host).
 
-Replicated jobs start once those they ``dependsOn`` are complete; a job fails when its pods failed or
+Replicated jobs start once those they ``dependsOn`` are Complete (or Ready, as the entry says); a job fails when its pods failed or
 restarted more than its ``backoffLimit`` (6, as batch/v1) times; pods restart ``OnFailure`` unless the
 template says otherwise (JobSet's default). ``suspend`` deletes the pods and writes ``Suspended``;
 ``activeDeadlineSeconds`` fails the job with ``DeadlineExceeded``.
@@ -219,14 +219,17 @@ class TrainJobController(Controller):
         by_name = {p["metadata"]["name"]: p for p in pods}
         rjobs = self._replicated_jobs(job, runtime)
         done: set[str] = set()
+        ready: set[str] = set()  # replicated jobs whose pods all run or finished (dependsOn status Ready)
         failed = False
         jobs_status = []
         for rjob in rjobs:
-            entry, ok, bad = self._run_replicated_job(job, rjob, by_name, done)
+            entry, ok, bad = self._run_replicated_job(job, rjob, by_name, done, ready)
             jobs_status.append(entry)
             failed = failed or bad
             if ok:
                 done.add(rjob["name"])
+            if ok or entry["ready"]:
+                ready.add(rjob["name"])
         status["jobsStatus"] = jobs_status
         if failed:
             _set(status, _condition(*FAILED))
@@ -241,13 +244,17 @@ class TrainJobController(Controller):
         return max(float(deadline) - seconds_since(started), 0.1) if deadline else None
 
     def _run_replicated_job(
-        self, job: Obj, rjob: dict[str, Any], by_name: dict[str, Obj], done: set[str]
+        self, job: Obj, rjob: dict[str, Any], by_name: dict[str, Obj], done: set[str], ready: set[str]
     ) -> tuple[dict[str, Any], bool, bool]:
-        """Create what is missing of one replicated job; its jobsStatus entry, whether it succeeded,
-        whether it failed."""
+        """Create what is missing of one replicated job once what it ``dependsOn`` is Complete (or Ready);
+        its jobsStatus entry, whether it succeeded, whether it failed."""
         ns, uid = job["metadata"]["namespace"], job["metadata"]["uid"]
         entry = {"name": rjob["name"], "ready": 0, "succeeded": 0, "failed": 0, "active": 0, "suspended": 0}
-        waiting = [d["name"] for d in rjob.get("dependsOn") or [] if d.get("name") not in done]
+        waiting = [
+            d.get("name")
+            for d in rjob.get("dependsOn") or []
+            if d.get("name") not in (ready if d.get("status") == "Ready" else done)
+        ]
         if waiting:
             return entry, False, False
         jspec = rjob["template"]["spec"]

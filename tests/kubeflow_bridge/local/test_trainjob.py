@@ -181,3 +181,61 @@ spec:
     assert (
         "resumed" in kubectl(runtime, namespace, "logs", "-l", "jobset.sigs.k8s.io/jobset-name=later").stdout
     )
+
+
+def test_replicated_jobs_start_in_depends_on_order(
+    runtime: RuntimeHandle, namespace: str, tmp_path: Path
+) -> None:
+    """An initializer runs to completion before the trainer nodes start (dependsOn status Complete), as
+    Trainer's dataset and model initializers do."""
+    marker = tmp_path / "initialized"
+    runtime_yaml = tmp_path / "runtime.yaml"
+    runtime_yaml.write_text(
+        f"""
+apiVersion: trainer.kubeflow.org/v1alpha1
+kind: TrainingRuntime
+metadata:
+  name: staged
+spec:
+  mlPolicy: {{numNodes: 1}}
+  template:
+    spec:
+      replicatedJobs:
+        - name: dataset-initializer
+          template:
+            metadata:
+              labels: {{trainer.kubeflow.org/trainjob-ancestor-step: dataset-initializer}}
+            spec:
+              template:
+                spec:
+                  containers:
+                    - name: dataset-initializer
+                      image: python:3.11
+                      command: [python3, -c, "import time, pathlib; time.sleep(1.5); pathlib.Path('{marker}').write_text('ok')"]
+        - name: node
+          dependsOn: [{{name: dataset-initializer, status: Complete}}]
+          template:
+            metadata:
+              labels: {{trainer.kubeflow.org/trainjob-ancestor-step: trainer}}
+            spec:
+              template:
+                spec:
+                  containers:
+                    - name: node
+                      image: python:3.11
+                      command: [python3, -c, "import pathlib; print('data ready:', pathlib.Path('{marker}').exists())"]
+"""
+    )
+    kubectl(runtime, namespace, "apply", "-f", str(runtime_yaml))
+    job_yaml = tmp_path / "job.yaml"
+    job_yaml.write_text(
+        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata: {name: staged}\n"
+        "spec:\n  runtimeRef: {name: staged, kind: TrainingRuntime}\n"
+    )
+    kubectl(runtime, namespace, "apply", "-f", str(job_yaml))
+    kubectl(
+        runtime, namespace, "wait", "--for=condition=Complete", "trainjob/staged", "--timeout=60s", timeout=70
+    )
+    assert "data ready: True" in kubectl(runtime, namespace, "logs", "staged-node-0-0").stdout
+    names = [e["name"] for e in _trainjob(runtime, namespace, "staged")["status"]["jobsStatus"]]
+    assert names == ["dataset-initializer", "node"]
