@@ -14,6 +14,7 @@ Flow of one try:
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -252,6 +253,19 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
         self._submit_generation: int | None = None
 
     # --- subclass API -------------------------------------------------------------------------
+    def given_manifest(self, given: Any, field: str, name: str, namespace: str) -> dict[str, Any]:
+        """A copy of a full manifest passed as ``field``, with this task's name and namespace."""
+        if not isinstance(given, dict):
+            article = "an" if self.kind_name[:1] in "AEIOU" else "a"
+            raise ValueError(
+                f"{field} must be {article} {self.kind_name} manifest (a dict), not {type(given).__name__}"
+            )
+        manifest = copy.deepcopy(given)
+        metadata = manifest.setdefault("metadata", {})
+        if isinstance(metadata, dict):
+            metadata.update(name=name, namespace=namespace)
+        return manifest
+
     def build_manifest(self, context: Context, name: str, namespace: str) -> dict[str, Any]:
         """The validated manifest to create (raise ValueError saying what to fix)."""
         raise NotImplementedError

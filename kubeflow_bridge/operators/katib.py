@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from collections.abc import Sequence
@@ -153,15 +152,7 @@ class KatibExperimentOperator(KubeflowObjectOperator):
         from kubeflow_bridge.resources import katib
 
         if self.experiment is not None:
-            if not isinstance(self.experiment, dict):
-                raise ValueError(
-                    f"experiment must be an Experiment manifest (a dict), not {type(self.experiment).__name__}"
-                )
-            manifest = copy.deepcopy(self.experiment)
-            metadata = manifest.setdefault("metadata", {})
-            if isinstance(metadata, dict):
-                metadata["name"] = name
-                metadata["namespace"] = namespace
+            manifest = self.given_manifest(self.experiment, "experiment", name, namespace)
             katib.validate_experiment(manifest)
             return manifest
         if not self.image:

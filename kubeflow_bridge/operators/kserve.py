@@ -9,7 +9,6 @@ Both waits are deferred to the triggerer (or run on the worker with ``deferrable
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -150,10 +149,7 @@ class KServeDeployOperator(KubeflowObjectOperator):
         from kubeflow_bridge.resources import kserve
 
         if self.inference_service is not None:
-            if not isinstance(self.inference_service, dict):
-                raise ValueError("inference_service must be an InferenceService manifest (a dict)")
-            manifest = copy.deepcopy(self.inference_service)
-            manifest.setdefault("metadata", {}).update(name=name, namespace=namespace)
+            manifest = self.given_manifest(self.inference_service, "inference_service", name, namespace)
             kserve.validate_inference_service(manifest)
             return manifest
         if bool(self.image) == bool(self.storage_uri):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -193,15 +192,7 @@ class PyTorchJobOperator(_TrainingJobOperator):
         )
 
         if self.pytorchjob is not None:
-            if not isinstance(self.pytorchjob, dict):
-                raise ValueError(
-                    f"pytorchjob must be a PyTorchJob manifest (a dict), not {type(self.pytorchjob).__name__}"
-                )
-            manifest = copy.deepcopy(self.pytorchjob)
-            metadata = manifest.setdefault("metadata", {})
-            if isinstance(metadata, dict):
-                metadata["name"] = name
-                metadata["namespace"] = namespace
+            manifest = self.given_manifest(self.pytorchjob, "pytorchjob", name, namespace)
             validate_pytorchjob(manifest)
             self._check_gpus(manifest)
             return manifest
@@ -335,15 +326,7 @@ class TrainJobOperator(_TrainingJobOperator):
         from kubeflow_bridge.resources.trainjob import TrainJobSpec, validate_trainjob
 
         if self.trainjob is not None:
-            if not isinstance(self.trainjob, dict):
-                raise ValueError(
-                    f"trainjob must be a TrainJob manifest (a dict), not {type(self.trainjob).__name__}"
-                )
-            manifest = copy.deepcopy(self.trainjob)
-            metadata = manifest.setdefault("metadata", {})
-            if isinstance(metadata, dict):
-                metadata["name"] = name
-                metadata["namespace"] = namespace
+            manifest = self.given_manifest(self.trainjob, "trainjob", name, namespace)
         else:
             if self.env is not None and not isinstance(self.env, dict):
                 raise ValueError(f"env must be a mapping of names to values, not {self.env!r}")
