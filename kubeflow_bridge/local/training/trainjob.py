@@ -35,6 +35,8 @@ CONTROLLER = "trainer.kubeflow.org/trainjob-controller"
 NODE = "node"  # the trainer's replicated job and container name in Kubeflow's runtimes
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 DEFAULT_BACKOFF_LIMIT = 6
+#: Seconds between Failed and the removal of the job's still-running pods (see _stop_after_failure).
+STOP_AFTER_FAILURE = 5.0
 COMPLETE = ("Complete", "AllJobsCompleted", "jobset completed successfully")
 FAILED = ("Failed", "FailedJobs", "jobset failed due to one or more job failures")
 DEADLINE = ("Failed", "DeadlineExceeded", "TrainJob exceeded its active deadline")
@@ -185,7 +187,7 @@ class TrainJobController(Controller):
         status = copy.deepcopy(job.get("status") or {})
         if _is_true(status, "Complete") or _is_true(status, "Failed"):
             self._forget(job)
-            return None
+            return self._stop_after_failure(job, status)
         pods = self.ctx.owned(POD, job)
         if spec.get("suspend"):
             for pod in pods:
@@ -240,8 +242,23 @@ class TrainJobController(Controller):
         self._write(job, status)
         if _is_true(status, "Complete") or _is_true(status, "Failed"):
             self._forget(job)
-            return None
+            return self._stop_after_failure(job, status)
         return max(float(deadline) - seconds_since(started), 0.1) if deadline else None
+
+    def _stop_after_failure(self, job: Obj, status: dict[str, Any]) -> float | None:
+        """A failed Job stops its running pods (a crash-looping node, nodes waiting for it):
+        STOP_AFTER_FAILURE seconds after Failed, so a client that sees Failed can still read their logs.
+        Finished pods stay, with their logs."""
+        failed = next((c for c in status.get("conditions") or [] if c.get("type") == "Failed"), None)
+        if failed is None or failed.get("status") != "True":
+            return None
+        left = STOP_AFTER_FAILURE - seconds_since(failed.get("lastTransitionTime") or now_iso())
+        if left > 0:
+            return left
+        for pod in self.ctx.owned(POD, job):
+            if (pod.get("status") or {}).get("phase") in (None, "Pending", "Running"):
+                self.ctx.delete(POD, job["metadata"]["namespace"], pod["metadata"]["name"])
+        return None
 
     def _run_replicated_job(
         self, job: Obj, rjob: dict[str, Any], by_name: dict[str, Obj], done: set[str], ready: set[str]

@@ -239,3 +239,50 @@ spec:
     assert "data ready: True" in kubectl(runtime, namespace, "logs", "staged-node-0-0").stdout
     names = [e["name"] for e in _trainjob(runtime, namespace, "staged")["status"]["jobsStatus"]]
     assert names == ["dataset-initializer", "node"]
+
+
+def test_a_failed_trainjob_stops_its_other_nodes(
+    runtime: RuntimeHandle, namespace: str, tmp_path: Path
+) -> None:
+    """Node 1 fails; node 0, waiting, is stopped a few seconds after Failed (no orphan); node 1's pod and
+    log stay."""
+    runtime_yaml = tmp_path / "runtime.yaml"
+    script = "import os, sys, time; i = os.environ['JOB_COMPLETION_INDEX']; print('node', i, flush=True); i == '1' and sys.exit(3); time.sleep(120)"
+    runtime_yaml.write_text(
+        f"""
+apiVersion: trainer.kubeflow.org/v1alpha1
+kind: TrainingRuntime
+metadata:
+  name: half
+spec:
+  mlPolicy: {{numNodes: 2}}
+  template:
+    spec:
+      replicatedJobs:
+        - name: node
+          template:
+            metadata:
+              labels: {{trainer.kubeflow.org/trainjob-ancestor-step: trainer}}
+            spec:
+              backoffLimit: 0
+              template:
+                spec:
+                  restartPolicy: Never
+                  containers:
+                    - name: node
+                      image: python:3.11
+                      command: [python3, -c, "{script}"]
+"""
+    )
+    kubectl(runtime, namespace, "apply", "-f", str(runtime_yaml))
+    job_yaml = tmp_path / "job.yaml"
+    job_yaml.write_text(
+        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata: {name: half}\n"
+        "spec:\n  runtimeRef: {name: half, kind: TrainingRuntime}\n"
+    )
+    kubectl(runtime, namespace, "apply", "-f", str(job_yaml))
+    kubectl(
+        runtime, namespace, "wait", "--for=condition=Failed", "trainjob/half", "--timeout=60s", timeout=70
+    )
+    kubectl(runtime, namespace, "wait", "--for=delete", "pod/half-node-0-0", "--timeout=30s", timeout=40)
+    assert "node 1" in kubectl(runtime, namespace, "logs", "half-node-0-1").stdout
