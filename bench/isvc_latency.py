@@ -73,7 +73,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--rows", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="50 requests (a smoke run)")
     args = parser.parse_args()
+    if args.quick:
+        args.requests = 50
     import httpx
     from kubernetes import client, config
 

@@ -134,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=workflow.DEFAULTS["rows"])
     parser.add_argument("--orchestrators", action="store_true", help="also run Airflow and KFP (runtime up)")
+    parser.add_argument("--quick", action="store_true", help="2,000 rows (a smoke run)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rows = 2000
     result: dict[str, Any] = {"rows": args.rows}
     with tempfile.TemporaryDirectory() as tmp:
         result["bare"] = bare_steps(args.rows, Path(tmp))

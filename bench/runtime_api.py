@@ -8,6 +8,7 @@ Goal (issue 4): p99 under 10 ms for single-object calls on this machine.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -70,7 +71,13 @@ def job(i: int) -> dict[str, Any]:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    global N  # the module's object count, read by run()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=N, help="objects to create (BENCH_OBJECTS, 1000)")
+    parser.add_argument("--quick", action="store_true", help="100 objects (a smoke run)")
+    args = parser.parse_args(argv)
+    N = 100 if args.quick else args.objects
     with tempfile.TemporaryDirectory(prefix="kb-bench-") as tmp:
         state = Path(tmp) / "state"
         with local_runtime(state, "--no-s3", "--history", "100000") as rt:

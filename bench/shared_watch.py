@@ -173,7 +173,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="10,100,1000", help="comma-separated numbers of concurrent waits")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "shared_watch.json"))
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="sizes 10 and 100, 3 s each (a smoke run)")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.duration = "10,100", 3.0
     if args.serve:
         serve()
         return

@@ -173,7 +173,10 @@ def main() -> None:
     parser.add_argument(
         "--duration", type=float, default=20.0, help="seconds of steady-state waiting per size"
     )
+    parser.add_argument("--quick", action="store_true", help="sizes 10 and 100, 3 s each (a smoke run)")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.duration = "10,100", 3.0
     os.environ.setdefault("AIRFLOW_HOME", str(ROOT))
     os.environ.setdefault("AIRFLOW_CONFIG", str(ROOT / "airflow.cfg"))
     count_aiohttp_requests()
