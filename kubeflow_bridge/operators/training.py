@@ -347,10 +347,10 @@ class TrainJobOperator(_TrainingJobOperator):
                 resources_per_node=resource_requirements(cpu=self.cpu, memory=self.memory, gpu=gpus) or None,
             ).to_dict()
         validate_trainjob(manifest)
-        self._check_runtime(manifest, namespace)
         self._refuse_gpus(
             "the trainer", ((manifest.get("spec") or {}).get("trainer") or {}).get("resourcesPerNode")
         )
+        self._check_runtime(manifest, namespace)  # the one read: after the checks that need none
         return manifest
 
     def _check_runtime(self, manifest: dict[str, Any], namespace: str) -> None:

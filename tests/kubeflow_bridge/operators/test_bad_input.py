@@ -9,7 +9,7 @@ import pytest
 from kubeflow_bridge.operators.katib import KatibExperimentOperator
 from kubeflow_bridge.operators.kfp import KubeflowPipelineRunOperator
 from kubeflow_bridge.operators.kserve import KServeDeployOperator
-from kubeflow_bridge.operators.training import PyTorchJobOperator
+from kubeflow_bridge.operators.training import PyTorchJobOperator, TrainJobOperator
 
 from .conftest import FakeKfpClient, FakeObjectClient
 
@@ -168,6 +168,21 @@ EXECUTE_CASES: list[tuple[type, dict[str, Any], str]] = [
     (PyTorchJobOperator, {"image": IMAGE, "gpus": -1}, "gpus must be an integer >= 0"),
     (PyTorchJobOperator, {"image": IMAGE, "gpus": "1.5"}, "gpus must be an integer >= 0"),
     (PyTorchJobOperator, {"image": IMAGE, "workers": 1.5}, "workers must be an integer >= 0"),
+    # Kubeflow Trainer v2
+    (TrainJobOperator, {"runtime": "no-such-runtime"}, "ClusterTrainingRuntime 'no-such-runtime' not found"),
+    (TrainJobOperator, {"runtime_kind": "TrainingRuntime"}, "TrainingRuntime 'torch-distributed' not found"),
+    (TrainJobOperator, {"runtime_kind": "Deployment"}, "runtimeRef.kind"),
+    (TrainJobOperator, {"num_nodes": 0}, "num_nodes must be an integer >= 1"),
+    (TrainJobOperator, {"num_nodes": "two"}, "num_nodes must be an integer >= 1"),
+    (TrainJobOperator, {"num_proc_per_node": 0}, "num_proc_per_node must be an integer >= 1"),
+    (TrainJobOperator, {"gpus": 1}, "cluster has no GPUs"),
+    (TrainJobOperator, {"env": {"PET_NNODES": "4"}}, "must not have reserved envs"),
+    (TrainJobOperator, {"env": {"A": None}}, r"env\['A'\] is None"),
+    (TrainJobOperator, {"image": "my image:latest"}, "not a valid image reference"),
+    (TrainJobOperator, {"command": []}, "command is an empty list"),
+    (TrainJobOperator, {"cpu": "-1"}, "must be greater than or equal to 0"),
+    (TrainJobOperator, {"name": "a" * 64}, "no more than 63 characters"),
+    (TrainJobOperator, {"trainjob": "kind: TrainJob"}, "trainjob must be a TrainJob manifest"),
     (PyTorchJobOperator, {"image": IMAGE, "env": "A=1"}, "env must be a mapping"),
     (PyTorchJobOperator, {"pytorchjob": {"kind": "PyTorchJob"}}, "apiVersion|spec"),
     (PyTorchJobOperator, {"pytorchjob": _job(labels={"bad key!": "x"})}, "not a valid label key"),

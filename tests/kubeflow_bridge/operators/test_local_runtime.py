@@ -307,7 +307,7 @@ def test_bad_input_creates_nothing_on_the_runtime(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         cls(**{"task_id": "t", **kwargs}).execute(ctx())
-    for kind in ("PyTorchJob", "Experiment", "InferenceService"):
+    for kind in ("PyTorchJob", "TrainJob", "Experiment", "InferenceService"):
         assert objects(kind, namespace) == []
 
 
