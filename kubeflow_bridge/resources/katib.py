@@ -31,6 +31,7 @@ from kubeflow_bridge.resources._katib_rules import (
     trial_spec_containers,
     validate_experiment,
 )
+from kubeflow_bridge.resources.names import object_metadata
 from kubeflow_bridge.resources.training import JOB_ROLE_LABEL, PyTorchJobSpec, env_list
 
 __all__ = [
@@ -398,13 +399,7 @@ class ExperimentSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The Experiment manifest."""
-        metadata: dict[str, Any] = {"name": self.name}
-        if self.namespace:
-            metadata["namespace"] = self.namespace
-        if self.labels:
-            metadata["labels"] = dict(self.labels)
-        if self.annotations:
-            metadata["annotations"] = dict(self.annotations)
+        metadata = object_metadata(self.name, self.namespace, self.labels, self.annotations)
         collector: dict[str, Any] = {"collector": {"kind": self.metrics_collector}}
         if self.metrics_format:
             collector["source"] = {"filter": {"metricsFormat": list(self.metrics_format)}}

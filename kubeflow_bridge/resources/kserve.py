@@ -21,6 +21,7 @@ from kubeflow_bridge.resources._checks import (
     expect_min,
 )
 from kubeflow_bridge.resources.errors import FieldCause, raise_if_any
+from kubeflow_bridge.resources.names import object_metadata
 from kubeflow_bridge.resources.training import env_list
 
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -208,16 +209,10 @@ class InferenceServiceSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The InferenceService manifest."""
-        metadata: dict[str, Any] = {"name": self.name}
-        if self.namespace:
-            metadata["namespace"] = self.namespace
-        if self.labels:
-            metadata["labels"] = dict(self.labels)
         annotations = dict(self.annotations)
         if self.deployment_mode:
             annotations[DEPLOYMENT_MODE_ANNOTATION] = self.deployment_mode
-        if annotations:
-            metadata["annotations"] = annotations
+        metadata = object_metadata(self.name, self.namespace, self.labels, annotations)
         return {
             "apiVersion": API_VERSION,
             "kind": KIND,

@@ -203,6 +203,23 @@ def kfp_resource_name(pipeline: str, run: str, task: str, *, max_length: int = D
     return Identity.kfp(pipeline, run, task).resource_name(max_length=max_length)
 
 
+def object_metadata(
+    name: str,
+    namespace: str | None = None,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A manifest's ``metadata``: the name, and the namespace, labels and annotations that are set."""
+    metadata: dict[str, Any] = {"name": name}
+    if namespace:
+        metadata["namespace"] = namespace
+    if labels:
+        metadata["labels"] = dict(labels)
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    return metadata
+
+
 def identity_labels(identity: Identity) -> dict[str, str]:
     """The labels every object the bridge creates carries: managed-by and the identity hash."""
     return {MANAGED_BY_LABEL: MANAGED_BY_VALUE, IDENTITY_LABEL: identity.hash}

@@ -21,6 +21,7 @@ from kubeflow_bridge.resources._checks import (
     is_placeholder,
 )
 from kubeflow_bridge.resources.errors import FieldCause, raise_if_any
+from kubeflow_bridge.resources.names import object_metadata
 
 API_VERSION = "kubeflow.org/v1"
 KIND = "PyTorchJob"
@@ -221,13 +222,7 @@ class PyTorchJobSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The PyTorchJob manifest."""
-        metadata: dict[str, Any] = {"name": self.name}
-        if self.namespace:
-            metadata["namespace"] = self.namespace
-        if self.labels:
-            metadata["labels"] = dict(self.labels)
-        if self.annotations:
-            metadata["annotations"] = dict(self.annotations)
+        metadata = object_metadata(self.name, self.namespace, self.labels, self.annotations)
         return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": self.spec_dict()}
 
 

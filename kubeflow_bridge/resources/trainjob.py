@@ -26,6 +26,7 @@ from kubeflow_bridge.resources._checks import (
     image_problem,
 )
 from kubeflow_bridge.resources.errors import FieldCause, raise_if_any
+from kubeflow_bridge.resources.names import object_metadata
 from kubeflow_bridge.resources.training import env_list
 
 GROUP = "trainer.kubeflow.org"
@@ -111,13 +112,7 @@ class TrainJobSpec:
             spec["suspend"] = self.suspend
         if self.active_deadline_seconds is not None:
             spec["activeDeadlineSeconds"] = self.active_deadline_seconds
-        metadata: dict[str, Any] = {"name": self.name}
-        if self.namespace:
-            metadata["namespace"] = self.namespace
-        if self.labels:
-            metadata["labels"] = dict(self.labels)
-        if self.annotations:
-            metadata["annotations"] = dict(self.annotations)
+        metadata = object_metadata(self.name, self.namespace, self.labels, self.annotations)
         return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
 
 
