@@ -45,6 +45,48 @@ def _trainjob(rt: RuntimeHandle, ns: str, name: str) -> dict:
     return json.loads(kubectl(rt, ns, "get", "trainjob", name, "-o", "json").stdout)
 
 
+def _apply(rt: RuntimeHandle, ns: str, tmp_path: Path, text: str) -> None:
+    manifest = tmp_path / f"manifest-{len(list(tmp_path.glob('manifest-*')))}.yaml"
+    manifest.write_text(text)
+    kubectl(rt, ns, "apply", "-f", str(manifest))
+
+
+def _no_retry_runtime(name: str, num_nodes: int, script: str) -> str:
+    """A TrainingRuntime whose nodes run ``script`` once: the first failure fails the job."""
+    return f"""
+apiVersion: trainer.kubeflow.org/v1alpha1
+kind: TrainingRuntime
+metadata:
+  name: {name}
+spec:
+  mlPolicy: {{numNodes: {num_nodes}, torch: {{}}}}
+  template:
+    spec:
+      replicatedJobs:
+        - name: node
+          template:
+            metadata:
+              labels: {{trainer.kubeflow.org/trainjob-ancestor-step: trainer}}
+            spec:
+              backoffLimit: 0
+              template:
+                spec:
+                  restartPolicy: Never
+                  containers:
+                    - name: node
+                      image: python:3.11
+                      command: [python3, -c, {json.dumps(script)}]
+"""
+
+
+def _trainjob_on(name: str, runtime_name: str) -> str:
+    """A TrainJob of the namespaced TrainingRuntime ``runtime_name``, with no overrides."""
+    return (
+        f"apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata: {{name: {name}}}\n"
+        f"spec:\n  runtimeRef: {{name: {runtime_name}, kind: TrainingRuntime}}\n"
+    )
+
+
 def test_trainjob_runs_torchrun_on_two_nodes_with_kubectl(
     runtime: RuntimeHandle, namespace: str, tmp_path: Path
 ) -> None:
@@ -109,40 +151,13 @@ def test_a_failing_node_fails_the_trainjob_and_suspend_resumes(
     runtime: RuntimeHandle, namespace: str, tmp_path: Path
 ) -> None:
     # a namespaced runtime with no retries: the first failure fails the job (JobSet's FailedJobs)
-    runtime_yaml = tmp_path / "runtime.yaml"
-    runtime_yaml.write_text(
-        """
-apiVersion: trainer.kubeflow.org/v1alpha1
-kind: TrainingRuntime
-metadata:
-  name: strict
-spec:
-  mlPolicy: {numNodes: 1, torch: {}}
-  template:
-    spec:
-      replicatedJobs:
-        - name: node
-          template:
-            metadata:
-              labels: {trainer.kubeflow.org/trainjob-ancestor-step: trainer}
-            spec:
-              backoffLimit: 0
-              template:
-                spec:
-                  restartPolicy: Never
-                  containers:
-                    - name: node
-                      image: python:3.11
-                      command: [python3, -c, "import sys; print('bad node'); sys.exit(3)"]
-"""
+    _apply(
+        runtime,
+        namespace,
+        tmp_path,
+        _no_retry_runtime("strict", 1, "import sys; print('bad node'); sys.exit(3)"),
     )
-    kubectl(runtime, namespace, "apply", "-f", str(runtime_yaml))
-    job_yaml = tmp_path / "job.yaml"
-    job_yaml.write_text(
-        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata: {name: broken}\n"
-        "spec:\n  runtimeRef: {name: strict, kind: TrainingRuntime}\n"
-    )
-    kubectl(runtime, namespace, "apply", "-f", str(job_yaml))
+    _apply(runtime, namespace, tmp_path, _trainjob_on("broken", "strict"))
     kubectl(
         runtime, namespace, "wait", "--for=condition=Failed", "trainjob/broken", "--timeout=60s", timeout=70
     )
@@ -153,12 +168,14 @@ spec:
     assert "bad node" in kubectl(runtime, namespace, "logs", "broken-node-0-0").stdout
 
     # suspended: no pod until resumed, then Suspended=False (Resumed) and the job runs to Complete
-    job_yaml.write_text(
+    _apply(
+        runtime,
+        namespace,
+        tmp_path,
         "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata: {name: later}\n"
         "spec:\n  suspend: true\n  runtimeRef: {name: torch-distributed}\n"
-        "  trainer: {command: [python3, -c, \"print('resumed')\"]}\n"
+        "  trainer: {command: [python3, -c, \"print('resumed')\"]}\n",
     )
-    kubectl(runtime, namespace, "apply", "-f", str(job_yaml))
     kubectl(
         runtime, namespace, "wait", "--for=condition=Suspended", "trainjob/later", "--timeout=30s", timeout=40
     )
@@ -189,8 +206,10 @@ def test_replicated_jobs_start_in_depends_on_order(
     """An initializer runs to completion before the trainer nodes start (dependsOn status Complete), as
     Trainer's dataset and model initializers do."""
     marker = tmp_path / "initialized"
-    runtime_yaml = tmp_path / "runtime.yaml"
-    runtime_yaml.write_text(
+    _apply(
+        runtime,
+        namespace,
+        tmp_path,
         f"""
 apiVersion: trainer.kubeflow.org/v1alpha1
 kind: TrainingRuntime
@@ -224,15 +243,9 @@ spec:
                     - name: node
                       image: python:3.11
                       command: [python3, -c, "import pathlib; print('data ready:', pathlib.Path('{marker}').exists())"]
-"""
+""",
     )
-    kubectl(runtime, namespace, "apply", "-f", str(runtime_yaml))
-    job_yaml = tmp_path / "job.yaml"
-    job_yaml.write_text(
-        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata: {name: staged}\n"
-        "spec:\n  runtimeRef: {name: staged, kind: TrainingRuntime}\n"
-    )
-    kubectl(runtime, namespace, "apply", "-f", str(job_yaml))
+    _apply(runtime, namespace, tmp_path, _trainjob_on("staged", "staged"))
     kubectl(
         runtime, namespace, "wait", "--for=condition=Complete", "trainjob/staged", "--timeout=60s", timeout=70
     )
@@ -246,41 +259,9 @@ def test_a_failed_trainjob_stops_its_other_nodes(
 ) -> None:
     """Node 1 fails; node 0, waiting, is stopped a few seconds after Failed (no orphan); node 1's pod and
     log stay."""
-    runtime_yaml = tmp_path / "runtime.yaml"
     script = "import os, sys, time; i = os.environ['JOB_COMPLETION_INDEX']; print('node', i, flush=True); i == '1' and sys.exit(3); time.sleep(120)"
-    runtime_yaml.write_text(
-        f"""
-apiVersion: trainer.kubeflow.org/v1alpha1
-kind: TrainingRuntime
-metadata:
-  name: half
-spec:
-  mlPolicy: {{numNodes: 2}}
-  template:
-    spec:
-      replicatedJobs:
-        - name: node
-          template:
-            metadata:
-              labels: {{trainer.kubeflow.org/trainjob-ancestor-step: trainer}}
-            spec:
-              backoffLimit: 0
-              template:
-                spec:
-                  restartPolicy: Never
-                  containers:
-                    - name: node
-                      image: python:3.11
-                      command: [python3, -c, "{script}"]
-"""
-    )
-    kubectl(runtime, namespace, "apply", "-f", str(runtime_yaml))
-    job_yaml = tmp_path / "job.yaml"
-    job_yaml.write_text(
-        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata: {name: half}\n"
-        "spec:\n  runtimeRef: {name: half, kind: TrainingRuntime}\n"
-    )
-    kubectl(runtime, namespace, "apply", "-f", str(job_yaml))
+    _apply(runtime, namespace, tmp_path, _no_retry_runtime("half", 2, script))
+    _apply(runtime, namespace, tmp_path, _trainjob_on("half", "half"))
     kubectl(
         runtime, namespace, "wait", "--for=condition=Failed", "trainjob/half", "--timeout=60s", timeout=70
     )
