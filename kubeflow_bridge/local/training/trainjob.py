@@ -151,6 +151,15 @@ class TrainJobController(Controller):
                 container["env"] = env
         return rjobs
 
+    def _recover_port(self, job: Obj, pods: list[Obj]) -> None:
+        """After a runtime restart, a replacement pod must meet its peers on the port they already use."""
+        uid = job["metadata"]["uid"]
+        for pod in pods:
+            for container in (pod.get("spec") or {}).get("containers") or []:
+                for env in container.get("env") or []:
+                    if uid not in self.ports and env.get("name") == "PET_MASTER_PORT" and env.get("value"):
+                        self.ports[uid] = int(env["value"])
+
     def _pod_body(self, job: Obj, rjob: dict[str, Any], index: int) -> Obj:
         name = job["metadata"]["name"]
         tmpl = rjob["template"]
@@ -219,6 +228,7 @@ class TrainJobController(Controller):
             self._write(job, status)
             return None
         by_name = {p["metadata"]["name"]: p for p in pods}
+        self._recover_port(job, pods)
         rjobs = self._replicated_jobs(job, runtime)
         done: set[str] = set()
         ready: set[str] = set()  # replicated jobs whose pods all run or finished (dependsOn status Ready)

@@ -267,3 +267,19 @@ def test_a_failed_trainjob_stops_its_other_nodes(
     )
     kubectl(runtime, namespace, "wait", "--for=delete", "pod/half-node-0-0", "--timeout=30s", timeout=40)
     assert "node 1" in kubectl(runtime, namespace, "logs", "half-node-0-1").stdout
+
+
+def test_a_restarted_controller_keeps_the_jobs_master_port() -> None:
+    """The port lives in the controller's memory; after a runtime restart it is read back from the pods
+    that exist, so a replacement node meets its peers on it."""
+    from kubeflow_bridge.local.training.trainjob import TrainJobController
+
+    controller = TrainJobController()
+    job = {"metadata": {"uid": "u1"}}
+    pod = {"spec": {"containers": [{"name": "node", "env": [{"name": "PET_MASTER_PORT", "value": "41234"}]}]}}
+    controller._recover_port(job, [{"spec": {"containers": [{"name": "node"}]}}, pod])
+    assert controller.ports == {"u1": 41234}
+    controller._recover_port(
+        job, [{"spec": {"containers": [{"env": [{"name": "PET_MASTER_PORT", "value": "1"}]}]}}]
+    )
+    assert controller.ports == {"u1": 41234}  # the first one found stays
