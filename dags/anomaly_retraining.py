@@ -1,6 +1,7 @@
 """Scheduled retraining of the telemetry anomaly detector on Kubeflow, orchestrated by Airflow.
 
-ingest (pod) -> preprocess (pod) -> tune (Katib Experiment) -> train (PyTorchJob, best params)
+ingest (pod) -> preprocess (pod) -> tune (Katib Experiment) -> train (TrainJob, or PyTorchJob with
+``training_api=pytorchjob``; best params)
 -> evaluate (pod) -> gate (threshold + serving model) -> deploy (KServe: canary, smoke test, promote)
 -> summary (always) and check_run (fails the run when a step failed). A gate that says "no" skips
 deploy and leaves the serving model untouched; the run still succeeds.
@@ -27,7 +28,7 @@ from kubeflow_bridge.operators.gate import ModelGateBranchOperator
 from kubeflow_bridge.operators.katib import KatibExperimentOperator
 from kubeflow_bridge.operators.kserve import KServeDeployOperator, serving_model_uri
 from kubeflow_bridge.operators.pod import TrainerPodOperator
-from kubeflow_bridge.operators.training import PyTorchJobOperator
+from kubeflow_bridge.operators.training import TrainingJobOperator
 
 DAG_ID = "anomaly_retraining"
 #: The trigger form's fields: the workflow's defaults with their JSON schemas.
@@ -72,13 +73,8 @@ MACROS = {
     "trial_args": lambda params, run_id: workflow.trial_args(
         _prefix(params, run_id), epochs=params["tune_epochs"], seed=params["seed"]
     ),
-    "train_args": lambda params, run_id, best: workflow.train_args(
-        _prefix(params, run_id),
-        epochs=params["epochs"],
-        seed=params["seed"],
-        best_params=best,
-        score_mix=params["score_mix"],
-    ),
+    # A TrainJob or a PyTorchJob by the training_api param; the operator names it.
+    "train_job": lambda params, run_id, best: workflow.training_job(_prefix(params, run_id), params, best),
     # Reads the live InferenceService when the task renders: evaluate re-scores the model it serves.
     "evaluate_args": lambda params, run_id: workflow.evaluate_args(
         _prefix(params, run_id),
@@ -95,7 +91,7 @@ MACROS = {
 
 with DAG(
     dag_id=DAG_ID,
-    description="Retrain the telemetry anomaly detector (Katib, PyTorchJob, KServe) on a daily window",
+    description="Retrain the telemetry anomaly detector (Katib, TrainJob, KServe) on a daily window",
     # Daily at 03:00, each run covering the day before it. Unpausing the DAG starts no run of its own for
     # the last 03:00: run_immediately=timedelta(0), a zero grace period. (False is not enough: Airflow
     # treats it like None and still runs the last 03:00 when unpaused within 2.4 hours of it.)
@@ -135,16 +131,10 @@ with DAG(
         max_failed_trial_count=1,
         trial_env_from=workflow.storage_env_from(),
     )
-    train = PyTorchJobOperator(
+    train = TrainingJobOperator(
         task_id="train",
         namespace=ns,
-        image=workflow.TRAINER_IMAGE,
-        command=["python", "-m", "trainer"],
-        args="{{ train_args(params, run_id, ti.xcom_pull(task_ids='tune')['best_parameters']) }}",
-        workers="{{ params.worker_replicas }}",
-        gpus="{{ params.gpus_per_replica }}",
-        backoff_limit=workflow.TRAIN_BACKOFF_LIMIT,
-        env_from=workflow.storage_env_from(),
+        job="{{ train_job(params, run_id, ti.xcom_pull(task_ids='tune')['best_parameters']) }}",
     )
     evaluate = TrainerPodOperator(
         task_id="evaluate", arguments="{{ evaluate_args(params, run_id) }}", namespace=ns

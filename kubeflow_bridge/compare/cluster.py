@@ -1,7 +1,7 @@
 """Fill in compute seconds the Airflow operators do not return, from the Kubeflow objects themselves.
 
 The KFP components output ``compute_seconds`` for every step; on the Airflow side the Katib and
-PyTorchJob operators return the object's name and outcome only. This reads the same numbers the
+training-job operators return the object's name and outcome only. This reads the same numbers the
 components report: the tuning step's compute is the span of its trials (first start to last
 completion), the training step's is the master replica's TRAINER_SUMMARY ``compute_seconds``.
 """
@@ -27,7 +27,7 @@ _TRIAL_LISTS = (
 )
 
 
-def tune_compute_seconds(client: Any, name: str, namespace: str) -> float | None:
+def tune_compute_seconds(client: Any, name: str, namespace: str, kind: str = "") -> float | None:
     """Span of the Experiment's trials (None when the Experiment or its trials are gone)."""
     from kubeflow_bridge.clients.kube import EXPERIMENT, TRIAL
 
@@ -40,11 +40,13 @@ def tune_compute_seconds(client: Any, name: str, namespace: str) -> float | None
     return trial_span_seconds(trials)
 
 
-def train_compute_seconds(client: Any, name: str, namespace: str) -> float | None:
-    """The PyTorchJob master's own compute seconds, from its TRAINER_SUMMARY log line."""
-    from kubeflow_bridge.clients.kube import PYTORCHJOB
+def train_compute_seconds(client: Any, name: str, namespace: str, kind: str = "") -> float | None:
+    """The training job's node 0 (a TrainJob's first node, a PyTorchJob's master): its own compute
+    seconds, from its TRAINER_SUMMARY log line. ``kind``: the job's (an output without one: PyTorchJob)."""
+    from kubeflow_bridge.clients.kube import kind_named
 
-    for text in client.job_logs(PYTORCHJOB, name, namespace=namespace, role="master").values():
+    job_kind = kind_named(kind or "PyTorchJob")
+    for text in client.job_logs(job_kind, name, namespace=namespace, role="master").values():
         try:
             return float(parse_trainer_summary(text)["compute_seconds"])
         except (ValueError, KeyError, TypeError):
@@ -62,7 +64,8 @@ def fill_compute_from_cluster(
 
     Args:
         run: The collected run.
-        outputs: ``{step: task output}``; the tune/train outputs carry the object's ``name``/``namespace``.
+        outputs: ``{step: task output}``; the tune/train outputs carry the object's ``name``/``namespace``
+            (and the train output its ``kind``).
         client: A :class:`~kubeflow_bridge.clients.kube.KubeflowObjectClient`.
     """
     steps: list[StepRecord] = []
@@ -71,7 +74,12 @@ def fill_compute_from_cluster(
         output = as_mapping(outputs.get(step.step))
         if step.compute_seconds is None and reader is not None and output.get("name"):
             try:
-                seconds = reader(client, str(output["name"]), str(output.get("namespace") or "default"))
+                seconds = reader(
+                    client,
+                    str(output["name"]),
+                    str(output.get("namespace") or "default"),
+                    str(output.get("kind") or ""),
+                )
             except Exception as exc:  # the report still stands without this number
                 log.warning("could not read %s compute from the cluster: %s", step.step, exc)
                 seconds = None

@@ -104,6 +104,11 @@ def _equality_rows(equality: dict[str, Any], labels: list[str]) -> str:
     return "".join(rows)
 
 
+def _training_api(kind: str | None) -> str:
+    api = {"TrainJob": "Kubeflow Trainer v2", "PyTorchJob": "Training Operator v1"}.get(kind or "")
+    return f"{kind} ({api})" if api else kind or _DASH
+
+
 def _value(value: Any) -> str:
     if value is None:
         return _DASH
@@ -134,6 +139,7 @@ def render_html(comparison: dict[str, Any]) -> str:
     ]
     summary_rows: list[tuple[str, Any]] = [
         ("run id", lambda r: escape(r["run_id"])),
+        ("training API", lambda r: escape(_training_api(r["outcome"].get("training_kind")))),
         ("state", lambda r: escape(r["state"])),
         ("wall time (s)", lambda r: _fmt(r["wall_seconds"])),
         ("critical path of compute (s)", lambda r: _fmt(r["critical_path"]["seconds"])),

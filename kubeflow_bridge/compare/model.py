@@ -170,19 +170,28 @@ class Outcome:
         best_params: The tuned hyperparameters the model was trained with (None if tuning did not finish).
         f_score: The composite F-score of the evaluated model (None if evaluation did not finish).
         deployed: Whether the model was deployed (None if the run did not get that far).
+        training_kind: The kind of job that trained it (``TrainJob`` on Kubeflow Trainer v2,
+            ``PyTorchJob`` on the Training Operator v1; None if unknown). Reported, not compared.
     """
 
     best_params: dict[str, Any] | None = None
     f_score: float | None = None
     deployed: bool | None = None
+    training_kind: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"best_params": self.best_params, "f_score": self.f_score, "deployed": self.deployed}
+        return {
+            "best_params": self.best_params,
+            "f_score": self.f_score,
+            "deployed": self.deployed,
+            "training_kind": self.training_kind,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Outcome:
-        """Build an outcome from a dict with any of ``best_params``, ``f_score``, ``deployed``."""
+        """Build an outcome from a dict with any of ``best_params``, ``f_score``, ``deployed``,
+        ``training_kind``."""
         data = data or {}
         f_score = data.get("f_score")
         deployed = data.get("deployed")
@@ -190,6 +199,7 @@ class Outcome:
             best_params=None if data.get("best_params") is None else dict(data["best_params"]),
             f_score=None if f_score is None else float(f_score),
             deployed=None if deployed is None else bool(deployed),
+            training_kind=data.get("training_kind") or None,
         )
 
 

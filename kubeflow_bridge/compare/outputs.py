@@ -7,6 +7,7 @@ same names, so one reader serves both:
   under ``summary``;
 - ``tune``: ``best_params`` (or ``parameters``), a dict or its JSON text;
 - ``evaluate``: ``f_score``;
+- ``train``: ``kind``, the training job's (TrainJob or PyTorchJob);
 - ``deploy``: ``deployed`` (else: the deploy step succeeded -> True, skipped -> False);
 - ``summary`` (Airflow's final task) may carry all three at once, and wins where it does.
 """
@@ -87,7 +88,8 @@ def outcome_from_outputs(outputs: dict[str, Any], states: dict[str, str]) -> Out
             deployed = False
         else:
             deployed = None
-    return Outcome(best_params=best_params, f_score=f_score, deployed=deployed)
+    training_kind = as_mapping(outputs.get("train")).get("kind") or None
+    return Outcome(best_params=best_params, f_score=f_score, deployed=deployed, training_kind=training_kind)
 
 
 def _as_bool(value: Any) -> bool | None:

@@ -1,4 +1,5 @@
-"""Training jobs: ``PyTorchJobOperator`` (training operator v1) and ``TrainJobOperator`` (Kubeflow Trainer v2)."""
+"""Training jobs: ``PyTorchJobOperator`` (training operator v1), ``TrainJobOperator`` (Kubeflow Trainer v2) and
+``TrainingJobOperator`` (either, from a manifest)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from kubeflow_bridge.operators._base import KubeflowObjectOperator, as_command, 
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
+
+    from kubeflow_bridge.links.base import KubeflowLink
 
 
 class _TrainingJobOperator(KubeflowObjectOperator):
@@ -31,6 +34,45 @@ class _TrainingJobOperator(KubeflowObjectOperator):
             raise ValueError(
                 f"{what} requests nvidia.com/gpu but connection {self.kubeflow_conn_id!r} says the "
                 "cluster has no GPUs (gpus_available=false): set gpus=0 or use a GPU cluster"
+            )
+
+    def check_pytorchjob(self, manifest: dict[str, Any]) -> None:
+        """A PyTorchJob as the training operator's webhook would take it, on this cluster's GPUs."""
+        from kubeflow_bridge.resources.training import validate_pytorchjob
+
+        validate_pytorchjob(manifest)
+        for rtype, replica in (manifest.get("spec", {}).get("pytorchReplicaSpecs") or {}).items():
+            for container in ((replica or {}).get("template") or {}).get("spec", {}).get("containers", []):
+                self._refuse_gpus(rtype, container.get("resources"))
+
+    def check_trainjob(self, manifest: dict[str, Any], namespace: str) -> None:
+        """A TrainJob as Trainer's webhook would take it, on this cluster's GPUs and runtimes."""
+        from kubeflow_bridge.resources.trainjob import validate_trainjob
+
+        validate_trainjob(manifest)
+        self._refuse_gpus(
+            "the trainer", ((manifest.get("spec") or {}).get("trainer") or {}).get("resourcesPerNode")
+        )
+        self._check_runtime(manifest, namespace)  # the one read: after the checks that need none
+
+    def _check_runtime(self, manifest: dict[str, Any], namespace: str) -> None:
+        """The runtime must exist (the webhook's rule), said before anything is created."""
+        from kubeflow_bridge.clients.kube import CLUSTERTRAININGRUNTIME, TRAININGRUNTIME, KubeApiError
+        from kubeflow_bridge.resources.trainjob import runtime_ref
+
+        kind_name, name = runtime_ref(manifest)
+        kind = TRAININGRUNTIME if kind_name == "TrainingRuntime" else CLUSTERTRAININGRUNTIME
+        try:
+            found = self.object_client().get(kind, name, namespace=namespace)
+        except KubeApiError as err:
+            if err.status == 403:  # no right to read runtimes: the webhook still checks at create
+                return
+            raise
+        if found is None:
+            where = f" in namespace {namespace!r}" if kind.namespaced else ""
+            raise ValueError(
+                f"runtime: {kind_name} {name!r} not found{where}: `kubectl get {kind.plural}` lists "
+                "the runtimes; set runtime= (and runtime_kind=) to one of them"
             )
 
     def _read_logs(self, name: str, namespace: str) -> dict[str, str]:
@@ -90,6 +132,7 @@ class _TrainingJobOperator(KubeflowObjectOperator):
         return {
             "name": outcome.name,
             "namespace": (obj.get("metadata") or {}).get("namespace", ""),
+            "kind": self.kind_name,
             "state": outcome.state,
             "reason": outcome.reason,
             # counts only: the selectors the controller writes are large and say nothing new
@@ -188,13 +231,11 @@ class PyTorchJobOperator(_TrainingJobOperator):
             RunPolicy,
             env_list,
             resource_requirements,
-            validate_pytorchjob,
         )
 
         if self.pytorchjob is not None:
             manifest = self.given_manifest(self.pytorchjob, "pytorchjob", name, namespace)
-            validate_pytorchjob(manifest)
-            self._check_gpus(manifest)
+            self.check_pytorchjob(manifest)
             return manifest
         if not self.image or not isinstance(self.image, str):
             raise ValueError(
@@ -235,14 +276,8 @@ class PyTorchJobOperator(_TrainingJobOperator):
             run_policy=run_policy,
             restart_policy=self.restart_policy,
         ).to_dict()
-        validate_pytorchjob(manifest)
-        self._check_gpus(manifest)
+        self.check_pytorchjob(manifest)
         return manifest
-
-    def _check_gpus(self, manifest: dict[str, Any]) -> None:
-        for rtype, replica in (manifest.get("spec", {}).get("pytorchReplicaSpecs") or {}).items():
-            for container in ((replica or {}).get("template") or {}).get("spec", {}).get("containers", []):
-                self._refuse_gpus(rtype, container.get("resources"))
 
 
 class TrainJobOperator(_TrainingJobOperator):
@@ -323,7 +358,7 @@ class TrainJobOperator(_TrainingJobOperator):
 
     def build_manifest(self, context: Context, name: str, namespace: str) -> dict[str, Any]:
         from kubeflow_bridge.resources.training import env_list, resource_requirements
-        from kubeflow_bridge.resources.trainjob import TrainJobSpec, validate_trainjob
+        from kubeflow_bridge.resources.trainjob import TrainJobSpec
 
         if self.trainjob is not None:
             manifest = self.given_manifest(self.trainjob, "trainjob", name, namespace)
@@ -346,29 +381,62 @@ class TrainJobOperator(_TrainingJobOperator):
                 else as_int("num_proc_per_node", self.num_proc_per_node, minimum=1),
                 resources_per_node=resource_requirements(cpu=self.cpu, memory=self.memory, gpu=gpus) or None,
             ).to_dict()
-        validate_trainjob(manifest)
-        self._refuse_gpus(
-            "the trainer", ((manifest.get("spec") or {}).get("trainer") or {}).get("resourcesPerNode")
-        )
-        self._check_runtime(manifest, namespace)  # the one read: after the checks that need none
+        self.check_trainjob(manifest, namespace)
         return manifest
 
-    def _check_runtime(self, manifest: dict[str, Any], namespace: str) -> None:
-        """The runtime must exist (the webhook's rule), said before anything is created."""
-        from kubeflow_bridge.clients.kube import CLUSTERTRAININGRUNTIME, TRAININGRUNTIME, KubeApiError
-        from kubeflow_bridge.resources.trainjob import runtime_ref
 
-        kind_name, name = runtime_ref(manifest)
-        kind = TRAININGRUNTIME if kind_name == "TrainingRuntime" else CLUSTERTRAININGRUNTIME
-        try:
-            found = self.object_client().get(kind, name, namespace=namespace)
-        except KubeApiError as err:
-            if err.status == 403:  # no right to read runtimes: the webhook still checks at create
-                return
-            raise
-        if found is None:
-            where = f" in namespace {namespace!r}" if kind.namespaced else ""
+class TrainingJobOperator(_TrainingJobOperator):
+    """Create a training job from its manifest, a Kubeflow Trainer v2 TrainJob or a Training Operator v1
+    PyTorchJob, and wait for it; node 0's (the master's) log goes to the task log.
+
+    The kind comes from the rendered manifest, so one task can run either API: the retraining DAG's
+    ``train`` task builds its job with ``workflow.training_job`` and its ``training_api`` param picks.
+
+    Args:
+        job: The manifest (a dict with ``apiVersion`` and ``kind``); its name and namespace become the
+            task's (``name=``, else deterministic from the DAG run; ``namespace=``).
+        log_lines: Lines of node 0's log printed at the end in deferrable mode.
+        **kwargs: See :class:`KubeflowObjectOperator` (namespace, deferrable, timeout, if_exists, ...).
+
+    Returns:
+        ``{"name", "namespace", "kind", "state", "reason", "replica_statuses"}``.
+    """
+
+    template_fields: Sequence[str] = (*_TrainingJobOperator.template_fields, "job")
+    template_fields_renderers = {"job": "json"}
+    #: The kinds this operator creates, with their API versions.
+    KINDS: ClassVar[dict[str, str]] = {
+        "TrainJob": "trainer.kubeflow.org/v1alpha1",
+        "PyTorchJob": "kubeflow.org/v1",
+    }
+    operator_extra_links = (TrainJobLink(), PyTorchJobLink())
+
+    def __init__(self, *, job: dict[str, Any] | str, log_lines: int = 200, **kwargs: Any) -> None:
+        super().__init__(log_lines=log_lines, **kwargs)
+        self.job = job
+
+    @property  # type: ignore[misc]  # the base's class constant, per task here
+    def kind_name(self) -> str:  # type: ignore[override]
+        kind = self.job.get("kind") if isinstance(self.job, dict) else None
+        return kind if kind in self.KINDS else "training job"
+
+    @property  # type: ignore[misc]
+    def link_class(self) -> type[KubeflowLink]:  # type: ignore[override]
+        return TrainJobLink if self.kind_name == "TrainJob" else PyTorchJobLink
+
+    def build_manifest(self, context: Context, name: str, namespace: str) -> dict[str, Any]:
+        kinds = " or ".join(f"{kind} ({version})" for kind, version in self.KINDS.items())
+        if not isinstance(self.job, dict) or self.job.get("kind") not in self.KINDS:
+            got = self.job.get("kind") if isinstance(self.job, dict) else type(self.job).__name__
+            raise ValueError(f"job must be a {kinds} manifest, not {got!r}")
+        manifest = self.given_manifest(self.job, "job", name, namespace)
+        if manifest.get("apiVersion") != self.KINDS[self.kind_name]:
             raise ValueError(
-                f"runtime: {kind_name} {name!r} not found{where}: `kubectl get {kind.plural}` lists "
-                "the runtimes; set runtime= (and runtime_kind=) to one of them"
+                f"job: a {self.kind_name} has apiVersion {self.KINDS[self.kind_name]!r}, "
+                f"not {manifest.get('apiVersion')!r}"
             )
+        if self.kind_name == "TrainJob":
+            self.check_trainjob(manifest, namespace)
+        else:
+            self.check_pytorchjob(manifest)
+        return manifest

@@ -1,7 +1,7 @@
 # mypy: disable-error-code="valid-type"
 """The retraining workflow as a KFP v2 pipeline: ``anomaly_pipeline``.
 
-ingest -> preprocess -> tune (Katib Experiment) -> train (PyTorchJob) -> evaluate (Metrics + HTML)
+ingest -> preprocess -> tune (Katib Experiment) -> train (TrainJob or PyTorchJob) -> evaluate (Metrics + HTML)
 -> gate -> ``dsl.If(decision == "deploy")`` -> deploy (KServe InferenceService, canary, smoke, promote).
 
 Lightweight components on the trainer image (``install_kfp_package=False``: the image has kfp), each
@@ -127,10 +127,12 @@ def train(
     epochs: int,
     score_mix: float,
     seed: int,
+    training_api: str,
     worker_replicas: int,
     gpus_per_replica: int,
-) -> NamedTuple("TrainOutputs", [("model", str), ("job", str), ("compute_seconds", float)]):
-    """PyTorchJob (Master + Workers, DDP) with the tuned parameters."""
+) -> NamedTuple("TrainOutputs", [("model", str), ("job", str), ("kind", str), ("compute_seconds", float)]):
+    """The training job with the tuned parameters: a TrainJob (torchrun on each node) or a PyTorchJob
+    (Master + Workers), by ``training_api``; DDP either way."""
     import json
     from collections import namedtuple
 
@@ -140,12 +142,15 @@ def train(
         "epochs": epochs,
         "score_mix": score_mix,
         "seed": seed,
+        "training_api": training_api,
         "worker_replicas": worker_replicas,
         "gpus_per_replica": gpus_per_replica,
     }
     result = steps.train(prefix, params, json.loads(best_params), run_id=run_id, namespace=namespace)
-    TrainOutputs = namedtuple("TrainOutputs", ["model", "job", "compute_seconds"])
-    return TrainOutputs(result["model"], result["job"], float(result["compute_seconds"] or 0.0))
+    TrainOutputs = namedtuple("TrainOutputs", ["model", "job", "kind", "compute_seconds"])
+    return TrainOutputs(
+        result["model"], result["job"], result["kind"], float(result["compute_seconds"] or 0.0)
+    )
 
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
@@ -285,7 +290,7 @@ def deploy(
 @dsl.pipeline(
     name="anomaly-pipeline",
     description="Retrain the telemetry anomaly detector on your dataset: ingest, preprocess, Katib tune, "
-    "PyTorchJob train, evaluate beside baselines, and deploy on KServe when the gate passes.",
+    "train (TrainJob or PyTorchJob), evaluate beside baselines, and deploy on KServe when the gate passes.",
 )
 def anomaly_pipeline(
     source: str = DEFAULTS["source"],
@@ -305,6 +310,7 @@ def anomaly_pipeline(
     tune_epochs: int = DEFAULTS["tune_epochs"],
     epochs: int = DEFAULTS["epochs"],
     score_mix: float = DEFAULTS["score_mix"],
+    training_api: str = DEFAULTS["training_api"],
     worker_replicas: int = DEFAULTS["worker_replicas"],
     gpus_per_replica: int = DEFAULTS["gpus_per_replica"],
     f_score_threshold: float = DEFAULTS["f_score_threshold"],
@@ -354,6 +360,7 @@ def anomaly_pipeline(
         epochs=epochs,
         score_mix=score_mix,
         seed=seed,
+        training_api=training_api,
         worker_replicas=worker_replicas,
         gpus_per_replica=gpus_per_replica,
     )

@@ -3,7 +3,7 @@
 The components in :mod:`kubeflow_bridge.pipelines.pipeline` are thin: KFP serializes a lightweight
 component's source, so each one imports this module and calls one function. Here the trainer steps run
 as ``python -m trainer ...`` subprocesses (exactly what an Airflow pod runs) and the Kubeflow objects
-(Katib Experiment, PyTorchJob, InferenceService) are created through the bridge core
+(Katib Experiment, TrainJob or PyTorchJob, InferenceService) are created through the bridge core
 (:mod:`kubeflow_bridge.resources` builders, :class:`~kubeflow_bridge.clients.kube.KubeflowObjectClient`
 with ``$KUBECONFIG``) with the same builders the Airflow operators use.
 """
@@ -117,44 +117,6 @@ def build_experiment(
     )
 
 
-def build_pytorchjob(
-    prefix: str,
-    params: dict[str, Any],
-    best_params: dict[str, Any],
-    *,
-    name: str,
-    namespace: str,
-    image: str = workflow.TRAINER_IMAGE,
-) -> dict[str, Any]:
-    """The final training PyTorchJob (Master + ``worker_replicas`` Workers) with the best parameters."""
-    from kubeflow_bridge.resources.training import (
-        PyTorchJobSpec,
-        RunPolicy,
-        resource_requirements,
-        validate_pytorchjob,
-    )
-
-    manifest = PyTorchJobSpec(
-        name=name,
-        namespace=namespace,
-        image=image,
-        command=["python", "-m", "trainer"],
-        args=workflow.train_args(
-            prefix,
-            epochs=int(params["epochs"]),
-            seed=int(params["seed"]),
-            best_params=best_params,
-            score_mix=float(params.get("score_mix", workflow.DEFAULTS["score_mix"])),
-        ),
-        resources=resource_requirements(gpu=int(params["gpus_per_replica"])) or None,
-        workers=int(params["worker_replicas"]),
-        env_from=workflow.storage_env_from(),
-        run_policy=RunPolicy(backoff_limit=workflow.TRAIN_BACKOFF_LIMIT),
-    ).to_dict()
-    validate_pytorchjob(manifest)
-    return manifest
-
-
 def build_inference_service(
     prefix: str, *, name: str, namespace: str, image: str = workflow.TRAINER_IMAGE
 ) -> dict[str, Any]:
@@ -213,24 +175,32 @@ def tune(prefix: str, params: dict[str, Any], *, run_id: str, namespace: str) ->
 def train(
     prefix: str, params: dict[str, Any], best_params: dict[str, Any], *, run_id: str, namespace: str
 ) -> dict[str, Any]:
-    """Run the training PyTorchJob; return the model URI and the master's compute seconds."""
-    from kubeflow_bridge.clients.kube import PYTORCHJOB
+    """Run the training job (a TrainJob or a PyTorchJob, by ``training_api``); return the model URI, the
+    job, its kind and node 0's (the master's) compute seconds."""
+    from kubeflow_bridge.clients.kube import kind_named
+    from kubeflow_bridge.workflow.training import training_job
 
     who = identity(run_id, "train")
-    manifest = build_pytorchjob(
+    manifest = training_job(
         prefix, params, best_params, name=who.resource_name(max_length=50), namespace=namespace
     )
+    kind = kind_named(manifest["kind"])
     with object_client() as client:
-        job = _create_and_wait(client, PYTORCHJOB, manifest, who, namespace)
+        job = _create_and_wait(client, kind, manifest, who, namespace)
         name = job["metadata"]["name"]
-        logs = client.job_logs(PYTORCHJOB, name, namespace=namespace, role="master")
+        logs = client.job_logs(kind, name, namespace=namespace, role="master")
     compute = None
     for text in logs.values():
         try:
             compute = float(workflow.parse_trainer_summary(text)["compute_seconds"])
         except (ValueError, KeyError, TypeError):
             continue
-    return {"model": workflow.uri(prefix, "model"), "compute_seconds": compute, "job": name}
+    return {
+        "model": workflow.uri(prefix, "model"),
+        "compute_seconds": compute,
+        "job": name,
+        "kind": kind.kind,
+    }
 
 
 def serving_model_uri(service_name: str, namespace: str) -> str:

@@ -2,6 +2,7 @@
 
 - :mod:`~kubeflow_bridge.workflow.spec`: defaults, param schemas, artifact layout, trainer arguments,
   the trainer image (re-exported here, so ``workflow.DEFAULTS`` and ``workflow.train_args`` read as-is);
+- :mod:`~kubeflow_bridge.workflow.training`: the train step's job, a TrainJob or a PyTorchJob (``training_api``);
 - :mod:`~kubeflow_bridge.workflow.gate`: the deploy gate (one rule set);
 - :mod:`~kubeflow_bridge.workflow.rollout`: the canary rollout (write, Ready, smoke, promote or roll back).
 
@@ -22,6 +23,7 @@ from kubeflow_bridge.workflow.spec import (
     STORAGE_SECRET,
     TRAIN_BACKOFF_LIMIT,
     TRAINER_IMAGE,
+    TRAINING_APIS,
     check_param_values,
     check_params,
     evaluate_args,
@@ -35,6 +37,7 @@ from kubeflow_bridge.workflow.spec import (
     run_prefix,
     search_space,
     smoke_payload,
+    storage_env,
     storage_env_from,
     summary_uri,
     train_args,
@@ -43,6 +46,7 @@ from kubeflow_bridge.workflow.spec import (
     unknown_params,
     uri,
 )
+from kubeflow_bridge.workflow.training import TRAINING_KINDS, training_api, training_job
 
 __all__ = [
     "CHANNELS_PER_SOURCE",
@@ -55,6 +59,8 @@ __all__ = [
     "STEPS",
     "STORAGE_SECRET",
     "TRAINER_IMAGE",
+    "TRAINING_APIS",
+    "TRAINING_KINDS",
     "TRAIN_BACKOFF_LIMIT",
     "check_param_values",
     "check_params",
@@ -69,9 +75,12 @@ __all__ = [
     "run_prefix",
     "search_space",
     "smoke_payload",
+    "storage_env",
     "storage_env_from",
     "summary_uri",
     "train_args",
+    "training_api",
+    "training_job",
     "trial_args",
     "trial_span_seconds",
     "unknown_params",

@@ -23,6 +23,8 @@ F_SCORE_METRIC = "composite_f1"
 #: Restarts of a failing training replica before the PyTorchJob fails. With restartPolicy OnFailure and
 #: no backoffLimit a replica that always fails restarts forever (as with the real training operator).
 TRAIN_BACKOFF_LIMIT = 2
+#: The final training's Kubeflow API: Trainer v2's TrainJob, or the Training Operator v1's PyTorchJob.
+TRAINING_APIS = ("trainjob", "pytorchjob")
 #: Steps in workflow order (Airflow task ids and KFP task names use these names).
 STEPS = ("ingest", "preprocess", "tune", "train", "evaluate", "gate", "deploy")
 
@@ -45,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "tune_epochs": 3,
     "epochs": 6,
     "score_mix": 0.0,
+    "training_api": "trainjob",
     "worker_replicas": 1,
     "gpus_per_replica": 0,
     "f_score_threshold": 0.3,
@@ -145,13 +148,19 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "description": "weight of the latent likelihood (KL) against the reconstruction error in the anomaly "
         "score (0: reconstruction error only, 1: likelihood only)",
     },
+    "training_api": {
+        "type": "string", "enum": list(TRAINING_APIS), "title": "Training API", "section": "Training",
+        "description": "how the final training runs: trainjob (Kubeflow Trainer v2, a TrainJob on the "
+        "torch-distributed runtime) or pytorchjob (a Training Operator v1 PyTorchJob, for clusters still on v1)",
+    },
     "worker_replicas": {
         "type": "integer", "minimum": 0, "maximum": 64, "title": "Workers", "section": "Training",
-        "description": "training Workers beside the Master (0 to 64); any count trains the same model",
+        "description": "training processes beside the first (0 to 64): PyTorchJob Workers beside the Master, "
+        "or TrainJob nodes beyond one; any count trains the same model",
     },
     "gpus_per_replica": {
         "type": "integer", "minimum": 0, "maximum": 8, "title": "GPUs per replica", "section": "Training",
-        "description": "GPUs each training replica asks for (0 to 8; 0 on a cluster without GPUs)",
+        "description": "GPUs each training replica (TrainJob node) asks for (0 to 8; 0 on a cluster without GPUs)",
     },
     "f_score_threshold": {
         "type": "number", "minimum": 0, "maximum": 1, "title": "F-score threshold", "section": "Gate",
@@ -480,6 +489,25 @@ STORAGE_SECRET = "kubeflow-bridge-storage"
 def storage_env_from() -> list[dict[str, Any]]:
     """The ``envFrom`` that hands a workflow pod the object store's credentials (see :data:`STORAGE_SECRET`)."""
     return [{"secretRef": {"name": STORAGE_SECRET, "optional": True}}]
+
+
+#: The keys of :data:`STORAGE_SECRET` that :func:`storage_env` hands over one by one.
+STORAGE_KEYS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+)
+
+
+def storage_env() -> list[dict[str, Any]]:
+    """The same credentials key by key, as ``valueFrom`` sources (a TrainJob's trainer has no ``envFrom``)."""
+    return [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": STORAGE_SECRET, "key": key, "optional": True}}}
+        for key in STORAGE_KEYS
+    ]
 
 
 def check_param_values(params: dict[str, Any]) -> None:

@@ -41,7 +41,7 @@ def test_operators_and_trigger_rules(mod: Any) -> None:
     from kubeflow_bridge.operators.katib import KatibExperimentOperator
 
     assert isinstance(dag.get_task("tune"), KatibExperimentOperator)
-    assert kinds["train"] == "PyTorchJobOperator"
+    assert kinds["train"] == "TrainingJobOperator"
     assert kinds["gate"] == "ModelGateBranchOperator"
     assert kinds["deploy"] == "KServeDeployOperator"
     rules = {t.task_id: t.trigger_rule for t in dag.tasks}
@@ -122,6 +122,7 @@ def test_an_unknown_conf_key_fails_the_first_task_before_anything_is_created(mod
         ("lr_max", 2.0),
         ("epochs", 0),
         ("worker_replicas", -1),
+        ("training_api", "tfjob"),
         ("gpus_per_replica", 9),
         ("f_score_threshold", 1.5),
         ("canary_percent", 101),
@@ -181,9 +182,19 @@ def test_templates_render_to_native_values(mod: Any) -> None:
             return {"tune": {"best_parameters": best}, "evaluate": evaluated}[task_ids]
 
     context["ti"] = _TI()
-    args = env.from_string(train.args).render(**context)
-    assert isinstance(args, list) and args[0] == "train" and "--latent-dim=7" in args
-    assert env.from_string(train.workers).render(**context) == workflow.DEFAULTS["worker_replicas"]
+    # training_api picks the job: a TrainJob of 1 + worker_replicas torchrun nodes, or a PyTorchJob.
+    job = env.from_string(train.job).render(**context)
+    trainer = job["spec"]["trainer"]
+    assert job["kind"] == "TrainJob" and trainer["command"] == ["torchrun", "-m", "trainer"]
+    assert trainer["args"][0] == "train" and "--latent-dim=7" in trainer["args"]
+    assert trainer["numNodes"] == 1 + workflow.DEFAULTS["worker_replicas"] and trainer["numProcPerNode"] == 1
+    v1 = env.from_string(train.job).render(
+        **{**context, "params": {**context["params"], "training_api": "pytorchjob"}}
+    )
+    assert v1["kind"] == "PyTorchJob"
+    assert v1["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == workflow.DEFAULTS["worker_replicas"]
+    master = v1["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
+    assert master["args"] == trainer["args"]
     tune = dag.get_task("tune")
     assert "algorithm_settings" in tune.template_fields
     assert env.from_string(tune.algorithm_settings["random_state"]).render(**context) == 0

@@ -148,10 +148,12 @@ def test_retraining_dag_runs_every_step_on_the_runtime(
     assert len(ours) == 1
     assert ours[0]["metadata"]["annotations"]["kubeflow-bridge.io/dag-id"] == "anomaly_retraining"
     assert ours[0]["spec"]["algorithm"]["algorithmSettings"] == [{"name": "random_state", "value": "0"}]
-    jobs = local_runtime.kubectl_json("get", "pytorchjobs", "-n", ns)["items"]
+    # training_api's default: a Kubeflow Trainer v2 TrainJob of 1 + worker_replicas torchrun nodes.
+    jobs = local_runtime.kubectl_json("get", "trainjobs", "-n", ns)["items"]
     train = [j for j in jobs if j["metadata"]["annotations"].get("kubeflow-bridge.io/task-id") == "train"]
-    assert len(train) == 1 and train[0]["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 2
-    assert any(c["type"] == "Succeeded" and c["status"] == "True" for c in train[0]["status"]["conditions"])
+    assert len(train) == 1 and train[0]["spec"]["trainer"]["numNodes"] == 3
+    assert any(c["type"] == "Complete" and c["status"] == "True" for c in train[0]["status"]["conditions"])
+    assert summary["outcome"]["training_kind"] == "TrainJob"
     isvc = local_runtime.kubectl_json("get", "inferenceservice", SERVICE, "-n", ns)
     recorded = float(isvc["metadata"]["annotations"]["kubeflow-bridge.io/metric.composite_f1"])
     assert recorded == pytest.approx(outcome["f_score"])
@@ -253,7 +255,14 @@ def test_failing_replica_fails_the_run_and_deploys_nothing(
     # restarts, backoff limit and logs are real.
     service = "e2e-failing-replica"
     ns = workflow.DEFAULTS["namespace"]
-    conf = {**CONF, "max_trials": 1, "parallel_trials": 1, "service_name": service}
+    # On the Training Operator v1 path (training_api=pytorchjob): its backoffLimit must end the run.
+    conf = {
+        **CONF,
+        "max_trials": 1,
+        "parallel_trials": 1,
+        "service_name": service,
+        "training_api": "pytorchjob",
+    }
 
     def services() -> dict[str, str]:
         items = local_runtime.kubectl_json("get", "inferenceservices", "-n", ns)["items"]

@@ -16,12 +16,13 @@ class _Objects:
     def __init__(self, objects: dict[tuple[str, str], dict[str, Any]], logs: dict[str, str]) -> None:
         self.objects = objects
         self.logs = logs
+        self.log_reads: list[tuple[str, str]] = []
 
     def get(self, kind: Any, name: str, *, namespace: str) -> dict[str, Any] | None:
         return self.objects.get((kind.kind, name))
 
     def job_logs(self, kind: Any, name: str, *, namespace: str, role: str = "master") -> dict[str, str]:
-        assert (kind.kind, role) == ("PyTorchJob", "master")
+        self.log_reads.append((kind.kind, role))
         return {f"{name}-master-0": self.logs[name]}
 
 
@@ -55,12 +56,16 @@ def test_fills_tune_and_train_compute(rec: Callable[..., StepRecord]) -> None:
     )
     outputs = {
         "tune": {"name": "exp", "namespace": "ns", "best_parameters": {"lr": 0.1}},
-        "train": {"name": "job", "namespace": "ns", "state": "succeeded"},
+        "train": {"name": "job", "namespace": "ns", "state": "succeeded", "kind": "TrainJob"},
         "evaluate": {"f_score": 0.5},
     }
     filled = fill_compute_from_cluster(run, outputs, client)
     compute = {s.step: s.compute_seconds for s in filled.steps}
     assert compute == {"ingest": 1.0, "tune": 30.0, "train": 12.5, "evaluate": None}
+    assert client.log_reads == [("TrainJob", "master")]  # node 0 of the kind the train step created
+    # An output without a kind (an older run): a PyTorchJob's master.
+    fill_compute_from_cluster(run, {**outputs, "train": {"name": "job", "namespace": "ns"}}, client)
+    assert client.log_reads[-1] == ("PyTorchJob", "master")
 
 
 def test_missing_objects_leave_compute_unknown(rec: Callable[..., StepRecord]) -> None:

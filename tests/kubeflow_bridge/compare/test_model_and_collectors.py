@@ -74,6 +74,8 @@ def test_outcome_prefers_summary_then_step_outputs() -> None:
     summary = {"summary": {"best_params": {"lr": 0.02}, "f_score": 0.9, "deployed": True}}
     outcome = outcome_from_outputs({**outputs, **summary}, {"deploy": "skipped"})
     assert (outcome.best_params, outcome.f_score, outcome.deployed) == ({"lr": 0.02}, 0.9, True)
+    assert outcome.training_kind is None
+    assert outcome_from_outputs({"train": {"kind": "TrainJob"}}, {}).training_kind == "TrainJob"
     assert outcome_from_outputs({}, {"deploy": "succeeded"}).deployed is True
     assert outcome_from_outputs({}, {}).deployed is None
 

@@ -32,14 +32,14 @@ def two_runs(linear_steps: list[StepRecord], rec: Callable[..., StepRecord]) -> 
             ),
             rec("evaluate", None, None, None, state="upstream_failed", upstream=("train",)),
         ],
-        outcome=Outcome(best_params={"lr": 0.01}, f_score=None, deployed=False),
+        outcome=Outcome(best_params={"lr": 0.01}, f_score=None, deployed=False, training_kind="PyTorchJob"),
         state="failed",
     )
     kfp = OrchestratorRun(
         "kfp",
         "run-7",
         linear_steps,
-        outcome=Outcome(best_params={"lr": 0.01}, f_score=0.8, deployed=True),
+        outcome=Outcome(best_params={"lr": 0.01}, f_score=0.8, deployed=True, training_kind="TrainJob"),
         state="succeeded",
     )
     return [airflow, kfp]
@@ -65,6 +65,13 @@ def test_report_files(tmp_path: Path, two_runs: list[OrchestratorRun]) -> None:
     for step in ("ingest", "preprocess", "tune", "train", "evaluate"):
         assert f"<th>{step}</th>" in html
     assert "outcomes differ" in html
+    # Which training API each side used (reported, not part of the outcome's equality).
+    row = re.search(r"<tr><th>training API</th>(.*?)</tr>", html)
+    assert row and re.findall(r"<td[^>]*>(.*?)</td>", row.group(1)) == [
+        "PyTorchJob (Training Operator v1)",
+        "TrainJob (Kubeflow Trainer v2)",
+    ]
+    assert "training_kind" not in data["outcome_equality"]["fields"]
     assert not list((tmp_path / "reports").glob(".*"))  # no temp files left behind
 
 

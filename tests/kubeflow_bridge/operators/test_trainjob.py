@@ -114,3 +114,61 @@ def test_sensor_waits_for_a_trainjob_started_elsewhere(namespace: str) -> None: 
     with pytest.raises(TaskDeferred) as deferred:
         TrainJobSensor(task_id="s", name=submitted["name"], timeout=60).execute(ctx())
     assert run_trigger(deferred.value.trigger)["status"] == "succeeded"
+
+
+def test_training_job_operator_runs_the_kind_its_manifest_names(namespace: str) -> None:  # noqa: F811
+    # The retraining DAG's train task: one operator, the job's kind chosen by the rendered manifest.
+    from kubeflow_bridge.operators.training import TrainingJobOperator
+    from kubeflow_bridge.resources.training import PyTorchJobSpec
+    from kubeflow_bridge.resources.trainjob import TrainJobSpec
+
+    hello = ["python3", "-c", "import os; print('hello from', os.environ.get('RANK'), flush=True)"]
+    v2 = TrainJobSpec(name="", command=hello, num_nodes=1).to_dict()
+    v1 = PyTorchJobSpec(name="", image="kubeflow-bridge/trainer:latest", command=hello).to_dict()
+    context = ctx()
+    op = TrainingJobOperator(task_id="train", job=v2, poll_interval=1, timeout=120)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    assert deferred.value.trigger.kind == "TrainJob"
+    _, kwargs = deferred.value.trigger.serialize()
+    event = run_trigger(KubeflowObjectTrigger(**json.loads(json.dumps(kwargs))))
+    fresh = TrainingJobOperator(task_id="train", job=v2, poll_interval=1, timeout=120)  # as after deferral
+    result = fresh.execute_complete(context, event)
+    assert (result["kind"], result["state"]) == ("TrainJob", "succeeded")
+    pushed = context["ti"].xcoms
+    assert pushed["kubeflow_resource"]["kind"] == "TrainJob"
+    assert "/trainjobs/" in pushed["_link_TrainJobLink"] and "_link_PyTorchJobLink" not in pushed
+
+    result = TrainingJobOperator(
+        task_id="train_v1", job=v1, deferrable=False, poll_interval=1, timeout=120
+    ).execute(ctx("manual__v1"))
+    assert (result["kind"], result["state"]) == ("PyTorchJob", "succeeded")
+    assert len(objects("TrainJob", namespace)) == 1 and len(objects("PyTorchJob", namespace)) == 1
+
+
+@pytest.mark.parametrize(
+    ("job", "message"),
+    [
+        ("not a manifest", "job must be a TrainJob"),
+        ({"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "spec": {}}, "not 'TFJob'"),
+        ({"apiVersion": "kubeflow.org/v1", "kind": "TrainJob", "spec": {}}, "trainer.kubeflow.org/v1alpha1"),
+        (
+            {
+                "apiVersion": "trainer.kubeflow.org/v1alpha1",
+                "kind": "TrainJob",
+                "spec": {"runtimeRef": {"name": "nope"}},
+            },
+            "'nope' not found",
+        ),
+    ],
+)
+def test_training_job_operator_refuses_bad_manifests_before_creating(
+    namespace: str,  # noqa: F811
+    job: Any,
+    message: str,
+) -> None:
+    from kubeflow_bridge.operators.training import TrainingJobOperator
+
+    with pytest.raises(ValueError, match=message):
+        TrainingJobOperator(task_id="train", job=job, deferrable=False).execute(ctx())
+    assert objects("TrainJob", namespace) == [] and objects("Pod", namespace) == []

@@ -1,7 +1,7 @@
 """The compiled pipeline through the official kfp.Client against the local runtime's KFP API.
 
 On a team's own dataset (daily-partitioned Parquet on the runtime's S3, four of its channels) with a
-threshold nothing clears: every step runs for real (Katib Experiment and PyTorchJob created by the
+threshold nothing clears: every step runs for real (Katib Experiment and TrainJob created by the
 components through the bridge core, with the KFP identity), the gate says skip, deploy is skipped and
 no InferenceService exists. The comparison collector reads the run.
 """
@@ -64,7 +64,7 @@ def test_pipeline_runs_through_kfp_client(
     import kfp
 
     from kubeflow_bridge.clients.kfp import KfpClient
-    from kubeflow_bridge.clients.kube import EXPERIMENT, INFERENCESERVICE, KubeflowObjectClient
+    from kubeflow_bridge.clients.kube import EXPERIMENT, INFERENCESERVICE, TRAINJOB, KubeflowObjectClient
     from trainer import io
 
     for key, value in runtime_env.items():
@@ -90,6 +90,7 @@ def test_pipeline_runs_through_kfp_client(
     assert collected.outcome.deployed is False
     assert set(collected.outcome.best_params or {}) == {"lr", "latent_dim"}
     assert collected.outcome.f_score is not None and collected.outcome.f_score < 1.0
+    assert collected.outcome.training_kind == "TrainJob"  # training_api's default
 
     ns = workflow.DEFAULTS["namespace"]
     with KubeflowObjectClient.from_kubeconfig(os.environ["KUBECONFIG"]) as kube:
@@ -101,6 +102,12 @@ def test_pipeline_runs_through_kfp_client(
         assert annotations["kubeflow-bridge.io/pipeline"] == "anomaly-pipeline"
         assert annotations["kubeflow-bridge.io/pipeline-task"] == "tune"
         assert experiment["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kubeflow-bridge"
+        # train: a 2-node TrainJob (worker_replicas=1) on Kubeflow Trainer v2, with the run's identity.
+        train = next(d for d in details if d.get("display_name") == "train")["output_parameters"]
+        assert train["kind"] == "TrainJob"
+        job = kube.get(TRAINJOB, train["job"], namespace=ns)
+        assert job is not None and job["spec"]["trainer"]["numNodes"] == 2
+        assert job["metadata"]["annotations"]["kubeflow-bridge.io/pipeline-task"] == "train"
         # The gate said no: nothing was deployed.
         assert kube.get(INFERENCESERVICE, ARGS["service_name"], namespace=ns) is None
         # The window: 4 days before window_end of the 8 days, the 4 channels asked for, labels kept.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from kubeflow_bridge import workflow
@@ -97,18 +98,31 @@ def test_component_objects_are_valid_and_carry_the_kfp_identity() -> None:
     assert annotations["kubeflow-bridge.io/pipeline"] == "anomaly-pipeline"
     assert annotations["kubeflow-bridge.io/pipeline-task"] == "tune"
 
-    job = steps.build_pytorchjob(
-        prefix,
-        {**workflow.DEFAULTS, "worker_replicas": 2, "gpus_per_replica": 1},
-        {"lr": 0.003, "latent_dim": 6},
-        name="train-job",
-        namespace="kubeflow",
+    v1 = {**workflow.DEFAULTS, "training_api": "pytorchjob", "worker_replicas": 2, "gpus_per_replica": 1}
+    job = workflow.training_job(
+        prefix, v1, {"lr": 0.003, "latent_dim": 6}, name="train-job", namespace="kubeflow"
     )
     replicas = job["spec"]["pytorchReplicaSpecs"]
     assert replicas["Worker"]["replicas"] == 2
     master = replicas["Master"]["template"]["spec"]["containers"][0]
     assert master["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert "--lr=0.003" in master["args"] and master["command"] == ["python", "-m", "trainer"]
+    assert master["envFrom"] == workflow.storage_env_from()
+    # The default, Trainer v2: the same args on 1 + worker_replicas torchrun nodes, one process each.
+    v2 = workflow.training_job(
+        prefix, {**v1, "training_api": "trainjob"}, {"lr": 0.003, "latent_dim": 6}, name="train-job"
+    )
+    trainer = v2["spec"]["trainer"]
+    assert v2["kind"] == "TrainJob" and v2["spec"]["runtimeRef"]["name"] == "torch-distributed"
+    assert (trainer["numNodes"], trainer["numProcPerNode"]) == (3, 1)
+    assert trainer["args"] == master["args"] and trainer["command"][0] == "torchrun"
+    assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "1"
+    # No envFrom on a TrainJob: the storage Secret's keys one by one, each optional.
+    refs = [e["valueFrom"]["secretKeyRef"] for e in trainer["env"]]
+    assert {r["name"] for r in refs} == {workflow.STORAGE_SECRET} and all(r["optional"] for r in refs)
+    assert "AWS_SECRET_ACCESS_KEY" in {r["key"] for r in refs}
+    with pytest.raises(ValueError, match="training_api must be one of trainjob, pytorchjob"):
+        workflow.training_job(prefix, {**v1, "training_api": "tfjob"}, {}, name="x")
 
     isvc = steps.build_inference_service(prefix, name="anomaly-vae", namespace="kubeflow")
     # The F-score is recorded by the rollout once the model serves, not in the manifest.
