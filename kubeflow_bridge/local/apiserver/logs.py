@@ -123,6 +123,7 @@ async def serve_pod_log(
     except ValueError:
         raise apierrors.bad_request("tailLines and limitBytes must be integers") from None
     data = path.read_bytes()
+    offset = len(data)  # a follow streams on from what was read, not from the size a moment later
     timestamps = query_bool(q.get("timestamps"))
     since = _since(q)
     if timestamps or since is not None:
@@ -141,7 +142,6 @@ async def serve_pod_log(
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     await resp.write(data)
-    offset = path.stat().st_size
     try:
         with open(path, "rb") as f:
             f.seek(offset)

@@ -21,7 +21,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kubeflow_bridge.local.apiserver.kinds import CLUSTERTRAININGRUNTIME, POD, TRAININGRUNTIME, TRAINJOB
+from kubeflow_bridge.local.apiserver.kinds import (
+    CLUSTERTRAININGRUNTIME,
+    CONFIGMAP,
+    NAMESPACE,
+    POD,
+    TRAININGRUNTIME,
+    TRAINJOB,
+)
 from kubeflow_bridge.local.apiserver.store import Obj, now_iso, seconds_since
 from kubeflow_bridge.local.controllers.base import Controller, Request
 from kubeflow_bridge.resources.trainjob import (
@@ -366,9 +373,20 @@ TORCH_DISTRIBUTED: Obj = {
 }
 
 
+#: Where Trainer's control plane lives, and its public ConfigMap there (the ``kubeflow`` SDK's
+#: TrainerClient reads the control plane's version from it, and warns when it is missing).
+SYSTEM_NAMESPACE = "kubeflow-system"
+PUBLIC_CONFIGMAP: Obj = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "kubeflow-trainer-public", "labels": {"app.kubernetes.io/name": "trainer"}},
+    "data": {"kubeflow_trainer_version": "v2.3.0"},
+}
+
+
 def install(runtime: Any) -> None:
     """Add Kubeflow Trainer to a runtime: the TrainJob controller, the webhook's rules (the runtime must
-    exist), and the default ``torch-distributed`` ClusterTrainingRuntime."""
+    exist), the default ``torch-distributed`` ClusterTrainingRuntime and the public ConfigMap."""
     from kubeflow_bridge.resources.errors import FieldCause, ValidationError
     from kubeflow_bridge.resources.trainjob import KIND, validate_trainjob
 
@@ -392,3 +410,7 @@ def install(runtime: Any) -> None:
     runtime.manager.add(TrainJobController())
     if runtime.store.find(CLUSTERTRAININGRUNTIME, "", TORCH_DISTRIBUTED["metadata"]["name"]) is None:
         runtime.store.create(CLUSTERTRAININGRUNTIME, copy.deepcopy(TORCH_DISTRIBUTED))
+    if runtime.store.find(NAMESPACE, "", SYSTEM_NAMESPACE) is None:
+        runtime.store.create(NAMESPACE, {"metadata": {"name": SYSTEM_NAMESPACE}})
+    if runtime.store.find(CONFIGMAP, SYSTEM_NAMESPACE, PUBLIC_CONFIGMAP["metadata"]["name"]) is None:
+        runtime.store.create(CONFIGMAP, copy.deepcopy(PUBLIC_CONFIGMAP), SYSTEM_NAMESPACE)
