@@ -74,7 +74,8 @@ class KatibExperimentOperator(KubeflowObjectOperator):
         trial_args: Fixed trial arguments (data URIs, epochs, ...).
         trial_env: Trial environment.
         trial_env_from: The trial container's ``envFrom`` (e.g. the storage credentials' Secret).
-        trial_kind: ``Job`` or ``PyTorchJob`` trials.
+        trial_kind: ``Job``, ``PyTorchJob`` or ``TrainJob`` trials (a TrainJob has no ``envFrom``: pass
+            the Secret's keys in ``trial_env`` as ``{"secretKeyRef": ...}`` sources).
         parallel_trial_count: Trials at once.
         max_trial_count: Trials in all.
         max_failed_trial_count: Failed trials before the Experiment fails (default: min(3, max_trial_count)).

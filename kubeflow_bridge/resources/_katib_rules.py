@@ -469,7 +469,7 @@ def _check_trial_spec(
     if not primary:
         return
     names = [c.get("name") for c in trial_spec_containers(trial_spec)]
-    if primary not in names:
+    if names and primary not in names:  # none: the containers are elsewhere (a TrainJob's runtime)
         causes.append(
             FieldCause(
                 "spec.trialTemplate.primaryContainerName",

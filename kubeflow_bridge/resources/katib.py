@@ -289,13 +289,16 @@ def trainer_trial_template(
     Args:
         image: The trainer image.
         parameters: The search space (or just its parameter names).
-        kind: ``Job`` (batch/v1) or ``PyTorchJob``.
-        command: Command before the flags (default ``python -m trainer train``).
+        kind: ``Job`` (batch/v1), ``PyTorchJob`` or ``TrainJob`` (Kubeflow Trainer v2, on the
+            ``torch-distributed`` runtime, run by torchrun; its env takes ``valueFrom`` sources, not
+            ``env_from``).
+        command: Command before the flags (default ``python -m trainer train``; a TrainJob's
+            ``torchrun -m trainer train``).
         args: Extra fixed arguments (data URIs, epochs, ``--summary-out`` ...).
         env: Container environment.
         env_from: Container ``envFrom`` (e.g. the storage credentials' Secret).
         resources: Container resources.
-        workers: PyTorchJob Worker replicas (0 = master only).
+        workers: PyTorchJob Worker replicas (0 = master only); a TrainJob's nodes beyond one.
         container_name: Container name for a Job (default ``training-container``); a PyTorchJob's is
             always ``pytorch``.
         backoff_limit: batch Job ``backoffLimit`` (0: a failed trial is not retried).
@@ -348,12 +351,61 @@ def trainer_trial_template(
                 },
             },
         }
+    elif kind == "TrainJob":
+        return _trainjob_trial_template(
+            image, trial_parameters, flags, command, args, env, env_from, resources, workers, retain
+        )
     else:
-        raise ValueError(f"trial kind must be 'Job' or 'PyTorchJob', not {kind!r}")
+        raise ValueError(f"trial kind must be 'Job', 'PyTorchJob' or 'TrainJob', not {kind!r}")
     return TrialTemplate(
         trial_spec=trial_spec,
         trial_parameters=trial_parameters,
         primary_container_name=primary,
+        retain=retain,
+    )
+
+
+def _trainjob_trial_template(
+    image: str,
+    trial_parameters: list[TrialParameter],
+    flags: list[str],
+    command: list[str] | None,
+    args: list[str] | None,
+    env: dict[str, str] | list[dict[str, Any]] | None,
+    env_from: list[dict[str, Any]] | None,
+    resources: dict[str, Any] | None,
+    workers: int,
+    retain: bool | None,
+) -> TrialTemplate:
+    """Each trial a Kubeflow Trainer v2 TrainJob on ``torch-distributed``: ``1 + workers`` torchrun nodes.
+
+    Katib has no defaults for a TrainJob, so the template says them: done at its Complete or Failed
+    condition, metrics from node 0's ``node`` container.
+    """
+    from kubeflow_bridge.resources.trainjob import REPLICATED_JOB_LABEL, TrainJobSpec
+
+    if env_from:
+        raise ValueError(
+            "env_from: a TrainJob has no envFrom; pass the Secret's keys as env valueFrom sources "
+            "(e.g. workflow.storage_env())"
+        )
+    full_command = [*(command or ["torchrun", "-m", "trainer", "train"]), *(args or []), *flags]
+    job = TrainJobSpec(
+        name="trial",
+        image=image,
+        command=full_command,
+        env=env,
+        num_nodes=1 + workers,
+        num_proc_per_node=1,
+        resources_per_node=resources,
+    ).to_dict()
+    return TrialTemplate(
+        trial_spec={"apiVersion": job["apiVersion"], "kind": job["kind"], "spec": job["spec"]},
+        trial_parameters=trial_parameters,
+        primary_container_name="node",
+        success_condition=JOB_SUCCESS_CONDITION,
+        failure_condition=JOB_FAILURE_CONDITION,
+        primary_pod_labels={REPLICATED_JOB_LABEL: "node", "batch.kubernetes.io/job-completion-index": "0"},
         retain=retain,
     )
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from kubeflow_bridge.local.apiserver import errors as apierrors
-from kubeflow_bridge.local.apiserver.kinds import EXPERIMENT, JOB, POD, PYTORCHJOB, TRIAL, ResourceType
+from kubeflow_bridge.local.apiserver.kinds import EXPERIMENT, JOB, POD, PYTORCHJOB, TRAINJOB, TRIAL, ResourceType
 from kubeflow_bridge.local.controllers.base import Controller, Request
 from kubeflow_bridge.local.images import TRAINER_IMAGE
 from kubeflow_bridge.local.katib import metrics as katib_metrics
@@ -39,7 +39,8 @@ log = logging.getLogger("kubeflow_bridge.local.katib.controller")
 RUNNING_REQUEUE = 1.0
 MAX_SUGGESTION_RESTARTS = 3
 _CONDITION_RE = re.compile(r'#\(type=="([^"]+)"\)#\|#\(status=="([^"]+)"\)#')
-_JOB_KINDS: dict[str, ResourceType] = {"Job": JOB, "PyTorchJob": PYTORCHJOB}
+#: The resource of each trial kind this runtime runs (``search.TRIAL_KINDS``).
+TRIAL_KINDS: dict[str, ResourceType] = {"Job": JOB, "PyTorchJob": PYTORCHJOB, "TrainJob": TRAINJOB}
 
 
 def _condition_match(job: dict[str, Any], expression: str) -> dict[str, Any] | None:
@@ -55,7 +56,7 @@ def _condition_match(job: dict[str, Any], expression: str) -> dict[str, Any] | N
 
 def _job_rt(trial: dict[str, Any]) -> ResourceType:
     kind = (trial["spec"].get("runSpec") or {}).get("kind", "Job")
-    return _JOB_KINDS.get(kind, JOB)
+    return TRIAL_KINDS.get(kind, JOB)
 
 
 class TrialController(Controller):
@@ -63,7 +64,7 @@ class TrialController(Controller):
 
     name = "katib-trial"
     kinds = (TRIAL,)
-    owns = (JOB, PYTORCHJOB)
+    owns = (JOB, PYTORCHJOB, TRAINJOB)
 
     def _metrics_file(self, trial: dict[str, Any]) -> Path | None:
         return katib_metrics.local_metrics_file(self.ctx.state_dir / "katib-metrics", trial)
@@ -317,6 +318,32 @@ class ExperimentController(Controller):
         await self._stop_suggestion(self._key(obj))
 
 
+def label_trial_pod(store: Any, pod: dict[str, Any]) -> None:
+    """Katib's pod webhook (``mutatePodMetadata``): a pod whose controller chain leads to a Trial gets
+    the Trial's labels, so its primary pod is found whatever made it (a TrainJob's pods come from its
+    runtime's template, which the Trial never sees)."""
+    namespace = pod["metadata"].get("namespace", "")
+    owners = pod["metadata"].get("ownerReferences") or []
+    for _ in range(4):  # pod -> job (-> ...) -> Trial
+        ref = next((r for r in owners if r.get("controller")), None)
+        if ref is None:
+            return
+        if ref.get("kind") == "Trial":
+            trial = store.find(TRIAL, namespace, ref.get("name", ""))
+            if trial is not None:
+                labels = pod["metadata"].setdefault("labels", {})
+                labels[TRIAL_LABEL] = trial["metadata"]["name"]
+                experiment = (trial["metadata"].get("labels") or {}).get(EXPERIMENT_LABEL)
+                if experiment:
+                    labels[EXPERIMENT_LABEL] = experiment
+            return
+        rt = TRIAL_KINDS.get(str(ref.get("kind")))
+        owner = store.find(rt, namespace, ref.get("name", "")) if rt is not None else None
+        if owner is None:
+            return
+        owners = owner["metadata"].get("ownerReferences") or []
+
+
 def install(runtime: Any) -> None:
     """Add Katib to a runtime: its two controllers, and its Experiment admission (Katib's webhook rules
     plus what this runtime can run, so an experiment it cannot run is refused at create)."""
@@ -324,5 +351,11 @@ def install(runtime: Any) -> None:
 
     runtime.admission.validators["kubeflow.org/experiments"] = validate_experiment
     runtime.admission.webhooks["kubeflow.org/experiments"] = "validator.experiment.katib.kubeflow.org"
+
+    def label_new_pod(pod: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if old is None:
+            label_trial_pod(runtime.store, pod)
+
+    runtime.admission.validators[POD.key] = label_new_pod
     runtime.manager.add(ExperimentController())
     runtime.manager.add(TrialController())

@@ -23,6 +23,8 @@ from typing import Any
 SUPPORTED_ALGORITHMS = ("random", "grid", "bayesianoptimization", "tpe", "multivariate-tpe")
 UNSUPPORTED_ALGORITHMS = ("cmaes", "sobol", "hyperband", "pbt", "enas", "darts")
 SUPPORTED_EARLY_STOPPING = ("medianstop",)
+#: The trial kinds this runtime runs (Katib's ``trialResources``).
+TRIAL_KINDS = ("Job", "PyTorchJob", "TrainJob")
 DEFAULT_MAX_TRIALS = 100  # a search with no maxTrialCount stops here unless its goal is reached first
 
 
@@ -60,6 +62,15 @@ def local_problems(experiment: dict[str, Any]) -> list[tuple[str, str]]:
                         f"grid search needs a step for double parameter {param.get('name')!r}: set feasibleSpace.step",
                     )
                 )
+    template = spec.get("trialTemplate") or {}
+    trial_kind = (template.get("trialSpec") or {}).get("kind")
+    if trial_kind is not None and trial_kind not in TRIAL_KINDS:
+        out.append(
+            (
+                "spec.trialTemplate.trialSpec.kind",
+                f"trial kind {trial_kind!r} is not run by the local runtime; use one of {list(TRIAL_KINDS)}",
+            )
+        )
     collector = spec.get("metricsCollectorSpec") or {}
     kind = (collector.get("collector") or {}).get("kind", "StdOut")
     if kind not in ("StdOut", "None", "File"):

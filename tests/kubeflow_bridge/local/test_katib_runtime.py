@@ -284,6 +284,67 @@ def test_goal_reached_with_pytorchjob_trials_reads_the_master_only(kube: Any, na
     assert trial["spec"]["successCondition"] == 'status.conditions.#(type=="Succeeded")#|#(status=="True")#'
 
 
+# Each TrainJob trial runs torchrun on 2 nodes; node 1 prints a much better loss, which Katib must not
+# read: the template's primaryPodLabels name node 0 (Katib has no TrainJob defaults, so the template
+# says them, as katib.trainer_trial_template(kind="TrainJob") writes them).
+TRAINJOB_TRIAL = """
+import os, sys
+x, rank = float(sys.argv[1]), int(os.environ["RANK"])
+print(f"epoch=0 loss={(x - 0.3) ** 2 + 0.05 if rank == 0 else 0.00001:.6f} acc=0.5", flush=True)
+"""
+
+
+def test_trials_as_trainjobs_read_node_0(kube: Any, namespace: str) -> None:
+    custom = _custom(kube)
+    exp = _experiment(
+        "tj",
+        algorithm="grid",
+        parallel=2,
+        max_trials=2,
+        parameters=[{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["0.3", "0.9"]}}],
+    )
+    command = ["torchrun", "--no-python", "python3", "-c", TRAINJOB_TRIAL, "${trialParameters.x}"]
+    exp["spec"]["trialTemplate"] = {
+        "trialParameters": exp["spec"]["trialTemplate"]["trialParameters"],
+        "primaryContainerName": "node",
+        "successCondition": 'status.conditions.#(type=="Complete")#|#(status=="True")#',
+        "failureCondition": 'status.conditions.#(type=="Failed")#|#(status=="True")#',
+        "primaryPodLabels": {
+            "jobset.sigs.k8s.io/replicatedjob-name": "node",
+            "batch.kubernetes.io/job-completion-index": "0",
+        },
+        "retain": True,
+        "trialSpec": {
+            "apiVersion": "trainer.kubeflow.org/v1alpha1",
+            "kind": "TrainJob",
+            "spec": {
+                "runtimeRef": {"name": "torch-distributed"},
+                "trainer": {"numNodes": 2, "command": command},
+            },
+        },
+    }
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "experiments", exp)
+    done = _wait_done(custom, namespace, "tj", timeout=180)
+    assert _condition_types(done)[-1] == ("Succeeded", "True", "ExperimentMaxTrialsReached"), done["status"]
+    optimal = done["status"]["currentOptimalTrial"]
+    assert optimal["parameterAssignments"] == [{"name": "x", "value": "0.3"}]
+    assert float(optimal["observation"]["metrics"][0]["latest"]) == pytest.approx(0.05)
+    trials = _trials(custom, namespace, "tj")
+    assert sorted(t["status"]["conditions"][-1]["type"] for t in trials) == ["Succeeded", "Succeeded"]
+    for trial in trials:  # each trial's job is a TrainJob it owns; its pods carry the trial's label
+        job = custom.get_namespaced_custom_object(
+            "trainer.kubeflow.org", "v1alpha1", namespace, "trainjobs", trial["metadata"]["name"]
+        )
+        assert job["metadata"]["ownerReferences"][0]["kind"] == "Trial"
+        assert job["spec"]["trainer"]["numNodes"] == 2
+    from kubernetes import client
+
+    pods = (
+        client.CoreV1Api(kube).list_namespaced_pod(namespace, label_selector="katib.kubeflow.org/trial").items
+    )
+    assert len(pods) == 4 and {p.metadata.labels["katib.kubeflow.org/experiment"] for p in pods} == {"tj"}
+
+
 def test_medianstop_early_stops_a_bad_trial(kube: Any, namespace: str) -> None:
     custom = _custom(kube)
     exp = _experiment(
@@ -432,6 +493,20 @@ def test_searchers_survive_failed_and_silent_trials(
             "local runtime",
         ),
         (lambda s: s["objective"].pop("objectiveMetricName"), "spec.objective.objectiveMetricName", ""),
+        (  # a kind Katib runs on a cluster configured for it, but not this runtime
+            lambda s: s["trialTemplate"]["trialSpec"].update(
+                {"apiVersion": "kubeflow.org/v1", "kind": "TFJob"}
+            ),
+            "spec.trialTemplate.trialSpec.kind",
+            "not run by the local runtime",
+        ),
+        (  # Katib has no default conditions for a TrainJob: it would never finish
+            lambda s: s["trialTemplate"]["trialSpec"].update(
+                {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob", "spec": {}}
+            ),
+            "spec.trialTemplate",
+            "set successCondition and failureCondition",
+        ),
     ],
 )
 def test_invalid_experiments_are_rejected_and_not_stored(

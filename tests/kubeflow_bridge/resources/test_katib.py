@@ -289,7 +289,7 @@ def test_trainer_trial_template_pytorchjob_and_full_experiment() -> None:
 
 
 def test_trainer_trial_template_rejects_unknown_kind() -> None:
-    with pytest.raises(ValueError, match="'Job' or 'PyTorchJob'"):
+    with pytest.raises(ValueError, match="'Job', 'PyTorchJob' or 'TrainJob'"):
         trainer_trial_template("img", ["a"], kind="TFJob")
 
 
@@ -836,4 +836,43 @@ def test_build_experiment_validates() -> None:
             max_trial_count=1,
             parallel_trial_count=1,
             max_failed_trial_count=2,
+        )
+
+
+def test_trainer_trial_template_trainjob_says_what_katib_does_not_default() -> None:
+    from kubeflow_bridge import workflow
+
+    template = trainer_trial_template(
+        "kubeflow-bridge/trainer:latest", SEARCH_SPACE, kind="TrainJob", workers=1, env=workflow.storage_env()
+    ).to_dict()
+    spec = template["trialSpec"]
+    assert (spec["apiVersion"], spec["kind"]) == ("trainer.kubeflow.org/v1alpha1", "TrainJob")
+    trainer = spec["spec"]["trainer"]
+    assert (trainer["numNodes"], trainer["numProcPerNode"]) == (2, 1)
+    assert trainer["command"][:4] == ["torchrun", "-m", "trainer", "train"]
+    assert "--latent-dim=${trialParameters.latentDim}" in trainer["command"]
+    assert trainer["env"] == workflow.storage_env()
+    # Katib defaults nothing for a TrainJob: done at Complete/Failed, metrics from node 0's container.
+    assert template["successCondition"] == 'status.conditions.#(type=="Complete")#|#(status=="True")#'
+    assert template["failureCondition"] == 'status.conditions.#(type=="Failed")#|#(status=="True")#'
+    assert template["primaryContainerName"] == "node"
+    assert template["primaryPodLabels"] == {
+        "jobset.sigs.k8s.io/replicatedjob-name": "node",
+        "batch.kubernetes.io/job-completion-index": "0",
+    }
+    experiment = build_experiment(
+        name="tune",
+        objective=Objective(objective_metric_name="val_loss"),
+        parameters=SEARCH_SPACE,
+        trial_template=trainer_trial_template(
+            "kubeflow-bridge/trainer:latest", SEARCH_SPACE, kind="TrainJob"
+        ),
+    )
+    assert experiment["spec"]["trialTemplate"]["trialSpec"]["kind"] == "TrainJob"  # and it validates
+    with pytest.raises(ValueError, match="a TrainJob has no envFrom"):
+        trainer_trial_template(
+            "kubeflow-bridge/trainer:latest",
+            SEARCH_SPACE,
+            kind="TrainJob",
+            env_from=workflow.storage_env_from(),
         )
