@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from kubeflow_bridge.local.apiserver import errors as apierrors
-from kubeflow_bridge.local.apiserver.kinds import EXPERIMENT, JOB, POD, PYTORCHJOB, TRAINJOB, TRIAL, ResourceType
+from kubeflow_bridge.local.apiserver.kinds import (
+    EXPERIMENT,
+    JOB,
+    POD,
+    PYTORCHJOB,
+    TRAINJOB,
+    TRIAL,
+    ResourceType,
+)
 from kubeflow_bridge.local.controllers.base import Controller, Request
 from kubeflow_bridge.local.images import TRAINER_IMAGE
 from kubeflow_bridge.local.katib import metrics as katib_metrics
