@@ -153,12 +153,14 @@ class Runtime:
         from kubeflow_bridge.local.kserve import controller as kserve
         from kubeflow_bridge.local.training import trainjob
         from kubeflow_bridge.local.training.pytorchjob import PyTorchJobController
+        from kubeflow_bridge.local.training.tfjob import TFJobController
 
         pods = PodController()
         self.manager.add(pods)
         self.manager.add(JobController())
         self.manager.add(StorageSecretController())
         self.manager.add(PyTorchJobController())
+        self.manager.add(TFJobController())
         trainjob.install(self)
         katib.install(self)
         kserve.install(self)

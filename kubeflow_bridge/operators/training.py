@@ -36,12 +36,16 @@ class _TrainingJobOperator(KubeflowObjectOperator):
                 "cluster has no GPUs (gpus_available=false): set gpus=0 or use a GPU cluster"
             )
 
-    def check_pytorchjob(self, manifest: dict[str, Any]) -> None:
-        """A PyTorchJob as the training operator's webhook would take it, on this cluster's GPUs."""
+    def check_v1_job(self, manifest: dict[str, Any]) -> None:
+        """A v1 job (PyTorchJob, TFJob) as the training operator's webhook would take it, on this
+        cluster's GPUs."""
+        from kubeflow_bridge.resources.tfjob import validate_tfjob
         from kubeflow_bridge.resources.training import validate_pytorchjob
 
-        validate_pytorchjob(manifest)
-        for rtype, replica in (manifest.get("spec", {}).get("pytorchReplicaSpecs") or {}).items():
+        tf = manifest.get("kind") == "TFJob"
+        (validate_tfjob if tf else validate_pytorchjob)(manifest)
+        key = "tfReplicaSpecs" if tf else "pytorchReplicaSpecs"
+        for rtype, replica in (manifest.get("spec", {}).get(key) or {}).items():
             for container in ((replica or {}).get("template") or {}).get("spec", {}).get("containers", []):
                 self._refuse_gpus(rtype, container.get("resources"))
 
@@ -235,7 +239,7 @@ class PyTorchJobOperator(_TrainingJobOperator):
 
         if self.pytorchjob is not None:
             manifest = self.given_manifest(self.pytorchjob, "pytorchjob", name, namespace)
-            self.check_pytorchjob(manifest)
+            self.check_v1_job(manifest)
             return manifest
         if not self.image or not isinstance(self.image, str):
             raise ValueError(
@@ -276,7 +280,7 @@ class PyTorchJobOperator(_TrainingJobOperator):
             run_policy=run_policy,
             restart_policy=self.restart_policy,
         ).to_dict()
-        self.check_pytorchjob(manifest)
+        self.check_v1_job(manifest)
         return manifest
 
 
@@ -387,14 +391,16 @@ class TrainJobOperator(_TrainingJobOperator):
 
 class TrainingJobOperator(_TrainingJobOperator):
     """Create a training job from its manifest, a Kubeflow Trainer v2 TrainJob or a Training Operator v1
-    PyTorchJob, and wait for it; node 0's (the master's) log goes to the task log.
+    job (PyTorchJob, TFJob), and wait for it; node 0's (the master's: a TFJob's Chief, or Worker 0) log
+    goes to the task log.
 
     The kind comes from the rendered manifest, so one task can run either API: the retraining DAG's
     ``train`` task builds its job with ``workflow.training_job`` and its ``training_api`` param picks.
 
     Args:
         job: The manifest (a dict with ``apiVersion`` and ``kind``); its name and namespace become the
-            task's (``name=``, else deterministic from the DAG run; ``namespace=``).
+            task's (``name=``, else deterministic from the DAG run; ``namespace=``). A TFJob's replicas
+            get ``TF_CONFIG`` from the operator; it succeeds with its Chief, or else its Worker 0.
         log_lines: Lines of node 0's log printed at the end in deferrable mode.
         **kwargs: See :class:`KubeflowObjectOperator` (namespace, deferrable, timeout, if_exists, ...).
 
@@ -408,6 +414,7 @@ class TrainingJobOperator(_TrainingJobOperator):
     KINDS: ClassVar[dict[str, str]] = {
         "TrainJob": "trainer.kubeflow.org/v1alpha1",
         "PyTorchJob": "kubeflow.org/v1",
+        "TFJob": "kubeflow.org/v1",
     }
     operator_extra_links = (TrainJobLink(), PyTorchJobLink())
 
@@ -421,8 +428,8 @@ class TrainingJobOperator(_TrainingJobOperator):
         return kind if kind in self.KINDS else "training job"
 
     @property  # type: ignore[misc]
-    def link_class(self) -> type[KubeflowLink]:  # type: ignore[override]
-        return TrainJobLink if self.kind_name == "TrainJob" else PyTorchJobLink
+    def link_class(self) -> type[KubeflowLink] | None:  # type: ignore[override]
+        return {"TrainJob": TrainJobLink, "PyTorchJob": PyTorchJobLink}.get(self.kind_name)
 
     def build_manifest(self, context: Context, name: str, namespace: str) -> dict[str, Any]:
         kinds = " or ".join(f"{kind} ({version})" for kind, version in self.KINDS.items())
@@ -438,5 +445,5 @@ class TrainingJobOperator(_TrainingJobOperator):
         if self.kind_name == "TrainJob":
             self.check_trainjob(manifest, namespace)
         else:
-            self.check_pytorchjob(manifest)
+            self.check_v1_job(manifest)
         return manifest

@@ -24,7 +24,7 @@ MAX_LOG_LINES = 5000
 #: Lines kept of a restarted replica's log for the failure report.
 LAST_WORDS_LINES = 30
 #: The kinds whose master pod's log is streamed.
-STREAMED_KINDS = ("PyTorchJob", "TrainJob")
+STREAMED_KINDS = ("PyTorchJob", "TFJob", "TrainJob")
 
 
 def _condition(obj: dict[str, Any]) -> str:
@@ -109,6 +109,7 @@ def inference_service_line(obj: dict[str, Any]) -> str:
 LINES = {
     "Experiment": experiment_line,
     "PyTorchJob": job_line,
+    "TFJob": job_line,
     "TrainJob": trainjob_line,
     "InferenceService": inference_service_line,
 }

@@ -40,6 +40,7 @@ class ResourceKind:
 
 
 PYTORCHJOB = ResourceKind("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob")
+TFJOB = ResourceKind("kubeflow.org", "v1", "tfjobs", "TFJob")
 TRAINJOB = ResourceKind("trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob")
 TRAININGRUNTIME = ResourceKind("trainer.kubeflow.org", "v1alpha1", "trainingruntimes", "TrainingRuntime")
 CLUSTERTRAININGRUNTIME = ResourceKind(
@@ -52,7 +53,7 @@ JOB = ResourceKind("batch", "v1", "jobs", "Job")
 POD = ResourceKind("", "v1", "pods", "Pod")
 
 ALL_KINDS: tuple[ResourceKind, ...] = (
-    PYTORCHJOB, TRAINJOB, TRAININGRUNTIME, CLUSTERTRAININGRUNTIME, EXPERIMENT, TRIAL, INFERENCESERVICE, JOB, POD,
+    PYTORCHJOB, TFJOB, TRAINJOB, TRAININGRUNTIME, CLUSTERTRAININGRUNTIME, EXPERIMENT, TRIAL, INFERENCESERVICE, JOB, POD,
 )  # fmt: skip
 
 

@@ -91,12 +91,14 @@ def classify(
     return handler(obj)
 
 
-def _pytorchjob(obj: dict[str, Any]) -> Classification | None:
+def _v1_job(obj: dict[str, Any]) -> Classification | None:
+    """A training operator v1 job (PyTorchJob, TFJob): its Failed or Succeeded condition."""
     # setCondition is a no-op once Failed is True, so Failed wins; Restarting is not terminal.
+    kind = str(obj.get("kind") or "PyTorchJob")
     if cond := _is_true(obj, "Failed"):
-        return _from(cond, FAILED, "PyTorchJobFailed")
+        return _from(cond, FAILED, f"{kind}Failed")
     if cond := _is_true(obj, "Succeeded"):
-        return _from(cond, SUCCEEDED, "PyTorchJobSucceeded")
+        return _from(cond, SUCCEEDED, f"{kind}Succeeded")
     # Suspended is not terminal: queueing systems (Kueue) create jobs suspended and resume them later.
     return None
 
@@ -183,7 +185,8 @@ def _inference_service(obj: dict[str, Any], min_generation: int | None) -> Class
 
 
 _HANDLERS: dict[str, Any] = {
-    "PyTorchJob": _pytorchjob,
+    "PyTorchJob": _v1_job,
+    "TFJob": _v1_job,
     "TrainJob": _trainjob,
     "Experiment": _experiment,
     "Trial": _trial,

@@ -70,6 +70,18 @@ PYTORCHJOB = ResourceType(
         ".status.replicaStatuses.Worker.selector",
     ),
 )
+TFJOB = ResourceType(
+    "kubeflow.org",
+    "v1",
+    "tfjobs",
+    "TFJob",
+    categories=("all", "kubeflow"),
+    scale=(
+        ".spec.tfReplicaSpecs.Worker.replicas",
+        ".status.replicaStatuses.Worker.active",
+        ".status.replicaStatuses.Worker.selector",
+    ),
+)
 # Kubeflow Trainer v2.3 (its CRDs declare no short names or categories)
 TRAINJOB = ResourceType("trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob")
 TRAININGRUNTIME = ResourceType(
@@ -122,6 +134,7 @@ ALL_TYPES: tuple[ResourceType, ...] = (
     SERVICEACCOUNT,
     JOB,
     PYTORCHJOB,
+    TFJOB,
     TRAINJOB,
     TRAININGRUNTIME,
     CLUSTERTRAININGRUNTIME,

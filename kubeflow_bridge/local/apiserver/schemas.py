@@ -24,6 +24,7 @@ MODELS = {
     "ServiceAccount": ("kubernetes.client", "V1ServiceAccount"),
     "Event": ("kubernetes.client", "CoreV1Event"),
     "PyTorchJob": ("kubeflow.training", "KubeflowOrgV1PyTorchJob"),
+    "TFJob": ("kubeflow.training", "KubeflowOrgV1TFJob"),
     "InferenceService": ("kserve", "V1beta1InferenceService"),
 }
 _LEAVES = {"object", "str", "int", "float", "bool", "datetime", "date", "bytearray"}

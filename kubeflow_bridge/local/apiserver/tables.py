@@ -98,6 +98,7 @@ COLUMNS: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
     "pods": ([("Ready", "string"), ("Status", "string"), ("Restarts", "integer")], _pod_cells),
     "jobs": ([("Status", "string"), ("Completions", "string")], _job_cells),
     "pytorchjobs": ([("State", "string")], lambda o: [_last_condition(o)]),
+    "tfjobs": ([("State", "string")], lambda o: [_last_condition(o)]),
     "trainjobs": ([("State", "string")], lambda o: [_last_condition(o)]),
     "experiments": (
         [("Type", "string"), ("Status", "string")],

@@ -1,6 +1,7 @@
-"""PyTorchJob controller with the training operator v1.9 semantics (see LIFECYCLE notes in the docs).
+"""The training operator v1.9's job controllers: PyTorchJob here, on a base the TFJob controller
+(:mod:`.tfjob`) shares (see LIFECYCLE notes in the docs).
 
-Pods ``<job>-master-0`` and ``<job>-worker-<i>`` carry the operator's labels and env. MASTER_ADDR is
+Pods ``<job>-<replica type>-<i>`` carry the operator's labels and env. A PyTorchJob's MASTER_ADDR is
 127.0.0.1, not the operator's ``<job>-master-0``: there is no cluster DNS here and every replica is a
 process on this host. MASTER_PORT is a free port picked per job (the operator uses the container's
 ``pytorchjob-port``, 23456 by default, which would collide between jobs on one host).
@@ -11,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kubeflow_bridge.local.apiserver.kinds import POD, PYTORCHJOB
+from kubeflow_bridge.local.apiserver.kinds import POD, PYTORCHJOB, ResourceType
 from kubeflow_bridge.local.apiserver.store import Obj, now_iso, seconds_since
 from kubeflow_bridge.local.controllers.base import Controller, Request
 
@@ -93,56 +94,61 @@ def _exit_info(pod: Obj) -> str:
     return f"{st.get('reason', '')}: {st.get('message', '')}".strip(": ")
 
 
-class PyTorchJobController(Controller):
-    name = "pytorchjobs"
-    kinds = (PYTORCHJOB,)
+class ReplicaJobController(Controller):
+    """A training operator v1 job: replica specs of typed pods, one condition list, a backoff limit.
+
+    Subclasses say the kind, its replica-spec key, its replica types in creation order, which replica
+    leads (its success is the job's), and each replica's env.
+    """
+
     owns = (POD,)
+    rt: ResourceType = PYTORCHJOB
+    replica_key = "pytorchReplicaSpecs"
+    order: tuple[str, ...] = ORDER
+    operator = OPERATOR
 
     def __init__(self) -> None:
         super().__init__()
-        self.ports: dict[str, int] = {}
+        self.ports: dict[str, Any] = {}
 
-    def _port(self, job: Obj, pods: list[Obj]) -> int:
-        uid = job["metadata"]["uid"]
-        if uid not in self.ports:
-            for p in pods:
-                for c in p["spec"]["containers"]:
-                    for e in c.get("env") or []:
-                        if e.get("name") == "MASTER_PORT":
-                            self.ports[uid] = int(e["value"])
-            if uid not in self.ports:
-                self.ports[uid] = self.ctx.free_port()
-        return self.ports[uid]
+    @property
+    def kind_name(self) -> str:
+        return self.rt.kind
 
-    def _pod_body(self, job: Obj, rtype: str, index: int, port: int) -> Obj:
+    def _port(self, job: Obj, pods: list[Obj]) -> Any:
+        """The job's port(s), read back from its pods after a restart, else picked free."""
+        raise NotImplementedError
+
+    def _env(self, job: Obj, rtype: str, index: int, port: Any) -> list[dict[str, str]]:
+        raise NotImplementedError
+
+    def _lead(self, replicas: dict[str, Any]) -> str:
+        """The replica type whose success is the job's (and whose start is the job's Running)."""
+        return "Master" if "Master" in replicas else "Worker"
+
+    def _is_master(self, replicas: dict[str, Any], rtype: str, index: int) -> bool:
+        return rtype == "Master"
+
+    def _succeeded(
+        self, spec: dict[str, Any], lead: str, lead_status: dict[str, Any], pods: list[Obj]
+    ) -> bool:
+        total = int(spec[self.replica_key][lead].get("replicas", 1))
+        done = lead_status.get("succeeded", 0)
+        return done >= 1 if lead == "Master" else done >= total
+
+    def _pod_body(self, job: Obj, rtype: str, index: int, port: Any) -> Obj:
         meta, spec = job["metadata"], job["spec"]
-        replicas = spec["pytorchReplicaSpecs"]
+        replicas = spec[self.replica_key]
         rspec = replicas[rtype]
         tmpl = copy.deepcopy(rspec["template"])
         pmeta = tmpl.get("metadata") or {}
         labels = dict(pmeta.get("labels") or {})
-        labels.update({L_JOB: meta["name"], L_OPERATOR: OPERATOR, L_TYPE: rtype.lower(), L_INDEX: str(index)})
-        if rtype == "Master":
+        labels.update(
+            {L_JOB: meta["name"], L_OPERATOR: self.operator, L_TYPE: rtype.lower(), L_INDEX: str(index)}
+        )
+        if self._is_master(replicas, rtype, index):
             labels[L_ROLE] = "master"
-        total = sum(int(r.get("replicas", 1)) for r in replicas.values())
-        nproc = spec.get("nprocPerNode") or "auto"
-        nproc_int = int(nproc) if str(nproc).isdigit() else 1
-        rank = index + (1 if rtype == "Worker" and "Master" in replicas else 0)
-        env: list[dict[str, str]] = [{"name": "PYTHONUNBUFFERED", "value": "1"}]
-        if "Master" in replicas:
-            env += [
-                {"name": "MASTER_PORT", "value": str(port)},
-                {"name": "PET_MASTER_PORT", "value": str(port)},
-                {"name": "MASTER_ADDR", "value": "127.0.0.1"},
-                {"name": "PET_MASTER_ADDR", "value": "127.0.0.1"},
-                {"name": "WORLD_SIZE", "value": str(total * nproc_int)},
-                {"name": "RANK", "value": str(rank)},
-                {"name": "PET_NODE_RANK", "value": str(rank)},
-            ]
-        env += [
-            {"name": "PET_NPROC_PER_NODE", "value": str(nproc)},
-            {"name": "PET_NNODES", "value": str(total)},
-        ]
+        env = self._env(job, rtype, index, port)
         pspec = tmpl.get("spec") or {}
         for c in pspec.get("containers") or []:
             names = {e["name"] for e in env}
@@ -161,20 +167,21 @@ class PyTorchJobController(Controller):
         }
 
     async def reconcile(self, req: Request) -> float | None:
-        job = self.ctx.get(PYTORCHJOB, req.namespace, req.name)
+        job = self.ctx.get(self.rt, req.namespace, req.name)
         if job is None or job["metadata"].get("deletionTimestamp"):
             return None
+        kind = self.kind_name
         name = job["metadata"]["name"]
         spec = job.get("spec") or {}
-        replicas: dict[str, Any] = spec.get("pytorchReplicaSpecs") or {}
+        replicas: dict[str, Any] = spec.get(self.replica_key) or {}
         run_policy = spec.get("runPolicy") or {}
         status = copy.deepcopy(job.get("status") or {})
         conditions = list(status.get("conditions") or [])
         if not conditions:
             conditions = set_condition(
-                conditions, _cond("Created", "PyTorchJobCreated", f"PyTorchJob {name} is created.")
+                conditions, _cond("Created", f"{kind}Created", f"{kind} {name} is created.")
             )
-            self.ctx.event(job, "PyTorchJobCreated", f"PyTorchJob {name} is created.", component=OPERATOR)
+            self.ctx.event(job, f"{kind}Created", f"{kind} {name} is created.", component=self.operator)
         pods = self.ctx.owned(POD, job)
         finished = has_condition(job, "Succeeded") or has_condition(job, "Failed")
         if finished:
@@ -185,12 +192,12 @@ class PyTorchJobController(Controller):
         if run_policy.get("suspend"):
             for p in pods:
                 self.ctx.delete(POD, req.namespace, p["metadata"]["name"])
-            msg = f"PyTorchJob {name} is suspended."
+            msg = f"{kind} {name} is suspended."
             if has_condition({"status": {"conditions": conditions}}, "Running"):
-                conditions = set_condition(conditions, _cond("Running", "PyTorchJobSuspended", msg, "False"))
+                conditions = set_condition(conditions, _cond("Running", f"{kind}Suspended", msg, "False"))
             if not has_condition({"status": {"conditions": conditions}}, "Suspended"):
-                conditions = set_condition(conditions, _cond("Suspended", "PyTorchJobSuspended", msg))
-                self.ctx.event(job, "PyTorchJobSuspended", msg, component=OPERATOR)
+                conditions = set_condition(conditions, _cond("Suspended", f"{kind}Suspended", msg))
+                self.ctx.event(job, f"{kind}Suspended", msg, component=self.operator)
             idle = {
                 rt: {k: v for k, v in st.items() if k != "active"}
                 for rt, st in (status.get("replicaStatuses") or {}).items()
@@ -200,7 +207,7 @@ class PyTorchJobController(Controller):
             return None
         if any(c.get("type") == "Suspended" and c.get("status") == "True" for c in conditions):
             conditions = [
-                dict(c, status="False", reason="PyTorchJobResumed", message=f"PyTorchJob {name} is resumed.")
+                dict(c, status="False", reason=f"{kind}Resumed", message=f"{kind} {name} is resumed.")
                 if c.get("type") == "Suspended"
                 else c
                 for c in conditions
@@ -210,17 +217,17 @@ class PyTorchJobController(Controller):
         if deadline is not None:
             left = float(deadline) - seconds_since(status["startTime"])
             if left <= 0:
-                msg = f"PyTorchJob {name} has failed because it was active longer than specified deadline"
-                status["conditions"] = set_condition(conditions, _cond("Failed", "PyTorchJobFailed", msg))
+                msg = f"{kind} {name} has failed because it was active longer than specified deadline"
+                status["conditions"] = set_condition(conditions, _cond("Failed", f"{kind}Failed", msg))
                 status["completionTime"] = now_iso()
-                self.ctx.event(job, "DeadlineExceeded", msg, "Warning", component=OPERATOR)
+                self.ctx.event(job, "DeadlineExceeded", msg, "Warning", component=self.operator)
                 for p in pods:
                     self.ctx.delete(POD, req.namespace, p["metadata"]["name"])
                 self._write(job, status)
                 return None
         port = self._port(job, pods)
         by_name = {p["metadata"]["name"]: p for p in pods}
-        for rtype in ORDER:
+        for rtype in self.order:
             if rtype not in replicas:
                 continue
             for i in range(int(replicas[rtype].get("replicas", 1))):
@@ -230,7 +237,9 @@ class PyTorchJobController(Controller):
                         POD, self._pod_body(job, rtype, i, port), namespace=req.namespace, owner=job
                     )
                     by_name[pname] = pod
-                    self.ctx.event(job, "SuccessfulCreatePod", f"Created pod: {pname}", component=OPERATOR)
+                    self.ctx.event(
+                        job, "SuccessfulCreatePod", f"Created pod: {pname}", component=self.operator
+                    )
         pods = list(by_name.values())
         rstatuses: dict[str, dict[str, Any]] = {}
         failed_pods: list[tuple[str, Obj]] = []
@@ -256,35 +265,32 @@ class PyTorchJobController(Controller):
                         int(cs.get("restartCount", 0))
                         for cs in (p.get("status") or {}).get("containerStatuses") or []
                     )
-            sel = f"{L_JOB}={name},{L_OPERATOR}={OPERATOR},{L_TYPE}={rtype.lower()}"
+            sel = f"{L_JOB}={name},{L_OPERATOR}={self.operator},{L_TYPE}={rtype.lower()}"
             entry: dict[str, Any] = {k: v for k, v in counts.items() if v}
             entry["selector"] = sel
             entry["labelSelector"] = {
-                "matchLabels": {L_JOB: name, L_OPERATOR: OPERATOR, L_TYPE: rtype.lower()}
+                "matchLabels": {L_JOB: name, L_OPERATOR: self.operator, L_TYPE: rtype.lower()}
             }
             rstatuses[rtype] = entry
         status["replicaStatuses"] = rstatuses
-        lead = "Master" if "Master" in replicas else "Worker"
-        lead_total = int(replicas[lead].get("replicas", 1))
+        lead = self._lead(replicas)
         lead_status = rstatuses.get(lead, {})
         if lead_status.get("active") and not has_condition({"status": {"conditions": conditions}}, "Running"):
             conditions = set_condition(
-                conditions, _cond("Running", "PyTorchJobRunning", f"PyTorchJob {name} is running.")
+                conditions, _cond("Running", f"{kind}Running", f"{kind} {name} is running.")
             )
-            self.ctx.event(job, "PyTorchJobRunning", f"PyTorchJob {name} is running.", component=OPERATOR)
+            self.ctx.event(job, f"{kind}Running", f"{kind} {name} is running.", component=self.operator)
         backoff = run_policy.get("backoffLimit")
-        if (lead == "Master" and lead_status.get("succeeded", 0) >= 1) or (
-            lead == "Worker" and lead_status.get("succeeded", 0) >= lead_total
-        ):
-            msg = f"PyTorchJob {name} is successfully completed."
-            conditions = set_condition(conditions, _cond("Succeeded", "PyTorchJobSucceeded", msg))
+        if self._succeeded(spec, lead, lead_status, pods):
+            msg = f"{kind} {name} is successfully completed."
+            conditions = set_condition(conditions, _cond("Succeeded", f"{kind}Succeeded", msg))
             status["completionTime"] = now_iso()
-            self.ctx.event(job, "PyTorchJobSucceeded", msg, component=OPERATOR)
+            self.ctx.event(job, f"{kind}Succeeded", msg, component=self.operator)
         elif backoff is not None and (restarts >= int(backoff) if int(backoff) > 0 else restarts > 0):
-            msg = f"PyTorchJob {name} has failed because it has reached the specified backoff limit"
-            conditions = set_condition(conditions, _cond("Failed", "PyTorchJobFailed", msg))
+            msg = f"{kind} {name} has failed because it has reached the specified backoff limit"
+            conditions = set_condition(conditions, _cond("Failed", f"{kind}Failed", msg))
             status["completionTime"] = now_iso()
-            self.ctx.event(job, "PyTorchJobFailed", msg, "Warning", component=OPERATOR)
+            self.ctx.event(job, f"{kind}Failed", msg, "Warning", component=self.operator)
         elif failed_pods:
             rtype, pod = failed_pods[0]
             policy = replicas[rtype].get("restartPolicy", "OnFailure")
@@ -292,19 +298,19 @@ class PyTorchJobController(Controller):
             n = sum(1 for r, _ in failed_pods if r == rtype)
             if policy == "ExitCode" and code is not None and code >= 128:
                 # Retryable exit code: the operator deletes the pod and creates it again.
-                msg = f"PyTorchJob {name} is restarting because {n} {rtype} replica(s) failed."
-                conditions = set_condition(conditions, _cond("Restarting", "PyTorchJobRestarting", msg))
-                self.ctx.event(job, "PyTorchJobRestarting", msg, "Warning", component=OPERATOR)
+                msg = f"{kind} {name} is restarting because {n} {rtype} replica(s) failed."
+                conditions = set_condition(conditions, _cond("Restarting", f"{kind}Restarting", msg))
+                self.ctx.event(job, f"{kind}Restarting", msg, "Warning", component=self.operator)
                 for _r, p in failed_pods:
                     self.ctx.delete(POD, req.namespace, p["metadata"]["name"])
             else:
                 msg = (
-                    f"PyTorchJob {name} is failed because {n} {rtype} replica(s) failed. "
+                    f"{kind} {name} is failed because {n} {rtype} replica(s) failed. "
                     f"Pod {pod['metadata']['name']}: {_exit_info(pod)}"
                 )
-                conditions = set_condition(conditions, _cond("Failed", "PyTorchJobFailed", msg))
+                conditions = set_condition(conditions, _cond("Failed", f"{kind}Failed", msg))
                 status["completionTime"] = now_iso()
-                self.ctx.event(job, "PyTorchJobFailed", msg, "Warning", component=OPERATOR)
+                self.ctx.event(job, f"{kind}Failed", msg, "Warning", component=self.operator)
         status["conditions"] = conditions
         self._write(job, status)
         if has_condition({"status": status}, "Succeeded") or has_condition({"status": status}, "Failed"):
@@ -342,7 +348,7 @@ class PyTorchJobController(Controller):
         left = float(ttl) - seconds_since(done_at)
         if left > 0:
             return left
-        self.ctx.delete(PYTORCHJOB, job["metadata"]["namespace"], job["metadata"]["name"])
+        self.ctx.delete(self.rt, job["metadata"]["namespace"], job["metadata"]["name"])
         return None
 
     def _exit_code(self, pod: Obj) -> int | None:
@@ -361,4 +367,45 @@ class PyTorchJobController(Controller):
     def _write(self, job: Obj, status: dict[str, Any]) -> None:
         if status != (job.get("status") or {}):
             status["lastReconcileTime"] = now_iso()
-            self.ctx.set_status(PYTORCHJOB, job, status)
+            self.ctx.set_status(self.rt, job, status)
+
+
+class PyTorchJobController(ReplicaJobController):
+    """PyTorchJob: Master and Workers with torch's rendezvous env (one port per job)."""
+
+    name = "pytorchjobs"
+    kinds = (PYTORCHJOB,)
+
+    def _port(self, job: Obj, pods: list[Obj]) -> int:
+        uid = job["metadata"]["uid"]
+        if uid not in self.ports:
+            for p in pods:
+                for c in p["spec"]["containers"]:
+                    for e in c.get("env") or []:
+                        if e.get("name") == "MASTER_PORT":
+                            self.ports[uid] = int(e["value"])
+            if uid not in self.ports:
+                self.ports[uid] = self.ctx.free_port()
+        return int(self.ports[uid])
+
+    def _env(self, job: Obj, rtype: str, index: int, port: Any) -> list[dict[str, str]]:
+        spec = job["spec"]
+        replicas = spec[self.replica_key]
+        total = sum(int(r.get("replicas", 1)) for r in replicas.values())
+        nproc = spec.get("nprocPerNode") or "auto"
+        nproc_int = int(nproc) if str(nproc).isdigit() else 1
+        rank = index + (1 if rtype == "Worker" and "Master" in replicas else 0)
+        env: list[dict[str, str]] = [{"name": "PYTHONUNBUFFERED", "value": "1"}]
+        if "Master" in replicas:
+            env += [
+                {"name": "MASTER_PORT", "value": str(port)},
+                {"name": "PET_MASTER_PORT", "value": str(port)},
+                {"name": "MASTER_ADDR", "value": "127.0.0.1"},
+                {"name": "PET_MASTER_ADDR", "value": "127.0.0.1"},
+                {"name": "WORLD_SIZE", "value": str(total * nproc_int)},
+                {"name": "RANK", "value": str(rank)},
+                {"name": "PET_NODE_RANK", "value": str(rank)},
+            ]
+        env.append({"name": "PET_NPROC_PER_NODE", "value": str(nproc)})
+        env.append({"name": "PET_NNODES", "value": str(total)})
+        return env

@@ -152,3 +152,20 @@ def test_trainjob_conditions_as_trainer_v2_3_copies_them_from_its_jobset() -> No
     assert failed is not None and (failed.state, failed.reason) == ("failed", "FailedJobs")
     deadline = classify("TrainJob", obj(cond("Failed", reason="DeadlineExceeded")))
     assert deadline is not None and deadline.state == "failed"
+
+
+def test_tfjob_is_classified_as_the_training_operator_writes_it() -> None:
+    from kubeflow_bridge.clients.kube import TFJOB
+
+    done = {
+        **obj(cond("Created"), cond("Succeeded", message="TFJob x is successfully completed.")),
+        "kind": "TFJob",
+    }
+    got = classify(TFJOB, done)
+    assert got is not None and (got.state, got.reason) == ("succeeded", "TFJobSucceeded")  # reason defaulted
+    failed = {
+        **obj(cond("Running", "False"), cond("Failed", reason="TFJobFailed", message="boom")),
+        "kind": "TFJob",
+    }
+    assert classify("TFJob", failed).state == "failed"  # type: ignore[union-attr]
+    assert classify(TFJOB, obj(cond("Created"), cond("Restarting", reason="TFJobRestarting"))) is None

@@ -163,8 +163,10 @@ def test_bad_input_nothing_stored(runtime: RuntimeHandle, namespace: str) -> Non
         assert r.status_code == 400 and "YAML" in r.json()["message"]
         r = c.post(f"/apis/kubeflow.org/v9/namespaces/{namespace}/pytorchjobs", json=pytorchjob("x"))
         assert r.status_code == 404
+        r = c.post(f"/apis/kubeflow.org/v1/namespaces/{namespace}/mxjobs", json=pytorchjob("x"))
+        assert r.status_code == 404  # a kind the runtime does not serve
         r = c.post(f"/apis/kubeflow.org/v1/namespaces/{namespace}/tfjobs", json=pytorchjob("x"))
-        assert r.status_code == 404
+        assert r.status_code == 400  # a PyTorchJob body at the TFJob collection
         r = c.post(url, json={**pytorchjob("x"), "kind": "TFJob"})
         assert r.status_code == 400
         r = c.post(url, json=pytorchjob("Bad_Name"))

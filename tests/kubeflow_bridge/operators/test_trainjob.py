@@ -116,7 +116,10 @@ def test_sensor_waits_for_a_trainjob_started_elsewhere(namespace: str) -> None: 
     assert run_trigger(deferred.value.trigger)["status"] == "succeeded"
 
 
-def test_training_job_operator_runs_the_kind_its_manifest_names(namespace: str) -> None:  # noqa: F811
+def test_training_job_operator_runs_the_kind_its_manifest_names(
+    namespace: str,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     # The retraining DAG's train task: one operator, the job's kind chosen by the rendered manifest.
     from kubeflow_bridge.operators.training import TrainingJobOperator
     from kubeflow_bridge.resources.training import PyTorchJobSpec
@@ -145,12 +148,39 @@ def test_training_job_operator_runs_the_kind_its_manifest_names(namespace: str) 
     assert (result["kind"], result["state"]) == ("PyTorchJob", "succeeded")
     assert len(objects("TrainJob", namespace)) == 1 and len(objects("PyTorchJob", namespace)) == 1
 
+    # A TFJob (the generic v1 path): TF_CONFIG from the operator, the Chief's log in the task log.
+    script = "import json, os; t = json.loads(os.environ['TF_CONFIG'])['task']; print('task', t['type'], t['index'])"
+    replica = {"template": {"spec": {"containers": [{"name": "tensorflow", "image": "python:3.11", "command": ["python3", "-c", script]}]}}}  # fmt: skip
+    tf = {"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "spec": {"tfReplicaSpecs": {"Chief": replica, "Worker": {**replica, "replicas": 2}}}}  # fmt: skip
+    result = TrainingJobOperator(
+        task_id="train_tf", job=tf, deferrable=False, poll_interval=1, timeout=120
+    ).execute(ctx("manual__tf"))
+    assert (result["kind"], result["state"], result["reason"]) == ("TFJob", "succeeded", "TFJobSucceeded")
+    assert result["replica_statuses"]["Chief"]["succeeded"] == 1  # the Chief decides
+    assert "task chief 0" in capsys.readouterr().out
+
 
 @pytest.mark.parametrize(
     ("job", "message"),
     [
         ("not a manifest", "job must be a TrainJob"),
-        ({"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "spec": {}}, "not 'TFJob'"),
+        ({"apiVersion": "kubeflow.org/v1", "kind": "XGBoostJob", "spec": {}}, "not 'XGBoostJob'"),
+        (
+            {
+                "apiVersion": "kubeflow.org/v1",
+                "kind": "TFJob",
+                "spec": {
+                    "tfReplicaSpecs": {
+                        "PS": {
+                            "template": {
+                                "spec": {"containers": [{"name": "tensorflow", "image": "python:3.11"}]}
+                            }
+                        }
+                    }
+                },
+            },
+            "needs a Chief",
+        ),
         ({"apiVersion": "kubeflow.org/v1", "kind": "TrainJob", "spec": {}}, "trainer.kubeflow.org/v1alpha1"),
         (
             {
