@@ -177,7 +177,9 @@ def log_selectors(kind: ResourceKind, name: str, role: str) -> list[str]:
         return [f"katib.kubeflow.org/experiment={name}"]
     if kind == POD:
         return []
-    raise ValueError(f"no pod labels known for {kind.kind}; use PYTORCHJOB, TFJOB, TRAINJOB, JOB, TRIAL or POD")
+    raise ValueError(
+        f"no pod labels known for {kind.kind}; use PYTORCHJOB, TFJOB, TRAINJOB, JOB, TRIAL or POD"
+    )
 
 
 def has_restarted(pod: dict[str, Any], container: str | None) -> bool:
