@@ -301,6 +301,8 @@ class TrainJobOperator(_TrainingJobOperator):
         gpus: ``nvidia.com/gpu`` per node.
         cpu: CPU request and limit per node (e.g. ``"2"``).
         memory: Memory request and limit per node (e.g. ``"4Gi"``).
+        runtime_patches: ``spec.runtimePatches`` (see :class:`~kubeflow_bridge.resources.trainjob.TrainJobSpec`):
+            pod labels, a container's env or volumeMounts, volumes, nodeSelector... of the runtime's nodes.
         trainjob: A full TrainJob manifest instead of the fields above (name and identity are set).
         log_lines: Lines of node 0's log printed at the end in deferrable mode.
         **kwargs: See :class:`KubeflowObjectOperator` (namespace, deferrable, timeout, if_exists, ...).
@@ -321,6 +323,7 @@ class TrainJobOperator(_TrainingJobOperator):
         "gpus",
         "cpu",
         "memory",
+        "runtime_patches",
         "trainjob",
     )
     template_fields_renderers = {"trainjob": "json", "env": "json"}
@@ -342,6 +345,7 @@ class TrainJobOperator(_TrainingJobOperator):
         gpus: int | str = 0,
         cpu: str | None = None,
         memory: str | None = None,
+        runtime_patches: list[dict[str, Any]] | None = None,
         trainjob: dict[str, Any] | None = None,
         log_lines: int = 200,
         **kwargs: Any,
@@ -358,6 +362,7 @@ class TrainJobOperator(_TrainingJobOperator):
         self.gpus = gpus
         self.cpu = cpu
         self.memory = memory
+        self.runtime_patches = runtime_patches
         self.trainjob = trainjob
 
     def build_manifest(self, context: Context, name: str, namespace: str) -> dict[str, Any]:
@@ -384,6 +389,7 @@ class TrainJobOperator(_TrainingJobOperator):
                 if self.num_proc_per_node is None
                 else as_int("num_proc_per_node", self.num_proc_per_node, minimum=1),
                 resources_per_node=resource_requirements(cpu=self.cpu, memory=self.memory, gpu=gpus) or None,
+                runtime_patches=self.runtime_patches,
             ).to_dict()
         self.check_trainjob(manifest, namespace)
         return manifest

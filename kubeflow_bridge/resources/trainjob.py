@@ -61,6 +61,10 @@ class TrainJobSpec:
         num_nodes: Trainer nodes (the runtime's ``mlPolicy.numNodes`` when None).
         num_proc_per_node: Processes per node (torch: GPUs or CPUs per node when None).
         resources_per_node: Container ``resources`` of each node.
+        runtime_patches: ``spec.runtimePatches``: patches of the runtime's template, each keyed by its
+            ``manager`` (pod labels and annotations, containers' env and volumeMounts, volumes,
+            nodeSelector, tolerations, ... of a replicated job), e.g. ``[{"manager": "me", "trainingRuntimeSpec":
+            {"template": {"spec": {"replicatedJobs": [{"name": "node", "template": ...}]}}}}]``.
         suspend: Create the job suspended.
         active_deadline_seconds: Wall-clock limit; the job fails with DeadlineExceeded after it.
         labels: Object labels.
@@ -80,6 +84,7 @@ class TrainJobSpec:
     num_nodes: int | None = None
     num_proc_per_node: int | None = None
     resources_per_node: dict[str, Any] | None = None
+    runtime_patches: list[dict[str, Any]] | None = None
     suspend: bool | None = None
     active_deadline_seconds: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
@@ -108,6 +113,8 @@ class TrainJobSpec:
         }
         if trainer:
             spec["trainer"] = trainer
+        if self.runtime_patches:
+            spec["runtimePatches"] = copy.deepcopy(self.runtime_patches)
         if self.suspend is not None:
             spec["suspend"] = self.suspend
         if self.active_deadline_seconds is not None:
@@ -188,6 +195,27 @@ def _check_spec(causes: Causes, spec: dict[str, Any]) -> None:
         expect_min(causes, f"{path}.numNodes", trainer.get("numNodes"), 1)
         expect_min(causes, f"{path}.numProcPerNode", trainer.get("numProcPerNode"), 1)
         check_resources(causes, f"{path}.resourcesPerNode", trainer.get("resourcesPerNode"))
+    patches: Any = spec.get("runtimePatches")
+    if expect(causes, "spec.runtimePatches", patches, list):
+        managers = []
+        for i, patch in enumerate(patches):
+            path = f"spec.runtimePatches[{i}]"
+            if not expect(causes, path, patch, dict):
+                continue
+            if not isinstance(patch.get("manager"), str) or not patch["manager"]:
+                causes.append(
+                    FieldCause(
+                        f"{path}.manager",
+                        "is required: who owns this patch (e.g. your tool's name)",
+                        "FieldValueRequired",
+                    )
+                )
+            managers.append(patch.get("manager"))
+            expect(causes, f"{path}.trainingRuntimeSpec", patch.get("trainingRuntimeSpec"), dict)
+        if len(set(map(str, managers))) != len(managers):
+            causes.append(
+                FieldCause("spec.runtimePatches", "each manager may own one patch: merge its patches")
+            )
     expect(causes, "spec.suspend", spec.get("suspend"), bool)
     expect_min(causes, "spec.activeDeadlineSeconds", spec.get("activeDeadlineSeconds"), 1)
     expect_enum(causes, "spec.managedBy", spec.get("managedBy"), MANAGED_BY_VALUES)

@@ -94,6 +94,59 @@ def _proc_per_node(trainer: dict[str, Any], container: dict[str, Any]) -> str:
     return str(max(1, cores))
 
 
+def _merge_named(items: list[dict[str, Any]], extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A strategic merge of lists keyed by name: an entry of ``extra`` replaces the one of its name."""
+    names = {e.get("name") for e in extra}
+    return [e for e in items if e.get("name") not in names] + copy.deepcopy(extra)
+
+
+def _patch_pod_spec(pspec: dict[str, Any], patch: dict[str, Any]) -> None:
+    """The pod fields a runtime patch may set (Trainer v2.3's PodSpecPatch), merged as the controller
+    merges them: containers and init containers by name (their env and volumeMounts by name too),
+    volumes by name, lists such as tolerations appended, the rest set."""
+    for key in ("containers", "initContainers"):
+        for cpatch in patch.get(key) or []:
+            target = next((c for c in pspec.get(key) or [] if c.get("name") == cpatch.get("name")), None)
+            if target is None:
+                continue  # the patch names a container the runtime does not have
+            for field in ("env", "volumeMounts"):
+                if cpatch.get(field):
+                    target[field] = _merge_named(target.get(field) or [], cpatch[field])
+            if cpatch.get("securityContext"):
+                target["securityContext"] = copy.deepcopy(cpatch["securityContext"])
+    if patch.get("volumes"):
+        pspec["volumes"] = _merge_named(pspec.get("volumes") or [], patch["volumes"])
+    for key in ("tolerations", "imagePullSecrets", "schedulingGates"):
+        if patch.get(key):
+            pspec[key] = [*(pspec.get(key) or []), *copy.deepcopy(patch[key])]
+    for key in ("serviceAccountName", "securityContext", "nodeSelector", "affinity"):
+        if patch.get(key):
+            pspec[key] = copy.deepcopy(patch[key])
+
+
+def _merge_metadata(meta: dict[str, Any], patch: dict[str, Any] | None) -> None:
+    for key in ("labels", "annotations"):
+        if (patch or {}).get(key):
+            meta[key] = {**(meta.get(key) or {}), **patch[key]}  # type: ignore[index]
+
+
+def _apply_runtime_patches(job: Obj, rjobs: list[dict[str, Any]]) -> None:
+    """``spec.runtimePatches`` in order, on the replicated jobs they name (a JobSet-level metadata patch
+    has no JobSet to land on here)."""
+    for patch in (job.get("spec") or {}).get("runtimePatches") or []:
+        template = ((patch.get("trainingRuntimeSpec") or {}).get("template") or {}).get("spec") or {}
+        for rpatch in template.get("replicatedJobs") or []:
+            rjob = next((r for r in rjobs if r.get("name") == rpatch.get("name")), None)
+            if rjob is None:
+                continue
+            jpatch = rpatch.get("template") or {}
+            _merge_metadata(rjob["template"].setdefault("metadata", {}), jpatch.get("metadata"))
+            ppatch = (jpatch.get("spec") or {}).get("template") or {}
+            pod_tmpl = rjob["template"]["spec"]["template"]
+            _merge_metadata(pod_tmpl.setdefault("metadata", {}), ppatch.get("metadata"))
+            _patch_pod_spec(pod_tmpl["spec"], ppatch.get("spec") or {})
+
+
 class TrainJobController(Controller):
     name = "trainjobs"
     kinds = (TRAINJOB,)
@@ -156,6 +209,7 @@ class TrainJobController(Controller):
                         ],
                     )
                 container["env"] = env
+        _apply_runtime_patches(job, rjobs)
         return rjobs
 
     def _recover_port(self, job: Obj, pods: list[Obj]) -> None:

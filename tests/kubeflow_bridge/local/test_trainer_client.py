@@ -146,3 +146,59 @@ def test_trainer_client_runs_a_container_trainer_and_follows_a_failing_nodes_log
     with pytest.raises(RuntimeError, match=f"TrainJob {name} is Failed"):
         trainer_client.wait_for_job_status(name, timeout=60, polling_interval=1)
     assert trainer_client.get_job(name).status == "Failed"
+
+
+def test_trainer_client_runtime_patches_reach_the_nodes(
+    trainer_client: Any, runtime: RuntimeHandle, namespace: str
+) -> None:
+    # The SDK's RuntimePatch option (spec.runtimePatches, keyed by manager): a label on the node pods
+    # and an env var from a Secret in the node container, as a platform's admission webhook would add.
+    from kubeflow.trainer import CustomTrainer
+    from kubeflow.trainer.options import (
+        ContainerPatch,
+        JobSetSpecPatch,
+        JobSetTemplatePatch,
+        JobSpecPatch,
+        JobTemplatePatch,
+        PodSpecPatch,
+        PodTemplatePatch,
+        ReplicatedJobPatch,
+        RuntimePatch,
+        TrainingRuntimeSpecPatch,
+    )
+
+    with runtime.http() as c:
+        secret = {"metadata": {"name": "team"}, "stringData": {"token": "s3cr3t-value"}}
+        c.post(f"/api/v1/namespaces/{namespace}/secrets", json=secret).raise_for_status()
+    env = [{"name": "TEAM_TOKEN", "valueFrom": {"secretKeyRef": {"name": "team", "key": "token"}}}]
+    pod = PodTemplatePatch(
+        metadata={"labels": {"team": "anomaly"}},
+        spec=PodSpecPatch(containers=[ContainerPatch(name="node", env=env)]),
+    )
+    patch = RuntimePatch(
+        training_runtime_spec=TrainingRuntimeSpecPatch(
+            template=JobSetTemplatePatch(
+                spec=JobSetSpecPatch(
+                    replicated_jobs=[
+                        ReplicatedJobPatch(
+                            name="node", template=JobTemplatePatch(spec=JobSpecPatch(template=pod))
+                        )
+                    ]
+                )
+            )
+        )
+    )
+
+    def show_token() -> None:
+        import os
+
+        print("token length", len(os.environ.get("TEAM_TOKEN", "")), flush=True)
+
+    name = trainer_client.train(trainer=CustomTrainer(func=show_token, num_nodes=1), options=[patch])
+    assert trainer_client.wait_for_job_status(name, timeout=120, polling_interval=1).status == "Complete"
+    assert list(trainer_client.get_job_logs(name)) == [f"token length {len('s3cr3t-value')}"]
+    with runtime.http() as c:
+        job = c.get(f"/apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/trainjobs/{name}").json()
+        pods = c.get(f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": "team=anomaly"}).json()
+    assert job["spec"]["runtimePatches"][0]["manager"] == "trainer.kubeflow.org/kubeflow-sdk"
+    assert [p["metadata"]["name"] for p in pods["items"]] == [f"{name}-node-0-0"]

@@ -75,3 +75,17 @@ def test_validation_names_the_field_and_the_fix(change: object, field: str, mess
         validate_trainjob(job)
     assert any(c.field.startswith(field) or field in c.field for c in err.value.causes), err.value
     assert message in str(err.value)
+
+
+def test_runtime_patches_are_built_and_keyed_by_manager() -> None:
+    patch = {
+        "manager": "platform.example.com/webhook",
+        "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [{"name": "node"}]}}},
+    }
+    job = build_trainjob(name="p", runtime_patches=[patch])
+    assert job["spec"]["runtimePatches"] == [patch]
+    with pytest.raises(ValidationError) as info:
+        build_trainjob(name="p", runtime_patches=[{"trainingRuntimeSpec": {}}, patch, patch])
+    fields = {c.field: c.message for c in info.value.causes}
+    assert "is required: who owns this patch" in fields["spec.runtimePatches[0].manager"]
+    assert "each manager may own one patch" in fields["spec.runtimePatches"]
