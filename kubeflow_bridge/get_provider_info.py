@@ -74,9 +74,11 @@ def get_provider_info() -> dict[str, Any]:
                 "description": "Settings of the kubeflow-bridge operators and sensors.",
                 "options": {
                     "trigger_fire_delay": {
-                        "description": "Seconds after a deferral before its trigger may fire. Works "
-                        "around Airflow 3.3's stale defer-exit race (apache/airflow#72716), which can "
-                        "fail a task whose job ends within seconds of deferring; 0 fires at once.",
+                        "description": "Seconds after a deferral before its trigger may fire, and "
+                        "how long a deferrable operator first waits on the worker (a job done by then "
+                        "needs no deferral). Works around Airflow 3.3's stale defer-exit race "
+                        "(apache/airflow#72716), which can fail a task whose job ends within seconds "
+                        "of deferring; 0 defers at once and fires at once.",
                         "version_added": "0.1.0",
                         "type": "float",
                         "example": "0",

@@ -408,25 +408,60 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
         self, context: Context, name: str, namespace: str, min_generation: int | None
     ) -> dict[str, Any]:
         """Wait in slices of ``poll_interval`` (so logs can stream); the outcome as a trigger event."""
+        event = self._wait_in_slices(context, name, namespace, min_generation, within=None)
+        assert event is not None  # without ``within`` the wait ends in an outcome or the timeout
+        return event
+
+    def _wait_in_slices(
+        self, context: Context, name: str, namespace: str, min_generation: int | None, within: float | None
+    ) -> dict[str, Any] | None:
+        """:meth:`wait_on_worker`; with ``within``, None once that many seconds passed first."""
         from kubeflow_bridge.clients.kube import created_object_outcome
 
         client = self.object_client()
-        deadline = time.monotonic() + self.timeout
+        start = time.monotonic()
+        deadline = start + self.timeout
+        stop = deadline if within is None else min(deadline, start + within)
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            if deadline - now <= 0:
                 return {"status": "timeout", "reason": "Timeout", "message": f"after {self.timeout:g}s"}
+            if stop - now <= 0:
+                return None
             outcome = client.wait(
                 self.kind,
                 name,
                 namespace=namespace,
-                timeout=min(self.poll_interval, remaining),
+                timeout=min(self.poll_interval, stop - now),
                 min_generation=min_generation,
             )
             self.on_poll(context, name, namespace)
             outcome = created_object_outcome(outcome)
             if outcome.state != "timeout":
                 return {"status": outcome.state, "reason": outcome.reason, "message": outcome.message}
+
+    def wait_then_defer(
+        self,
+        context: Context,
+        external_id: str,
+        fire_delay: float,
+        *,
+        min_generation: int | None = None,
+        method_name: str = "execute_complete",
+    ) -> dict[str, Any]:
+        """Wait ``fire_delay`` seconds on the worker, then defer.
+
+        The trigger hold (``fire_delay``) guards a job that ends within that time of its deferral; a job
+        that ends within it here needs neither deferral nor hold: its event comes back from this call.
+        One still running then is deferred, its trigger held as before (this call does not return).
+        """
+        ref = ObjectRef.parse(external_id)
+        generation = self._submit_generation if min_generation is None else min_generation
+        if fire_delay > 0:
+            event = self._wait_in_slices(context, ref.name, ref.namespace, generation, within=fire_delay)
+            if event is not None:
+                return event
+        self._defer_wait(external_id, fire_delay, min_generation=min_generation, method_name=method_name)
 
     def _raise_unless_succeeded(self, event: dict[str, Any] | None, name: str, namespace: str) -> None:
         event = stop_after_timeout(
@@ -506,7 +541,12 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
             external_id = self.submit_job(context)
             if store is not None:
                 store.set(self.external_id_key, external_id)
-        self._defer_wait(external_id, fire_delay)
+        event = self.wait_then_defer(context, external_id, fire_delay)
+        ref = ObjectRef.parse(external_id)
+        # Ended on the worker, its log lines streamed while it waited: finish as a resumed task would.
+        return self.execute_complete(
+            context, {**event, "name": ref.name, "namespace": ref.namespace, "streamed_log_lines": True}
+        )
 
     def _defer_wait(
         self,

@@ -216,8 +216,9 @@ class KServeDeployOperator(KubeflowObjectOperator):
         if not self.wait_for_completion:
             return {"name": name, "namespace": namespace, "state": "submitted"}
         if self.deferrable:
-            self._defer_wait(external_id, fire_delay, method_name="execute_complete")
-        event = self.wait_on_worker(context, name, namespace, self._submit_generation)
+            event = self.wait_then_defer(context, external_id, fire_delay, method_name="execute_complete")
+        else:
+            event = self.wait_on_worker(context, name, namespace, self._submit_generation)
         return self._after_ready(context, name, namespace, event)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
@@ -245,13 +246,15 @@ class KServeDeployOperator(KubeflowObjectOperator):
             return rollout.result(obj, smoke_status=smoke_status, promoted=False)
         self.log.info("promoting %s/%s: waiting for generation %s", namespace, name, promote_generation)
         if self.deferrable:
-            self._defer_wait(
+            promoted = self.wait_then_defer(
+                context,
                 str(ObjectRef(namespace, name)),
                 fire_delay_seconds(),
                 min_generation=promote_generation,
                 method_name="execute_promoted",
             )
-        promoted = self.wait_on_worker(context, name, namespace, promote_generation)
+        else:
+            promoted = self.wait_on_worker(context, name, namespace, promote_generation)
         return self._promoted(name, namespace, promoted)
 
     def execute_promoted(self, context: Context, event: dict[str, Any] | None = None) -> Any:

@@ -27,7 +27,9 @@ EVENT_STATES = ("succeeded", "failed", "cancelled", "timeout", "error")
 #: event has queued the task again (apache/airflow#71580, #72716: 3.3.2 guards the SCHEDULED state
 #: only). The task supervisor can take ~5 s to report that exit, so a job that ended within seconds
 #: of its deferral could fail its task (seen in CI: a 4 s PyTorchJob, "state mismatch").
-#: The default of ``[kubeflow_bridge] trigger_fire_delay``; set it to 0 on an Airflow with the fix.
+#: Object operators first wait this long on the worker (``wait_then_defer``), so only a job that ends
+#: within it of a later deferral is held. The default of ``[kubeflow_bridge] trigger_fire_delay``; set
+#: it to 0 on an Airflow with the fix.
 FIRE_DELAY_SECONDS = 10.0
 
 

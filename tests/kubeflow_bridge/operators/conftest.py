@@ -162,6 +162,13 @@ def kubeflow_conn(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+@pytest.fixture(autouse=True)
+def defer_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deferrable operators defer right after submitting (no wait on the worker first, no trigger hold),
+    so these tests see each deferral; the tests of the wait and the hold set the delay themselves."""
+    monkeypatch.setenv("AIRFLOW__KUBEFLOW_BRIDGE__TRIGGER_FIRE_DELAY", "0")
+
+
 @pytest.fixture
 def fake_client(monkeypatch: pytest.MonkeyPatch, kubeflow_conn: None) -> FakeObjectClient:
     from kubeflow_bridge.operators._base import KubeflowObjectOperator

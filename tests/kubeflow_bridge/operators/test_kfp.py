@@ -14,8 +14,9 @@ from .conftest import FakeKfpClient
 
 
 def test_rendered_strings_are_cast_and_run_id_pushed_before_waiting(
-    fake_kfp: FakeKfpClient, context: dict, pipeline_yaml: str
+    fake_kfp: FakeKfpClient, context: dict, pipeline_yaml: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("AIRFLOW__KUBEFLOW_BRIDGE__TRIGGER_FIRE_DELAY")  # the default hold
     op = KubeflowPipelineRunOperator(
         task_id="run",
         pipeline_package_path=pipeline_yaml,
