@@ -11,15 +11,12 @@ from typing import Any
 
 from kubeflow_bridge.resources._checks import (
     Causes,
-    check_container,
-    check_metadata_maps,
-    check_object_header,
     expect,
     expect_enum,
     expect_min,
 )
-from kubeflow_bridge.resources.errors import FieldCause, raise_if_any
-from kubeflow_bridge.resources.training import API_VERSION, CLEAN_POD_POLICIES, RESTART_POLICIES
+from kubeflow_bridge.resources.errors import FieldCause
+from kubeflow_bridge.resources.training import check_replica_template, check_run_policy, validate_v1_job
 
 KIND = "TFJob"
 #: The operator only configures (ports, TF_CONFIG) the container with this name.
@@ -50,19 +47,11 @@ def validate_tfjob(obj: dict[str, Any]) -> None:
     Raises:
         ValidationError: listing every problem found, each saying what to fix.
     """
-    causes: Causes = []
-    if not isinstance(obj, dict):
-        raise_if_any(KIND, "", [FieldCause("", "a TFJob must be an object")])
-        return
-    name = check_object_header(causes, obj, kind=KIND, api_version=API_VERSION)
-    spec: Any = obj.get("spec")
-    if expect(causes, "spec", spec, dict, required=True):
-        _check_spec(causes, spec)
-    raise_if_any(KIND, name, causes)
+    validate_v1_job(obj, KIND, _check_spec)
 
 
-def _check_spec(causes: Causes, spec: dict[str, Any]) -> None:
-    rpath = "spec.tfReplicaSpecs"
+def _check_spec(causes: Causes, path: str, spec: dict[str, Any]) -> None:
+    rpath = f"{path}.tfReplicaSpecs"
     replica_specs: Any = spec.get("tfReplicaSpecs")
     if expect(causes, rpath, replica_specs, dict, required=True):
         for rtype, replica in replica_specs.items():
@@ -87,15 +76,8 @@ def _check_spec(causes: Causes, spec: dict[str, Any]) -> None:
                     "FieldValueRequired",
                 )
             )
-    expect_enum(causes, "spec.successPolicy", spec.get("successPolicy"), SUCCESS_POLICIES)
-    run_policy: Any = spec.get("runPolicy")
-    if expect(causes, "spec.runPolicy", run_policy, dict):
-        expect_enum(
-            causes, "spec.runPolicy.cleanPodPolicy", run_policy.get("cleanPodPolicy"), CLEAN_POD_POLICIES
-        )
-        expect_min(causes, "spec.runPolicy.backoffLimit", run_policy.get("backoffLimit"), 0)
-        expect_min(causes, "spec.runPolicy.activeDeadlineSeconds", run_policy.get("activeDeadlineSeconds"), 1)
-        expect(causes, "spec.runPolicy.suspend", run_policy.get("suspend"), bool)
+    expect_enum(causes, f"{path}.successPolicy", spec.get("successPolicy"), SUCCESS_POLICIES)
+    check_run_policy(causes, f"{path}.runPolicy", spec.get("runPolicy"))
 
 
 def _check_replica(causes: Causes, path: str, rtype: str, replica: Any) -> None:
@@ -106,26 +88,4 @@ def _check_replica(causes: Causes, path: str, rtype: str, replica: Any) -> None:
         causes.append(
             FieldCause(f"{path}.replicas", f"a {rtype} has exactly 1 replica (got {replica['replicas']})")
         )
-    expect_enum(causes, f"{path}.restartPolicy", replica.get("restartPolicy"), RESTART_POLICIES)
-    template: Any = replica.get("template")
-    if not expect(causes, f"{path}.template", template, dict, required=True):
-        return
-    check_metadata_maps(causes, f"{path}.template.metadata", template.get("metadata"))
-    pod_spec: Any = template.get("spec")
-    cpath = f"{path}.template.spec.containers"
-    containers: Any = pod_spec.get("containers") if isinstance(pod_spec, dict) else None
-    if not isinstance(containers, list) or not containers:
-        causes.append(FieldCause(cpath, "must be specified", "FieldValueRequired"))
-        return
-    for i, container in enumerate(containers):
-        check_container(causes, f"{cpath}[{i}]", container)
-        if isinstance(container, dict) and not container.get("image"):
-            causes.append(FieldCause(f"{cpath}[{i}].image", "must be required", "FieldValueRequired"))
-    if not any(isinstance(c, dict) and c.get("name") == CONTAINER_NAME for c in containers):
-        causes.append(
-            FieldCause(
-                cpath,
-                f"There is no container named {CONTAINER_NAME} in {rtype}: name the training container "
-                f"{CONTAINER_NAME!r} (the operator configures only that one)",
-            )
-        )
+    check_replica_template(causes, path, rtype, replica, CONTAINER_NAME)

@@ -7,6 +7,7 @@ structural types of the fields the bridge emits (a subset of the CRD's openAPIV3
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -239,15 +240,20 @@ def validate_pytorchjob(obj: dict[str, Any]) -> None:
     Raises:
         ValidationError: listing every problem found, each saying what to fix.
     """
+    validate_v1_job(obj, KIND, check_pytorchjob_spec)
+
+
+def validate_v1_job(obj: Any, kind: str, check_spec: Callable[[Causes, str, dict[str, Any]], None]) -> None:
+    """A v1 job's header, then ``check_spec(causes, "spec", spec)``; raises naming every problem."""
     causes: Causes = []
     if not isinstance(obj, dict):
-        raise_if_any(KIND, "", [FieldCause("", "a PyTorchJob must be an object")])
+        raise_if_any(kind, "", [FieldCause("", f"a {kind} must be an object")])
         return
-    name = check_object_header(causes, obj, kind=KIND, api_version=API_VERSION)
+    name = check_object_header(causes, obj, kind=kind, api_version=API_VERSION)
     spec: Any = obj.get("spec")
     if expect(causes, "spec", spec, dict, required=True):
-        check_pytorchjob_spec(causes, "spec", spec)
-    raise_if_any(KIND, name, causes)
+        check_spec(causes, "spec", spec)
+    raise_if_any(kind, name, causes)
 
 
 def check_pytorchjob_spec(causes: Causes, path: str, spec: dict[str, Any]) -> None:
@@ -271,16 +277,7 @@ def check_pytorchjob_spec(causes: Causes, path: str, spec: dict[str, Any]) -> No
         causes.append(
             FieldCause(f"{path}.nprocPerNode", f"must be a string like 'auto' or '2', not {nproc!r}")
         )
-    run_policy: Any = spec.get("runPolicy")
-    if expect(causes, f"{path}.runPolicy", run_policy, dict):
-        rp = f"{path}.runPolicy"
-        expect_enum(causes, f"{rp}.cleanPodPolicy", run_policy.get("cleanPodPolicy"), CLEAN_POD_POLICIES)
-        expect_min(causes, f"{rp}.backoffLimit", run_policy.get("backoffLimit"), 0)
-        expect_min(causes, f"{rp}.activeDeadlineSeconds", run_policy.get("activeDeadlineSeconds"), 1)
-        expect_min(causes, f"{rp}.ttlSecondsAfterFinished", run_policy.get("ttlSecondsAfterFinished"), 0)
-        expect(causes, f"{rp}.suspend", run_policy.get("suspend"), bool)
-        expect_enum(causes, f"{rp}.managedBy", run_policy.get("managedBy"), MANAGED_BY_VALUES)
-        expect(causes, f"{rp}.schedulingPolicy", run_policy.get("schedulingPolicy"), dict)
+    check_run_policy(causes, f"{path}.runPolicy", spec.get("runPolicy"))
     elastic: Any = spec.get("elasticPolicy")
     if expect(causes, f"{path}.elasticPolicy", elastic, dict):
         if not (isinstance(replica_specs, dict) and "Worker" in replica_specs):
@@ -320,6 +317,26 @@ def _check_replica(causes: Causes, path: str, rtype: str, replica: Any) -> None:
                     f"{path}.replicas", f"Worker replicas must be >= 1 (got {replicas}); omit Worker for none"
                 )
             )
+    check_replica_template(causes, path, rtype, replica, CONTAINER_NAME)
+
+
+def check_run_policy(causes: Causes, rp: str, run_policy: Any) -> None:
+    """A v1 job's ``runPolicy`` (shared by every v1 kind)."""
+    if expect(causes, rp, run_policy, dict):
+        expect_enum(causes, f"{rp}.cleanPodPolicy", run_policy.get("cleanPodPolicy"), CLEAN_POD_POLICIES)
+        expect_min(causes, f"{rp}.backoffLimit", run_policy.get("backoffLimit"), 0)
+        expect_min(causes, f"{rp}.activeDeadlineSeconds", run_policy.get("activeDeadlineSeconds"), 1)
+        expect_min(causes, f"{rp}.ttlSecondsAfterFinished", run_policy.get("ttlSecondsAfterFinished"), 0)
+        expect(causes, f"{rp}.suspend", run_policy.get("suspend"), bool)
+        expect_enum(causes, f"{rp}.managedBy", run_policy.get("managedBy"), MANAGED_BY_VALUES)
+        expect(causes, f"{rp}.schedulingPolicy", run_policy.get("schedulingPolicy"), dict)
+
+
+def check_replica_template(
+    causes: Causes, path: str, rtype: str, replica: dict[str, Any], container_name: str
+) -> None:
+    """A v1 replica spec's restart policy and pod template: containers with images, one of them named
+    ``container_name`` (the one the operator configures)."""
     expect_enum(causes, f"{path}.restartPolicy", replica.get("restartPolicy"), RESTART_POLICIES)
     template: Any = replica.get("template")
     if not expect(causes, f"{path}.template", template, dict, required=True):
@@ -334,7 +351,7 @@ def _check_replica(causes: Causes, path: str, rtype: str, replica: Any) -> None:
         return
     if not containers:
         causes.append(
-            FieldCause(cpath, f"must list at least the {CONTAINER_NAME!r} container", "FieldValueRequired")
+            FieldCause(cpath, f"must list at least the {container_name!r} container", "FieldValueRequired")
         )
         return
     for i, container in enumerate(containers):
@@ -345,10 +362,10 @@ def _check_replica(causes: Causes, path: str, rtype: str, replica: Any) -> None:
                     f"{cpath}[{i}].image", "is required: the container image to run", "FieldValueRequired"
                 )
             )
-    if not any(isinstance(c, dict) and c.get("name") == CONTAINER_NAME for c in containers):
+    if not any(isinstance(c, dict) and c.get("name") == container_name for c in containers):
         causes.append(
             FieldCause(
                 cpath,
-                f"{rtype} needs a container named {CONTAINER_NAME!r} (the operator configures only that one)",
+                f"{rtype} needs a container named {container_name!r} (the operator configures only that one)",
             )
         )

@@ -129,7 +129,7 @@ def test_tfjob_without_a_chief_succeeds_with_worker_0(
         ),
         (
             lambda s: s["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0].update(name="main"),
-            "There is no container named tensorflow in Worker",
+            "Worker needs a container named 'tensorflow'",
         ),
     ],
 )

@@ -43,12 +43,12 @@ def test_a_chief_workers_and_ps_job_is_valid_and_gets_the_operators_defaults() -
         (
             tfjob(Worker={"template": {"spec": {"containers": [{"name": "main", "image": "tf:2"}]}}}),
             "spec.tfReplicaSpecs.Worker.template.spec.containers",
-            "no container named tensorflow",
+            "needs a container named 'tensorflow'",
         ),
         (
             tfjob(Worker={"template": {"spec": {"containers": [{"name": "tensorflow"}]}}}),
             "spec.tfReplicaSpecs.Worker.template.spec.containers[0].image",
-            "must be required",
+            "is required: the container image to run",
         ),
         (
             tfjob(Worker={**REPLICA, "restartPolicy": "Sometimes"}),
