@@ -153,14 +153,19 @@ class Runtime:
         from kubeflow_bridge.local.kserve import controller as kserve
         from kubeflow_bridge.local.training import trainjob
         from kubeflow_bridge.local.training.pytorchjob import PyTorchJobController
-        from kubeflow_bridge.local.training.tfjob import TFJobController
+        from kubeflow_bridge.local.training.v1jobs import (
+            JAXJobController,
+            TFJobController,
+            XGBoostJobController,
+        )
 
         pods = PodController()
         self.manager.add(pods)
         self.manager.add(JobController())
         self.manager.add(StorageSecretController())
         self.manager.add(PyTorchJobController())
-        self.manager.add(TFJobController())
+        for controller in (TFJobController(), XGBoostJobController(), JAXJobController()):
+            self.manager.add(controller)
         trainjob.install(self)
         katib.install(self)
         kserve.install(self)

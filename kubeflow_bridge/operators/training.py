@@ -37,14 +37,14 @@ class _TrainingJobOperator(KubeflowObjectOperator):
             )
 
     def check_v1_job(self, manifest: dict[str, Any]) -> None:
-        """A v1 job (PyTorchJob, TFJob) as the training operator's webhook would take it, on this
-        cluster's GPUs."""
-        from kubeflow_bridge.resources.tfjob import validate_tfjob
+        """A v1 job (PyTorchJob, TFJob, XGBoostJob, JAXJob) as the training operator's webhook would
+        take it, on this cluster's GPUs."""
         from kubeflow_bridge.resources.training import validate_pytorchjob
+        from kubeflow_bridge.resources.v1jobs import V1_KINDS, validate_v1
 
-        tf = manifest.get("kind") == "TFJob"
-        (validate_tfjob if tf else validate_pytorchjob)(manifest)
-        key = "tfReplicaSpecs" if tf else "pytorchReplicaSpecs"
+        other = V1_KINDS.get(str(manifest.get("kind")))
+        (validate_pytorchjob if other is None else validate_v1)(manifest)
+        key = "pytorchReplicaSpecs" if other is None else other.replica_key
         for rtype, replica in (manifest.get("spec", {}).get(key) or {}).items():
             for container in ((replica or {}).get("template") or {}).get("spec", {}).get("containers", []):
                 self._refuse_gpus(rtype, container.get("resources"))
@@ -397,7 +397,7 @@ class TrainJobOperator(_TrainingJobOperator):
 
 class TrainingJobOperator(_TrainingJobOperator):
     """Create a training job from its manifest, a Kubeflow Trainer v2 TrainJob or a Training Operator v1
-    job (PyTorchJob, TFJob), and wait for it; node 0's (the master's: a TFJob's Chief, or Worker 0) log
+    job (PyTorchJob, TFJob, XGBoostJob, JAXJob), and wait for it; node 0's (the master's: a TFJob's Chief, or Worker 0) log
     goes to the task log.
 
     The kind comes from the rendered manifest, so one task can run either API: the retraining DAG's
@@ -421,6 +421,8 @@ class TrainingJobOperator(_TrainingJobOperator):
         "TrainJob": "trainer.kubeflow.org/v1alpha1",
         "PyTorchJob": "kubeflow.org/v1",
         "TFJob": "kubeflow.org/v1",
+        "XGBoostJob": "kubeflow.org/v1",
+        "JAXJob": "kubeflow.org/v1",
     }
     operator_extra_links = (TrainJobLink(), PyTorchJobLink())
 

@@ -12,9 +12,9 @@ from kubeflow_bridge.clients.kube._kinds import (
     JOB,
     POD,
     PYTORCHJOB,
-    TFJOB,
     TRAINJOB,
     TRIAL,
+    V1_JOB_KINDS,
     ResourceKind,
 )
 from kubeflow_bridge.clients.kube.status import classify
@@ -22,8 +22,7 @@ from kubeflow_bridge.resources.names import IDENTITY_LABEL
 
 #: Deployment/ReplicaSet-style suspend fields, by kind; kinds absent here are cancelled by deletion.
 SUSPEND_PATCHES: dict[str, dict[str, Any]] = {
-    "PyTorchJob": {"spec": {"runPolicy": {"suspend": True}}},
-    "TFJob": {"spec": {"runPolicy": {"suspend": True}}},
+    **{kind.kind: {"spec": {"runPolicy": {"suspend": True}}} for kind in V1_JOB_KINDS},
     "Job": {"spec": {"suspend": True}},
     "TrainJob": {"spec": {"suspend": True}},
 }
@@ -157,7 +156,7 @@ def log_selectors(kind: ResourceKind, name: str, role: str) -> list[str]:
         if role == "all":
             return [f"jobset.sigs.k8s.io/jobset-name={name}"]
         return [f"{base},batch.kubernetes.io/job-completion-index!=0"]
-    if kind in (PYTORCHJOB, TFJOB):  # the operator labels the master (a TFJob's Chief, or Worker 0)
+    if kind in V1_JOB_KINDS:  # the operator labels the master (a TFJob's Chief, else Worker 0)
         base = f"training.kubeflow.org/job-name={name}"
         if role == "master":
             return [
@@ -177,9 +176,7 @@ def log_selectors(kind: ResourceKind, name: str, role: str) -> list[str]:
         return [f"katib.kubeflow.org/experiment={name}"]
     if kind == POD:
         return []
-    raise ValueError(
-        f"no pod labels known for {kind.kind}; use PYTORCHJOB, TFJOB, TRAINJOB, JOB, TRIAL or POD"
-    )
+    raise ValueError(f"no pod labels known for {kind.kind}; use a v1 job kind, TRAINJOB, JOB, TRIAL or POD")
 
 
 def has_restarted(pod: dict[str, Any], container: str | None) -> bool:

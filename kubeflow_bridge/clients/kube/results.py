@@ -7,7 +7,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubeflow_bridge.clients.kube._kinds import EXPERIMENT, JOB, PYTORCHJOB, TFJOB, TRAINJOB, ResourceKind
+from kubeflow_bridge.clients.kube._kinds import (
+    EXPERIMENT,
+    JOB,
+    PYTORCHJOB,
+    TRAINJOB,
+    ResourceKind,
+    kind_named,
+)
 from kubeflow_bridge.clients.kube.status import classify
 
 #: Lines of the failing replica's log kept in a JobOutcome.
@@ -177,8 +184,8 @@ def _kind_of(obj: dict[str, Any]) -> ResourceKind:
         return EXPERIMENT
     if kind == "TrainJob":
         return TRAINJOB
-    if kind == "TFJob":
-        return TFJOB
+    if kind in ("TFJob", "XGBoostJob", "JAXJob"):
+        return kind_named(kind)
     return PYTORCHJOB
 
 

@@ -92,7 +92,8 @@ def classify(
 
 
 def _v1_job(obj: dict[str, Any]) -> Classification | None:
-    """A training operator v1 job (PyTorchJob, TFJob): its Failed or Succeeded condition."""
+    """A training operator v1 job (PyTorchJob, TFJob, XGBoostJob, JAXJob): its Failed or Succeeded
+    condition."""
     # setCondition is a no-op once Failed is True, so Failed wins; Restarting is not terminal.
     kind = str(obj.get("kind") or "PyTorchJob")
     if cond := _is_true(obj, "Failed"):
@@ -187,6 +188,8 @@ def _inference_service(obj: dict[str, Any], min_generation: int | None) -> Class
 _HANDLERS: dict[str, Any] = {
     "PyTorchJob": _v1_job,
     "TFJob": _v1_job,
+    "XGBoostJob": _v1_job,
+    "JAXJob": _v1_job,
     "TrainJob": _trainjob,
     "Experiment": _experiment,
     "Trial": _trial,

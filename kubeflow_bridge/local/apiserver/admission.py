@@ -20,24 +20,24 @@ from kubeflow_bridge.resources._checks import dns1123_label_problem, label_key_p
 from kubeflow_bridge.resources.errors import ValidationError
 from kubeflow_bridge.resources.katib import validate_experiment
 from kubeflow_bridge.resources.kserve import validate_inference_service
-from kubeflow_bridge.resources.tfjob import apply_tfjob_defaults, validate_tfjob
 from kubeflow_bridge.resources.training import validate_pytorchjob
+from kubeflow_bridge.resources.v1jobs import V1_KINDS, apply_v1_defaults, validate_v1
 
 Cause = dict[str, str]
 
 Validator = Callable[[dict[str, Any], "dict[str, Any] | None"], None]  # (object, stored object or None)
 
 
-def _default_and_validate_tfjob(obj: dict[str, Any]) -> None:
-    apply_tfjob_defaults(obj)  # the operator's mutating webhook, then its validating one
-    validate_tfjob(obj)
+def _default_and_validate_v1(obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    apply_v1_defaults(obj)  # the operator's mutating webhook, then its validating one
+    validate_v1(obj)
 
 
 #: The built-in validators per resource key (the webhooks' rules from the resources layer); a runtime
 #: component replaces one through :attr:`Admission.validators` (Katib adds the runtime's own limits).
 DEFAULT_VALIDATORS: dict[str, Validator] = {
     "kubeflow.org/pytorchjobs": lambda obj, old: validate_pytorchjob(obj),
-    "kubeflow.org/tfjobs": lambda obj, old: _default_and_validate_tfjob(obj),
+    **{f"kubeflow.org/{kind.lower()}s": _default_and_validate_v1 for kind in V1_KINDS},
     "kubeflow.org/experiments": lambda obj, old: validate_experiment(obj),
     "serving.kserve.io/inferenceservices": lambda obj, old: validate_inference_service(obj),
 }
@@ -201,7 +201,10 @@ class Admission:
         self.validators: dict[str, Validator] = dict(DEFAULT_VALIDATORS)
         self.webhooks: dict[str, str] = {
             "kubeflow.org/pytorchjobs": "validator.pytorchjob.training-operator.kubeflow.org",
-            "kubeflow.org/tfjobs": "validator.tfjob.training-operator.kubeflow.org",
+            **{
+                f"kubeflow.org/{kind.lower()}s": f"validator.{kind.lower()}.training-operator.kubeflow.org"
+                for kind in V1_KINDS
+            },
         }
 
     def admit(self, rt: ResourceType, obj: Obj, old: Obj | None) -> Obj:

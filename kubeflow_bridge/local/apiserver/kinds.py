@@ -82,6 +82,8 @@ TFJOB = ResourceType(
         ".status.replicaStatuses.Worker.selector",
     ),
 )
+XGBOOSTJOB = ResourceType("kubeflow.org", "v1", "xgboostjobs", "XGBoostJob", categories=("all", "kubeflow"))
+JAXJOB = ResourceType("kubeflow.org", "v1", "jaxjobs", "JAXJob", categories=("all", "kubeflow"))
 # Kubeflow Trainer v2.3 (its CRDs declare no short names or categories)
 TRAINJOB = ResourceType("trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob")
 TRAININGRUNTIME = ResourceType(
@@ -135,6 +137,8 @@ ALL_TYPES: tuple[ResourceType, ...] = (
     JOB,
     PYTORCHJOB,
     TFJOB,
+    XGBOOSTJOB,
+    JAXJOB,
     TRAINJOB,
     TRAININGRUNTIME,
     CLUSTERTRAININGRUNTIME,

@@ -25,6 +25,8 @@ MODELS = {
     "Event": ("kubernetes.client", "CoreV1Event"),
     "PyTorchJob": ("kubeflow.training", "KubeflowOrgV1PyTorchJob"),
     "TFJob": ("kubeflow.training", "KubeflowOrgV1TFJob"),
+    "XGBoostJob": ("kubeflow.training", "KubeflowOrgV1XGBoostJob"),
+    "JAXJob": ("kubeflow.training", "KubeflowOrgV1JAXJob"),
     "InferenceService": ("kserve", "V1beta1InferenceService"),
 }
 _LEAVES = {"object", "str", "int", "float", "bool", "datetime", "date", "bytearray"}

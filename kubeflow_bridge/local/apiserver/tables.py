@@ -99,6 +99,8 @@ COLUMNS: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
     "jobs": ([("Status", "string"), ("Completions", "string")], _job_cells),
     "pytorchjobs": ([("State", "string")], lambda o: [_last_condition(o)]),
     "tfjobs": ([("State", "string")], lambda o: [_last_condition(o)]),
+    "xgboostjobs": ([("State", "string")], lambda o: [_last_condition(o)]),
+    "jaxjobs": ([("State", "string")], lambda o: [_last_condition(o)]),
     "trainjobs": ([("State", "string")], lambda o: [_last_condition(o)]),
     "experiments": (
         [("Type", "string"), ("Status", "string")],

@@ -164,7 +164,11 @@ def test_training_job_operator_runs_the_kind_its_manifest_names(
     ("job", "message"),
     [
         ("not a manifest", "job must be a TrainJob"),
-        ({"apiVersion": "kubeflow.org/v1", "kind": "XGBoostJob", "spec": {}}, "not 'XGBoostJob'"),
+        ({"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "spec": {}}, "not 'MPIJob'"),
+        (
+            {"apiVersion": "kubeflow.org/v1", "kind": "XGBoostJob", "spec": {"xgbReplicaSpecs": {}}},
+            "needs a Master",
+        ),
         (
             {
                 "apiVersion": "kubeflow.org/v1",
@@ -179,7 +183,7 @@ def test_training_job_operator_runs_the_kind_its_manifest_names(
                     }
                 },
             },
-            "needs a Chief",
+            "needs a Chief or Master or Worker",
         ),
         ({"apiVersion": "kubeflow.org/v1", "kind": "TrainJob", "spec": {}}, "trainer.kubeflow.org/v1alpha1"),
         (
