@@ -31,6 +31,7 @@ from kubeflow_bridge.local.apiserver.kinds import (
 )
 from kubeflow_bridge.local.apiserver.store import Obj, now_iso, seconds_since
 from kubeflow_bridge.local.controllers.base import Controller, Request
+from kubeflow_bridge.local.images import UnknownImage
 from kubeflow_bridge.resources.trainjob import (
     ANCESTOR_LABEL,
     JOBSET_NAME_LABEL,
@@ -438,6 +439,18 @@ PUBLIC_CONFIGMAP: Obj = {
 }
 
 
+def _node_image(runtime_obj: Obj) -> str:
+    """The image of the runtime's trainer node container ("" when it names none)."""
+    for rjob in ((runtime_obj.get("spec") or {}).get("template") or {}).get("spec", {}).get(
+        "replicatedJobs"
+    ) or []:
+        pod = (((rjob.get("template") or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in pod.get("containers") or []:
+            if container.get("name") == NODE:
+                return str(container.get("image") or "")
+    return ""
+
+
 def install(runtime: Any) -> None:
     """Add Kubeflow Trainer to a runtime: the TrainJob controller, the webhook's rules (the runtime must
     exist), the default ``torch-distributed`` ClusterTrainingRuntime and the public ConfigMap."""
@@ -449,7 +462,10 @@ def install(runtime: Any) -> None:
         kind, name = runtime_ref(obj)
         rt = TRAININGRUNTIME if kind == "TrainingRuntime" else CLUSTERTRAININGRUNTIME
         namespace = obj["metadata"].get("namespace", "") if rt.namespaced else ""
-        if old is None and runtime.store.find(rt, namespace, name) is None:
+        if old is not None:
+            return
+        found = runtime.store.find(rt, namespace, name)
+        if found is None:
             camel = kind[0].lower() + kind[1:]
             message = (
                 f'{rt.plural}.{rt.group} "{name}" not found: specified {camel} must be created before the '
@@ -458,6 +474,15 @@ def install(runtime: Any) -> None:
             raise ValidationError(
                 KIND, obj["metadata"].get("name", ""), [FieldCause("spec.runtimeRef", message)]
             )
+        # This runtime's own limit: each node runs in the local environment its image maps to.
+        image = ((obj.get("spec") or {}).get("trainer") or {}).get("image") or _node_image(found)
+        if image:
+            try:
+                runtime.ctx.images.rule_for(image)
+            except UnknownImage as err:
+                raise ValidationError(
+                    KIND, obj["metadata"].get("name", ""), [FieldCause("spec.trainer.image", str(err))]
+                ) from None
 
     runtime.admission.validators[TRAINJOB.key] = validate
     runtime.admission.webhooks[TRAINJOB.key] = "validator.trainjob.trainer.kubeflow.org"

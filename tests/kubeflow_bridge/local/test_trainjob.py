@@ -132,11 +132,14 @@ def test_trainjob_refusals_name_the_fix_and_store_nothing(
         "no-runtime": ("name: torch-distributed", "name: no-such-runtime"),
         "zero-nodes": ("numNodes: 2", "numNodes: 0"),
         "reserved-env": ("numNodes: 2", "numNodes: 2\n    env: [{name: PET_NNODES, value: '9'}]"),
+        "unmapped-image": ("numNodes: 2", "numNodes: 2\n    image: tensorflow/tensorflow:2.16.1"),
     }
     expected = {
         "no-runtime": 'clustertrainingruntimes.trainer.kubeflow.org "no-such-runtime" not found',
         "zero-nodes": "numNodes",
         "reserved-env": "must not have reserved envs",
+        # the local runtime's own limit, with its fix
+        "unmapped-image": 'image "tensorflow/tensorflow:2.16.1" is not mapped to a local environment',
     }
     for name, (old, new) in cases.items():
         manifest = tmp_path / f"{name}.yaml"
