@@ -1,11 +1,12 @@
 """Preprocess scaling: rows/s and peak memory of the Dask preprocess at 1M and 10M rows, vs plain pandas at 1M.
 
-Each run is a fresh subprocess (`python -m trainer preprocess`, LocalCluster with 2 workers); peak memory is
+Each run is a fresh subprocess (`python -m trainer preprocess`, ``--scheduler auto`` by default: Dask's threads
+below 5M rows, a LocalCluster of 2 workers from there); peak memory is
 the largest summed RSS of its whole process tree (scheduler and workers included), sampled every 0.1 s.
 The pandas reference loads everything into one DataFrame and does the same resample/rolling/split/scale.
 Prints figures and writes bench/results/preprocess_scale.json.
 
-    .venv-trainer/bin/python bench/preprocess_scale.py [--quick] [--sizes 1000000,10000000]
+    .venv-trainer/bin/python bench/preprocess_scale.py [--quick] [--sizes 1000000,10000000] [--scheduler local]
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="100k and 1M rows, pandas at 100k")
     p.add_argument("--sizes", default=None, help="comma-separated row counts (default 1000000,10000000)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--scheduler", default="auto", help="preprocess --scheduler (auto, local, threads)")
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
         [100_000, 1_000_000] if args.quick else [1_000_000, 10_000_000]
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable
     results: dict[str, Any] = {
         "workers": args.workers,
+        "scheduler": args.scheduler,
         "resample": "5min",
         "quick": args.quick,
         "dask": {},
@@ -94,10 +97,14 @@ def main(argv: list[str] | None = None) -> int:
             out = os.path.join(tmp, f"prep-{rows}")
             wall, peak, _ = tree_peak_rss(
                 [py, "-m", "trainer", "preprocess", "--data", raw, "--out", out, "--freq", "5min",
-                 "--workers", str(args.workers)]
+                 "--workers", str(args.workers), "--scheduler", args.scheduler]
             )  # fmt: skip
+            from trainer.preprocess import pick_scheduler
+
+            picked = pick_scheduler(args.scheduler, raw)
             results["dask"][str(rows)] = {
                 "rows": rows,
+                "scheduler": picked,
                 "seconds": round(wall, 2),
                 "rows_per_s": round(rows / wall, 1),
                 "peak_rss_mib": round(peak / 2**20, 1),
@@ -106,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ingest_peak_rss_mib": round(peak_ing / 2**20, 1),
             }
             print(
-                f"dask   {rows:>11,} rows: {wall:7.1f}s {rows / wall:12,.0f} rows/s  peak {peak / 2**20:7.0f} MiB"
+                f"dask ({picked}) {rows:>11,} rows: {wall:7.1f}s {rows / wall:12,.0f} rows/s  peak {peak / 2**20:7.0f} MiB"
                 f"   (ingest {rows / t_ing:,.0f} rows/s, peak {peak_ing / 2**20:.0f} MiB)"
             )
             if rows == sizes[0]:

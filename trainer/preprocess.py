@@ -42,7 +42,8 @@ def feature_names(channels: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def dask_client(scheduler: str, workers: int, timeout: float = 20.0) -> Iterator[Any]:
-    """A Dask client: a LocalCluster ("local"), in-process threads ("threads"), or an existing scheduler."""
+    """A Dask client: a LocalCluster ("local"), in-process threads ("threads"), or an existing scheduler
+    (see :func:`pick_scheduler` for ``auto``)."""
     import dask
 
     if scheduler == "threads":
@@ -280,6 +281,25 @@ def build(in_dir: str, out_dir: str, args: argparse.Namespace) -> dict[str, Any]
     return meta
 
 
+#: ``--scheduler auto``: below this many input rows, Dask's threads in this process (a LocalCluster's
+#: start-up costs more than it saves there); from it on, a LocalCluster (its memory stays flat).
+AUTO_CLUSTER_ROWS = 5_000_000
+
+
+def pick_scheduler(scheduler: str, in_dir: str) -> str:
+    """``auto``: ``threads`` below :data:`AUTO_CLUSTER_ROWS` input rows (ingest's metadata says how many;
+    without it, ~30 bytes a row of parquet), else ``local``. Any other choice stands as given."""
+    if scheduler != "auto":
+        return scheduler
+    try:
+        with open(os.path.join(in_dir, "metadata.json")) as fh:
+            rows = int(json.load(fh)["rows"])
+    except (OSError, KeyError, TypeError, ValueError):
+        size = sum(os.path.getsize(f) for f in glob.glob(os.path.join(in_dir, "month=*", "*.parquet")))
+        rows = size // 30
+    return "threads" if rows < AUTO_CLUSTER_ROWS else "local"
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from trainer import io
 
@@ -291,12 +311,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise PreprocessError("--train-frac and --val-frac must be in (0, 1) with a sum below 1")
     if args.workers < 1:
         raise PreprocessError(f"--workers must be >= 1; got {args.workers}")
-    with (
-        io.local_input_dir(args.data, arg="--data") as in_dir,
-        dask_client(args.scheduler, args.workers, getattr(args, "scheduler_timeout", 20.0)),
-        io.output_dir(args.out, arg="--out") as staging,
-    ):
-        meta = build(in_dir, staging, args)
+    with io.local_input_dir(args.data, arg="--data") as in_dir:
+        scheduler = pick_scheduler(args.scheduler, in_dir)
+        log.info("preprocess: scheduler %s", scheduler)
+        with (
+            dask_client(scheduler, args.workers, getattr(args, "scheduler_timeout", 20.0)),
+            io.output_dir(args.out, arg="--out") as staging,
+        ):
+            meta = build(in_dir, staging, args)
     return {
         "outputs": {"features": args.out, "scaler": f"{args.out.rstrip('/')}/scaler.json"},
         "metrics": {f"{k}_rows": v for k, v in meta["rows"].items()},
@@ -313,7 +335,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", default=None, help="keep data from this time (ISO)")
     p.add_argument("--end", default=None, help="keep data before this time (ISO)")
     p.add_argument(
-        "--scheduler", default="local", help="local (LocalCluster, default), threads, or a scheduler address"
+        "--scheduler",
+        default="auto",
+        help="auto (default: threads below 5M input rows, else local), local (LocalCluster), threads, "
+        "or a scheduler address",
     )
     p.add_argument("--workers", type=int, default=2, help="LocalCluster workers (default 2)")
     p.add_argument("--scheduler-timeout", type=float, default=20.0, help="seconds to reach --scheduler")

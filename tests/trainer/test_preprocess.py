@@ -165,3 +165,19 @@ def test_preprocess_reports_events_per_split(raw: Path, tmp_path: Path) -> None:
     for split in ("val", "test"):
         first = _split(tmp_path / "prep", split)["label"].iloc[0]
         assert first == 0  # no split starts inside an event
+
+
+def test_auto_picks_threads_below_the_size_threshold_and_a_cluster_above_with_the_same_output(
+    raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert preprocess.pick_scheduler("auto", str(raw)) == "threads"  # 12,000 rows: no cluster to start
+    assert preprocess.pick_scheduler("tcp://127.0.0.1:8786", str(raw)) == "tcp://127.0.0.1:8786"
+    monkeypatch.setattr(preprocess, "AUTO_CLUSTER_ROWS", 10_000)
+    assert preprocess.pick_scheduler("auto", str(raw)) == "local"
+    clustered, threaded = tmp_path / "clustered", tmp_path / "threaded"
+    preprocess.run(_args(raw, clustered, scheduler="auto", workers=1))
+    monkeypatch.setattr(preprocess, "AUTO_CLUSTER_ROWS", 10**9)
+    preprocess.run(_args(raw, threaded, scheduler="auto", workers=1))
+    for split in preprocess.SPLITS:
+        pd.testing.assert_frame_equal(_split(clustered, split), _split(threaded, split))
+    assert (clustered / "scaler.json").read_text() == (threaded / "scaler.json").read_text()
