@@ -31,7 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _results import RESULTS_DIR  # bench/ is on sys.path when a bench runs as a script
+
 DETECTORS = ("model", "zscore", "iforest")
 FIELDS = ("composite_f1", "roc_auc", "pr_auc")
 
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--only", default="", help="comma-separated series names")
     p.add_argument("--quick", action="store_true", help="one seed, 5 epochs, NAB only")
-    p.add_argument("--out", default=str(RESULTS), help="folder for detection_quality.json")
+    p.add_argument("--out", default=str(RESULTS_DIR), help="folder for detection_quality.json")
     args = p.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.only = "0", 5, "nab_machine_temperature"

@@ -26,13 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _results import RESULTS_DIR  # bench/ is on sys.path when a bench runs as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kubeflow_bridge import workflow  # noqa: E402
 
 CONTROL_PYTHON = ROOT / ".venv" / "bin" / "python"
-RESULTS = ROOT / "bench" / "results" / "orchestration_overhead.json"
+RESULTS = RESULTS_DIR / "orchestration_overhead.json"
 
 _PARSE_PROBE = """
 import importlib.util, sys, time

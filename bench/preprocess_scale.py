@@ -18,10 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _results import RESULTS_DIR  # bench/ is on sys.path when a bench runs as a script
 
 PANDAS_REFERENCE = r"""
 import glob, json, os, sys
@@ -133,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         results["memory_growth_x"] = round(hi["peak_rss_mib"] / lo["peak_rss_mib"], 2)
         results["rows_growth_x"] = round(sizes[-1] / sizes[0], 1)
         print(f"rows x{results['rows_growth_x']} -> dask peak memory x{results['memory_growth_x']}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "preprocess_scale.json").write_text(json.dumps(results, indent=2))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "preprocess_scale.json").write_text(json.dumps(results, indent=2))
     return 0
 
 

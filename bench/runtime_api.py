@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _results import RESULTS_DIR  # bench/ is on sys.path when a bench runs as a script
 
 from kubeflow_bridge.local.testing import local_runtime
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             # Shared 2-core machine: the figures move with the load other work puts on it.
             results["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
             results["cpus"] = os.cpu_count()
-    out = Path(__file__).resolve().parent / "results" / "runtime_api.json"
+    out = RESULTS_DIR / "runtime_api.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _results import RESULTS_DIR  # bench/ is on sys.path when a bench runs as a script
+
 NAME = "anomaly-vae"
 
 
@@ -157,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'case':12} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9}")
     for name, r in results.items():
         print(f"{name:12} {r['p50_ms']:9.2f} {r['p99_ms']:9.2f} {r['requests_per_s']:9.1f}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     doc = {"host": "127.0.0.1", "sequential_keepalive": True, "quick": args.quick, "cases": results}
-    (RESULTS / "serve_latency.json").write_text(json.dumps(doc, indent=2))
+    (RESULTS_DIR / "serve_latency.json").write_text(json.dumps(doc, indent=2))
     return 0
 
 

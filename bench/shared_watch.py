@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _results import RESULTS_DIR  # bench/ is on sys.path when a bench runs as a script
+
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = ROOT / "tests" / "kubeflow_bridge" / "clients" / "fake_apiserver.py"
 REQUESTS = {"count": 0}
@@ -171,7 +173,7 @@ def main() -> None:
         "--duration", type=float, default=20.0, help="seconds the waiters wait before the jobs finish"
     )
     parser.add_argument("--sizes", default="10,100,1000", help="comma-separated numbers of concurrent waits")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "shared_watch.json"))
+    parser.add_argument("--out", default=str(RESULTS_DIR / "shared_watch.json"))
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="sizes 10 and 100, 3 s each (a smoke run)")
     args = parser.parse_args()

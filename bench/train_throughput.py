@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _results import RESULTS_DIR  # bench/ is on sys.path when a bench runs as a script
 
 
 def make_data(workdir: str, rows: int) -> str:
@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trainer loop : {fast:12.0f} samples/s")
     print(f"naive loop   : {naive:12.0f} samples/s (DataLoader over pandas rows)")
     print(f"speedup      : {result['speedup']:12.1f}x")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "train_throughput.json").write_text(json.dumps(result, indent=2))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "train_throughput.json").write_text(json.dumps(result, indent=2))
     return 0
 
 

@@ -31,6 +31,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from _results import RESULTS_DIR  # bench/ is on sys.path when a bench runs as a script
+
 from kubeflow_bridge.local.testing import local_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,7 +197,7 @@ def main() -> None:
             f"{r['waits']:>6} {r['steady_requests_per_minute']:>16} {r['startup_requests']:>12} "
             f"{r['rss_mb_waiting']:>8} {r['latency_p50_ms']:>8} {r['latency_p99_ms']:>8}"
         )
-    out = ROOT / "bench" / "results" / "triggerer_scale.json"
+    out = RESULTS_DIR / "triggerer_scale.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"python": sys.version.split()[0], "results": results}, indent=2))
     print(f"wrote {out}")

@@ -27,6 +27,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from _results import RESULTS_DIR  # bench/ is on sys.path when a bench runs as a script
+
 from kubeflow_bridge.local.testing import local_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,7 +158,7 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
     print(json.dumps(result, indent=2))
-    out = ROOT / "bench" / "results" / "tuning_overhead.json"
+    out = RESULTS_DIR / "tuning_overhead.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
