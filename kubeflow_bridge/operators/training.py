@@ -397,16 +397,16 @@ class TrainJobOperator(_TrainingJobOperator):
 
 class TrainingJobOperator(_TrainingJobOperator):
     """Create a training job from its manifest, a Kubeflow Trainer v2 TrainJob or a Training Operator v1
-    job (PyTorchJob, TFJob, XGBoostJob, JAXJob), and wait for it; node 0's (the master's: a TFJob's Chief, or Worker 0) log
-    goes to the task log.
+    job (PyTorchJob, TFJob, XGBoostJob, JAXJob), and wait for it; the master's log (node 0, a TFJob's
+    Chief or else Worker 0) goes to the task log.
 
     The kind comes from the rendered manifest, so one task can run either API: the retraining DAG's
     ``train`` task builds its job with ``workflow.training_job`` and its ``training_api`` param picks.
 
     Args:
         job: The manifest (a dict with ``apiVersion`` and ``kind``); its name and namespace become the
-            task's (``name=``, else deterministic from the DAG run; ``namespace=``). A TFJob's replicas
-            get ``TF_CONFIG`` from the operator; it succeeds with its Chief, or else its Worker 0.
+            task's (``name=``, else deterministic from the DAG run; ``namespace=``). The operator gives
+            each v1 replica its framework's env (``TF_CONFIG``, XGBoost's tracker, JAX's coordinator).
         log_lines: Lines of node 0's log printed at the end in deferrable mode.
         **kwargs: See :class:`KubeflowObjectOperator` (namespace, deferrable, timeout, if_exists, ...).
 
