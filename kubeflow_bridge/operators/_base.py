@@ -488,7 +488,22 @@ class KubeflowObjectOperator(KubeflowWaitingOperator):
         return ""
 
     def on_poll(self, context: Context, name: str, namespace: str) -> None:
-        """Called after each wait slice on the worker (PyTorchJob streams new log lines)."""
+        """Called after each wait slice on the worker: where the object stands, in the line a trigger
+        logs, when it changed or a heartbeat passed (training operators also stream the master's log)."""
+        from kubeflow_bridge.triggers.progress import HEARTBEAT, progress_line
+
+        try:
+            obj = self.object_client().get(self.kind, name, namespace=namespace)
+        except Exception as err:  # progress is a courtesy; never fail the wait for it
+            self.log.debug("no progress read for %s/%s: %s", namespace, name, err)
+            return
+        if obj is None:
+            return
+        line, now = progress_line(self.kind_name, obj), time.monotonic()
+        last_line, last_at = getattr(self, "_progress", ("", 0.0))
+        if line != last_line or now - last_at >= HEARTBEAT:
+            self.log.info("%s", line)
+            self._progress = (line, now)
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:
         """The result, read once per external id (the mixin asks again after polling returned it)."""

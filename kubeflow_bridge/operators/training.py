@@ -87,7 +87,9 @@ class _TrainingJobOperator(KubeflowObjectOperator):
             return {}
 
     def on_poll(self, context: Context, name: str, namespace: str) -> None:
-        """Print the master's new log lines since the last slice (sync mode streams this way)."""
+        """Where the job stands, then the master's new log lines since the last slice (a wait on the
+        worker streams this way)."""
+        super().on_poll(context, name, namespace)
         for pod, text in sorted(self._read_logs(name, namespace).items()):
             if text.strip():
                 self._last_words[pod] = text

@@ -45,6 +45,7 @@ def test_collects_a_dags_test_run_from_sqlite(probe_run: dict[str, str]) -> None
         "best_params": {"lr": 0.01, "latent_dim": 8},
         "f_score": None,
         "deployed": False,
+        "training_kind": None,  # this run has no train step
     }
     assert [f["step"] for f in summary["failed_steps"]] == ["evaluate"]
 

@@ -91,7 +91,10 @@ def ready_isvc(obj: dict) -> dict:
 
 
 def test_a_deploy_ready_within_the_hold_finishes_on_the_worker_and_a_slow_one_defers_held(
-    fake_client: FakeObjectClient, context: dict, monkeypatch: pytest.MonkeyPatch
+    fake_client: FakeObjectClient,
+    context: dict,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # The trigger hold (trigger_fire_delay) guards jobs that end within it of their deferral, so the
     # operator waits that long on the worker first: done by then, no deferral and no hold at all.
@@ -103,6 +106,10 @@ def test_a_deploy_ready_within_the_hold_finishes_on_the_worker_and_a_slow_one_de
     ).execute(context)
     assert result["generation"] == 1 and result["url"] == "http://127.0.0.1:1/anomaly"
     assert time.monotonic() - started < 2  # not held: it returned as soon as the service was Ready
+    # The task log says where the service stood, as a trigger's progress line would.
+    assert (
+        "InferenceService team-a/svc: Ready=True; url http://127.0.0.1:1/anomaly" in capsys.readouterr().out
+    )
     # Still not Ready after the wait: deferred, and its trigger held from the deferral on.
     fake_client.progress = None
     waited = time.monotonic()
