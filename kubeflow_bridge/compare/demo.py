@@ -14,6 +14,7 @@ A failed workflow run does not stop the demo: the comparison still shows it, and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -68,6 +69,20 @@ def run_logged(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> i
         return subprocess.run(
             list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
         ).returncode
+
+
+def _migrated(db: Path) -> bool:
+    """Whether Airflow's SQLite database exists and has been migrated (an empty file, which a bare
+    ``airflow`` command leaves, has not)."""
+    import sqlite3
+
+    if not db.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            return conn.execute("SELECT version_num FROM alembic_version").fetchone() is not None
+    except sqlite3.Error:
+        return False
 
 
 def airflow_conf(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -210,8 +225,8 @@ class Demo:
         """``airflow dags test`` the retraining DAG; return its run id (None when it failed)."""
         airflow = str(Path(sys.executable).with_name("airflow"))
         home = Path(self.env["AIRFLOW_HOME"])
-        if not (home / "airflow.db").exists():
-            print(f"      no Airflow DB under {home}: airflow db migrate")
+        if not _migrated(home / "airflow.db"):
+            print(f"      no migrated Airflow DB under {home}: airflow db migrate")
             self.run_step("airflow db migrate", [airflow, "db", "migrate"], "airflow-db-migrate")
         started = datetime.now(UTC)
         conf = json.dumps(airflow_conf())

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,18 @@ from kubeflow_bridge.get_provider_info import get_provider_info
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: The CLI opens its database even to list providers: keep that file out of the checkout (an empty one
+#: there would make `make demo` think Airflow's database exists).
+_DB = Path(tempfile.mkdtemp(prefix="kb-provider-test-")) / "airflow.db"
+
+
 def airflow_cli(*args: str) -> str:
-    env = {**os.environ, "AIRFLOW_HOME": str(ROOT), "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg")}
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(ROOT),
+        "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_DB}",
+    }
     out = subprocess.run(
         [str(Path(sys.executable).parent / "airflow"), *args],
         capture_output=True,

@@ -137,3 +137,18 @@ def test_sample_request_falls_back_to_flat_rows_when_the_telemetry_cannot_be_rea
     d = demo.Demo(state_dir=tmp_path, out=tmp_path / "out", runner=ok, env={})
     payload, what = d.sample_request("run-1")
     assert payload == {"instances": [[1.0], [2.0], [8.0]]} and what.startswith("2 recorded normal rows")
+
+
+def test_the_demo_migrates_a_missing_or_empty_airflow_database(tmp_path: Path) -> None:
+    import sqlite3
+
+    from kubeflow_bridge.compare.demo import _migrated
+
+    db = tmp_path / "airflow.db"
+    assert not _migrated(db)
+    sqlite3.connect(db).close()  # what a bare `airflow` command leaves: a file with no tables
+    assert not _migrated(db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        conn.execute("INSERT INTO alembic_version VALUES ('a1b2c3')")
+    assert _migrated(db)
