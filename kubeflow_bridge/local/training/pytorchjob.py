@@ -106,6 +106,8 @@ class ReplicaJobController(Controller):
     replica_key = "pytorchReplicaSpecs"
     order: tuple[str, ...] = ORDER
     operator = OPERATOR
+    #: The env var a replica carries the job's port in (how a restarted runtime finds it again).
+    port_env: tuple[str, ...] = ("MASTER_PORT",)
 
     def __init__(self) -> None:
         super().__init__()
@@ -116,8 +118,18 @@ class ReplicaJobController(Controller):
         return self.rt.kind
 
     def _port(self, job: Obj, pods: list[Obj]) -> Any:
-        """The job's port(s), read back from its pods after a restart, else picked free."""
-        raise NotImplementedError
+        """The job's one port (its rendezvous, tracker or coordinator), read back from a pod's
+        ``port_env`` after a runtime restart, else picked free."""
+        uid = job["metadata"]["uid"]
+        if uid not in self.ports:
+            for p in pods:
+                for c in p["spec"]["containers"]:
+                    for e in c.get("env") or []:
+                        if e.get("name") in self.port_env:
+                            self.ports[uid] = int(e["value"])
+            if uid not in self.ports:
+                self.ports[uid] = self.ctx.free_port()
+        return self.ports[uid]
 
     def _env(self, job: Obj, rtype: str, index: int, port: Any) -> list[dict[str, str]]:
         raise NotImplementedError
@@ -375,18 +387,6 @@ class PyTorchJobController(ReplicaJobController):
 
     name = "pytorchjobs"
     kinds = (PYTORCHJOB,)
-
-    def _port(self, job: Obj, pods: list[Obj]) -> int:
-        uid = job["metadata"]["uid"]
-        if uid not in self.ports:
-            for p in pods:
-                for c in p["spec"]["containers"]:
-                    for e in c.get("env") or []:
-                        if e.get("name") == "MASTER_PORT":
-                            self.ports[uid] = int(e["value"])
-            if uid not in self.ports:
-                self.ports[uid] = self.ctx.free_port()
-        return int(self.ports[uid])
 
     def _env(self, job: Obj, rtype: str, index: int, port: Any) -> list[dict[str, str]]:
         spec = job["spec"]

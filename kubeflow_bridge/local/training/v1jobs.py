@@ -32,6 +32,7 @@ class _V1Controller(ReplicaJobController):
     """A v1 kind described by :class:`~kubeflow_bridge.resources.v1jobs.V1Kind`, one port per job."""
 
     spec_of: v1jobs.V1Kind
+    port_env = ("MASTER_PORT", "COORDINATOR_PORT")  # XGBoost's tracker, JAX's coordinator
 
     def __init__(self) -> None:
         super().__init__()
@@ -45,19 +46,6 @@ class _V1Controller(ReplicaJobController):
     def _is_master(self, replicas: dict[str, Any], rtype: str, index: int) -> bool:
         lead = self._lead(replicas)
         return rtype == lead and (lead != "Worker" or index == 0)
-
-    def _port(self, job: Obj, pods: list[Obj]) -> Any:
-        """One port for the job (the coordinator's or the tracker's), read back from a pod's env."""
-        uid = job["metadata"]["uid"]
-        if uid not in self.ports:
-            for p in pods:
-                for c in p["spec"]["containers"]:
-                    for e in c.get("env") or []:
-                        if e.get("name") in ("MASTER_PORT", "COORDINATOR_PORT"):
-                            self.ports[uid] = int(e["value"])
-            if uid not in self.ports:
-                self.ports[uid] = self.ctx.free_port()
-        return self.ports[uid]
 
 
 class TFJobController(_V1Controller):
