@@ -3,6 +3,7 @@
 ingest (pod) -> preprocess (pod) -> tune (Katib Experiment) -> train (TrainJob, or PyTorchJob with
 ``training_api=pytorchjob``; best params)
 -> evaluate (pod) -> gate (threshold + serving model) -> deploy (KServe: canary, smoke test, promote)
+-> champion (moves the MLflow registry's ``champion`` alias to the deployed version, when tracking is on)
 -> summary (always) and check_run (fails the run when a step failed). A gate that says "no" skips
 deploy and leaves the serving model untouched; the run still succeeds.
 
@@ -11,6 +12,8 @@ same arguments (``kubeflow_bridge.workflow``). Data and models live in object st
 ``<artifact_root>/<run_id>``; only small values travel through XCom. The daily data interval selects
 the training window: it ends at the interval's end (or at the ``window_end`` param); your own dataset
 (``source`` = its URI) is read over the ``lookback`` before that end, synthetic data is ``rows`` points.
+With an MLflow tracking URI (the ``tracking_uri`` param, else the ``mlflow_default`` connection) the
+trials, train and evaluate log their runs there and evaluate registers the model.
 
 Top-level imports stay light (Airflow SDK, our operators, the stdlib-only workflow module): the
 Kubernetes client and the cncf pod operator load only when a pod task runs.
@@ -18,18 +21,21 @@ Kubernetes client and the cncf pod operator load only when a pod task runs.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
 from kubeflow_bridge import workflow
+from kubeflow_bridge.hooks.mlflow import MlflowHook
 from kubeflow_bridge.operators.gate import ModelGateBranchOperator
 from kubeflow_bridge.operators.katib import KatibExperimentOperator
 from kubeflow_bridge.operators.kserve import KServeDeployOperator, serving_model_uri
 from kubeflow_bridge.operators.pod import TrainerPodOperator
 from kubeflow_bridge.operators.training import TrainingJobOperator
 
+log = logging.getLogger(__name__)
 DAG_ID = "anomaly_retraining"
 #: The trigger form's fields: the workflow's defaults with their JSON schemas.
 PARAMS = {
@@ -65,6 +71,26 @@ def _ingest_args(params: dict[str, Any], run_id: str, data_interval_end: Any) ->
     )
 
 
+def _tracking_uri(params: dict[str, Any]) -> str:
+    return str(params.get("tracking_uri") or MlflowHook.configured_uri())
+
+
+def _tracking_env(
+    params: dict[str, Any], run_id: str, data_interval_end: Any, trial: bool = False
+) -> list[dict[str, Any]]:
+    from kubeflow_bridge.workflow.tracking import workflow_env
+
+    return workflow_env(
+        params,
+        _tracking_uri(params),
+        orchestrator="airflow",
+        workflow=DAG_ID,
+        run_id=run_id,
+        window_end=_window_end(params, data_interval_end),
+        trial=trial,
+    )
+
+
 MACROS = {
     "prefix": _prefix,
     "ingest_args": _ingest_args,
@@ -74,7 +100,11 @@ MACROS = {
         _prefix(params, run_id), epochs=params["tune_epochs"], seed=params["seed"]
     ),
     # A TrainJob or a PyTorchJob by the training_api param; the operator names it.
-    "train_job": lambda params, run_id, best: workflow.training_job(_prefix(params, run_id), params, best),
+    "train_job": lambda params, run_id, best, env: workflow.training_job(
+        _prefix(params, run_id), params, best, env=env
+    ),
+    # MLflow: the URI, experiment and run tags for trials, train and evaluate ([] when tracking is off).
+    "tracking_env": _tracking_env,
     # Reads the live InferenceService when the task renders: evaluate re-scores the model it serves.
     "evaluate_args": lambda params, run_id: workflow.evaluate_args(
         _prefix(params, run_id),
@@ -130,14 +160,19 @@ with DAG(
         max_trial_count="{{ params.max_trials }}",
         max_failed_trial_count=1,
         trial_env_from=workflow.storage_env_from(),
+        trial_env="{{ tracking_env(params, run_id, data_interval_end | default(None), True) }}",
     )
     train = TrainingJobOperator(
         task_id="train",
         namespace=ns,
-        job="{{ train_job(params, run_id, ti.xcom_pull(task_ids='tune')['best_parameters']) }}",
+        job="{{ train_job(params, run_id, ti.xcom_pull(task_ids='tune')['best_parameters'], "
+        "tracking_env(params, run_id, data_interval_end | default(None))) }}",
     )
     evaluate = TrainerPodOperator(
-        task_id="evaluate", arguments="{{ evaluate_args(params, run_id) }}", namespace=ns
+        task_id="evaluate",
+        arguments="{{ evaluate_args(params, run_id) }}",
+        namespace=ns,
+        env_vars="{{ tracking_env(params, run_id, data_interval_end | default(None)) }}",
     )
     gate = ModelGateBranchOperator(
         task_id="gate",
@@ -165,6 +200,30 @@ with DAG(
         metrics={workflow.F_SCORE_METRIC: "{{ ti.xcom_pull(task_ids='evaluate')['f_score'] }}"},
     )
 
+    @task
+    def champion(**context: Any) -> dict[str, Any] | None:
+        """Point the registry's ``champion`` alias at the version just deployed (None: not registered)."""
+        from kubeflow_bridge.workflow.tracking import TrackingError, promote_champion
+
+        params, ti = context["params"], context["ti"]
+        outputs = (ti.xcom_pull(task_ids="evaluate") or {}).get("outputs") or {}
+        if not outputs.get("registered_version"):
+            return None  # tracking off, or it failed and was optional
+        try:
+            return promote_champion(
+                MlflowHook().client(_tracking_uri(params)),
+                model=outputs["registered_model"],
+                version=outputs["registered_version"],
+                service=params["service_name"],
+                namespace=params["namespace"],
+                url=(ti.xcom_pull(task_ids="deploy") or {}).get("url", ""),
+            )
+        except TrackingError:
+            if params["tracking_required"]:
+                raise
+            log.warning("champion: the registry could not be updated; tracking is optional", exc_info=True)
+            return None
+
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def summary(**context: Any) -> dict[str, Any]:
         """Record what the run produced (runs whatever happened upstream; None where a step did not)."""
@@ -183,6 +242,8 @@ with DAG(
             "report": (evaluated.get("outputs") or {}).get("report"),
             "deployed": deployed is not None,
             "url": (deployed or {}).get("url"),
+            "registered_version": (evaluated.get("outputs") or {}).get("registered_version"),
+            "champion": ti.xcom_pull(task_ids="champion"),
         }
 
     @task(trigger_rule=TriggerRule.ONE_FAILED)
@@ -190,9 +251,10 @@ with DAG(
         """Fail the run when a step failed (``summary`` always succeeds, so it cannot carry that)."""
         raise RuntimeError("a step of the retraining failed; see the failed task's log")
 
-    ingest >> preprocess >> tune >> train >> evaluate >> gate >> deploy
+    promoted = champion()
+    ingest >> preprocess >> tune >> train >> evaluate >> gate >> deploy >> promoted
     # Not downstream of the gate itself: a branch operator skips every direct downstream task it does
     # not choose. A failed gate still reaches them as deploy's upstream_failed.
-    steps = [ingest, preprocess, tune, train, evaluate, deploy]
+    steps = [ingest, preprocess, tune, train, evaluate, deploy, promoted]
     steps >> summary()
     steps >> check_run()

@@ -29,6 +29,7 @@ from airflow.sdk import DAG, Param, TriggerRule, task
 
 import kubeflow_bridge.pipelines as pipelines_package
 from kubeflow_bridge import workflow
+from kubeflow_bridge.hooks.mlflow import MlflowHook
 from kubeflow_bridge.operators.kfp import KubeflowPipelineRunOperator
 
 DAG_ID = "compare_orchestrators"
@@ -42,17 +43,21 @@ PARAMS["report_dir"] = Param("reports", type="string", minLength=1, description=
 
 
 def shared_inputs(params: dict[str, Any], data_interval_end: Any) -> dict[str, Any]:
-    """The same inputs for both orchestrators: a fixed window end and per-side service names."""
+    """The same inputs for both orchestrators: a fixed window end, one tracking URI, and per-side service
+    and registered model names (each side's gate judges its own serving model and champion)."""
     workflow.check_params(params, extra=("report_dir",))  # an unknown name in the conf is an error
     values = workflow.pipeline_inputs(params)
     if not values["window_end"]:
         if data_interval_end is None:
             raise ValueError("set the window_end param: this run has no data interval to take it from")
         values["window_end"] = data_interval_end.isoformat()
+    # One MLflow server for both (the KFP components have no Airflow connection to read it from).
+    values["tracking_uri"] = values["tracking_uri"] or MlflowHook.configured_uri()
     base = values["service_name"][: 45 - len("-airflow")]
+    model = values["registered_model"]
     return {
-        "airflow_conf": {**values, "service_name": f"{base}-airflow"},
-        "kfp_params": {**values, "service_name": f"{base}-kfp"},
+        "airflow_conf": {**values, "service_name": f"{base}-airflow", "registered_model": f"{model}-airflow"},
+        "kfp_params": {**values, "service_name": f"{base}-kfp", "registered_model": f"{model}-kfp"},
     }
 
 

@@ -52,7 +52,12 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
-        "hooks": [{"integration-name": "Kubeflow", "python-modules": ["kubeflow_bridge.hooks.kubeflow"]}],
+        "hooks": [
+            {
+                "integration-name": "Kubeflow",
+                "python-modules": ["kubeflow_bridge.hooks.kubeflow", "kubeflow_bridge.hooks.mlflow"],
+            }
+        ],
         "triggers": [
             {
                 "integration-name": "Kubeflow",
@@ -66,7 +71,12 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-name": "Kubeflow",
                 "conn-fields": CONN_FIELDS,
                 "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
-            }
+            },
+            {
+                "hook-class-name": "kubeflow_bridge.hooks.mlflow.MlflowHook",
+                "connection-type": "mlflow",
+                "hook-name": "MLflow",
+            },
         ],
         "extra-links": EXTRA_LINKS,
         "config": {

@@ -256,9 +256,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("the validation or test split is empty; widen the data window")
     reason = not_evaluable_reason(labelled, y_test)
     scores = score_detectors(model, artifact, splits, args.seed)
+    from trainer import tracking
+
     champion_note = None
-    if args.champion_model:
-        rescored, champion_note = champion_scores(args.champion_model, artifact, splits)
+    # The registry's champion, when tracking is on and it has one, else the model the service runs now.
+    registry_champion, registry_note = tracking.champion_model_uri()
+    if registry_champion is None and tracking.settings() is not None:
+        log.info("evaluate: registry: %s", registry_note)
+    champion_model = registry_champion or args.champion_model
+    if champion_model:
+        rescored, champion_note = champion_scores(champion_model, artifact, splits)
+        if registry_champion:
+            champion_note = f"{registry_note}: {champion_note}"
         if rescored is not None:
             scores["champion"] = rescored
         log.info("evaluate: serving model %s", champion_note)
@@ -347,15 +356,43 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
     base = args.out.rstrip("/")
-    return {
-        "outputs": {
-            "metrics": f"{base}/metrics.json",
-            "kfp_metrics": f"{base}/kfp_metrics.json",
-            "report": f"{base}/report.html",
-            "model": model_uri,
-        },
-        "metrics": {k: v for k, v in metrics.items() if v is not None},
+    outputs = {
+        "metrics": f"{base}/metrics.json",
+        "kfp_metrics": f"{base}/kfp_metrics.json",
+        "report": f"{base}/report.html",
+        "model": model_uri,
     }
+    outputs.update(track_evaluation(metrics, doc, plot, artifact, model_uri))
+    return {"outputs": outputs, "metrics": {k: v for k, v in metrics.items() if v is not None}}
+
+
+def track_evaluation(
+    metrics: dict[str, Any], doc: dict[str, Any], plot: str, artifact: dict[str, Any], model_uri: str
+) -> dict[str, str]:
+    """Log the evaluation into the train run and register the model (``{}`` when tracking is off)."""
+    import tempfile
+
+    from trainer import tracking
+    from trainer.model import artifact_bytes
+
+    run = tracking.resume_train_run()
+    if not run.active:
+        return {}
+    with tracking.finishing(run), tempfile.TemporaryDirectory() as tmp:
+        run.log_metrics({f"eval_{k}": v for k, v in metrics.items()})
+        for name, text in (("metrics.json", json.dumps(doc, indent=2)), ("plot.svg", plot)):
+            Path(tmp, name).write_text(text)
+        Path(tmp, "report.html").write_text(render_report(metrics, plot, doc["detectors"]))
+        run.log_artifacts(tmp, "evaluation")
+        run.set_tags({tracking.MODEL_URI_TAG: model_uri})
+        detector = Path(tmp, "detector", "model.pt")
+        detector.parent.mkdir()
+        detector.write_bytes(artifact_bytes(artifact))
+        version = tracking.register(run, str(detector), model_uri, metrics)
+    out = {"mlflow_run_id": run.run_id or ""}
+    if version:
+        out.update(registered_model=run.settings.registered_model, registered_version=version)
+    return {k: v for k, v in out.items() if v}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

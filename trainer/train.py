@@ -390,6 +390,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import torch
 
+    from trainer import tracking
     from trainer.model import ARTIFACT_FORMAT, ARTIFACT_VERSION, anomaly_scores, save_artifact, score_config
 
     ctx = init_distributed(args.device)
@@ -423,7 +424,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             xtr.shape[1],
             ctx.device,
         )
-        model, metrics = fit(hp, x_train, x_val, ctx, checkpoint_dir=args.checkpoint_dir)
+        # Rank 0 only: one run per job (a Katib trial's run nests under its tuning run).
+        tracked = tracking.start("train") if ctx.rank == 0 else tracking.Run.off()
+        tracked.log_params(
+            {**asdict(hp), "hidden_dims": ",".join(map(str, hp.hidden_dims)), "world_size": ctx.world_size}
+        )
+        with tracking.finishing(tracked):
+            model, metrics = fit(hp, x_train, x_val, ctx, checkpoint_dir=args.checkpoint_dir)
         result: dict[str, Any] = {"rank": ctx.rank}
         if ctx.rank == 0:
             score = score_config(model, x_val, hp.score_mix)
@@ -449,6 +456,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "train": {k: v for k, v in metrics.items() if isinstance(v, int | float | str | bool)},
             }
             save_artifact(args.model_out, artifact)
+            tracked.log_history(history)
+            summary = {k: v for k, v in artifact["train"].items() if k not in ("train_loss", "val_loss")}
+            tracked.log_metrics({**summary, "threshold_val_p99": threshold})  # the losses: per epoch
+            tracked.set_tags({tracking.MODEL_URI_TAG: args.model_out})
             if args.metrics_out:
                 doc = {**metrics, "threshold_val_p99": threshold, "history": history}
                 io.write_text(args.metrics_out, json.dumps(doc, indent=2), arg="--metrics-out")

@@ -42,6 +42,8 @@ DEMO_PARAMS: dict[str, Any] = {
 }
 #: One InferenceService per orchestrator, so each run's gate judges its own serving model.
 SERVICES = {"airflow": "anomaly-vae-airflow", "kfp": "anomaly-vae-kfp"}
+#: And one MLflow registered model each, so each gate's champion is its own side's.
+REGISTERED_MODELS = {"airflow": "anomaly-detector-airflow", "kfp": "anomaly-detector-kfp"}
 MODEL_NAME = "anomaly-vae"
 STEPS_TOTAL = 5
 
@@ -85,14 +87,22 @@ def _migrated(db: Path) -> bool:
         return False
 
 
+def _side(side: str) -> dict[str, Any]:
+    """One side's own names, and the runtime's MLflow server (from its env file) for both sides."""
+    tracking = (
+        {"tracking_uri": os.environ["MLFLOW_TRACKING_URI"]} if os.environ.get("MLFLOW_TRACKING_URI") else {}
+    )
+    return {**tracking, "service_name": SERVICES[side], "registered_model": REGISTERED_MODELS[side]}
+
+
 def airflow_conf(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The DAG run's ``--conf``: the demo params and the Airflow run's service."""
-    return {**DEMO_PARAMS, **(params or {}), "service_name": SERVICES["airflow"]}
+    """The DAG run's ``--conf``: the demo params and the Airflow run's service and registered model."""
+    return {**DEMO_PARAMS, **(params or {}), **_side("airflow")}
 
 
 def kfp_param_args(params: Mapping[str, Any] | None = None) -> list[str]:
-    """``--param name=value`` arguments for the pipeline submit: same inputs, the KFP run's service."""
-    merged = {**DEMO_PARAMS, **(params or {}), "service_name": SERVICES["kfp"]}
+    """``--param name=value`` arguments for the pipeline submit: same inputs, the KFP run's own names."""
+    merged = {**DEMO_PARAMS, **(params or {}), **_side("kfp")}
     args: list[str] = []
     for name, value in merged.items():
         args += ["--param", f"{name}={value}"]
@@ -394,6 +404,8 @@ def run_demo(demo: Demo) -> int:
         return 1
     print(f"\nreport: {demo.out / 'comparison.html'} and {demo.out / 'comparison.json'}")
     print(f"step logs: {demo.out / 'logs'}")
+    if demo.env.get("MLFLOW_TRACKING_URI"):
+        print(f"MLflow (runs of both sides, registered champions): {demo.env['MLFLOW_TRACKING_URI']}")
     print(f"demo time: {time.perf_counter() - t_start:.0f}s")
     code = 0
     if demo.failures:

@@ -42,6 +42,14 @@ def add_parser(sub: Any) -> None:
     )
     up.add_argument("--no-s3", action="store_true", help="run without the S3 server")
     up.add_argument(
+        "--no-mlflow",
+        action="store_true",
+        help="run without the MLflow tracking server (default: one, with its URI in the env file)",
+    )
+    up.add_argument(
+        "--mlflow-port", type=int, default=0, help="MLflow port (default: the last run's, else free)"
+    )
+    up.add_argument(
         "--kfp-multi-user",
         action="store_true",
         help="KFP in Kubeflow's multi-user mode: experiments and runs in namespaces (kfp.Client(namespace=...))",
@@ -56,7 +64,7 @@ def add_parser(sub: Any) -> None:
         "--faults", default="{}", help="fault-injection settings as JSON, e.g. '{\"error_rate\": 0.1}'"
     )
     up.add_argument("--foreground", action="store_true", help="run in this process until Ctrl-C")
-    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait until healthy")
+    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait until healthy")
     down = lsub.add_parser("down", help="stop the runtime and every process it started")
     state(down)
     st = lsub.add_parser("status", help="what runs where")
@@ -115,6 +123,7 @@ def _print_endpoints(info: dict[str, Any]) -> None:
     print(f"  Kubernetes API : {info['api']}")
     print(f"  KFP API        : {info.get('kfp') or 'not running'}")
     print(f"  S3             : {info.get('s3') or 'not running'}")
+    print(f"  MLflow         : {info.get('mlflow') or 'not running'}")
     print(f"  kubeconfig     : {info['kubeconfig']}")
     print(f"  env            : source {info['env']}")
     print(f"  state          : {info['state_dir']}")
@@ -147,6 +156,8 @@ def daemon_argv(paths: StatePaths, args: argparse.Namespace) -> list[str]:
         argv += ["--faults-file", str(faults_file)]
     if args.no_s3:
         argv.append("--no-s3")
+    if not getattr(args, "no_mlflow", True):
+        argv += ["--mlflow", "--mlflow-port", str(getattr(args, "mlflow_port", 0))]
     if getattr(args, "kfp_multi_user", False):
         argv.append("--kfp-multi-user")
     if getattr(args, "no_auth", False):

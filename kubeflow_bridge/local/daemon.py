@@ -36,10 +36,11 @@ from kubeflow_bridge.local.controllers.base import ControllerContext, Controller
 from kubeflow_bridge.local.images import ImageMap, trainer_python
 from kubeflow_bridge.local.paths import KFP_NAMESPACE, S3Info, StatePaths, write_client_files
 from kubeflow_bridge.local.processes import MARKER, ProcessManager, sweep_pid_files
+from kubeflow_bridge.local.tracking import TrackingServer
 
 log = logging.getLogger("kubeflow_bridge.local")
 
-S3_BUCKETS = ("kubeflow-bridge", "mlpipeline")
+S3_BUCKETS = ("kubeflow-bridge", "mlpipeline", "mlflow")
 DEFAULT_NAMESPACES = ("default", KFP_NAMESPACE, "kube-system")
 
 
@@ -69,6 +70,9 @@ class Runtime:
         api_port: Port of the API server (0: the last run's, else a free one).
         s3_port: Port of the S3 server (0: the last run's, else a free one); ``s3=False`` runs without S3.
         kfp_port: Port of the KFP v2beta1 API (0: the last run's, else a free one).
+        mlflow: Also run an MLflow tracking server (:mod:`kubeflow_bridge.local.tracking`); its URI goes
+            into the env file (``MLFLOW_TRACKING_URI``) and Airflow's ``mlflow_default`` connection.
+        mlflow_port: Its port (0: the last run's, else a free one).
         faults: Initial fault-injection settings.
         history: Watch history length (older resourceVersions get 410 Gone).
         bookmark_interval: Seconds between watch bookmarks.
@@ -86,6 +90,8 @@ class Runtime:
         s3_port: int = 0,
         kfp_port: int = 0,
         s3: bool = True,
+        mlflow: bool = False,
+        mlflow_port: int = 0,
         faults: dict[str, Any] | None = None,
         history: int = 2000,
         bookmark_interval: float = 5.0,
@@ -103,6 +109,9 @@ class Runtime:
         self.api_port = api_port
         self.s3_port = s3_port
         self.want_s3 = s3
+        self.want_mlflow = mlflow
+        self.mlflow_port = mlflow_port
+        self.tracking: TrackingServer | None = None
         settings = dict(faults or {})
         if auth and "auth" not in settings:
             settings.update(auth=True, static_token=self.paths.token())
@@ -218,6 +227,21 @@ class Runtime:
             buckets=S3_BUCKETS,
         )
 
+    def _start_tracking(self) -> None:
+        """Start MLflow (it answers a few seconds later: :meth:`start` waits for it last)."""
+        if not self.want_mlflow:
+            return
+        sock, moved = ports.claim("mlflow", self.mlflow_port, self.kept_ports.get("mlflow"))
+        port = sock.getsockname()[1]
+        sock.close()  # the server binds it itself, a moment later
+        if moved is not None:
+            self.moved.append(moved)
+        self.tracking = TrackingServer(state_dir=self.paths.root / "mlflow", port=port, s3=self.s3_info)
+        self.tracking.start()
+        if self.tracking.pid:
+            # its own process group, so `local down` finds it after a crash (as it finds weed)
+            (self.paths.procs / str(self.tracking.pid)).write_text("mlflow server")
+
     async def _start_kfp(self, env: dict[str, str]) -> None:
         """The KFP v2beta1 API on its own port (kubeflow_bridge.local.kfp)."""
         from kubeflow_bridge.local.kfp import create_kfp_app
@@ -244,6 +268,7 @@ class Runtime:
         self._ensure_namespaces()
         self._install_components()
         await self._start_s3()
+        self._start_tracking()
         sock, moved = ports.claim("api", self.api_port, self.kept_ports.get("api"))
         self.api_port = sock.getsockname()[1]
         ssl_context = None
@@ -267,6 +292,7 @@ class Runtime:
                 "api": self.api_port,
                 "kfp": self._kfp_sock.getsockname()[1],
                 "s3": self.s3.port if self.s3 is not None else self.kept_ports.get("s3", 0),
+                "mlflow": self.tracking.port if self.tracking else self.kept_ports.get("mlflow", 0),
             },
         )
         token = self.faults.config.static_token if self.faults.config.auth else None
@@ -278,8 +304,13 @@ class Runtime:
             kfp_url=self.kfp_url,
             ca_pem=ca_pem,
             gpus=self.ctx.gpu_count,
+            tracking_uri=self.tracking.uri if self.tracking else "",
         )
-        self.ctx._runtime_env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW_CONN_")}
+        # What every pod gets (an in-cluster pod's view), less Airflow's connections and MLflow's URI: a
+        # workflow pod gets that from the workflow (its tracking_uri), as on a cluster.
+        self.ctx._runtime_env = {
+            k: v for k, v in env.items() if not k.startswith(("AIRFLOW_CONN_", "MLFLOW_"))
+        }
         # Marks every process the runtime starts, so `local down` can find them even after a crash.
         self.ctx._runtime_env[MARKER] = str(self.paths.root)
         await self._start_kfp(env)
@@ -287,11 +318,14 @@ class Runtime:
         await self._runner.setup()
         await web.SockSite(self._runner, sock, shutdown_timeout=1.0, ssl_context=ssl_context).start()
         await self.manager.start()
+        if self.tracking is not None:
+            await asyncio.to_thread(self.tracking.wait_ready)
         info = {
             "pid": os.getpid(),
             "api": self.api_url,
             "kfp": self.kfp_url if self._kfp_runner is not None else None,
             "s3": self.s3_info.endpoint if self.s3_info else None,
+            "mlflow": self.tracking.uri if self.tracking else None,
             "state_dir": str(self.paths.root),
             "kubeconfig": str(self.paths.kubeconfig),
             "env": str(self.paths.env_file),
@@ -310,6 +344,8 @@ class Runtime:
             await self._kfp_runner.cleanup()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.tracking is not None:
+            await asyncio.to_thread(self.tracking.stop)
         if self.s3 is not None:
             stopped = self.s3.stop()
             if asyncio.iscoroutine(stopped):
@@ -343,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--s3-port", type=int, default=0)
     p.add_argument("--kfp-port", type=int, default=0)
     p.add_argument("--no-s3", action="store_true")
+    p.add_argument("--mlflow", action="store_true", help="also run an MLflow tracking server")
+    p.add_argument("--mlflow-port", type=int, default=0)
     p.add_argument("--kfp-multi-user", action="store_true", help="KFP in Kubeflow's multi-user mode")
     p.add_argument("--faults", default="{}", help="fault-injection settings as JSON")
     p.add_argument(
@@ -374,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
             s3_port=args.s3_port,
             kfp_port=args.kfp_port,
             s3=not args.no_s3,
+            mlflow=args.mlflow,
+            mlflow_port=args.mlflow_port,
             faults=json.loads(args.faults_file.read_text() if args.faults_file else args.faults),
             history=args.history,
             bookmark_interval=args.bookmark_interval,

@@ -134,6 +134,7 @@ def env_vars(
     kfp_url: str = "",
     gpus: int = 0,
     token: str | None = None,
+    tracking_uri: str = "",
 ) -> dict[str, str]:
     """The variables the control plane (Airflow, kubectl, boto3) needs to reach this runtime.
 
@@ -170,6 +171,10 @@ def env_vars(
     }
     if token:
         env["KF_PIPELINES_SA_TOKEN_PATH"] = str(paths.token_file)
+    if tracking_uri:
+        # MLflow's own variable (its clients, `mlflow ui` links) and the connection the DAG reads.
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+        env["AIRFLOW_CONN_MLFLOW_DEFAULT"] = json.dumps({"conn_type": "mlflow", "host": tracking_uri})
     if s3 is not None:
         env.update(
             {
@@ -199,13 +204,14 @@ def write_client_files(
     kfp_url: str = "",
     ca_pem: bytes | None = None,
     gpus: int = 0,
+    tracking_uri: str = "",
 ) -> dict[str, str]:
     """Write ``<state>/kubeconfig`` and ``<state>/env`` (both 0600: they hold credentials)."""
     paths.root.mkdir(parents=True, exist_ok=True)
     _write_private(paths.kubeconfig, yaml.safe_dump(kubeconfig(api_url, token, ca_pem), sort_keys=False))
     if token:
         _write_private(paths.token_file, token)  # the file the KFP clients read (it may be a faults token)
-    env = env_vars(paths, api_url, s3, kfp_url, gpus, token)
+    env = env_vars(paths, api_url, s3, kfp_url, gpus, token, tracking_uri)
     _write_private(paths.env_file, "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
     return env
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: The endpoints whose ports are kept.
-ENDPOINTS = ("api", "kfp", "s3")
+ENDPOINTS = ("api", "kfp", "s3", "mlflow")
 
 
 class PortTaken(OSError):

@@ -72,7 +72,7 @@ class KatibExperimentOperator(KubeflowObjectOperator):
         algorithm_settings: Algorithm settings.
         trial_command: Trial command (default ``python -m trainer train``).
         trial_args: Fixed trial arguments (data URIs, epochs, ...).
-        trial_env: Trial environment.
+        trial_env: Trial environment: a mapping, or a list of ``{name, value|valueFrom}`` (templated).
         trial_env_from: The trial container's ``envFrom`` (e.g. the storage credentials' Secret).
         trial_kind: ``Job``, ``PyTorchJob`` or ``TrainJob`` trials (a TrainJob has no ``envFrom``: pass
             the Secret's keys in ``trial_env`` as ``{"secretKeyRef": ...}`` sources).
@@ -120,7 +120,7 @@ class KatibExperimentOperator(KubeflowObjectOperator):
         algorithm_settings: dict[str, Any] | None = None,
         trial_command: list[str] | None = None,
         trial_args: list[str] | None = None,
-        trial_env: dict[str, str] | None = None,
+        trial_env: dict[str, str] | list[dict[str, Any]] | str | None = None,
         trial_env_from: list[dict[str, Any]] | None = None,
         trial_kind: str = "Job",
         parallel_trial_count: int | str = 2,
@@ -148,6 +148,16 @@ class KatibExperimentOperator(KubeflowObjectOperator):
         self.max_trial_count = max_trial_count
         self.max_failed_trial_count = max_failed_trial_count
         self.early_stopping = early_stopping
+
+    def _trial_env(self) -> dict[str, str] | list[dict[str, Any]]:
+        env = self.trial_env or {}
+        if isinstance(env, dict):
+            return dict(env)
+        if isinstance(env, list) and all(isinstance(e, dict) and e.get("name") for e in env):
+            return list(env)
+        raise ValueError(
+            f"trial_env must render to a mapping or a list of {{name, value}} entries, not {env!r}"
+        )
 
     def build_manifest(self, context: Context, name: str, namespace: str) -> dict[str, Any]:
         from kubeflow_bridge.resources import katib
@@ -185,7 +195,7 @@ class KatibExperimentOperator(KubeflowObjectOperator):
             kind=self.trial_kind,
             command=as_command("trial_command", self.trial_command),
             args=as_command("trial_args", self.trial_args),
-            env=dict(self.trial_env or {}),
+            env=self._trial_env(),
             env_from=self.trial_env_from,
         )
         return katib.build_experiment(

@@ -49,6 +49,33 @@ def _env_from_source(item: dict[str, Any]) -> Any:
     )
 
 
+def _env_var(item: dict[str, Any]) -> Any:
+    """A ``{"name", "value"}`` or ``{"name", "valueFrom": {"secretKeyRef"|"configMapKeyRef": ...}}`` dict as
+    the pod operator's model."""
+    from kubernetes.client import models as k8s
+
+    source = item.get("valueFrom") if isinstance(item, dict) else None
+    if not isinstance(item, dict) or not item.get("name") or ("value" in item) == (source is not None):
+        raise ValueError(
+            f"env_vars entries are {{'name': ..., 'value': ...}} or {{'name': ..., 'valueFrom': "
+            f"{{'secretKeyRef': ...}}}}, not {item!r}"
+        )
+    if source is None:
+        return k8s.V1EnvVar(name=item["name"], value=str(item["value"]))
+    secret, config_map = source.get("secretKeyRef"), source.get("configMapKeyRef")
+    if not (secret or config_map):
+        raise ValueError(
+            f"env var {item['name']}: valueFrom takes secretKeyRef or configMapKeyRef, not {source!r}"
+        )
+    return k8s.V1EnvVar(
+        name=item["name"],
+        value_from=k8s.V1EnvVarSource(
+            secret_key_ref=k8s.V1SecretKeySelector(**secret) if secret else None,
+            config_map_key_ref=k8s.V1ConfigMapKeySelector(**config_map) if config_map else None,
+        ),
+    )
+
+
 class TrainerPodOperator(BaseOperator):
     """Run ``python -m trainer <arguments>`` in a pod of the trainer image; return its summary.
 
@@ -61,12 +88,14 @@ class TrainerPodOperator(BaseOperator):
         summary_lines: Log lines read back from the end of the pod's log to find the summary.
         env_from: The pod's ``envFrom`` (default: the workflow's storage Secret,
             :func:`kubeflow_bridge.workflow.storage_env_from`, so steps reach the object store).
+        env_vars: More env, as Kubernetes env entries (templated; e.g. the workflow's MLflow tracking env,
+            whose credentials are ``secretKeyRef`` sources, never values).
 
     Returns:
         ``{"step", "compute_seconds", "outputs", "metrics", "f_score"}`` from the trainer's summary.
     """
 
-    template_fields: Sequence[str] = ("arguments", "namespace", "image")
+    template_fields: Sequence[str] = ("arguments", "namespace", "image", "env_vars")
 
     def __init__(
         self,
@@ -78,9 +107,11 @@ class TrainerPodOperator(BaseOperator):
         startup_timeout_seconds: int = 600,
         summary_lines: int = 40,
         env_from: list[dict[str, Any]] | None = None,
+        env_vars: list[dict[str, Any]] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.env_vars = env_vars
         self.env_from = workflow.storage_env_from() if env_from is None else env_from
         self.arguments = arguments
         self.namespace = namespace
@@ -102,6 +133,10 @@ class TrainerPodOperator(BaseOperator):
             raise ValueError(
                 f"arguments must render to a non-empty list (the trainer step first), got {self.arguments!r}"
             )
+        env_vars = self.env_vars or []
+        if not isinstance(env_vars, list):
+            raise ValueError(f"env_vars must render to a list of env entries, got {env_vars!r}")
+        env = [_env_var(item) for item in env_vars]
         captured: dict[str, str] = {}
         summary_lines = self.summary_lines
 
@@ -131,6 +166,7 @@ class TrainerPodOperator(BaseOperator):
             arguments=[str(a) for a in self.arguments],
             kubernetes_conn_id=self.kubernetes_conn_id,
             env_from=[_env_from_source(item) for item in self.env_from],
+            env_vars=env,
             get_logs=True,
             do_xcom_push=False,
             deferrable=False,

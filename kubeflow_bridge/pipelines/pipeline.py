@@ -86,6 +86,9 @@ def tune(
     latent_dim_max: int,
     tune_epochs: int,
     seed: int,
+    tracking_uri: str,
+    tracking_required: bool,
+    registered_model: str,
 ) -> NamedTuple(
     "TuneOutputs",
     [("best_params", str), ("objective_value", float), ("experiment", str), ("compute_seconds", float)],
@@ -104,6 +107,9 @@ def tune(
         "latent_dim_max": latent_dim_max,
         "tune_epochs": tune_epochs,
         "seed": seed,
+        "tracking_uri": tracking_uri,
+        "tracking_required": tracking_required,
+        "registered_model": registered_model,
     }
     result = steps.tune(prefix, params, run_id=run_id, namespace=namespace)
     TuneOutputs = namedtuple(
@@ -130,6 +136,9 @@ def train(
     training_api: str,
     worker_replicas: int,
     gpus_per_replica: int,
+    tracking_uri: str,
+    tracking_required: bool,
+    registered_model: str,
 ) -> NamedTuple("TrainOutputs", [("model", str), ("job", str), ("kind", str), ("compute_seconds", float)]):
     """The training job with the tuned parameters: a TrainJob (torchrun on each node) or a PyTorchJob
     (Master + Workers), by ``training_api``; DDP either way."""
@@ -145,6 +154,9 @@ def train(
         "training_api": training_api,
         "worker_replicas": worker_replicas,
         "gpus_per_replica": gpus_per_replica,
+        "tracking_uri": tracking_uri,
+        "tracking_required": tracking_required,
+        "registered_model": registered_model,
     }
     result = steps.train(prefix, params, json.loads(best_params), run_id=run_id, namespace=namespace)
     TrainOutputs = namedtuple("TrainOutputs", ["model", "job", "kind", "compute_seconds"])
@@ -161,6 +173,10 @@ def evaluate(
     seed: int,
     service_name: str,
     namespace: str,
+    run_id: str,
+    tracking_uri: str,
+    tracking_required: bool,
+    registered_model: str,
     metrics: dsl.Output[dsl.Metrics],
     report: dsl.Output[dsl.HTML],
 ) -> NamedTuple(
@@ -174,6 +190,7 @@ def evaluate(
         ("model", str),
         ("report_uri", str),
         ("compute_seconds", float),
+        ("registered_version", str),
     ],
 ):
     """The model, the baselines and the serving model at validation-chosen thresholds on the test split."""
@@ -184,8 +201,14 @@ def evaluate(
     from trainer import io
 
     champion = steps.serving_model_uri(service_name, namespace)  # re-scored on this run's splits
+    tracking = {
+        "tracking_uri": tracking_uri,
+        "tracking_required": tracking_required,
+        "registered_model": registered_model,
+    }
     summary = steps.run_trainer(
-        workflow.evaluate_args(prefix, contamination=contamination, seed=seed, champion_model=champion)
+        workflow.evaluate_args(prefix, contamination=contamination, seed=seed, champion_model=champion),
+        env=steps.tracking_env(tracking, run_id),
     )
     values = summary.get("metrics", {})
     for name, value in values.items():
@@ -204,6 +227,7 @@ def evaluate(
             "model",
             "report_uri",
             "compute_seconds",
+            "registered_version",
         ],
     )
     # Scores are text, "" for none: KFP parameters cannot carry NaN (protobuf's number_value refuses it).
@@ -220,6 +244,7 @@ def evaluate(
         summary["outputs"]["model"],
         summary["outputs"]["report"],
         float(summary["compute_seconds"]),
+        str(summary["outputs"].get("registered_version") or ""),
     )
 
 
@@ -267,6 +292,10 @@ def deploy(
     run_id: str,
     source: str,
     channels: int,
+    registered_version: str,
+    tracking_uri: str,
+    tracking_required: bool,
+    registered_model: str,
 ) -> NamedTuple("DeployOutputs", [("deployed", bool), ("url", str), ("compute_seconds", float)]):
     """KServe InferenceService: create, or canary + smoke test + promote (roll back on failure)."""
     from collections import namedtuple
@@ -283,6 +312,13 @@ def deploy(
         source=source,
         channels=channels,
     )
+    if registered_version:  # tracking on: the deployed version becomes the registry's champion
+        tracking = {
+            "tracking_uri": tracking_uri,
+            "tracking_required": tracking_required,
+            "registered_model": registered_model,
+        }
+        steps.promote_champion(tracking, registered_version, service_name, namespace, result["url"] or "")
     DeployOutputs = namedtuple("DeployOutputs", ["deployed", "url", "compute_seconds"])
     return DeployOutputs(bool(result["deployed"]), result["url"] or "", 0.0)
 
@@ -321,6 +357,9 @@ def anomaly_pipeline(
     namespace: str = DEFAULTS["namespace"],
     artifact_root: str = DEFAULTS["artifact_root"],
     service_name: str = DEFAULTS["service_name"],
+    tracking_uri: str = DEFAULTS["tracking_uri"],
+    tracking_required: bool = DEFAULTS["tracking_required"],
+    registered_model: str = DEFAULTS["registered_model"],
 ) -> None:
     """The pipeline; its inputs mirror the Airflow DAG's params (see workflow.DEFAULTS)."""
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
@@ -351,6 +390,9 @@ def anomaly_pipeline(
         latent_dim_max=latent_dim_max,
         tune_epochs=tune_epochs,
         seed=seed,
+        tracking_uri=tracking_uri,
+        tracking_required=tracking_required,
+        registered_model=registered_model,
     )
     train_task = train(
         prefix=prefix,
@@ -363,6 +405,9 @@ def anomaly_pipeline(
         training_api=training_api,
         worker_replicas=worker_replicas,
         gpus_per_replica=gpus_per_replica,
+        tracking_uri=tracking_uri,
+        tracking_required=tracking_required,
+        registered_model=registered_model,
     )
     evaluate_task = evaluate(
         prefix=prefix,
@@ -371,6 +416,10 @@ def anomaly_pipeline(
         seed=seed,
         service_name=service_name,
         namespace=namespace,
+        run_id=run_id,
+        tracking_uri=tracking_uri,
+        tracking_required=tracking_required,
+        registered_model=registered_model,
     )
     gate_task = gate(
         f_score=evaluate_task.outputs["f_score"],
@@ -393,6 +442,10 @@ def anomaly_pipeline(
             run_id=run_id,
             source=source,
             channels=evaluate_task.outputs["channels"],
+            registered_version=evaluate_task.outputs["registered_version"],
+            tracking_uri=tracking_uri,
+            tracking_required=tracking_required,
+            registered_model=registered_model,
         )
     # A retraining run reads a moving window and the live serving model, and deploys: none of its steps
     # may be served from KFP's cache (on by default; a cached deploy would deploy nothing).

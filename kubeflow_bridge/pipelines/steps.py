@@ -36,15 +36,25 @@ class StepFailed(RuntimeError):
     """A step of the workflow failed; the message says which and why."""
 
 
-def run_trainer(argv: list[str], *, timeout: float | None = None) -> dict[str, Any]:
+def run_trainer(
+    argv: list[str], *, timeout: float | None = None, env: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Run ``python -m trainer <argv>``, echo its output, and return its TRAINER_SUMMARY.
+
+    ``env``: more env entries (``{name, value}``; ``valueFrom`` entries are what this component's own
+    env already holds, from its Secret, and are left to it).
 
     Raises:
         StepFailed: Non-zero exit (with the last lines of stderr) or no summary.
     """
+    import os
+
     cmd = [sys.executable, "-m", "trainer", *argv]
     started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    extra = {e["name"]: str(e["value"]) for e in env or [] if "value" in e}
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, check=False, env={**os.environ, **extra}
+    )
     sys.stdout.write(proc.stdout)
     sys.stderr.write(proc.stderr[-20000:])
     if proc.returncode != 0:
@@ -56,6 +66,57 @@ def run_trainer(argv: list[str], *, timeout: float | None = None) -> dict[str, A
         raise StepFailed(f"trainer {argv[0]}: {exc}") from exc
     log.info("trainer %s finished in %.1fs", argv[0], time.perf_counter() - started)
     return summary
+
+
+def tracking_uri(params: dict[str, Any]) -> str:
+    """The pipeline's ``tracking_uri`` input, else the component's ``MLFLOW_TRACKING_URI`` ("": no tracking)."""
+    import os
+
+    return str(params.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI", ""))
+
+
+def tracking_env(params: dict[str, Any], run_id: str, *, trial: bool = False) -> list[dict[str, Any]]:
+    """The MLflow env for this run's trainer steps (see :func:`kubeflow_bridge.workflow.tracking.workflow_env`).
+
+    Raises:
+        StepFailed: ``registered_model`` is not allowed, or the URI carries credentials.
+    """
+    from kubeflow_bridge.workflow.tracking import workflow_env
+
+    try:
+        return workflow_env(
+            params,
+            tracking_uri(params),
+            orchestrator="kfp",
+            workflow=PIPELINE_NAME,
+            run_id=run_id,
+            window_end=str(params.get("window_end") or ""),
+            trial=trial,
+        )
+    except ValueError as exc:
+        raise StepFailed(str(exc)) from exc
+
+
+def promote_champion(params: dict[str, Any], version: str, service: str, namespace: str, url: str) -> None:
+    """After a deploy: the registry's ``champion`` alias to ``version`` (a warning when optional and it fails)."""
+    from kubeflow_bridge.workflow import tracking
+
+    try:
+        client = tracking.MlflowRest(tracking_uri(params), tracking.auth_headers())
+        moved = tracking.promote_champion(
+            client,
+            model=str(params["registered_model"]),
+            version=version,
+            service=service,
+            namespace=namespace,
+            url=url,
+        )
+    except (tracking.TrackingError, ValueError) as exc:
+        if params.get("tracking_required"):
+            raise StepFailed(f"deploy: the registry's champion was not moved: {exc}") from exc
+        log.warning("deploy: the registry's champion was not moved (tracking is optional): %s", exc)
+        return
+    log.info("deploy: %s v%s is the champion (was v%s)", moved["model"], moved["version"], moved["previous"])
 
 
 def object_client() -> KubeflowObjectClient:
@@ -81,7 +142,13 @@ def identity(run_id: str, task: str) -> Identity:
 
 
 def build_experiment(
-    prefix: str, params: dict[str, Any], *, name: str, namespace: str, image: str = workflow.TRAINER_IMAGE
+    prefix: str,
+    params: dict[str, Any],
+    *,
+    name: str,
+    namespace: str,
+    image: str = workflow.TRAINER_IMAGE,
+    env: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The tuning Experiment, built as the Airflow DAG's KatibExperimentOperator builds it."""
     from kubeflow_bridge.resources import katib
@@ -101,6 +168,7 @@ def build_experiment(
         parameters,
         kind="Job",
         args=workflow.trial_args(prefix, epochs=int(params["tune_epochs"]), seed=int(params["seed"])),
+        env=env or None,
         env_from=workflow.storage_env_from(),
     )
     return katib.build_experiment(
@@ -155,7 +223,13 @@ def tune(prefix: str, params: dict[str, Any], *, run_id: str, namespace: str) ->
     from kubeflow_bridge.resources.katib import parameter_types
 
     who = identity(run_id, "tune")
-    manifest = build_experiment(prefix, params, name=who.resource_name(max_length=40), namespace=namespace)
+    manifest = build_experiment(
+        prefix,
+        params,
+        name=who.resource_name(max_length=40),
+        namespace=namespace,
+        env=tracking_env(params, run_id, trial=True),
+    )
     with object_client() as client:
         experiment = _create_and_wait(client, EXPERIMENT, manifest, who, namespace)
         best = best_trial(experiment, parameter_types(experiment))
@@ -182,7 +256,12 @@ def train(
 
     who = identity(run_id, "train")
     manifest = training_job(
-        prefix, params, best_params, name=who.resource_name(max_length=50), namespace=namespace
+        prefix,
+        params,
+        best_params,
+        name=who.resource_name(max_length=50),
+        namespace=namespace,
+        env=tracking_env(params, run_id),
     )
     kind = kind_named(manifest["kind"])
     with object_client() as client:

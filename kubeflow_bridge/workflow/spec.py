@@ -58,6 +58,9 @@ DEFAULTS: dict[str, Any] = {
     "namespace": "kubeflow-user",
     "artifact_root": "s3://kubeflow-bridge/runs",
     "service_name": "anomaly-vae",
+    "tracking_uri": "",
+    "tracking_required": False,
+    "registered_model": "anomaly-detector",
 }
 
 #: The built-in sources; anything else is the URI of the team's own dataset.
@@ -197,6 +200,23 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "service_name": {
         "type": "string", "pattern": _DNS1035, "maxLength": 45, "title": "Service name", "section": "Deploy",
         "description": "the InferenceService that serves the model (lower-case, starts with a letter)",
+    },
+    "tracking_uri": {
+        "type": ["null", "string"], "pattern": r"^((https?|file|databricks)://\S*|databricks)?$",
+        "title": "MLflow tracking URI", "section": "Tracking",
+        "description": "where every step logs its runs and evaluate registers the model (http(s)://host:port, "
+        "no credentials in it); empty: the mlflow_default connection in Airflow, MLFLOW_TRACKING_URI in a "
+        "KFP component, else no tracking",
+    },
+    "tracking_required": {
+        "type": "boolean", "title": "Tracking required", "section": "Tracking",
+        "description": "fail a step whose tracking fails (off: warn and go on without tracking)",
+    },
+    "registered_model": {
+        "type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$", "title": "Registered model",
+        "section": "Tracking",
+        "description": "the MLflow registered model evaluate adds each candidate to; its champion alias "
+        "is the model to beat",
     },
 }  # fmt: skip
 

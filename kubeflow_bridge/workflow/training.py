@@ -49,6 +49,7 @@ def training_job(
     name: str = "",
     namespace: str | None = None,
     image: str = TRAINER_IMAGE,
+    env: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The final training job with the tuned parameters, as a TrainJob or a PyTorchJob.
 
@@ -61,6 +62,7 @@ def training_job(
             deterministic name) and validates it then.
         namespace: The job's namespace.
         image: The trainer image.
+        env: More env for every replica (the tracking env, :func:`~kubeflow_bridge.workflow.tracking.workflow_env`).
     """
     from kubeflow_bridge.resources.training import (
         PyTorchJobSpec,
@@ -86,7 +88,7 @@ def training_job(
             image=image,
             command=TRAINJOB_COMMAND,
             args=args,
-            env=storage_env(),
+            env=[*storage_env(), *(env or [])],
             num_nodes=1 + workers,
             num_proc_per_node=1,  # one process a node, as a PyTorchJob replica: the same world size
             resources_per_node=resources,
@@ -101,6 +103,7 @@ def training_job(
             args=args,
             resources=resources,
             workers=workers,
+            env=list(env or []) or None,
             env_from=storage_env_from(),
             run_policy=RunPolicy(backoff_limit=TRAIN_BACKOFF_LIMIT),
         ).to_dict()

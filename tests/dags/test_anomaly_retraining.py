@@ -29,8 +29,9 @@ def test_tasks_and_dependencies(mod: Any) -> None:
         "evaluate": ["train"],
         "gate": ["evaluate"],
         "deploy": ["gate"],
-        "summary": ["deploy", "evaluate", "ingest", "preprocess", "train", "tune"],
-        "check_run": ["deploy", "evaluate", "ingest", "preprocess", "train", "tune"],
+        "champion": ["deploy"],
+        "summary": ["champion", "deploy", "evaluate", "ingest", "preprocess", "train", "tune"],
+        "check_run": ["champion", "deploy", "evaluate", "ingest", "preprocess", "train", "tune"],
     }
 
 
@@ -83,7 +84,7 @@ def test_schedule_and_data_interval(mod: Any, monkeypatch: pytest.MonkeyPatch) -
 
 def test_params_defaults_validate(mod: Any) -> None:
     resolved = mod.dag.params.validate()
-    empty_is_null = ("window_end", "feature_columns", "label_column", "lookback")
+    empty_is_null = ("window_end", "feature_columns", "label_column", "lookback", "tracking_uri")
     assert resolved == workflow.FORM_DEFAULTS == {**workflow.DEFAULTS, **dict.fromkeys(empty_is_null)}
 
 
@@ -94,7 +95,7 @@ def test_every_param_has_a_title_a_description_and_a_section(mod: Any) -> None:
         param = mod.dag.params.get_param(name)
         assert schema["title"] and len(param.description or "") > 20, name
         sections.add(schema["section"])
-    assert sections == {"Data", "Tuning", "Training", "Gate", "Deploy"}
+    assert sections == {"Data", "Tuning", "Training", "Gate", "Deploy", "Tracking"}
     window_end = mod.dag.params.get_param("window_end")
     assert window_end.schema["format"] == "date-time"
     assert window_end.resolve(value="2026-11-01T00:00:00+00:00") == "2026-11-01T00:00:00+00:00"
@@ -222,3 +223,53 @@ def test_window_end_without_interval(mod: Any) -> None:
     assert (
         mod._window_end({"window_end": ""}, datetime(2026, 1, 2, tzinfo=UTC)) == "2026-01-02T00:00:00+00:00"
     )
+
+
+def test_tracking_env_renders_into_trials_train_and_evaluate(
+    mod: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    dag = mod.dag
+    env = dag.get_template_env()
+    monkeypatch.delenv("AIRFLOW_CONN_MLFLOW_DEFAULT", raising=False)
+    params = {**workflow.DEFAULTS, "tracking_uri": "http://mlflow.example:5000", "registered_model": "det"}
+    context: dict[str, Any] = {
+        "params": params,
+        "run_id": "manual__7",
+        "data_interval_end": None,
+        **mod.MACROS,
+    }
+
+    class _TI:
+        def xcom_pull(self, task_ids: str) -> dict[str, Any]:
+            return {"tune": {"best_parameters": {"lr": 0.002, "latent_dim": 7}}}[task_ids]
+
+    context["ti"] = _TI()
+
+    def values(rendered: list[dict[str, Any]]) -> dict[str, Any]:
+        return {e["name"]: e.get("value", e.get("valueFrom")) for e in rendered}
+
+    evaluate = values(env.from_string(dag.get_task("evaluate").env_vars).render(**context))
+    assert evaluate["MLFLOW_TRACKING_URI"] == "http://mlflow.example:5000"
+    settings = json.loads(evaluate["KUBEFLOW_BRIDGE_TRACKING"])
+    assert settings["registered_model"] == "det" and settings["required"] is False
+    assert settings["tags"]["kubeflow_bridge.orchestrator"] == "airflow"
+    assert settings["tags"]["kubeflow_bridge.run_id"] == "manual__7"
+    assert evaluate["MLFLOW_TRACKING_TOKEN"]["secretKeyRef"]["name"] == "kubeflow-bridge-mlflow"
+    trial = values(env.from_string(dag.get_task("tune").trial_env).render(**context))
+    assert json.loads(trial["KUBEFLOW_BRIDGE_TRACKING"])["trial"] == "${trialSpec.Name}"
+    job = env.from_string(dag.get_task("train").job).render(**context)
+    assert values(job["spec"]["trainer"]["env"])["MLFLOW_TRACKING_URI"] == "http://mlflow.example:5000"
+    # No URI and no mlflow_default connection: no tracking env at all.
+    context["params"] = {**params, "tracking_uri": ""}
+    assert env.from_string(dag.get_task("evaluate").env_vars).render(**context) == []
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": "http://conn:1"})
+    )
+    rendered = values(env.from_string(dag.get_task("evaluate").env_vars).render(**context))
+    assert rendered["MLFLOW_TRACKING_URI"] == "http://conn:1"
+    # A registered model name MLflow refuses fails the render, before anything is created.
+    context["params"] = {**params, "registered_model": "a/b"}
+    with pytest.raises(ValueError, match="registered_model 'a/b' is not allowed"):
+        env.from_string(dag.get_task("evaluate").env_vars).render(**context)

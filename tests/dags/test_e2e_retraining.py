@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from kubeflow_bridge import workflow
+from kubeflow_bridge.workflow.tracking import EXPERIMENT, MlflowRest
 
 from .conftest import SMALL_CONF, TRAINER_BIN, put_team_csv
 
@@ -116,6 +117,7 @@ def test_retraining_dag_runs_every_step_on_the_runtime(
     assert summary["state"] == "succeeded"
     assert states == {
         **{s: "succeeded" for s in workflow.STEPS},
+        "champion": "succeeded",
         "summary": "succeeded",
         "check_run": "skipped",
     }
@@ -163,6 +165,20 @@ def test_retraining_dag_runs_every_step_on_the_runtime(
     )
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["predictions"]) == 5
+    # MLflow (the runtime's server; the DAG read the mlflow_default connection from the env file): the
+    # trials nest under one tuning run, train and evaluate share one run, the deployed version is champion.
+    mlflow = MlflowRest(local_runtime.env["MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(EXPERIMENT, f"tags.`kubeflow_bridge.run_id` = '{summary['run_id']}'")
+    steps = [{t["key"]: t["value"] for t in r["data"]["tags"]}.get("kubeflow_bridge.step") for r in runs]
+    assert sorted(steps) == sorted(["tune", "train"] + ["trial"] * TEAM_CONF.get("max_trials", 4))
+    (train_run,) = [r for r, step in zip(runs, steps, strict=True) if step == "train"]
+    metrics = {m["key"]: m["value"] for m in train_run["data"]["metrics"]}
+    assert metrics["eval_composite_f1"] == pytest.approx(outcome["f_score"])
+    champion = mlflow.version_by_alias(workflow.DEFAULTS["registered_model"], "champion")
+    assert champion is not None and champion["run_id"] == train_run["info"]["run_id"]
+    tags = {t["key"]: t["value"] for t in champion["tags"]}
+    assert tags["kubeflow_bridge.inferenceservice"] == f"{ns}/{SERVICE}"
+    assert tags["kubeflow_bridge.model_uri"] == workflow.evaluated_model_uri(prefix)
 
 
 @pytest.mark.e2e

@@ -92,13 +92,24 @@ def test_compare_dag_structure(cmp_mod: Any) -> None:
     assert dag.get_task("compare").trigger_rule == TriggerRule.ALL_DONE
 
 
-def test_compare_shared_inputs(cmp_mod: Any) -> None:
+def test_compare_shared_inputs(cmp_mod: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    # The KFP side has no Airflow connection: the mlflow_default connection's URI goes to both sides.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": "http://ml:1"})
+    )
     shared = cmp_mod.shared_inputs(dict(workflow.DEFAULTS), pendulum.datetime(2026, 2, 1, tz="UTC"))
     airflow, kfp = shared["airflow_conf"], shared["kfp_params"]
     assert airflow["window_end"] == kfp["window_end"] == "2026-02-01T00:00:00+00:00"
     assert airflow["service_name"] == "anomaly-vae-airflow" and kfp["service_name"] == "anomaly-vae-kfp"
-    assert {k: v for k, v in airflow.items() if k != "service_name"} == {
-        k: v for k, v in kfp.items() if k != "service_name"
+    assert airflow["registered_model"] == "anomaly-detector-airflow" and kfp["registered_model"].endswith(
+        "-kfp"
+    )
+    assert airflow["tracking_uri"] == kfp["tracking_uri"] == "http://ml:1"
+    own = ("service_name", "registered_model")
+    assert {k: v for k, v in airflow.items() if k not in own} == {
+        k: v for k, v in kfp.items() if k not in own
     }
     long_name = {**workflow.DEFAULTS, "service_name": "s" * 45}
     names = cmp_mod.shared_inputs(long_name, pendulum.datetime(2026, 2, 1, tz="UTC"))

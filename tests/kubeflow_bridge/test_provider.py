@@ -58,8 +58,8 @@ def test_every_registered_class_and_module_imports() -> None:
 
 
 def test_password_like_fields_are_masked_in_the_form() -> None:
-    (conn,) = get_provider_info()["connection-types"]
-    assert conn["connection-type"] == "kubeflow"
+    conn, mlflow = get_provider_info()["connection-types"]
+    assert conn["connection-type"] == "kubeflow" and mlflow["connection-type"] == "mlflow"
     assert "password" not in conn["ui-field-behaviour"]["hidden-fields"]  # the built-in masked Password field
     assert set(conn["conn-fields"]) >= {
         "dashboard_url",
@@ -75,6 +75,7 @@ def test_airflow_cli_lists_provider_hook_and_links() -> None:
     assert "kubeflow-bridge" in airflow_cli("providers", "list")
     hooks = airflow_cli("providers", "hooks")
     assert "kubeflow_bridge.hooks.kubeflow.KubeflowHook" in hooks
+    assert "kubeflow_bridge.hooks.mlflow.MlflowHook" in hooks
     links = airflow_cli("providers", "links")
     for name in (
         "KubeflowPipelineRunLink",

@@ -31,15 +31,21 @@ def test_env_file_with_a_bad_line_names_it() -> None:
     assert parse_env_file("# comment\n\nexport B=''\n") == {"B": ""}
 
 
-def test_both_orchestrators_get_the_same_valid_inputs_and_their_own_service() -> None:
+def test_both_orchestrators_get_the_same_valid_inputs_and_their_own_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")  # the runtime's, from its env file
     conf = demo.airflow_conf()
     args = demo.kfp_param_args()
     assert args[::2] == ["--param"] * (len(args) // 2)
     kfp = parse_params(args[1::2])
     assert conf["service_name"] == "anomaly-vae-airflow" and kfp["service_name"] == "anomaly-vae-kfp"
-    assert {k: str(v) for k, v in conf.items() if k != "service_name"} == {
-        k: v for k, v in kfp.items() if k != "service_name"
+    assert conf["registered_model"] != kfp["registered_model"]
+    own = ("service_name", "registered_model")
+    assert {k: str(v) for k, v in conf.items() if k not in own} == {
+        k: v for k, v in kfp.items() if k not in own
     }
+    assert conf["tracking_uri"] == kfp["tracking_uri"] == "http://127.0.0.1:5999"
     assert set(conf) <= set(workflow.DEFAULTS)  # names the DAG's Params and the pipeline's inputs know
     workflow.check_params({**workflow.DEFAULTS, **conf})
     assert conf["rows"] < workflow.DEFAULTS["rows"] and conf["max_trials"] < workflow.DEFAULTS["max_trials"]
