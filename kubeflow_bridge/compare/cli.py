@@ -58,6 +58,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     parser.add_argument("--out", default="reports", help="output folder (default: reports)")
     parser.add_argument(
+        "--mlflow-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI", ""),
+        help="log the comparison to this MLflow server and show the history of comparisons and each "
+        "side's MLflow run (default: $MLFLOW_TRACKING_URI; credentials: $MLFLOW_TRACKING_TOKEN, or "
+        "$MLFLOW_TRACKING_USERNAME and $MLFLOW_TRACKING_PASSWORD)",
+    )
+    parser.add_argument(
         "--rel-tol", type=float, default=1e-6, help="relative tolerance when comparing numbers (default 1e-6)"
     )
     return parser
@@ -121,7 +128,12 @@ def run(args: argparse.Namespace) -> int:
                 f"--out {out} is a file: give a folder for the report (it is created if missing)"
             )
         runs = collect(args)
-        paths, comparison = write_report(runs, args.out, rel_tol=args.rel_tol)
+        mlflow = None
+        if args.mlflow_uri:
+            from kubeflow_bridge.workflow.tracking import MlflowRest, auth_headers
+
+            mlflow = MlflowRest(args.mlflow_uri, auth_headers())
+        paths, comparison = write_report(runs, args.out, rel_tol=args.rel_tol, mlflow=mlflow)
     except (ValueError, LookupError) as exc:
         print(f"kubeflow-bridge compare: {exc}", file=sys.stderr)
         return 2
@@ -147,6 +159,11 @@ def run(args: argparse.Namespace) -> int:
     equal = comparison["outcome_equality"]["equal"]
     verdict = "one run only" if equal is None else "same outcome" if equal else "outcomes differ"
     print(f"{verdict}; report: {paths.html_path} and {paths.json_path}")
+    tracked = comparison.get("mlflow")
+    if tracked and tracked.get("error"):
+        print(f"MLflow: the comparison was not logged ({tracked['error']})", file=sys.stderr)
+    elif tracked:
+        print(f"MLflow: logged; {len(tracked['history'])} comparison(s) in the history at {tracked['uri']}")
     return 0
 
 

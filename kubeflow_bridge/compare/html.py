@@ -207,5 +207,36 @@ def render_html(comparison: dict[str, Any]) -> str:
     out.extend(f"<th>{escape(label)}</th>" for label in labels)
     out.append("<th></th></tr>")
     out.append(_equality_rows(equality, labels))
-    out.append("</table></body></html>")
+    out.append("</table>")
+    if comparison.get("mlflow"):
+        out.append(_history(comparison["mlflow"], labels))
+    out.append("</body></html>")
+    return "".join(out)
+
+
+def _history(tracked: dict[str, Any], labels: list[str]) -> str:
+    """Each side's MLflow run and every comparison logged so far (newest first)."""
+    uri = escape(tracked["uri"])
+    if tracked.get("error"):
+        return f"<h2>History (MLflow)</h2><p class='err'>Not logged to {uri}: {escape(tracked['error'])}</p>"
+    links = " · ".join(
+        f"<a href='{escape(url)}'>{escape(side)} run</a>" for side, url in tracked["links"].items()
+    )
+    out = [
+        f"<h2>History (MLflow, <a href='{uri}'>{uri}</a>)</h2>",
+        f"<p>{links or 'Neither side logged a run to MLflow.'}</p>",
+        "<table><tr><th>compared</th>",
+    ]
+    fields = (("f_score", "composite F"), ("overhead_seconds", "overhead (s)"), ("wall_seconds", "wall (s)"))
+    out.extend(f"<th>{escape(label)} {title}</th>" for _, title in fields for label in labels)
+    out.append("</tr>")
+    for row in tracked["history"]:
+        out.append(f"<tr><th><a href='{escape(row['url'])}'>{escape(row['date'])}</a></th>")
+        for field, _ in fields:
+            for label in labels:
+                value = row.get(f"{label}_{field}")
+                text = _DASH if value is None else f"{value:.3f}" if field == "f_score" else _fmt(value)
+                out.append(f'<td class="num">{text}</td>')
+        out.append("</tr>")
+    out.append("</table>")
     return "".join(out)

@@ -7,11 +7,14 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubeflow_bridge.compare.analysis import build_comparison
 from kubeflow_bridge.compare.html import render_html
 from kubeflow_bridge.compare.model import OrchestratorRun
+
+if TYPE_CHECKING:
+    from kubeflow_bridge.workflow.tracking import MlflowRest
 
 
 @dataclass(frozen=True)
@@ -40,14 +43,25 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def write_report(
-    runs: list[OrchestratorRun], out_dir: str | os.PathLike[str] = "reports", *, rel_tol: float = 1e-6
+    runs: list[OrchestratorRun],
+    out_dir: str | os.PathLike[str] = "reports",
+    *,
+    rel_tol: float = 1e-6,
+    mlflow: MlflowRest | None = None,
 ) -> tuple[ReportPaths, dict[str, Any]]:
     """Compare ``runs`` and write ``<out_dir>/comparison.json`` and ``<out_dir>/comparison.html``.
+
+    With ``mlflow`` the comparison is also logged there, and the report links each side's MLflow run and
+    shows every comparison logged so far (:mod:`kubeflow_bridge.compare.history`).
 
     Returns:
         The paths written and the comparison document.
     """
     comparison = build_comparison(runs, rel_tol=rel_tol)
+    if mlflow is not None:
+        from kubeflow_bridge.compare.history import attach
+
+        attach(comparison, mlflow)
     comparison["inputs"] = [run.to_dict() for run in runs]
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)

@@ -46,12 +46,14 @@ class TrackingServer:
         port: The port to serve on (a free one, picked by the caller).
         s3: The runtime's S3 server, for artifacts (None: a local folder).
         startup_timeout: Seconds :meth:`wait_ready` waits for ``/health``.
+        python: The interpreter whose ``mlflow`` package serves (the runtime's: the trainer environment).
     """
 
     state_dir: Path
     port: int
     s3: S3Info | None = None
     startup_timeout: float = 90.0
+    python: str = sys.executable
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -68,12 +70,12 @@ class TrackingServer:
         return self.state_dir / "server.log"
 
     def command(self) -> list[str]:
-        """The ``mlflow server`` command line (the ``mlflow`` package of this interpreter)."""
+        """The ``mlflow server`` command line (the ``mlflow`` package of :attr:`python`)."""
         destination = (
             f"s3://{ARTIFACT_BUCKET}/artifacts" if self.s3 is not None else str(self.state_dir / "artifacts")
         )
         return [
-            sys.executable,
+            self.python,
             "-m",
             "mlflow",
             "server",
@@ -105,13 +107,14 @@ class TrackingServer:
 
     def start(self) -> None:
         """Start the server in its own process group (returns before it answers: see :meth:`wait_ready`)."""
-        try:
-            import mlflow  # noqa: F401  (fail here with the fix, not in the server's log)
-        except ImportError:
+        import importlib.util
+
+        # Fail here with the fix, not in the server's log.
+        if self.python == sys.executable and importlib.util.find_spec("mlflow") is None:
             raise TrackingServerError(
                 f"the mlflow package is not installed in {sys.executable}'s environment: run `make setup` "
                 "(it is in trainer/requirements.txt), or start the runtime without MLflow (--no-mlflow)"
-            ) from None
+            )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(

@@ -207,24 +207,65 @@ class MlflowRest:
             {"name": model, "version": str(version), "key": key, "value": str(value)},
         )
 
+    def experiment_id(self, name: str, *, create: bool = False) -> str | None:
+        """The id of experiment ``name`` (None: it does not exist, and ``create`` is false)."""
+        try:
+            found = self.call("GET", "experiments/get-by-name", {"experiment_name": name})
+            return str(found["experiment"]["experiment_id"])
+        except TrackingError as err:
+            if "RESOURCE_DOES_NOT_EXIST" not in str(err):
+                raise
+        if not create:
+            return None
+        return str(self.call("POST", "experiments/create", {"name": name})["experiment_id"])
+
     def search_runs(
         self, experiment: str, filter_string: str = "", max_results: int = 500
     ) -> list[dict[str, Any]]:
         """Runs of ``experiment`` (by name; [] when it does not exist), newest first."""
-        try:
-            found = self.call("GET", "experiments/get-by-name", {"experiment_name": experiment})
-        except TrackingError as err:
-            if "RESOURCE_DOES_NOT_EXIST" in str(err):
-                return []
-            raise
+        experiment_id = self.experiment_id(experiment)
+        if experiment_id is None:
+            return []
         body = {
-            "experiment_ids": [found["experiment"]["experiment_id"]],
+            "experiment_ids": [experiment_id],
             "filter": filter_string,
             "max_results": max_results,
             "order_by": ["attributes.start_time DESC"],
         }
         runs: list[dict[str, Any]] = self.call("POST", "runs/search", body).get("runs") or []
         return runs
+
+    def log_run(
+        self,
+        experiment: str,
+        *,
+        name: str,
+        tags: Mapping[str, str],
+        metrics: Mapping[str, float],
+        start_ms: int,
+        end_ms: int,
+    ) -> str:
+        """A finished run with ``metrics`` in ``experiment`` (created when missing); its run id."""
+        run = self.call(
+            "POST",
+            "runs/create",
+            {
+                "experiment_id": self.experiment_id(experiment, create=True),
+                "run_name": name,
+                "start_time": start_ms,
+                "tags": [{"key": k, "value": str(v)} for k, v in tags.items()],
+            },
+        )["run"]
+        run_id = str(run["info"]["run_id"])
+        batch = [{"key": k, "value": float(v), "timestamp": end_ms, "step": 0} for k, v in metrics.items()]
+        self.call("POST", "runs/log-batch", {"run_id": run_id, "metrics": batch})
+        self.call("POST", "runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": end_ms})
+        return run_id
+
+    def run_url(self, run: Mapping[str, Any]) -> str:
+        """The MLflow UI's page of ``run`` (a runs/search result)."""
+        info = run["info"]
+        return f"{self.uri}/#/experiments/{info['experiment_id']}/runs/{info['run_id']}"
 
 
 def promote_champion(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import re
 import sys
 import threading
@@ -181,6 +182,9 @@ def _install_hooks(
         events.task_logs.mkdir(exist_ok=True)
         local.log_path = events.task_logs / f"{seq}.log"
         events.emit("task_started", seq=seq, task=task_name, parent=parent)
+        if "unique_pipeline_id" in kwargs and os.environ.get("KFP_RUN_ID"):
+            # dsl.PIPELINE_JOB_ID_PLACEHOLDER is the run's id on KFP; kfp.local makes up a random one.
+            kwargs["unique_pipeline_id"] = os.environ["KFP_RUN_ID"]
         try:
             outputs, task_status = original_execute(*args, **kwargs)
         except BaseException as exc:

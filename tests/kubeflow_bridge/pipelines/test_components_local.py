@@ -62,7 +62,12 @@ def test_ingest_preprocess_evaluate_components_with_kfp_local(tmp_path: Path) ->
         seed=0,
         service_name="",
         namespace="",
+        run_id="run/1",
+        tracking_uri="",  # no tracking: nothing is logged or registered
+        tracking_required=False,
+        registered_model="anomaly-detector",
     )
+    assert evaluated.outputs["registered_version"] == ""
     f_score = float(evaluated.outputs["f_score"])  # text: "" when there is no score
     assert 0.0 <= f_score <= 1.0 and evaluated.outputs["evaluable"] is True
     assert 0.0 <= float(evaluated.outputs["baseline_f_score"]) <= 1.0 and evaluated.outputs["channels"] == 10

@@ -20,6 +20,8 @@ from kubeflow_bridge.compare.analysis import summarize_run
 from kubeflow_bridge.compare.kfp_collector import kfp_run_from_details
 from kubeflow_bridge.pipelines import steps
 from kubeflow_bridge.pipelines.compile import COMPILED_PATH
+from kubeflow_bridge.workflow.tracking import EXPERIMENT as MLFLOW_EXPERIMENT
+from kubeflow_bridge.workflow.tracking import MlflowRest
 
 #: Four of the telemetry's channels, under the team's own names for time and label.
 CHANNELS = "cabin_temp,cabin_humidity,co2_partial_pressure,o2_partial_pressure"
@@ -74,8 +76,10 @@ def test_pipeline_runs_through_kfp_client(
     # `local up` requires a token, as Kubeflow does: the SDK takes it as a user passes a token in.
     token = Path(runtime_env["KF_PIPELINES_SA_TOKEN_PATH"]).read_text().strip()
     client = kfp.Client(host=host, existing_token=token)
+    # The runtime's MLflow server, as the pipeline's tracking_uri input (a KFP run has no Airflow connection).
+    tracking = {"tracking_uri": runtime_env["MLFLOW_TRACKING_URI"], "registered_model": "e2e-kfp-detector"}
     result = client.create_run_from_pipeline_package(
-        str(COMPILED_PATH), arguments=ARGS, run_name="e2e", experiment_name="e2e-anomaly"
+        str(COMPILED_PATH), arguments={**ARGS, **tracking}, run_name="e2e", experiment_name="e2e-anomaly"
     )
     finished = client.wait_for_run_completion(result.run_id, timeout=900)
     assert finished.state == "SUCCEEDED", finished
@@ -101,6 +105,8 @@ def test_pipeline_runs_through_kfp_client(
         annotations = experiment["metadata"]["annotations"]
         assert annotations["kubeflow-bridge.io/pipeline"] == "anomaly-pipeline"
         assert annotations["kubeflow-bridge.io/pipeline-task"] == "tune"
+        # dsl.PIPELINE_JOB_ID_PLACEHOLDER resolved to the run's id, as on KFP (kfp.local makes one up).
+        assert annotations["kubeflow-bridge.io/pipeline-run"] == result.run_id
         assert experiment["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kubeflow-bridge"
         # train: a 2-node TrainJob (worker_replicas=1) on Kubeflow Trainer v2, with the run's identity.
         train = next(d for d in details if d.get("display_name") == "train")["output_parameters"]
@@ -110,6 +116,22 @@ def test_pipeline_runs_through_kfp_client(
         assert job["metadata"]["annotations"]["kubeflow-bridge.io/pipeline-task"] == "train"
         # The gate said no: nothing was deployed.
         assert kube.get(INFERENCESERVICE, ARGS["service_name"], namespace=ns) is None
+        # MLflow: the KFP run's trials nest under one tune run, train and evaluate share one run, and the
+        # candidate is registered; the gate said no, so the champion alias did not move.
+        mlflow = MlflowRest(tracking["tracking_uri"])
+        runs = mlflow.search_runs(MLFLOW_EXPERIMENT, f"tags.`kubeflow_bridge.run_id` = '{result.run_id}'")
+        tags = [{t["key"]: t["value"] for t in r["data"]["tags"]} for r in runs]
+        assert sorted(t["kubeflow_bridge.step"] for t in tags) == ["train", "trial", "trial", "tune"]
+        assert {(t["kubeflow_bridge.orchestrator"], t["kubeflow_bridge.workflow"]) for t in tags} == {
+            ("kfp", steps.PIPELINE_NAME)
+        }
+        evaluated = next(d for d in details if d.get("display_name") == "evaluate")["output_parameters"]
+        assert evaluated["registered_version"] == "1"
+        assert mlflow.version_by_alias("e2e-kfp-detector", "champion") is None
+        # What the deploy step does after a promotion: the alias moves to the deployed version.
+        steps.promote_champion({**ARGS, **tracking}, "1", ARGS["service_name"], ns, "")
+        champion = mlflow.version_by_alias("e2e-kfp-detector", "champion")
+        assert champion is not None and champion["version"] == "1"
         # The window: 4 days before window_end of the 8 days, the 4 channels asked for, labels kept.
         prefix = next(d for d in details if d.get("display_name") == "ingest")["output_parameters"]["prefix"]
         meta = json.loads(io.read_text(f"{workflow.uri(prefix, 'dataset')}/metadata.json"))
