@@ -61,8 +61,9 @@ def shared_inputs(params: dict[str, Any], data_interval_end: Any) -> dict[str, A
     }
 
 
-def compare_command(airflow_run_id: str, kfp_run_id: str | None, out: str) -> str:
-    """The ``kubeflow-bridge compare`` command line (the KFP side only when its run started).
+def compare_command(airflow_run_id: str, kfp_run_id: str | None, out: str, mlflow_uri: str = "") -> str:
+    """The ``kubeflow-bridge compare`` command line (the KFP side only when its run started; logged to
+    the runs' MLflow server, with its history in the report, when they had one).
 
     It drops the blanked database variables (see the module docstring) so airflow.cfg's connection
     applies.
@@ -72,6 +73,8 @@ def compare_command(airflow_run_id: str, kfp_run_id: str | None, out: str) -> st
             "--airflow-run-id", airflow_run_id, "--out", out]  # fmt: skip
     if kfp_run_id:
         args += ["--kfp-run-id", kfp_run_id]
+    if mlflow_uri:
+        args += ["--mlflow-uri", mlflow_uri]
     return shlex.join(args)
 
 
@@ -114,8 +117,12 @@ with DAG(
     @task.bash(trigger_rule=TriggerRule.ALL_DONE)
     def compare(**context: Any) -> str:
         """Collect both runs (Airflow's DB in a subprocess; KFP's API) and write the report."""
-        kfp_run_id = context["ti"].xcom_pull(task_ids="run_kfp", key="run_id")
-        return compare_command(f"compare__{context['run_id']}", kfp_run_id, context["params"]["report_dir"])
+        ti = context["ti"]
+        kfp_run_id = ti.xcom_pull(task_ids="run_kfp", key="run_id")
+        mlflow_uri = ((ti.xcom_pull(task_ids="prepare") or {}).get("airflow_conf") or {}).get("tracking_uri")
+        return compare_command(
+            f"compare__{context['run_id']}", kfp_run_id, context["params"]["report_dir"], mlflow_uri or ""
+        )
 
     inputs = prepare()
     inputs >> run_airflow >> run_kfp >> compare()

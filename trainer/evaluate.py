@@ -336,13 +336,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     doc = {**metrics, "detectors": detectors}
     plot = svg_plot(ts, scores["model"][1].astype(np.float64), y_test, mine["threshold"])
+    report = render_report(metrics, plot, detectors)
     with io.output_dir(args.out, arg="--out") as staging:
         with open(os.path.join(staging, "metrics.json"), "w") as fh:
             json.dump(doc, fh, indent=2)
         with open(os.path.join(staging, "kfp_metrics.json"), "w") as fh:
             json.dump(kfp, fh, indent=2)
         with open(os.path.join(staging, "report.html"), "w") as fh:
-            fh.write(render_report(metrics, plot, detectors))
+            fh.write(report)
         if not args.model_out:
             with open(os.path.join(staging, "model.pt"), "wb") as fb:
                 fb.write(artifact_bytes(artifact))
@@ -362,14 +363,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "report": f"{base}/report.html",
         "model": model_uri,
     }
-    outputs.update(track_evaluation(metrics, doc, plot, artifact, model_uri))
+    files = {"metrics.json": json.dumps(doc, indent=2), "report.html": report, "plot.svg": plot}
+    outputs.update(track_evaluation(metrics, files, artifact, model_uri))
     return {"outputs": outputs, "metrics": {k: v for k, v in metrics.items() if v is not None}}
 
 
 def track_evaluation(
-    metrics: dict[str, Any], doc: dict[str, Any], plot: str, artifact: dict[str, Any], model_uri: str
+    metrics: dict[str, Any], files: dict[str, str], artifact: dict[str, Any], model_uri: str
 ) -> dict[str, str]:
-    """Log the evaluation into the train run and register the model (``{}`` when tracking is off)."""
+    """Log the evaluation (metrics, ``files`` under ``evaluation/``) into the train run and register the
+    model; ``{}`` when tracking is off."""
     import tempfile
 
     from trainer import tracking
@@ -380,9 +383,8 @@ def track_evaluation(
         return {}
     with tracking.finishing(run), tempfile.TemporaryDirectory() as tmp:
         run.log_metrics({f"eval_{k}": v for k, v in metrics.items()})
-        for name, text in (("metrics.json", json.dumps(doc, indent=2)), ("plot.svg", plot)):
+        for name, text in files.items():
             Path(tmp, name).write_text(text)
-        Path(tmp, "report.html").write_text(render_report(metrics, plot, doc["detectors"]))
         run.log_artifacts(tmp, "evaluation")
         run.set_tags({tracking.MODEL_URI_TAG: model_uri})
         detector = Path(tmp, "detector", "model.pt")

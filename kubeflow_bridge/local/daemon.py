@@ -256,6 +256,21 @@ class Runtime:
             multi_user=self.kfp_multi_user,
             faults=self.faults,  # one token and one set of injected faults for both APIs
         )
+        from kubeflow_bridge.local.ui import UiSources, add_ui_routes
+
+        token = self.faults.config.static_token if self.faults.config.auth else None
+        ca = self.paths.root / "tls" / "ca.crt"
+        add_ui_routes(  # the dashboard URL: the pages the operators' extra links open
+            app,
+            UiSources(
+                kfp_url=self.kfp_url,
+                api_url=self.api_url,
+                token=token,
+                ca_file=str(ca) if self.tls else None,
+                s3_env={k: v for k, v in env.items() if k.startswith("AWS_")},
+                local_artifacts=str(self.paths.root / "kfp"),
+            ),
+        )
         self._kfp_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._kfp_runner.setup()
         assert self._kfp_sock is not None

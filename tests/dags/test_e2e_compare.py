@@ -145,8 +145,14 @@ def test_compare_dag_runs_both_orchestrators_and_writes_the_report(
         airflow_conf = triggered["conf"]
         assert airflow_conf["service_name"] == "e2e-compare-airflow"
         assert kfp_params["service_name"] == "e2e-compare-kfp"
+        # Each side its own service and registered model; one tracking URI (the runtime's MLflow).
+        assert (airflow_conf["registered_model"], kfp_params["registered_model"]) == (
+            "anomaly-detector-airflow",
+            "anomaly-detector-kfp",
+        )
+        assert airflow_conf["tracking_uri"] == local_runtime.env["MLFLOW_TRACKING_URI"]
         for name in workflow.DEFAULTS:
-            if name != "service_name":
+            if name not in ("service_name", "registered_model"):
                 assert str(airflow_conf[name]) == str(kfp_params[name]), name
         assert airflow_conf["rows"] == CONF["rows"] and airflow_conf["window_end"] == CONF["window_end"]
 
@@ -192,6 +198,9 @@ def test_compare_dag_runs_both_orchestrators_and_writes_the_report(
         assert summary["wall_seconds"] > 0
         assert summary["outcome"]["deployed"] is True
     # Same seeded inputs, same trainer: the same tuned parameters, F-score and deploy decision.
+    # Both sides logged to MLflow; the report links their runs and the comparison's history.
+    assert set(comparison["mlflow"]["links"]) == {"airflow", "kfp"}, comparison["mlflow"]
+    assert len(comparison["mlflow"]["history"]) == 1
     equality = comparison["outcome_equality"]
     assert set(equality["fields"]) == {"best_params", "f_score", "deployed"}
     assert equality["equal"] is True, equality

@@ -226,6 +226,67 @@ def test_kfp_pipeline_inside_airflow(local_runtime: Any, airflow_env: dict[str, 
     assert report["url"].startswith("http://127.0.0.1:")
 
 
+LINKS_PROBE = """
+    import json
+    from sqlalchemy import select
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    with create_session() as session:
+        rows = session.execute(select(XComModel.dag_id, XComModel.task_id, XComModel.key, XComModel.value)
+                               .where(XComModel.key.like("_link_%")).order_by(XComModel.timestamp))
+        values = ((f"{r.dag_id}.{r.task_id}", XComModel.deserialize_value(r)) for r in rows)
+        print(json.dumps({key: value for key, value in values if value}))
+"""
+
+
+@pytest.mark.e2e
+def test_extra_links_open_the_runtimes_pages(
+    local_runtime: Any, airflow_env: dict[str, str], ui_drivers: Path, tmp_path: Path
+) -> None:
+    """The links the retraining DAG's and kfp_in_airflow's tasks recorded (the tests above ran them) open
+    the runtime's UI in Chromium: the KFP run graph, the Katib plot, the TrainJob's pods and the model."""
+    import shutil
+
+    links = _probe(airflow_env, LINKS_PROBE)
+    pages = [
+        {"name": "run", "url": links["kfp_in_airflow.run_pipeline"], "follow_log": "log"},
+        {"name": "tune", "url": links["anomaly_retraining.tune"]},
+        {"name": "train", "url": links["anomaly_retraining.train"], "follow_log": "node"},
+        {"name": "model", "url": links["anomaly_retraining.deploy"]},
+    ]
+    dashboard = json.loads(local_runtime.env["AIRFLOW_CONN_KUBEFLOW_DEFAULT"])["extra"]["dashboard_url"]
+    assert all(p["url"].startswith(f"{dashboard}/_/") for p in pages), links
+    for page in pages:
+        page["screenshot"] = str(tmp_path / f"{page['name']}.png")
+    spec = tmp_path / "pages.json"
+    spec.write_text(json.dumps({"chromium": shutil.which("chromium"), "pages": pages}))
+    done = subprocess.run(
+        ["node", str(ui_drivers / "pages.js"), str(spec)], cwd=ui_drivers, capture_output=True, text=True,
+        timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    # The KFP run: every task in the graph with its state, the evaluation report rendered, a task's log.
+    run = seen["run"]
+    assert "/_/pipeline/runs/details/" in run["url"]
+    assert {n["task"]: n["state"] for n in run["nodes"]} == {s: "SUCCEEDED" for s in workflow.STEPS}
+    assert any("<svg" in frame and "evaluation" in frame for frame in run["iframes"])  # evaluate's report
+    assert run["log"]
+    # Katib: one point per trial on the objective plot, the trials' table (their pods are gone: Katib
+    # deletes a finished trial's job).
+    tune = seen["tune"]
+    assert tune["points"] == CONF["max_trials"] and tune["text"].count("Succeeded") >= CONF["max_trials"]
+    assert "pod gone" in tune["text"]
+    # The TrainJob: its 3 nodes' pods, node 0's log with the epochs.
+    train = seen["train"]
+    assert train["title"].startswith("TrainJob ") and train["text"].count("-node-0-") == 3
+    assert "epoch=" in train["log"]
+    # The InferenceService: ready, its URL, all traffic on one revision.
+    model = seen["model"]
+    assert model["title"] == f"InferenceService {SERVICE}" and "Ready: Succeeded" in model["text"]
+    assert "100" in model["text"] and "http://127.0.0.1:" in model["text"]
+
+
 RUN_STATES_PROBE = """
     import json
     from sqlalchemy import select

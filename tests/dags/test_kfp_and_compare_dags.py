@@ -133,3 +133,6 @@ def test_compare_command(cmp_mod: Any) -> None:
     assert args[args.index("--airflow-run-id") + 1] == "compare__manual 1"
     assert args[args.index("--kfp-run-id") + 1] == "kfp-run-9"
     assert "--kfp-run-id" not in shlex.split(cmp_mod.compare_command("r", None, "reports"))
+    assert "--mlflow-uri" not in args  # no tracking: nothing logged
+    tracked = shlex.split(cmp_mod.compare_command("r", "k", "reports", "http://127.0.0.1:5000"))
+    assert tracked[tracked.index("--mlflow-uri") + 1] == "http://127.0.0.1:5000"

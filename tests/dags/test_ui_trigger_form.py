@@ -83,17 +83,8 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowUI]:
 
 
 @pytest.fixture(scope="session")
-def form_driver() -> Path:
-    """The node script, with playwright-core installed from the lockfile; Chromium must be installed."""
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("Debian `chromium` is not installed: `apt-get install -y chromium` (.ci/run does it)")
-    if not (UI_DIR / "node_modules" / "playwright-core").is_dir():
-        subprocess.run(
-            ["npm", "ci", "--prefix", str(UI_DIR), "--no-audit", "--no-fund"],
-            check=True, capture_output=True, timeout=300,
-        )  # fmt: skip
-    return UI_DIR / "trigger_form.js"
+def form_driver(ui_drivers: Path) -> Path:
+    return ui_drivers / "trigger_form.js"
 
 
 def drive_form(

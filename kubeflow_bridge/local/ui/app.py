@@ -1,0 +1,261 @@
+"""The UI's routes and what they read (see the package docstring)."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import ClientSession, ClientTimeout, web
+
+from kubeflow_bridge.local.ui import pages
+
+_V1 = ("apis/kubeflow.org/v1", "training.kubeflow.org/job-name")
+#: The training kinds with a page: URL segment (the plural) -> (kind, API path, its pods' label).
+JOB_KINDS = {
+    "trainjobs": ("TrainJob", "apis/trainer.kubeflow.org/v1alpha1", "jobset.sigs.k8s.io/jobset-name"),
+    "pytorchjobs": ("PyTorchJob", *_V1),
+    "tfjobs": ("TFJob", *_V1),
+    "xgboostjobs": ("XGBoostJob", *_V1),
+    "jaxjobs": ("JAXJob", *_V1),
+}
+KATIB = "apis/kubeflow.org/v1beta1"
+KSERVE = "apis/serving.kserve.io/v1beta1"
+UI_KEY = web.AppKey("kubeflow_bridge_ui", object)
+
+
+@dataclass(frozen=True)
+class UiSources:
+    """Where the UI reads from.
+
+    Attributes:
+        kfp_url: The runtime's KFP API.
+        api_url: The runtime's Kubernetes API.
+        token: The runtime's token (None: auth off).
+        ca_file: The CA of the Kubernetes API's certificate (HTTPS), else None.
+        s3_env: ``AWS_*`` settings of the runtime's S3 server (artifacts), empty without S3.
+        local_artifacts: The folder under which the KFP API keeps local artifacts (its pipeline root when
+            none is set); the only local paths ``artifacts/get`` serves.
+    """
+
+    kfp_url: str
+    api_url: str
+    token: str | None = None
+    ca_file: str | None = None
+    s3_env: dict[str, str] | None = None
+    local_artifacts: str | None = None
+
+
+class _Reader:
+    """GETs on the runtime's own APIs (one HTTP session for the app's life)."""
+
+    def __init__(self, sources: UiSources) -> None:
+        self.sources = sources
+        self.session: ClientSession | None = None
+        self.ssl: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=sources.ca_file) if sources.ca_file else True
+        )
+
+    async def _get(self, url: str, *, text: bool = False) -> Any:
+        if self.session is None:
+            self.session = ClientSession(timeout=ClientTimeout(total=20))
+        headers = {"Authorization": f"Bearer {self.sources.token}"} if self.sources.token else {}
+        async with self.session.get(url, headers=headers, ssl=self.ssl) as resp:
+            if resp.status == 404:
+                return None
+            if resp.status >= 400:
+                raise web.HTTPBadGateway(text=f"{url} answered {resp.status}: {(await resp.text())[:300]}")
+            return await (resp.text() if text else resp.json())
+
+    async def kfp(self, path: str) -> Any:
+        return await self._get(f"{self.sources.kfp_url}/apis/v2beta1/{path}")
+
+    async def task_log(self, run_id: str, pod: str) -> str | None:
+        """A KFP task's log, from the KFP API's pod log endpoint (as the KFP UI reads it)."""
+        url = f"{self.sources.kfp_url}/k8s/pod/logs?runid={quote(run_id)}&podname={quote(pod)}"
+        text: str | None = await self._get(url, text=True)
+        return text
+
+    async def kube(self, path: str, *, text: bool = False) -> Any:
+        return await self._get(f"{self.sources.api_url}/{path}", text=text)
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        found = await self.kube(f"api/v1/namespaces/{namespace}/pods?labelSelector={quote(selector)}")
+        return sorted((found or {}).get("items") or [], key=lambda p: p["metadata"]["name"])
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
+def _reader(request: web.Request) -> _Reader:
+    reader = request.app[UI_KEY]
+    assert isinstance(reader, _Reader)
+    return reader
+
+
+def _page(title: str, body: str) -> web.Response:
+    return web.Response(text=pages.document(title, body), content_type="text/html")
+
+
+async def index(request: web.Request) -> web.Response:
+    return _page("Local Kubeflow", pages.index())
+
+
+async def pipeline_shell(request: web.Request) -> web.Response:
+    # The KFP UI routes in the URL's fragment, which never reaches a server: a line of script forwards it.
+    return web.Response(text=pages.hash_router(), content_type="text/html")
+
+
+async def runs_list(request: web.Request) -> web.Response:
+    query = {"page_size": "200", "sort_by": "created_at desc"}
+    if experiment := request.query.get("experiment_id"):
+        query["experiment_id"] = experiment
+    listed = await _reader(request).kfp("runs?" + "&".join(f"{k}={quote(v)}" for k, v in query.items()))
+    runs = (listed or {}).get("runs") or []
+    if state := request.query.get("state"):
+        runs = [r for r in runs if r.get("state") == state.upper()]
+    return _page("Runs", pages.runs_table(runs, experiment, state))
+
+
+async def run_details(request: web.Request) -> web.Response:
+    run_id = request.match_info["run_id"]
+    run = await _reader(request).kfp(f"runs/{quote(run_id)}")
+    if run is None:
+        raise web.HTTPNotFound(text=f"no KFP run {run_id}")
+    return _page(run.get("display_name") or run_id, pages.run_page(run))
+
+
+async def task_log(request: web.Request) -> web.Response:
+    run_id, pod = request.match_info["run_id"], request.match_info["pod"]
+    text = await _reader(request)._get(
+        f"{_reader(request).sources.kfp_url}/k8s/pod/logs?runid={quote(run_id)}&podname={quote(pod)}",
+        text=True,
+    )
+    return _page(f"{pod} log", pages.log_page(pod, text))
+
+
+async def artifact(request: web.Request) -> web.Response:
+    """An artifact's bytes (the KFP UI's ``artifacts/get``): ``source=s3`` with ``bucket`` and ``key`` from the
+    runtime's S3, or ``source=local`` with a ``path`` under the KFP API's local artifact folder."""
+    import asyncio
+    import mimetypes
+
+    sources = _reader(request).sources
+    query = request.query
+    if query.get("source") == "local" and query.get("path"):
+        data = await asyncio.to_thread(_local_artifact, sources.local_artifacts, query["path"])
+        name = query["path"]
+    elif query.get("source") == "s3" and query.get("bucket") and query.get("key"):
+        if not sources.s3_env:
+            raise web.HTTPNotFound(text="this runtime runs without S3")
+        data = await asyncio.to_thread(_s3_artifact, sources.s3_env, query["bucket"], query["key"])
+        name = query["key"]
+    else:
+        raise web.HTTPBadRequest(text="pass source=s3 with bucket and key, or source=local with path")
+    if data is None:
+        raise web.HTTPNotFound(text="no such artifact")
+    # A KFP HTML artifact is a file without an extension (its output's name): sniff it.
+    html = name.endswith(".html") or data.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html"))
+    kind = "text/html" if html else mimetypes.guess_type(name)[0]
+    return web.Response(body=data, content_type=kind or "text/plain")
+
+
+def _local_artifact(root: str | None, path: str) -> bytes | None:
+    from pathlib import Path
+
+    if not root:
+        return None
+    target = Path(path).resolve()
+    if not target.is_relative_to(Path(root).resolve()) or not target.is_file():
+        return None  # only the KFP API's own artifacts
+    return target.read_bytes()
+
+
+def _s3_artifact(env: dict[str, str], bucket: str, key: str) -> bytes | None:
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=env.get("AWS_ENDPOINT_URL"),
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+        region_name=env.get("AWS_DEFAULT_REGION", "us-east-1"),
+    )
+    try:
+        body: bytes = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except client.exceptions.NoSuchKey:
+        return None
+    return body
+
+
+async def katib_experiment(request: web.Request) -> web.Response:
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    reader = _reader(request)
+    experiment = await reader.kube(f"{KATIB}/namespaces/{ns}/experiments/{name}")
+    if experiment is None:
+        raise web.HTTPNotFound(text=f"no Katib Experiment {ns}/{name}")
+    trials = await reader.kube(
+        f"{KATIB}/namespaces/{ns}/trials?labelSelector={quote('katib.kubeflow.org/experiment=' + name)}"
+    )
+    items = sorted(
+        (trials or {}).get("items") or [], key=lambda t: t["metadata"].get("creationTimestamp", "")
+    )
+    pods = await reader.pods(ns, f"katib.kubeflow.org/experiment={name}")
+    return _page(f"Experiment {name}", pages.experiment_page(experiment, items, pods))
+
+
+async def job_details(request: web.Request) -> web.Response:
+    kind, ns, name = request.match_info["kind"], request.match_info["namespace"], request.match_info["name"]
+    if kind not in JOB_KINDS:
+        raise web.HTTPNotFound(text=f"no page for {kind}: {', '.join(JOB_KINDS)}")
+    title, api, label = JOB_KINDS[kind]
+    reader = _reader(request)
+    job = await reader.kube(f"{api}/namespaces/{ns}/{kind}/{name}")
+    if job is None:
+        raise web.HTTPNotFound(text=f"no {title} {ns}/{name}")
+    pods = await reader.pods(ns, f"{label}={name}")
+    return _page(f"{title} {name}", pages.job_page(job, pods))
+
+
+async def model_details(request: web.Request) -> web.Response:
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    reader = _reader(request)
+    isvc = await reader.kube(f"{KSERVE}/namespaces/{ns}/inferenceservices/{name}")
+    if isvc is None:
+        raise web.HTTPNotFound(text=f"no InferenceService {ns}/{name}")
+    pods = await reader.pods(ns, f"serving.kserve.io/inferenceservice={name}")
+    return _page(f"InferenceService {name}", pages.model_page(isvc, pods))
+
+
+async def pod_log(request: web.Request) -> web.Response:
+    ns, pod = request.match_info["namespace"], request.match_info["pod"]
+    container = request.query.get("container")
+    path = f"api/v1/namespaces/{ns}/pods/{pod}/log" + (f"?container={quote(container)}" if container else "")
+    text = await _reader(request).kube(path, text=True)
+    if text is None:
+        raise web.HTTPNotFound(text=f"no pod {ns}/{pod}")
+    return _page(f"{pod} log", pages.log_page(pod, text))
+
+
+def add_ui_routes(app: web.Application, sources: UiSources) -> None:
+    """Mount the UI on ``app`` (the runtime's KFP API application) under ``/_/``."""
+    reader = _Reader(sources)
+    app[UI_KEY] = reader
+
+    async def close(app: web.Application) -> None:
+        await reader.close()
+
+    app.on_cleanup.append(close)
+    r = app.router
+    r.add_get("/_/", index)
+    r.add_get("/_/pipeline/", pipeline_shell)
+    r.add_get("/_/pipeline/runs", runs_list)
+    r.add_get("/_/pipeline/runs/details/{run_id}", run_details)
+    r.add_get("/_/pipeline/runs/details/{run_id}/logs/{pod}", task_log)
+    r.add_get("/_/pipeline/artifacts/get", artifact)
+    r.add_get("/_/katib/experiment/{namespace}/{name}", katib_experiment)
+    r.add_get("/_/models/details/{namespace}/{name}", model_details)  # before the training kinds' pattern
+    r.add_get("/_/{kind}/details/{namespace}/{name}", job_details)
+    r.add_get("/_/logs/{namespace}/{pod}", pod_log)
