@@ -158,12 +158,12 @@ def run(args: argparse.Namespace) -> int:
         )
     equal = comparison["outcome_equality"]["equal"]
     verdict = "one run only" if equal is None else "same outcome" if equal else "outcomes differ"
-    print(f"{verdict}; report: {paths.html_path} and {paths.json_path}")
     tracked = comparison.get("mlflow")
     if tracked and tracked.get("error"):
         print(f"MLflow: the comparison was not logged ({tracked['error']})", file=sys.stderr)
     elif tracked:
         print(f"MLflow: logged; {len(tracked['history'])} comparison(s) in the history at {tracked['uri']}")
+    print(f"{verdict}; report: {paths.html_path} and {paths.json_path}")  # last: a bash task's XCom
     return 0
 
 
