@@ -166,6 +166,7 @@ def collect_airflow_run_api(
         run_end=run.get("end_date"),
         run_state=run.get("state"),
         step_names=step_names,
+        params=run.get("conf") or {},
     )
     if from_cluster:
         result = fill_from_cluster(result, {(step_names or {}).get(k, k): v for k, v in outputs.items()})

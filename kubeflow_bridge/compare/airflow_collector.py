@@ -56,6 +56,7 @@ def airflow_run_from_rows(
     run_state: str | None = None,
     step_names: Mapping[str, str] | None = None,
     errors: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> OrchestratorRun:
     """Turn task-instance rows and XCom outputs into an :class:`OrchestratorRun` (pure).
 
@@ -71,6 +72,7 @@ def airflow_run_from_rows(
         run_state: The DAG run's state.
         step_names: Renames task ids to canonical step names (default: the task id is the step name).
         errors: ``{task_id: error message}`` for failed tasks where one is known.
+        params: The DAG run's conf (its inputs).
     """
     rename = dict(step_names or {})
     grouped: dict[str, list[Mapping[str, Any]]] = {}
@@ -111,6 +113,7 @@ def airflow_run_from_rows(
         start=parse_time(run_start),
         end=parse_time(run_end),
         state=normalize_state(run_state),
+        params=dict(params or {}),
     )
 
 
@@ -186,6 +189,7 @@ def collect_airflow_run(
             run_end=dag_run.end_date,
             run_state=dag_run.state,
             step_names=step_names,
+            params=dag_run.conf or {},
         )
     if from_cluster:
         run = fill_from_cluster(run, {(step_names or {}).get(k, k): v for k, v in outputs.items()})

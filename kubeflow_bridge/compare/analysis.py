@@ -216,6 +216,7 @@ def summarize_run(run: OrchestratorRun) -> dict[str, Any]:
         ],
         "steps": steps,
         "outcome": run.outcome.to_dict(),
+        "params": dict(run.params),
     }
 
 

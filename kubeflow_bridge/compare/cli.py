@@ -50,6 +50,18 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     parser.add_argument("--kfp-namespace", default=None, help="KFP namespace (multi-user deployments)")
     parser.add_argument(
+        "--airflow-ui-url",
+        default=None,
+        help="the Airflow UI the report links the DAG run's grid on (default: --airflow-api-url, else "
+        "$AIRFLOW__API__BASE_URL, else http://127.0.0.1:8080 as airflow.cfg serves it)",
+    )
+    parser.add_argument(
+        "--kfp-ui-url",
+        default=None,
+        help="the Kubeflow dashboard the report links the KFP run's page on (default: --kfp-host, which "
+        "is the dashboard URL of the local runtime)",
+    )
+    parser.add_argument(
         "--input",
         action="append",
         default=[],
@@ -116,6 +128,28 @@ def collect(args: argparse.Namespace) -> list[OrchestratorRun]:
     return runs
 
 
+def run_links(args: argparse.Namespace, runs: list[OrchestratorRun]) -> dict[str, str]:
+    """Each collected run's page: the Airflow DAG run's grid, the KFP run's page on the dashboard."""
+    from urllib.parse import quote
+
+    airflow_ui = (
+        args.airflow_ui_url
+        or args.airflow_api_url
+        or os.environ.get("AIRFLOW__API__BASE_URL")
+        or "http://127.0.0.1:8080"
+    ).rstrip("/")
+    kfp_ui = (args.kfp_ui_url or args.kfp_host or "").rstrip("/")
+    links = {}
+    for collected in runs:
+        if collected.orchestrator == "airflow" and args.airflow_dag_id:
+            links["airflow"] = (
+                f"{airflow_ui}/dags/{quote(args.airflow_dag_id)}/runs/{quote(collected.run_id)}"
+            )
+        elif collected.orchestrator == "kfp" and kfp_ui:
+            links["kfp"] = f"{kfp_ui}/_/pipeline/#/runs/details/{quote(collected.run_id)}"
+    return links
+
+
 def run(args: argparse.Namespace) -> int:
     """Execute parsed ``compare`` arguments; print where the report went. Returns the exit code."""
     from kubeflow_bridge.clients.kfp import KfpApiError, KfpAuthError
@@ -133,7 +167,9 @@ def run(args: argparse.Namespace) -> int:
             from kubeflow_bridge.workflow.tracking import MlflowRest, auth_headers
 
             mlflow = MlflowRest(args.mlflow_uri, auth_headers())
-        paths, comparison = write_report(runs, args.out, rel_tol=args.rel_tol, mlflow=mlflow)
+        paths, comparison = write_report(
+            runs, args.out, rel_tol=args.rel_tol, mlflow=mlflow, links=run_links(args, runs)
+        )
     except (ValueError, LookupError) as exc:
         print(f"kubeflow-bridge compare: {exc}", file=sys.stderr)
         return 2

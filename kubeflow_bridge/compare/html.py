@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from html import escape
 from typing import Any
 
@@ -137,8 +138,14 @@ def render_html(comparison: dict[str, Any]) -> str:
         *(f"<th>{escape(label)}</th>" for label in labels),
         "</tr>",
     ]
+    pages = comparison.get("links") or {}
+
+    def run_id(r: dict[str, Any]) -> str:
+        url = pages.get(r["orchestrator"])
+        return f"<a href='{escape(url)}'>{escape(r['run_id'])}</a>" if url else escape(r["run_id"])
+
     summary_rows: list[tuple[str, Any]] = [
-        ("run id", lambda r: escape(r["run_id"])),
+        ("run id", run_id),
         ("training API", lambda r: escape(_training_api(r["outcome"].get("training_kind")))),
         ("state", lambda r: escape(r["state"])),
         ("wall time (s)", lambda r: _fmt(r["wall_seconds"])),
@@ -208,9 +215,35 @@ def render_html(comparison: dict[str, Any]) -> str:
     out.append("<th></th></tr>")
     out.append(_equality_rows(equality, labels))
     out.append("</table>")
+    out.append(_inputs(runs))
     if comparison.get("mlflow"):
         out.append(_history(comparison["mlflow"], labels))
     out.append("</body></html>")
+    return "".join(out)
+
+
+def _inputs(runs: list[dict[str, Any]]) -> str:
+    """Each run's inputs side by side; a row where both sides set different values is marked (the
+    per-side service and registered model names differ on purpose; a side that did not set a param ran
+    with its default)."""
+    names = sorted({name for r in runs for name in r.get("params") or {}})
+    if not names:
+        return ""
+    out = ["<h2>Inputs</h2><table><tr><th>param</th>"]
+    out.extend(f"<th>{escape(r['orchestrator'])}</th>" for r in runs)
+    out.append("<th></th></tr>")
+    for name in names:
+        values = [(r.get("params") or {}).get(name) for r in runs]
+        given = {
+            json.dumps(v, sort_keys=True, default=str) if not isinstance(v, str) else v
+            for v in values
+            if v is not None
+        }
+        differ = len(given) > 1 and None not in values
+        out.append(f"<tr><th>{escape(name)}</th>")
+        out.extend(f"<td>{_DASH if v is None else escape(str(v))}</td>" for v in values)
+        out.append(f"<td>{'differs' if differ else ''}</td></tr>")
+    out.append("</table>")
     return "".join(out)
 
 

@@ -145,6 +145,7 @@ def kfp_run_from_details(
         start=parse_time(run.get("created_at")),
         end=parse_time(run.get("finished_at")),
         state=normalize_state(run.get("state")),
+        params=dict((run.get("runtime_config") or {}).get("parameters") or {}),
     )
 
 

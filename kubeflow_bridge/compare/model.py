@@ -215,6 +215,7 @@ class OrchestratorRun:
         start: When the run started (default: the earliest step start).
         end: When the run ended (default: the latest step end).
         state: The run's overall state (canonical).
+        params: The run's inputs (an Airflow DAG run's conf, a KFP run's parameters).
     """
 
     orchestrator: str
@@ -224,6 +225,7 @@ class OrchestratorRun:
     start: datetime | None = None
     end: datetime | None = None
     state: str = UNKNOWN
+    params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = [s.step for s in self.steps]
@@ -245,6 +247,7 @@ class OrchestratorRun:
             "end": _format_time(self.end),
             "steps": [s.to_dict() for s in self.steps],
             "outcome": self.outcome.to_dict(),
+            "params": dict(self.params),
         }
 
     @classmethod
@@ -261,4 +264,5 @@ class OrchestratorRun:
             start=parse_time(data.get("start")),
             end=parse_time(data.get("end")),
             state=normalize_state(data.get("state", UNKNOWN)),
+            params=dict(data.get("params") or {}),
         )

@@ -48,16 +48,19 @@ def write_report(
     *,
     rel_tol: float = 1e-6,
     mlflow: MlflowRest | None = None,
+    links: dict[str, str] | None = None,
 ) -> tuple[ReportPaths, dict[str, Any]]:
     """Compare ``runs`` and write ``<out_dir>/comparison.json`` and ``<out_dir>/comparison.html``.
 
     With ``mlflow`` the comparison is also logged there, and the report links each side's MLflow run and
-    shows every comparison logged so far (:mod:`kubeflow_bridge.compare.history`).
+    shows every comparison logged so far (:mod:`kubeflow_bridge.compare.history`). ``links``: each
+    orchestrator's page of its run (the report links them).
 
     Returns:
         The paths written and the comparison document.
     """
     comparison = build_comparison(runs, rel_tol=rel_tol)
+    comparison["links"] = dict(links or {})
     if mlflow is not None:
         from kubeflow_bridge.compare.history import attach
 

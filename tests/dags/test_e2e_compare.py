@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -187,6 +188,10 @@ def test_compare_dag_runs_both_orchestrators_and_writes_the_report(
     runs = {r["orchestrator"]: r for r in comparison["runs"]}
     assert set(runs) == {"airflow", "kfp"}
     assert runs["airflow"]["run_id"] == airflow_run_id and runs["kfp"]["run_id"] == kfp_run_id
+    # Each side's inputs, as its orchestrator recorded them (the report shows them side by side).
+    assert runs["airflow"]["params"]["service_name"] == "e2e-compare-airflow"
+    assert runs["kfp"]["params"]["service_name"] == "e2e-compare-kfp"
+    assert str(runs["airflow"]["params"]["rows"]) == str(runs["kfp"]["params"]["rows"]) == str(CONF["rows"])
     for orchestrator, summary in runs.items():
         assert summary["state"] == "succeeded", orchestrator
         steps = {s["step"]: s for s in summary["steps"]}
@@ -201,6 +206,9 @@ def test_compare_dag_runs_both_orchestrators_and_writes_the_report(
     # Both sides logged to MLflow; the report links their runs and the comparison's history.
     assert set(comparison["mlflow"]["links"]) == {"airflow", "kfp"}, comparison["mlflow"]
     assert len(comparison["mlflow"]["history"]) == 1
+    # And each side's own page: the Airflow run's grid, the KFP run's page on the runtime's dashboard.
+    assert comparison["links"]["airflow"].endswith(f"/dags/anomaly_retraining/runs/{quote(airflow_run_id)}")
+    assert comparison["links"]["kfp"].endswith(f"/_/pipeline/#/runs/details/{kfp_run_id}")
     equality = comparison["outcome_equality"]
     assert set(equality["fields"]) == {"best_params", "f_score", "deployed"}
     assert equality["equal"] is True, equality

@@ -131,3 +131,52 @@ def test_one_run_report_says_so(tmp_path: Path, two_runs: list[OrchestratorRun])
     paths, doc = write_report(two_runs[1:], tmp_path)
     assert doc["outcome_equality"]["equal"] is None
     assert "one run only" in paths.html_path.read_text()
+
+
+def test_the_report_links_each_runs_page(
+    tmp_path: Path, two_runs: list[OrchestratorRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubeflow_bridge.compare.cli import build_parser, run_links
+
+    monkeypatch.delenv("AIRFLOW__API__BASE_URL", raising=False)
+    args = build_parser().parse_args(
+        ["--airflow-dag-id", "anomaly_retraining", "--kfp-host", "http://kfp:8888"]
+    )
+    links = run_links(args, two_runs)
+    # The Airflow UI as airflow.cfg serves it, the KFP run page on the dashboard (the local runtime's UI).
+    assert links == {
+        "airflow": "http://127.0.0.1:8080/dags/anomaly_retraining/runs/manual__1",
+        "kfp": "http://kfp:8888/_/pipeline/#/runs/details/run-7",
+    }
+    ui = build_parser().parse_args(
+        ["--airflow-dag-id", "d", "--airflow-ui-url", "https://af/", "--kfp-ui-url", "https://kf"]
+    )
+    assert run_links(ui, two_runs) == {
+        "airflow": "https://af/dags/d/runs/manual__1",
+        "kfp": "https://kf/_/pipeline/#/runs/details/run-7",
+    }
+    paths, doc = write_report(two_runs, tmp_path, links=links)
+    assert doc["links"] == links
+    assert (
+        "<a href='http://kfp:8888/_/pipeline/#/runs/details/run-7'>run-7</a>" in paths.html_path.read_text()
+    )
+
+
+def test_the_report_shows_each_runs_inputs_side_by_side(
+    tmp_path: Path, two_runs: list[OrchestratorRun]
+) -> None:
+    import dataclasses
+
+    airflow, kfp = two_runs
+    runs = [
+        dataclasses.replace(airflow, params={"rows": 5000, "seed": 0, "service_name": "svc-airflow"}),
+        dataclasses.replace(kfp, params={"rows": 5000, "seed": 1, "service_name": "svc-kfp", "epochs": 6}),
+    ]
+    paths, doc = write_report(runs, tmp_path)
+    assert [r["params"]["seed"] for r in doc["runs"]] == [0, 1]
+    assert [OrchestratorRun.from_dict(r).params for r in doc["inputs"]] == [r.params for r in runs]
+    html = paths.html_path.read_text()
+    rows = dict(re.findall(r"<tr><th>(\w+)</th>((?:<td>[^<]*</td>)+)</tr>", html.split("<h2>Inputs</h2>")[1]))
+    assert rows["rows"] == "<td>5000</td><td>5000</td><td></td>"
+    assert rows["seed"] == "<td>0</td><td>1</td><td>differs</td>"
+    assert rows["epochs"] == "<td>\u2013</td><td>6</td><td></td>"  # a default on one side is no difference
