@@ -23,7 +23,7 @@ TRAINER_TESTS := tests/trainer tests/docker tests/kubeflow_bridge/resources test
 AIRFLOW_TESTS := tests/kubeflow_bridge/hooks tests/kubeflow_bridge/operators tests/kubeflow_bridge/triggers \
                  tests/kubeflow_bridge/sensors tests/kubeflow_bridge/links tests/kubeflow_bridge/compare \
                  tests/kubeflow_bridge/test_provider.py tests/kubeflow_bridge/test_airflow_local.py \
-                 tests/kubeflow_bridge/test_conf_check.py tests/dags
+                 tests/kubeflow_bridge/test_conf_check.py tests/kubeflow_bridge/test_run_views.py tests/dags
 existing = $(wildcard $(1))
 PYTEST_ARGS ?=
 

@@ -1,4 +1,5 @@
-"""Airflow plugin: kubeflow-bridge's operator extra links, its how-to page in the Airflow UI, and the
+"""Airflow plugin: kubeflow-bridge's operator extra links, its how-to page in the Airflow UI, a
+"Kubeflow" tab on each DAG run and the orchestrator comparison (:mod:`kubeflow_bridge.run_views`), and the
 API server's check of a DAG run's conf at submit (:mod:`kubeflow_bridge.conf_check`).
 
 The provider's ``extra-links`` already register the links where the package is installed as a provider;
@@ -20,13 +21,19 @@ from kubeflow_bridge.links.katib import KatibExperimentLink
 from kubeflow_bridge.links.kfp import KubeflowPipelineRunLink
 from kubeflow_bridge.links.kserve import InferenceServiceLink
 from kubeflow_bridge.links.training import PyTorchJobLink, TrainJobLink
+from kubeflow_bridge.run_views import add_run_views
 
-#: The how-to: the checkout's docs/ (KUBEFLOW_BRIDGE_HOME, else the folder above plugins/).
-DOCS_FILE = (
-    Path(os.environ.get("KUBEFLOW_BRIDGE_HOME") or Path(__file__).resolve().parents[1])
-    / "docs"
-    / "operators.md"
-)
+#: The checkout (KUBEFLOW_BRIDGE_HOME, else the folder above plugins/): its docs/ has the how-to, its
+#: reports/ the comparison `make demo` writes (KUBEFLOW_BRIDGE_REPORTS_DIR: another folder).
+HOME = Path(os.environ.get("KUBEFLOW_BRIDGE_HOME") or Path(__file__).resolve().parents[1])
+DOCS_FILE = HOME / "docs" / "operators.md"
+REPORTS_DIR = Path(os.environ.get("KUBEFLOW_BRIDGE_REPORTS_DIR") or HOME / "reports")
+
+
+def _app() -> object:
+    app = docs_app(DOCS_FILE)
+    add_run_views(app, REPORTS_DIR)
+    return app
 
 
 class KubeflowBridgePlugin(AirflowPlugin):
@@ -40,6 +47,21 @@ class KubeflowBridgePlugin(AirflowPlugin):
         TrainJobLink(),
         InferenceServiceLink(),
     ]
-    fastapi_apps = [{"app": docs_app(DOCS_FILE), "url_prefix": URL_PREFIX, "name": "kubeflow-bridge docs"}]
+    fastapi_apps = [{"app": _app(), "url_prefix": URL_PREFIX, "name": "kubeflow-bridge docs"}]
+    external_views = [
+        {
+            "name": "Kubeflow",
+            "href": f"{URL_PREFIX}/runs/{{DAG_ID}}/{{RUN_ID}}",
+            "destination": "dag_run",
+            "url_route": "kubeflow",
+        },
+        {
+            "name": "Orchestrator comparison",
+            "href": f"{URL_PREFIX}/comparison",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "orchestrator-comparison",
+        },
+    ]
     # Refuses a run of a kubeflow-bridge DAG whose conf has an unknown param or a value its schema refuses.
     fastapi_root_middlewares = [{"middleware": DagRunConfCheck, "name": "kubeflow-bridge conf check"}]

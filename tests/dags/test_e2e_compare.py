@@ -7,6 +7,7 @@ the runs we trigger execute) against a local runtime of its own.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -103,9 +104,10 @@ def test_compare_dag_runs_both_orchestrators_and_writes_the_report(
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         "AIRFLOW__CORE__PARALLELISM": "4",
     }
+    report_dir = tmp_path / "report"
+    env["KUBEFLOW_BRIDGE_REPORTS_DIR"] = str(report_dir)  # the plugin's comparison page shows this one
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     standalone = airflow_standalone(env, DAG_ID)
-    report_dir = tmp_path / "report"
     with httpx.Client(base_url=standalone.base_url, timeout=30) as api:
         for dag_id in (DAG_ID, "anomaly_retraining"):
             api.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
@@ -158,6 +160,24 @@ def test_compare_dag_runs_both_orchestrators_and_writes_the_report(
         assert airflow_conf["rows"] == CONF["rows"] and airflow_conf["window_end"] == CONF["window_end"]
 
         final = _xcom(api, run_id, "compare")
+
+        # The plugin's "Kubeflow" tab of the retraining run: each task's Kubeflow pages and the
+        # evaluation report, one click away; the comparison in the navigation.
+        views = {
+            v["name"]: v for p in api.get("/api/v2/plugins").json()["plugins"] for v in p["external_views"]
+        }
+        assert views["Kubeflow"]["destination"] == "dag_run"
+        assert views["Kubeflow"]["href"] == "/kubeflow-bridge/runs/{DAG_ID}/{RUN_ID}"
+        tab = api.get(f"/kubeflow-bridge/runs/anomaly_retraining/{quote(airflow_run_id)}")
+        assert tab.status_code == 200, tab.text
+        hrefs = re.findall(r"href='([^']+)'", tab.text)
+        for page in ("/_/katib/experiment/", "/_/trainjobs/details/", "/_/models/details/"):
+            assert any(page in h for h in hrefs), (page, hrefs)
+        (report,) = [h for h in hrefs if "/pipeline/artifacts/get?" in h]
+        shown = httpx.get(html.unescape(report), timeout=30)
+        assert shown.status_code == 200 and "<svg" in shown.text and "evaluation" in shown.text
+        compared = api.get(views["Orchestrator comparison"]["href"])
+        assert compared.status_code == 200 and "Same workflow, two orchestrators" in compared.text
 
     # The waiting tasks reported their progress into their task logs (the triggerer's lines sit beside
     # the worker's in the task's log folder).

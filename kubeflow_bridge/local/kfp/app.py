@@ -387,7 +387,7 @@ def _guard(faults: Faults) -> Any:
     ) -> Any:
         # The read-only UI under /_/ (a browser following an extra link carries no token; the runtime
         # listens on 127.0.0.1 only). It reads the APIs with the runtime's token.
-        if request.path == f"{BASE}/healthz" or request.path.startswith("/_/"):
+        if request.path == f"{BASE}/healthz" or request.path.startswith(("/_/", "/pipeline/artifacts/")):
             return await handler(request)
         why = faults.check_auth(request.headers.get("Authorization"))
         if why is not None:

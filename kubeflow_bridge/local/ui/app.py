@@ -255,6 +255,7 @@ def add_ui_routes(app: web.Application, sources: UiSources) -> None:
     r.add_get("/_/pipeline/runs/details/{run_id}", run_details)
     r.add_get("/_/pipeline/runs/details/{run_id}/logs/{pod}", task_log)
     r.add_get("/_/pipeline/artifacts/get", artifact)
+    r.add_get("/pipeline/artifacts/get", artifact)  # the KFP UI's own path behind the dashboard
     r.add_get("/_/katib/experiment/{namespace}/{name}", katib_experiment)
     r.add_get("/_/models/details/{namespace}/{name}", model_details)  # before the training kinds' pattern
     r.add_get("/_/{kind}/details/{namespace}/{name}", job_details)

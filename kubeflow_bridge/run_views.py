@@ -1,0 +1,139 @@
+"""Pages of the Airflow UI: what a DAG run created on Kubeflow, and the orchestrator comparison.
+
+``plugins/kubeflow_bridge_plugin.py`` mounts them beside the how-to under ``/kubeflow-bridge`` and adds
+them to the UI as external views: a "Kubeflow" tab on each DAG run (``/runs/{dag_id}/{run_id}``: every
+task's state, the Kubeflow pages its operators linked, its small outputs, and the evaluation report one
+click away) and "Orchestrator comparison" in the navigation (``/comparison``: the latest
+``reports/comparison.html``, whose history comes from MLflow).
+
+They read Airflow's metadata database (the API server's own) and nothing else; the links open the
+Kubeflow UIs (the local runtime's, or a cluster's dashboard).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from kubeflow_bridge.docs_app import URL_PREFIX
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:1.2rem 2rem}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top;font-size:14px}"
+    "th{background:#f5f5f5}code{font-size:12px}"
+)
+
+
+def run_rows(dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    """Each task of the run: its state, the link URLs its operators recorded, its return value."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        tasks = session.scalars(
+            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+        ).all()
+        if not tasks:
+            raise LookupError(f"no run {run_id!r} of DAG {dag_id!r}")
+        xcoms = session.execute(
+            select(XComModel.task_id, XComModel.key, XComModel.value).where(
+                XComModel.dag_id == dag_id, XComModel.run_id == run_id
+            )
+        ).all()
+        rows: dict[str, dict[str, Any]] = {
+            t.task_id: {
+                "task_id": t.task_id,
+                "state": str(getattr(t.state, "value", t.state) or "none"),
+                "links": {},
+                "output": None,
+                "start": t.start_date,
+            }
+            for t in tasks
+        }
+        for x in xcoms:
+            value = XComModel.deserialize_value(x)
+            if x.task_id not in rows:
+                continue
+            if x.key.startswith("_link_") and value:
+                rows[x.task_id]["links"][x.key[len("_link_") :].removesuffix("Link")] = str(value)
+            elif x.key == "return_value":
+                rows[x.task_id]["output"] = value
+    return sorted(rows.values(), key=lambda r: (r["start"] is None, str(r["start"] or "")))
+
+
+def report_link(output: Any, dashboard: str) -> str | None:
+    """The evaluation report of an evaluate task's output, on the KFP UI's artifact endpoint behind the
+    dashboard (``/pipeline/artifacts/get``; the local runtime serves the same path)."""
+    report = ((output or {}).get("outputs") or {}).get("report") if isinstance(output, dict) else None
+    if not report or not dashboard:
+        return None
+    parts = urlsplit(str(report))
+    if parts.scheme != "s3":
+        return None
+    return f"{dashboard}/pipeline/artifacts/get?source=s3&bucket={parts.netloc}&key={parts.path.lstrip('/')}"
+
+
+def render_run(dag_id: str, run_id: str, rows: list[dict[str, Any]], dashboard: str) -> str:
+    esc = html.escape
+    body = []
+    for row in rows:
+        links = " · ".join(f"<a href='{esc(url)}'>{esc(kind)}</a>" for kind, url in row["links"].items())
+        report = report_link(row["output"], dashboard)
+        if report:
+            links += (" · " if links else "") + f"<a href='{esc(report)}'>evaluation report</a>"
+        output = json.dumps(row["output"], default=str)
+        if len(output) > 400:
+            output = output[:400] + "…"
+        body.append(
+            f"<tr><th>{esc(row['task_id'])}</th><td>{esc(row['state'])}</td><td>{links}</td>"
+            f"<td><code>{esc(output if row['output'] is not None else '')}</code></td></tr>"
+        )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(dag_id)} {esc(run_id)}: Kubeflow</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{esc(dag_id)} / {esc(run_id)}</h1>"
+        f"<p>What each task ran on Kubeflow. <a href='{URL_PREFIX}/comparison'>Orchestrator comparison</a></p>"
+        "<table><tr><th>task</th><th>state</th><th>Kubeflow</th><th>output</th></tr>"
+        + "".join(body)
+        + "</table></body></html>"
+    )
+
+
+def dashboard_url() -> str:
+    """The ``kubeflow_default`` connection's dashboard URL ("" when it is not defined)."""
+    try:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection("kubeflow_default")
+    except Exception:  # no connection: the page still lists the tasks' links
+        return ""
+    extra = conn.extra_dejson or {}
+    return str(extra.get("dashboard_url") or conn.host or "").rstrip("/")
+
+
+def add_run_views(app: Any, reports_dir: Path) -> None:
+    """``GET /runs/{dag_id}/{run_id}`` and ``GET /comparison`` on the plugin's FastAPI ``app``."""
+    from fastapi.responses import HTMLResponse
+
+    @app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse)
+    def run_page(dag_id: str, run_id: str) -> HTMLResponse:
+        try:
+            rows = run_rows(dag_id, run_id)
+        except LookupError as exc:
+            return HTMLResponse(html.escape(str(exc)), status_code=404)
+        return HTMLResponse(render_run(dag_id, run_id, rows, dashboard_url()))
+
+    @app.get("/comparison", response_class=HTMLResponse)
+    def comparison() -> HTMLResponse:
+        page = reports_dir / "comparison.html"
+        if not page.is_file():
+            return HTMLResponse(
+                f"No comparison yet in {html.escape(str(reports_dir))}: run `make demo` or the "
+                "compare_orchestrators DAG",
+                status_code=404,
+            )
+        return HTMLResponse(page.read_text(encoding="utf-8"))
