@@ -254,6 +254,11 @@ def test_extra_links_open_the_runtimes_pages(
         {"name": "train", "url": links["anomaly_retraining.train"], "follow_log": "node"},
         {"name": "model", "url": links["anomaly_retraining.deploy"]},
     ]
+    kfp_run = links["kfp_in_airflow.run_pipeline"].rsplit("/", 1)[1]
+    compare = links["kfp_in_airflow.run_pipeline"].replace(
+        f"runs/details/{kfp_run}", f"compare?runlist={kfp_run},{kfp_run}"
+    )
+    pages.append({"name": "compare", "url": compare})
     dashboard = json.loads(local_runtime.env["AIRFLOW_CONN_KUBEFLOW_DEFAULT"])["extra"]["dashboard_url"]
     assert all(p["url"].startswith(f"{dashboard}/_/") for p in pages), links
     for page in pages:
@@ -281,6 +286,11 @@ def test_extra_links_open_the_runtimes_pages(
     train = seen["train"]
     assert train["title"].startswith("TrainJob ") and train["text"].count("-node-0-") == 3
     assert "epoch=" in train["log"]
+    # The KFP UI's run comparison (its hash route): params and each task's numeric outputs side by side.
+    assert (
+        seen["compare"]["title"] == "Comparing 2 runs"
+        and "evaluate.compute_seconds" in seen["compare"]["text"]
+    )
     # The InferenceService: ready, its URL, all traffic on one revision.
     model = seen["model"]
     assert model["title"] == f"InferenceService {SERVICE}" and "Ready: Succeeded" in model["text"]

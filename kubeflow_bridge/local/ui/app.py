@@ -127,6 +127,18 @@ async def run_details(request: web.Request) -> web.Response:
     return _page(run.get("display_name") or run_id, pages.run_page(run))
 
 
+async def compare_runs(request: web.Request) -> web.Response:
+    """The KFP UI's run comparison: ``?runlist=a,b`` (or ``runlist`` repeated, as the runs page sends it)."""
+    ids = [i for value in request.query.getall("runlist", []) for i in value.split(",") if i]
+    if len(ids) < 2:
+        raise web.HTTPBadRequest(text="compare two or more runs: ?runlist=<run id>,<run id>")
+    runs = [await _reader(request).kfp(f"runs/{quote(i)}") for i in ids]
+    missing = [i for i, r in zip(ids, runs, strict=True) if r is None]
+    if missing:
+        raise web.HTTPNotFound(text=f"no KFP run {', '.join(missing)}")
+    return _page(f"Comparing {len(runs)} runs", pages.compare_page(runs))
+
+
 async def task_log(request: web.Request) -> web.Response:
     run_id, pod = request.match_info["run_id"], request.match_info["pod"]
     text = await _reader(request)._get(
@@ -254,6 +266,7 @@ def add_ui_routes(app: web.Application, sources: UiSources) -> None:
     r.add_get("/_/pipeline/runs", runs_list)
     r.add_get("/_/pipeline/runs/details/{run_id}", run_details)
     r.add_get("/_/pipeline/runs/details/{run_id}/logs/{pod}", task_log)
+    r.add_get("/_/pipeline/compare", compare_runs)
     r.add_get("/_/pipeline/artifacts/get", artifact)
     r.add_get("/pipeline/artifacts/get", artifact)  # the KFP UI's own path behind the dashboard
     r.add_get("/_/katib/experiment/{namespace}/{name}", katib_experiment)

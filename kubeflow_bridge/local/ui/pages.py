@@ -72,6 +72,7 @@ def hash_router() -> str:
     script = (
         "var h=location.hash.replace(/^#/,'');var m;"
         "if((m=h.match(/^\\/runs\\/details\\/([^/?]+)/)))location.replace('/_/pipeline/runs/details/'+m[1]);"
+        "else if((m=h.match(/^\\/compare\\?(.*)$/)))location.replace('/_/pipeline/compare?'+m[1]);"
         "else if((m=h.match(/^\\/experiments\\/details\\/([^/?]+)/)))"
         "location.replace('/_/pipeline/runs?experiment_id='+m[1]);"
         "else location.replace('/_/pipeline/runs');"
@@ -82,6 +83,7 @@ def hash_router() -> str:
 def runs_table(runs: list[dict[str, Any]], experiment: str | None, wanted_state: str | None) -> str:
     rows = [
         [
+            f"<input type='checkbox' name='runlist' value='{escape(r['run_id'])}'> "
             f"<a href='/_/pipeline/runs/details/{quote(r['run_id'])}'>{escape(r.get('display_name') or r['run_id'])}</a>",
             state(r.get("state")),
             escape(str(r.get("created_at", ""))),
@@ -100,9 +102,51 @@ def runs_table(runs: list[dict[str, Any]], experiment: str | None, wanted_state:
     shown = ", ".join(x for x in (f"experiment {experiment}" if experiment else "", wanted_state or "") if x)
     return (
         f"<p>{len(runs)} run(s){' (' + escape(shown) + ')' if shown else ''}. State: {filters} · "
-        "<a href='/_/pipeline/runs'>all</a></p>"
+        "<a href='/_/pipeline/runs'>all</a></p><form action='/_/pipeline/compare' method='get'>"
         + table(["run", "state", "created", "finished", "experiment"], rows)
+        + "<button type='submit'>Compare the checked runs</button></form>"
     )
+
+
+def compare_page(runs: list[dict[str, Any]]) -> str:
+    """Two or more runs side by side: their params, and each task's numeric outputs (the run's metrics)."""
+
+    def metrics(run: dict[str, Any]) -> dict[str, Any]:
+        found = {}
+        for task in (run.get("run_details") or {}).get("task_details") or []:
+            for name, v in (task.get("output_parameters") or {}).items():
+                try:
+                    found[f"{task['display_name']}.{name}"] = float(v)
+                except (TypeError, ValueError):
+                    continue
+        return found
+
+    heads = ["", *(r.get("display_name") or r["run_id"] for r in runs)]
+    params = [(r.get("runtime_config") or {}).get("parameters") or {} for r in runs]
+    found = [metrics(r) for r in runs]
+    sections = []
+    for title, values in (("Parameters", params), ("Metrics", found)):
+        names = sorted({k for v in values for k in v})
+        rows = []
+        for name in names:
+            cells = [v.get(name) for v in values]
+            differ = len({json.dumps(c, sort_keys=True) for c in cells}) > 1
+            label = f"<b>{escape(name)}</b>" if differ else escape(name)
+            rows.append(
+                [
+                    label,
+                    *(
+                        escape("" if c is None else f"{c:.6g}" if isinstance(c, float) else str(c))
+                        for c in cells
+                    ),
+                ]
+            )
+        sections.append(f"<h2>{title}</h2>" + table(heads, rows))
+    links = " · ".join(
+        f"<a href='/_/pipeline/runs/details/{quote(r['run_id'])}'>{escape(r.get('display_name') or r['run_id'])}</a>"
+        for r in runs
+    )
+    return f"<p>{links} (rows in bold differ)</p>" + "".join(sections)
 
 
 def _dag(spec: dict[str, Any]) -> tuple[list[str], dict[str, list[str]]]:

@@ -33,3 +33,25 @@ def test_the_objective_plot_has_a_point_per_reporting_trial_and_escapes_names() 
 def test_the_kfp_ui_hash_routes_are_forwarded() -> None:
     script = pages.hash_router()
     assert "/_/pipeline/runs/details/" in script and "experiment_id=" in script
+    assert "/_/pipeline/compare?" in script
+
+
+def test_run_comparison_shows_params_and_task_metrics_and_marks_differences() -> None:
+    def run(run_id: str, seed: int, f_score: str) -> dict:  # type: ignore[type-arg]
+        return {
+            "run_id": run_id,
+            "display_name": run_id,
+            "runtime_config": {"parameters": {"seed": seed, "rows": 5000}},
+            "run_details": {
+                "task_details": [
+                    {"display_name": "evaluate", "output_parameters": {"f_score": f_score, "model": "s3://m"}}
+                ]
+            },
+        }
+
+    page = pages.compare_page([run("a", 0, "0.5"), run("b", 1, "0.5")])
+    rows = dict(re.findall(r"<tr><td>(.*?)</td>(.*?)</tr>", page))
+    assert rows["<b>seed</b>"] == "<td>0</td><td>1</td>"  # differs: bold
+    assert rows["rows"] == "<td>5000</td><td>5000</td>"
+    assert rows["evaluate.f_score"] == "<td>0.5</td><td>0.5</td>"
+    assert "evaluate.model" not in rows  # not a number
