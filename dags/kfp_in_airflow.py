@@ -17,6 +17,7 @@ from airflow.sdk import DAG, Param, task
 
 import kubeflow_bridge.pipelines as pipelines_package
 from kubeflow_bridge import workflow
+from kubeflow_bridge.hooks.mlflow import MlflowHook
 from kubeflow_bridge.operators.kfp import KubeflowPipelineRunOperator
 
 DAG_ID = "kfp_in_airflow"
@@ -30,11 +31,14 @@ PARAMS["experiment"] = Param("anomaly-retraining", type="string", minLength=1, d
 
 
 def pipeline_parameters(params: dict[str, Any], data_interval_end: Any = None) -> dict[str, Any]:
-    """The pipeline's inputs from the DAG params (cross-checked; window end from the data interval)."""
+    """The pipeline's inputs from the DAG params (cross-checked; window end from the data interval; the
+    MLflow URI from the mlflow_default connection when the param is empty: KFP components have no
+    Airflow connection to read it from)."""
     workflow.check_params(params, extra=("experiment",))  # an unknown name in the conf is an error
     values = workflow.pipeline_inputs(params)
     if not values["window_end"] and data_interval_end is not None:
         values["window_end"] = data_interval_end.isoformat()
+    values["tracking_uri"] = values["tracking_uri"] or MlflowHook.configured_uri()
     return values
 
 

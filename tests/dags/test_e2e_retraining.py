@@ -192,6 +192,7 @@ def test_kfp_pipeline_inside_airflow(local_runtime: Any, airflow_env: dict[str, 
         "time_column": "time",
         "lookback": "3D",
         "service_name": "e2e-kfp-in-airflow",
+        "registered_model": "e2e-kfp-in-airflow",  # its own champion, as its own service
         "experiment": "e2e-kfp-in-airflow",
     }
     _dags_test(airflow_env, "kfp_in_airflow", conf)

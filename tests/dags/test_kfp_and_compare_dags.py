@@ -40,12 +40,20 @@ def test_kfp_in_airflow_structure(kfp_mod: Any) -> None:
         dag.params.get_param("experiment").resolve(value="")
 
 
-def test_kfp_params_match_the_compiled_pipeline_inputs(kfp_mod: Any) -> None:
+def test_kfp_params_match_the_compiled_pipeline_inputs(kfp_mod: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
     from kubeflow_bridge.resources.kfp import parse_pipeline_yaml, validate_parameters
 
     spec = parse_pipeline_yaml(Path(kfp_mod.PIPELINE_PACKAGE).read_bytes())
+    monkeypatch.delenv("AIRFLOW_CONN_MLFLOW_DEFAULT", raising=False)
     values = kfp_mod.pipeline_parameters(dict(workflow.DEFAULTS), pendulum.datetime(2026, 2, 1, tz="UTC"))
     assert values["window_end"] == "2026-02-01T00:00:00+00:00"
+    assert values["tracking_uri"] == ""  # no param, no connection: no tracking
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": "http://ml:1"})
+    )
+    assert kfp_mod.pipeline_parameters(dict(workflow.DEFAULTS))["tracking_uri"] == "http://ml:1"
     typed = validate_parameters(spec, values)
     assert typed["rows"] == workflow.DEFAULTS["rows"]
     with pytest.raises(ValueError, match="lr_min < lr_max"):
