@@ -95,6 +95,14 @@ def _reader(request: web.Request) -> _Reader:
     return reader
 
 
+async def _object(request: web.Request, path: str, what: str) -> dict[str, Any]:
+    """A Kubernetes object of the runtime, or a 404 that names it."""
+    found: dict[str, Any] | None = await _reader(request).kube(path)
+    if found is None:
+        raise web.HTTPNotFound(text=f"no {what}")
+    return found
+
+
 def _page(title: str, body: str) -> web.Response:
     return web.Response(text=pages.document(title, body), content_type="text/html")
 
@@ -205,9 +213,9 @@ def _s3_artifact(env: dict[str, str], bucket: str, key: str) -> bytes | None:
 async def katib_experiment(request: web.Request) -> web.Response:
     ns, name = request.match_info["namespace"], request.match_info["name"]
     reader = _reader(request)
-    experiment = await reader.kube(f"{KATIB}/namespaces/{ns}/experiments/{name}")
-    if experiment is None:
-        raise web.HTTPNotFound(text=f"no Katib Experiment {ns}/{name}")
+    experiment = await _object(
+        request, f"{KATIB}/namespaces/{ns}/experiments/{name}", f"Katib Experiment {ns}/{name}"
+    )
     trials = await reader.kube(
         f"{KATIB}/namespaces/{ns}/trials?labelSelector={quote('katib.kubeflow.org/experiment=' + name)}"
     )
@@ -223,21 +231,17 @@ async def job_details(request: web.Request) -> web.Response:
     if kind not in JOB_KINDS:
         raise web.HTTPNotFound(text=f"no page for {kind}: {', '.join(JOB_KINDS)}")
     title, api, label = JOB_KINDS[kind]
-    reader = _reader(request)
-    job = await reader.kube(f"{api}/namespaces/{ns}/{kind}/{name}")
-    if job is None:
-        raise web.HTTPNotFound(text=f"no {title} {ns}/{name}")
-    pods = await reader.pods(ns, f"{label}={name}")
+    job = await _object(request, f"{api}/namespaces/{ns}/{kind}/{name}", f"{title} {ns}/{name}")
+    pods = await _reader(request).pods(ns, f"{label}={name}")
     return _page(f"{title} {name}", pages.job_page(job, pods))
 
 
 async def model_details(request: web.Request) -> web.Response:
     ns, name = request.match_info["namespace"], request.match_info["name"]
-    reader = _reader(request)
-    isvc = await reader.kube(f"{KSERVE}/namespaces/{ns}/inferenceservices/{name}")
-    if isvc is None:
-        raise web.HTTPNotFound(text=f"no InferenceService {ns}/{name}")
-    pods = await reader.pods(ns, f"serving.kserve.io/inferenceservice={name}")
+    isvc = await _object(
+        request, f"{KSERVE}/namespaces/{ns}/inferenceservices/{name}", f"InferenceService {ns}/{name}"
+    )
+    pods = await _reader(request).pods(ns, f"serving.kserve.io/inferenceservice={name}")
     return _page(f"InferenceService {name}", pages.model_page(isvc, pods))
 
 

@@ -6,11 +6,7 @@
 // link followed}}.
 "use strict";
 const fs = require("fs");
-const os = require("os");
-const path = require("path");
-const { chromium } = require("playwright-core");
-
-const TIMEOUT_MS = 45000; // generous: other test suites share the 2 cores
+const { openBrowser, TIMEOUT_MS } = require("./browser");
 
 async function visit(page, spec) {
   await page.goto(spec.url);
@@ -46,26 +42,14 @@ async function visit(page, spec) {
 
 async function main() {
   const spec = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "kfb-chromium-"));
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: spec.chromium || "/usr/bin/chromium",
-    headless: true,
-    viewport: { width: 1300, height: 900 },
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
-  context.setDefaultTimeout(TIMEOUT_MS);
-  const page = context.pages()[0] || (await context.newPage());
+  const { page, close } = await openBrowser(spec.chromium, { width: 1300, height: 900 });
   const result = {};
   try {
     for (const one of spec.pages) {
       result[one.name] = await visit(page, one);
     }
   } finally {
-    await context.close();
-    fs.rmSync(userDataDir, { recursive: true, force: true });
+    await close();
   }
   console.log(JSON.stringify(result));
 }

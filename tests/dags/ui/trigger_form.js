@@ -7,26 +7,11 @@
 // request got and the toast the form showed.
 "use strict";
 const fs = require("fs");
-const os = require("os");
-const path = require("path");
-const { chromium } = require("playwright-core");
-
-const TIMEOUT_MS = 45000; // generous: other test suites share the 2 cores
+const { openBrowser } = require("./browser");
 
 async function main() {
   const spec = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "kfb-chromium-"));
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: spec.chromium || "/usr/bin/chromium",
-    headless: true,
-    viewport: { width: 1400, height: 1000 },
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
-  context.setDefaultTimeout(TIMEOUT_MS);
-  const page = context.pages()[0] || (await context.newPage());
+  const { page, close } = await openBrowser(spec.chromium, { width: 1400, height: 1000 });
   const result = {
     defaults_triggerable: null, triggerable: null, field_errors: [], response: null, toast: null,
   };
@@ -88,8 +73,7 @@ async function main() {
     }
   } finally {
     if (spec.screenshot) await page.screenshot({ path: spec.screenshot }).catch(() => {});
-    await context.close();
-    fs.rmSync(userDataDir, { recursive: true, force: true });
+    await close();
   }
   process.stdout.write(JSON.stringify(result) + "\n");
 }
