@@ -6,8 +6,10 @@ task's state, the Kubeflow pages its operators linked, its small outputs, and th
 click away) and "Orchestrator comparison" in the navigation (``/comparison``: the latest
 ``reports/comparison.html``, whose history comes from MLflow).
 
-They read Airflow's metadata database (the API server's own) and nothing else; the links open the
-Kubeflow UIs (the local runtime's, or a cluster's dashboard).
+They read Airflow's metadata database (the API server's own) and, for each object a task created (its
+``kubeflow_resource`` or KFP ``run_id`` XCom), its state now through the ``kubeflow_default`` connection,
+classified as the operators classify it; the links open the Kubeflow UIs (the local runtime's, or a
+cluster's dashboard).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def run_rows(dag_id: str, run_id: str) -> list[dict[str, Any]]:
                 "state": str(getattr(t.state, "value", t.state) or "none"),
                 "links": {},
                 "output": None,
+                "object": None,
                 "start": t.start_date,
             }
             for t in tasks
@@ -63,7 +66,66 @@ def run_rows(dag_id: str, run_id: str) -> list[dict[str, Any]]:
                 rows[x.task_id]["links"][x.key[len("_link_") :].removesuffix("Link")] = str(value)
             elif x.key == "return_value":
                 rows[x.task_id]["output"] = value
+            elif x.key == "kubeflow_resource" and isinstance(value, dict):
+                rows[x.task_id]["object"] = {
+                    k: str(value.get(k) or "") for k in ("kind", "name", "namespace")
+                }
+            elif x.key == "run_id" and value and rows[x.task_id]["object"] is None:
+                rows[x.task_id]["object"] = {"kind": KFP_RUN, "name": str(value), "namespace": ""}
     return sorted(rows.values(), key=lambda r: (r["start"] is None, str(r["start"] or "")))
+
+
+KFP_RUN = "KFP run"
+#: How long the page waits for the objects' states (it shows the rest as not read).
+STATE_WAIT_S = 8.0
+
+
+def object_state(hook: Any, ref: dict[str, str]) -> str:
+    """An object's state now: ``running``, ``<succeeded|failed|cancelled>: <reason>``, or ``not found``."""
+    if ref["kind"] == KFP_RUN:
+        from kubeflow_bridge.clients.kfp import run_state
+
+        run = hook.get_kfp_client().get_run(ref["name"])
+        message = str((run.get("error") or {}).get("message") or "")
+        return run_state(run) + (f": {message}" if message else "")
+    from kubeflow_bridge.clients.kube import kind_named
+    from kubeflow_bridge.clients.kube.status import classify
+
+    kind = kind_named(ref["kind"])
+    obj = hook.get_object_client().get(kind, ref["name"], namespace=ref["namespace"])
+    if obj is None:
+        return "not found (deleted)"
+    found = classify(kind, obj)
+    return "running" if found is None else f"{found.state}: {found.reason}"
+
+
+def add_object_states(rows: list[dict[str, Any]], conn_id: str = "kubeflow_default") -> None:
+    """Set each row's ``object_state`` (the rows with an object), reading them side by side for at most
+    ``STATE_WAIT_S``; a state not read says why."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    wanted = [r for r in rows if r.get("object")]
+    if not wanted:
+        return
+    try:
+        from kubeflow_bridge.hooks.kubeflow import KubeflowHook
+
+        hook = KubeflowHook(kubeflow_conn_id=conn_id)
+    except Exception as exc:  # no connection: the page still lists the tasks
+        for row in wanted:
+            row["object_state"] = f"not read: {type(exc).__name__}: {exc}"
+        return
+    pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kubeflow-states")
+    futures = {pool.submit(object_state, hook, row["object"]): row for row in wanted}
+    wait(futures, timeout=STATE_WAIT_S)
+    for future, row in futures.items():
+        if not future.done():
+            row["object_state"] = f"not read in {STATE_WAIT_S:g} s"
+        elif (error := future.exception()) is not None:
+            row["object_state"] = f"not read: {type(error).__name__}: {str(error)[:200]}"
+        else:
+            row["object_state"] = future.result()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def report_link(output: Any, dashboard: str) -> str | None:
@@ -89,15 +151,22 @@ def render_run(dag_id: str, run_id: str, rows: list[dict[str, Any]], dashboard: 
         output = json.dumps(row["output"], default=str)
         if len(output) > 400:
             output = output[:400] + "…"
+        ref = row.get("object")
+        made = (
+            f"{esc(ref['kind'])} <code>{esc('/'.join(p for p in (ref['namespace'], ref['name']) if p))}</code>"
+            f"<br><span class='object-state'>{esc(row.get('object_state') or '')}</span>"
+            if ref
+            else ""
+        )
         body.append(
-            f"<tr><th>{esc(row['task_id'])}</th><td>{esc(row['state'])}</td><td>{links}</td>"
+            f"<tr><th>{esc(row['task_id'])}</th><td>{esc(row['state'])}</td><td>{made}</td><td>{links}</td>"
             f"<td><code>{esc(output if row['output'] is not None else '')}</code></td></tr>"
         )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(dag_id)} {esc(run_id)}: Kubeflow</title>"
         f"<style>{_STYLE}</style></head><body><h1>{esc(dag_id)} / {esc(run_id)}</h1>"
         f"<p>What each task ran on Kubeflow. <a href='{URL_PREFIX}/comparison'>Orchestrator comparison</a></p>"
-        "<table><tr><th>task</th><th>state</th><th>Kubeflow</th><th>output</th></tr>"
+        "<table><tr><th>task</th><th>state</th><th>object, its state now</th><th>Kubeflow</th><th>output</th></tr>"
         + "".join(body)
         + "</table></body></html>"
     )
@@ -125,6 +194,7 @@ def add_run_views(app: Any, reports_dir: Path) -> None:
             rows = run_rows(dag_id, run_id)
         except LookupError as exc:
             return HTMLResponse(html.escape(str(exc)), status_code=404)
+        add_object_states(rows)
         return HTMLResponse(render_run(dag_id, run_id, rows, dashboard_url()))
 
     @app.get("/comparison", response_class=HTMLResponse)

@@ -173,6 +173,13 @@ def test_compare_dag_runs_both_orchestrators_and_writes_the_report(
         hrefs = re.findall(r"href='([^']+)'", tab.text)
         for page in ("/_/katib/experiment/", "/_/trainjobs/details/", "/_/models/details/"):
             assert any(page in h for h in hrefs), (page, hrefs)
+        # the objects the tasks made, with their states now, read from the runtime
+        states = dict(
+            re.findall(r"(\w+) <code>[^<]+</code><br><span class='object-state'>([^<]*)<", tab.text)
+        )
+        assert states["Experiment"].startswith("succeeded: "), states
+        assert states["TrainJob"].startswith("succeeded: "), states
+        assert states["InferenceService"].startswith("succeeded: "), states
         (report,) = [h for h in hrefs if "/pipeline/artifacts/get?" in h]
         shown = httpx.get(html.unescape(report), timeout=30)
         assert shown.status_code == 200 and "<svg" in shown.text and "evaluation" in shown.text

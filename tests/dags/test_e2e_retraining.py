@@ -277,6 +277,8 @@ def test_extra_links_open_the_runtimes_pages(
     assert "/_/pipeline/runs/details/" in run["url"]
     assert {n["task"]: n["state"] for n in run["nodes"]} == {s: "SUCCEEDED" for s in workflow.STEPS}
     assert any("<svg" in frame and "evaluation" in frame for frame in run["iframes"])  # evaluate's report
+    # evaluate's Metrics artifact as a table (this run's data has no labels: no F1, the rest is there)
+    assert re.search(r"evaluate: metrics\s+metric\s+value\s+channels\s+\d", run["text"]), run["text"][-3000:]
     assert run["log"]
     # Katib: one point per trial on the objective plot, the trials' table (their pods are gone: Katib
     # deletes a finished trial's job).

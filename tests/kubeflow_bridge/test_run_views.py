@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kubeflow_bridge.run_views import add_run_views, render_run, report_link
+import pytest
+
+from kubeflow_bridge.run_views import add_object_states, add_run_views, render_run, report_link
 
 
 def test_the_run_page_lists_each_tasks_kubeflow_pages_and_the_report() -> None:
@@ -24,6 +26,27 @@ def test_the_run_page_lists_each_tasks_kubeflow_pages_and_the_report() -> None:
     assert "&lt;x&gt;" in page and "<x>" not in page  # escaped
     assert report_link({"outputs": {"report": "/local/report.html"}}, "http://d") is None
     assert report_link({"outputs": {"report": "s3://b/k.html"}}, "") is None  # no dashboard known
+
+
+def test_an_object_state_that_cannot_be_read_says_why_and_the_page_still_renders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Seam: the connection. Here the page's connection names a runtime that is not there (nothing listens
+    # on port 9 of 127.0.0.1); the real runtime's states are read in tests/dags/test_e2e_compare.py.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_KUBEFLOW_DEFAULT",
+        '{"conn_type": "kubeflow", "extra": {"kfp_endpoint": "http://127.0.0.1:9", "namespace": "ns"}}',
+    )
+    monkeypatch.setattr("kubeflow_bridge.run_views.STATE_WAIT_S", 20.0)
+    rows = [
+        {"task_id": "run", "state": "success", "links": {}, "output": None, "start": None,
+         "object": {"kind": "KFP run", "name": "r-1", "namespace": ""}},
+        {"task_id": "ingest", "state": "success", "links": {}, "output": None, "start": None, "object": None},
+    ]  # fmt: skip
+    add_object_states(rows)
+    assert rows[0]["object_state"].startswith("not read: ") and "object_state" not in rows[1]
+    page = render_run("dag", "r", rows, "")
+    assert "KFP run <code>r-1</code><br><span class='object-state'>not read: " in page
 
 
 def test_the_comparison_page_serves_the_latest_report_or_says_how_to_make_one(tmp_path: Path) -> None:

@@ -40,7 +40,9 @@ Execution: each run attempt is a subprocess (its own process group) of
 ``python -m kubeflow_bridge.local.kfp.executor`` in the trainer env, which loads the compiled spec as
 a component and runs it with ``kfp.local`` (SubprocessRunner, use_venv=False); a wrapper around
 kfp.local's per-task seam writes task events that the API turns into ``run_details.task_details``,
-with the extensions ``output_parameters`` and ``output_artifacts``. Parameters are checked against
+with the extensions ``output_parameters``, ``output_artifacts`` (URIs) and ``output_artifact_metadata``
+(each artifact's ``schema_title`` and ``metadata``: what KFP keeps in MLMD, such as a Metrics
+artifact's scalars). Parameters are checked against
 ``root.inputDefinitions`` before anything is stored. kfp.local writes only to local folders, so an
 ``s3://`` (or ``minio://``) pipeline_root runs on the local folder and uploads every task's output
 artifacts to that S3 prefix, reporting the s3:// URIs. The executor's log is ``<state_dir>/runs/<run_id>/attempt-<n>/

@@ -61,18 +61,27 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _split_outputs(outputs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+def _split_outputs(
+    outputs: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, str], dict[str, dict[str, Any]]]:
+    """(parameters, artifact URIs, artifacts' type and metadata: what MLMD holds on KFP, e.g. the scalars
+    a ``dsl.Metrics`` logged) of a task's outputs."""
     params: dict[str, Any] = {}
     artifacts: dict[str, str] = {}
+    details: dict[str, dict[str, Any]] = {}
     for name, value in (outputs or {}).items():
+        if isinstance(value, list) and value and isinstance(getattr(value[0], "uri", None), str):
+            value = value[0]
         uri = getattr(value, "uri", None)
         if isinstance(uri, str):
             artifacts[name] = uri
-        elif isinstance(value, list) and value and isinstance(getattr(value[0], "uri", None), str):
-            artifacts[name] = value[0].uri
+            details[name] = {
+                "schema_title": str(getattr(value, "schema_title", "") or ""),
+                "metadata": _jsonable(getattr(value, "metadata", None) or {}),
+            }
         else:
             params[name] = _jsonable(value)
-    return params, artifacts
+    return params, artifacts, details
 
 
 def _error_from_output(lines: list[str]) -> str:
@@ -191,7 +200,7 @@ def _install_hooks(
             events.emit("task_finished", seq=seq, task=task_name, state="FAILED", error=f"{exc}")
             raise
         if task_status == kfp_status.Status.SUCCESS:
-            params, artifacts = _split_outputs(outputs)
+            params, artifacts, details = _split_outputs(outputs)
             if mirror is not None:
                 try:
                     artifacts = {name: mirror.upload(uri) for name, uri in artifacts.items()}
@@ -207,6 +216,7 @@ def _install_hooks(
                 state="SKIPPED" if cached else "SUCCEEDED",  # KFP: "skipped, for example, due to caching"
                 output_parameters=params,
                 output_artifacts=artifacts,
+                output_artifact_metadata=details,
                 **cached,
             )
         else:

@@ -71,7 +71,8 @@ def _ts(text: str | None) -> str:
 def build_run_details(
     run: dict[str, Any], events: list[dict[str, Any]], process_alive: bool
 ) -> dict[str, Any]:
-    """task_details (with output_parameters/output_artifacts extensions) from the executor's events."""
+    """task_details (with the output_parameters/output_artifacts/output_artifact_metadata extensions) from
+    the executor's events."""
     run_id = run["run_id"]
     attempt = run.get("_attempt", 1)
     ns = uuid.uuid5(uuid.NAMESPACE_URL, f"kfp-local/{run_id}/{attempt}")
@@ -99,6 +100,7 @@ def build_run_details(
                 "child_tasks": [],
                 "output_parameters": {},
                 "output_artifacts": {},
+                "output_artifact_metadata": {},
             }
         elif kind == "task_finished" and str(ev.get("seq")) in tasks:
             task = tasks[str(ev["seq"])]
@@ -107,6 +109,7 @@ def build_run_details(
             task["state_history"].append({"update_time": _ts(ev["time"]), "state": ev["state"]})
             task["output_parameters"] = ev.get("output_parameters", {})
             task["output_artifacts"] = ev.get("output_artifacts", {})
+            task["output_artifact_metadata"] = ev.get("output_artifact_metadata", {})
             if ev.get("error"):
                 task["error"] = _status(ev["error"])
             if ev.get("cache_fingerprint"):  # served from the cache: SKIPPED with the cached outputs
@@ -128,6 +131,7 @@ def build_run_details(
                 "child_tasks": [],
                 "output_parameters": {},
                 "output_artifacts": {},
+                "output_artifact_metadata": {},
             }
     if not process_alive and run.get("state") in ("CANCELING", "CANCELED", "FAILED"):
         for task in tasks.values():

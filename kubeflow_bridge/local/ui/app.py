@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import ClientSession, ClientTimeout, web
 
-from kubeflow_bridge.local.ui import pages
+from kubeflow_bridge.local.ui import clone, pages
 
 _V1 = ("apis/kubeflow.org/v1", "training.kubeflow.org/job-name")
 #: The training kinds with a page: URL segment (the plural) -> (kind, API path, its pods' label).
@@ -23,6 +24,7 @@ JOB_KINDS = {
 KATIB = "apis/kubeflow.org/v1beta1"
 KSERVE = "apis/serving.kserve.io/v1beta1"
 UI_KEY = web.AppKey("kubeflow_bridge_ui", object)
+GUARD_KEY = web.AppKey("kubeflow_bridge_ui_writes", clone.WriteGuard)
 
 
 @dataclass(frozen=True)
@@ -57,11 +59,14 @@ class _Reader:
             ssl.create_default_context(cafile=sources.ca_file) if sources.ca_file else True
         )
 
-    async def _get(self, url: str, *, text: bool = False) -> Any:
+    def _session(self) -> tuple[ClientSession, dict[str, str]]:
         if self.session is None:
             self.session = ClientSession(timeout=ClientTimeout(total=20))
-        headers = {"Authorization": f"Bearer {self.sources.token}"} if self.sources.token else {}
-        async with self.session.get(url, headers=headers, ssl=self.ssl) as resp:
+        return self.session, ({"Authorization": f"Bearer {self.sources.token}"} if self.sources.token else {})
+
+    async def _get(self, url: str, *, text: bool = False) -> Any:
+        session, headers = self._session()
+        async with session.get(url, headers=headers, ssl=self.ssl) as resp:
             if resp.status == 404:
                 return None
             if resp.status >= 400:
@@ -70,6 +75,26 @@ class _Reader:
 
     async def kfp(self, path: str) -> Any:
         return await self._get(f"{self.sources.kfp_url}/apis/v2beta1/{path}")
+
+    async def kfp_create(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """POST to the KFP API (the UI's one write): (status, its JSON answer)."""
+        session, headers = self._session()
+        url = f"{self.sources.kfp_url}/apis/v2beta1/{path}"
+        async with session.post(url, json=body, headers=headers, ssl=self.ssl) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def follow(self, path: str) -> AsyncGenerator[bytes]:
+        """A Kubernetes API stream (a pod log with ``follow=true``), chunk by chunk until it ends."""
+        session, headers = self._session()
+        url = f"{self.sources.api_url}/{path}"
+        timeout = ClientTimeout(total=None, sock_connect=20)
+        async with session.get(url, headers=headers, ssl=self.ssl, timeout=timeout) as resp:
+            if resp.status == 404:
+                raise web.HTTPNotFound(text=f"no {path}")
+            if resp.status >= 400:
+                raise web.HTTPBadGateway(text=f"{url} answered {resp.status}: {(await resp.text())[:300]}")
+            async for chunk in resp.content.iter_any():
+                yield chunk
 
     async def task_log(self, run_id: str, pod: str) -> str | None:
         """A KFP task's log, from the KFP API's pod log endpoint (as the KFP UI reads it)."""
@@ -103,8 +128,8 @@ async def _object(request: web.Request, path: str, what: str) -> dict[str, Any]:
     return found
 
 
-def _page(title: str, body: str) -> web.Response:
-    return web.Response(text=pages.document(title, body), content_type="text/html")
+def _page(title: str, body: str, status: int = 200) -> web.Response:
+    return web.Response(text=pages.document(title, body), content_type="text/html", status=status)
 
 
 async def index(request: web.Request) -> web.Response:
@@ -127,12 +152,83 @@ async def runs_list(request: web.Request) -> web.Response:
     return _page("Runs", pages.runs_table(runs, experiment, state))
 
 
-async def run_details(request: web.Request) -> web.Response:
+async def _run_and_spec(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The KFP run of the URL and its pipeline spec (inline, or its pipeline version's, as the KFP UI
+    reads it)."""
     run_id = request.match_info["run_id"]
-    run = await _reader(request).kfp(f"runs/{quote(run_id)}")
+    reader = _reader(request)
+    run: dict[str, Any] | None = await reader.kfp(f"runs/{quote(run_id)}")
     if run is None:
         raise web.HTTPNotFound(text=f"no KFP run {run_id}")
-    return _page(run.get("display_name") or run_id, pages.run_page(run))
+    spec = run.get("pipeline_spec") or {}
+    ref = run.get("pipeline_version_reference") or {}
+    if not spec and ref.get("pipeline_version_id"):
+        version = await reader.kfp(
+            f"pipelines/{quote(ref.get('pipeline_id') or '-')}/versions/{quote(ref['pipeline_version_id'])}"
+        )
+        spec = (version or {}).get("pipeline_spec") or {}
+    return run, spec
+
+
+async def run_details(request: web.Request) -> web.Response:
+    run, spec = await _run_and_spec(request)
+    return _page(run.get("display_name") or run["run_id"], pages.run_page(run, spec))
+
+
+def _guard(request: web.Request) -> clone.WriteGuard:
+    return request.app[GUARD_KEY]
+
+
+async def clone_page(request: web.Request) -> web.Response:
+    """The KFP UI's "Clone run" (``#/runs/new?cloneFromRun=<id>``): the run's inputs in a form."""
+    guard = _guard(request)
+    session = guard.session(request)
+    if session is None:
+        raise web.HTTPSeeOther(f"/_/login?next={quote(request.path)}")
+    run, spec = await _run_and_spec(request)
+    form = clone.clone_form(run, spec, guard.form_token(session), None, "")
+    return _page(f"Clone {run.get('display_name') or run['run_id']}", form)
+
+
+async def clone_submit(request: web.Request) -> web.Response:
+    """Create the clone through the KFP API; bad input answers the form again, with what to fix."""
+    guard = _guard(request)
+    session, form = await guard.check_form(request)
+    run, spec = await _run_and_spec(request)
+    title = f"Clone {run.get('display_name') or run['run_id']}"
+    try:
+        body = clone.clone_request(run, spec, form)
+    except ValueError as exc:
+        page = clone.clone_form(run, spec, guard.form_token(session), form, str(exc))
+        return _page(title, page, status=400)
+    status, answer = await _reader(request).kfp_create("runs", body)
+    if status >= 400:
+        why = f"the KFP API refused the run ({status}): {(answer or {}).get('message') or answer}"
+        return _page(title, clone.clone_form(run, spec, guard.form_token(session), form, why), status=400)
+    raise web.HTTPSeeOther(f"/_/pipeline/runs/details/{quote(answer['run_id'])}")
+
+
+async def login_page(request: web.Request) -> web.Response:
+    return _page("Log in", clone.login_form(clone.safe_next(request.query.get("next", "/_/")), ""))
+
+
+async def login_submit(request: web.Request) -> web.Response:
+    guard = _guard(request)
+    guard.check_origin(request)
+    form = await request.post()
+    target = clone.safe_next(str(form.get("next", "/_/")))
+    if guard.token is None:
+        raise web.HTTPSeeOther(target)  # auth is off: nothing to log in to
+    sid = guard.login(str(form.get("token", "")))
+    if sid is None:
+        return _page(
+            "Log in",
+            clone.login_form(target, "wrong token: use the one in the runtime's kubeconfig"),
+            status=403,
+        )
+    done = web.HTTPSeeOther(target)
+    done.set_cookie(clone.SESSION_COOKIE, sid, httponly=True, samesite="Strict", path="/_/")
+    raise done
 
 
 async def compare_runs(request: web.Request) -> web.Response:
@@ -153,7 +249,7 @@ async def task_log(request: web.Request) -> web.Response:
         f"{_reader(request).sources.kfp_url}/k8s/pod/logs?runid={quote(run_id)}&podname={quote(pod)}",
         text=True,
     )
-    return _page(f"{pod} log", pages.log_page(pod, text))
+    return _page(f"{pod} log", pages.log_page(text, None))
 
 
 async def artifact(request: web.Request) -> web.Response:
@@ -245,20 +341,49 @@ async def model_details(request: web.Request) -> web.Response:
     return _page(f"InferenceService {name}", pages.model_page(isvc, pods))
 
 
-async def pod_log(request: web.Request) -> web.Response:
+async def pod_log(request: web.Request) -> web.StreamResponse:
+    """A pod's log; ``?follow=true`` streams it on as the pod writes it, until the container stops."""
     ns, pod = request.match_info["namespace"], request.match_info["pod"]
     container = request.query.get("container")
-    path = f"api/v1/namespaces/{ns}/pods/{pod}/log" + (f"?container={quote(container)}" if container else "")
-    text = await _reader(request).kube(path, text=True)
+    path = f"api/v1/namespaces/{ns}/pods/{pod}"
+    query = f"?container={quote(container)}" if container else ""
+    follow = f"{query}{'&' if query else '?'}follow=true"
+    if request.query.get("follow", "").lower() in ("true", "1"):
+        await _object(request, path, f"pod {ns}/{pod}")
+        return await _follow_log(request, pod, f"{path}/log{follow}")
+    text = await _reader(request).kube(f"{path}/log{query}", text=True)
     if text is None:
         raise web.HTTPNotFound(text=f"no pod {ns}/{pod}")
-    return _page(f"{pod} log", pages.log_page(pod, text))
+    return _page(f"{pod} log", pages.log_page(text, request.path + follow))
+
+
+async def _follow_log(request: web.Request, pod: str, path: str) -> web.StreamResponse:
+    import codecs
+    from html import escape
+
+    ended = "<p class='muted end'>The log ended (the container stopped).</p>"
+    head, tail = pages.document(f"{pod} log (following)", f"<pre class='log'>\x00</pre>{ended}").split("\x00")
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+    )
+    await resp.prepare(request)
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    chunks = _reader(request).follow(path)
+    try:
+        await resp.write(head.encode())
+        async for chunk in chunks:
+            await resp.write(escape(decoder.decode(chunk)).encode())
+        await resp.write((escape(decoder.decode(b"", final=True)) + tail).encode())
+    except ConnectionResetError:  # the reader left
+        await chunks.aclose()
+    return resp
 
 
 def add_ui_routes(app: web.Application, sources: UiSources) -> None:
     """Mount the UI on ``app`` (the runtime's KFP API application) under ``/_/``."""
     reader = _Reader(sources)
     app[UI_KEY] = reader
+    app[GUARD_KEY] = clone.WriteGuard(sources.token)
 
     async def close(app: web.Application) -> None:
         await reader.close()
@@ -270,6 +395,10 @@ def add_ui_routes(app: web.Application, sources: UiSources) -> None:
     r.add_get("/_/pipeline/runs", runs_list)
     r.add_get("/_/pipeline/runs/details/{run_id}", run_details)
     r.add_get("/_/pipeline/runs/details/{run_id}/logs/{pod}", task_log)
+    r.add_get("/_/pipeline/runs/clone/{run_id}", clone_page)
+    r.add_post("/_/pipeline/runs/clone/{run_id}", clone_submit)
+    r.add_get("/_/login", login_page)
+    r.add_post("/_/login", login_submit)
     r.add_get("/_/pipeline/compare", compare_runs)
     r.add_get("/_/pipeline/artifacts/get", artifact)
     r.add_get("/pipeline/artifacts/get", artifact)  # the KFP UI's own path behind the dashboard

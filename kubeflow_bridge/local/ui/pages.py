@@ -72,6 +72,8 @@ def hash_router() -> str:
     script = (
         "var h=location.hash.replace(/^#/,'');var m;"
         "if((m=h.match(/^\\/runs\\/details\\/([^/?]+)/)))location.replace('/_/pipeline/runs/details/'+m[1]);"
+        "else if((m=h.match(/^\\/runs\\/new\\?(?:.*&)?cloneFromRun=([^&]+)/)))"
+        "location.replace('/_/pipeline/runs/clone/'+m[1]);"
         "else if((m=h.match(/^\\/compare\\?(.*)$/)))location.replace('/_/pipeline/compare?'+m[1]);"
         "else if((m=h.match(/^\\/experiments\\/details\\/([^/?]+)/)))"
         "location.replace('/_/pipeline/runs?experiment_id='+m[1]);"
@@ -229,17 +231,19 @@ def _artifact_link(uri: str) -> tuple[str, str]:
     return "", uri
 
 
-def run_page(run: dict[str, Any]) -> str:
+def run_page(run: dict[str, Any], spec: dict[str, Any]) -> str:
+    """A run: its graph, tasks, visualizations and inputs (``spec``: its pipeline spec)."""
     run_id = run["run_id"]
     tasks = [t for t in (run.get("run_details") or {}).get("task_details") or [] if t.get("parent_task_id")]
     shown = {
         t["display_name"]: ("CACHED" if t.get("cache_fingerprint") else t.get("state", "")) for t in tasks
     }
-    order, deps = _dag(run.get("pipeline_spec") or {})
+    order, deps = _dag(spec)
     params = (run.get("runtime_config") or {}).get("parameters") or {}
     out = [
         f"<p>Run <code>{escape(run_id)}</code> {state(run.get('state'))} · created {escape(str(run.get('created_at', '')))}"
-        f" · <a href='/_/pipeline/runs?experiment_id={quote(str(run.get('experiment_id', '')))}'>experiment runs</a></p>",
+        f" · <a href='/_/pipeline/runs?experiment_id={quote(str(run.get('experiment_id', '')))}'>experiment runs</a>"
+        f" · <a href='/_/pipeline/runs/clone/{quote(run_id)}'>Clone run</a></p>",
     ]
     if (run.get("error") or {}).get("message"):
         out.append(f"<pre>{escape(run['error']['message'])}</pre>")
@@ -277,20 +281,71 @@ def run_page(run: dict[str, Any]) -> str:
         "<h2>Tasks</h2>"
         + table(["task", "state", "started", "finished", "outputs", "artifacts", "log"], rows)
     )
-    htmls = [
-        (t["display_name"], k, _artifact_link(str(uri))[0])
-        for t in tasks
-        for k, uri in (t.get("output_artifacts") or {}).items()
-        if k in ("report", "html") or str(uri).endswith(".html")
-    ]
-    for task, name, href in htmls:
-        if href:
-            out.append(f"<h2>{escape(task)}: {escape(name)}</h2><iframe class='viz' src='{href}'></iframe>")
+    for t in tasks:
+        details = t.get("output_artifact_metadata") or {}
+        for name, uri in (t.get("output_artifacts") or {}).items():
+            shown_as = visualization(str(uri), name, details.get(name) or {})
+            if shown_as:
+                out.append(f"<h2>{escape(t['display_name'])}: {escape(name)}</h2>{shown_as}")
     out.append(
         "<h2>Inputs</h2>"
         + table(["param", "value"], [[escape(k), value(v)] for k, v in sorted(params.items())])
     )
     return "".join(out)
+
+
+def visualization(uri: str, name: str, detail: dict[str, Any]) -> str:
+    """How the KFP UI shows an output artifact: a Metrics artifact's scalars as a table, a
+    ClassificationMetrics' confusion matrix and ROC curve, an HTML or Markdown artifact rendered; "" for
+    the others (their link is in the tasks table)."""
+    kind, metadata = detail.get("schema_title", ""), detail.get("metadata") or {}
+    if kind == "system.Metrics":
+        rows = [[escape(k), value(v)] for k, v in sorted(metadata.items()) if k != "display_name"]
+        return table(["metric", "value"], rows) if rows else "<p class='muted'>no metrics logged</p>"
+    if kind == "system.ClassificationMetrics":
+        return _confusion_matrix(metadata.get("confusionMatrix") or {}) + roc_curve(
+            metadata.get("confidenceMetrics") or []
+        )
+    html_like = kind in ("system.HTML", "system.Markdown") or (
+        not kind and (name in ("report", "html") or uri.endswith(".html"))
+    )
+    href = _artifact_link(uri)[0] if html_like else ""
+    return f"<iframe class='viz' src='{href}'></iframe>" if href else ""
+
+
+def _confusion_matrix(matrix: dict[str, Any]) -> str:
+    labels = [str(a.get("displayName", "")) for a in matrix.get("annotationSpecs") or []]
+    rows = [r.get("row") or [] for r in matrix.get("rows") or []]
+    if not labels or not rows:
+        return ""
+    body = [
+        [f"<b>{escape(label)}</b>", *(escape(f"{c:g}" if isinstance(c, float) else str(c)) for c in row)]
+        for label, row in zip(labels, rows, strict=False)
+    ]
+    return "<h3>Confusion matrix</h3>" + table(["actual \\ predicted", *labels], body)
+
+
+def roc_curve(points: list[dict[str, Any]]) -> str:
+    """The ROC curve (false positive rate, recall) of a ClassificationMetrics artifact, as an SVG line."""
+    xy = sorted(
+        (float(p.get("falsePositiveRate", 0.0)), float(p.get("recall", 0.0)))
+        for p in points
+        if isinstance(p, dict)
+    )
+    if not xy:
+        return ""
+    size, pad = 260, 30
+    span = size - 2 * pad
+    line = " ".join(f"{pad + x * span:.1f},{size - pad - y * span:.1f}" for x, y in xy)
+    return (
+        f"<h3>ROC curve</h3><svg xmlns='http://www.w3.org/2000/svg' width='{size}' height='{size}' class='roc'>"
+        f"<rect x='{pad}' y='{pad}' width='{span}' height='{span}' fill='none' stroke='#ccc'/>"
+        f"<line x1='{pad}' y1='{size - pad}' x2='{size - pad}' y2='{pad}' stroke='#ddd' stroke-dasharray='4'/>"
+        f"<polyline points='{line}' fill='none' stroke='#1565c0' stroke-width='2' data-points='{len(xy)}'/>"
+        f"<text x='{size / 2}' y='{size - 8}' font-size='11' text-anchor='middle'>false positive rate</text>"
+        f"<text x='10' y='{size / 2}' font-size='11' transform='rotate(-90 10 {size / 2})' "
+        "text-anchor='middle'>recall</text></svg>"
+    )
 
 
 def _conditions(obj: dict[str, Any]) -> str:
@@ -438,5 +493,10 @@ def model_page(isvc: dict[str, Any], pods: list[dict[str, Any]]) -> str:
     )
 
 
-def log_page(pod: str, text: str | None) -> str:
-    return f"<pre class='log'>{escape(text or '(empty)')}</pre>"
+def log_page(text: str | None, follow_link: str | None) -> str:
+    follow = (
+        f"<p><a href='{escape(follow_link)}'>follow</a> (stream it as it is written)</p>"
+        if follow_link
+        else ""
+    )
+    return f"{follow}<pre class='log'>{escape(text or '(empty)')}</pre>"

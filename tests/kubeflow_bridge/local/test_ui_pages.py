@@ -34,6 +34,7 @@ def test_the_kfp_ui_hash_routes_are_forwarded() -> None:
     script = pages.hash_router()
     assert "/_/pipeline/runs/details/" in script and "experiment_id=" in script
     assert "/_/pipeline/compare?" in script
+    assert "cloneFromRun=" in script and "/_/pipeline/runs/clone/" in script
 
 
 def test_run_comparison_shows_params_and_task_metrics_and_marks_differences() -> None:
