@@ -12,6 +12,7 @@ import base64
 import contextlib
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -341,37 +342,41 @@ class ApiServer:
 
         if force_watch or query_bool(q.get("watch")):
             return await serve_watch(request, self, route.rt, route.namespace, matcher)
-        items = self.store.list(route.rt, route.namespace, matcher, copy_obj=False)
         rv = self.store.resource_version
-        cont = q.get("continue")
-        if cont:
+        after: tuple[str, str] | None = None
+        if cont := q.get("continue"):
             try:
                 token = json.loads(base64.urlsafe_b64decode(cont.encode()))
-                after = tuple(token["after"])
-            except (ValueError, KeyError, TypeError):
+                after = (str(token["after"][0]), str(token["after"][1]))
+            except (ValueError, KeyError, TypeError, IndexError):
                 raise apierrors.bad_request("invalid continue token") from None
-            items = [o for o in items if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > after]
-        next_token = ""
-        limit = q.get("limit")
-        if limit:
+        limit = 0
+        if q.get("limit"):
             try:
-                n = int(limit)
+                limit = int(q["limit"])
             except ValueError:
-                raise apierrors.bad_request(f"limit must be an integer, got {limit!r}") from None
-            if 0 < n < len(items):
-                last = items[n - 1]["metadata"]
-                next_token = base64.urlsafe_b64encode(
-                    json.dumps({"rv": rv, "after": [last.get("namespace", ""), last["name"]]}).encode()
-                ).decode()
-                items = items[:n]
+                raise apierrors.bad_request(f"limit must be an integer, got {q['limit']!r}") from None
+        selective = bool(q.get("labelSelector") or q.get("fieldSelector"))
+        items, remaining = self.store.page(
+            route.rt,
+            route.namespace,
+            matcher if selective else None,
+            after=after,
+            limit=limit if limit > 0 else sys.maxsize,
+        )
+        next_token = ""
+        if items and (remaining is None or remaining > 0):
+            last = items[-1]["metadata"]
+            next_token = base64.urlsafe_b64encode(
+                json.dumps({"rv": rv, "after": [last.get("namespace", ""), last["name"]]}).encode()
+            ).decode()
         if wants_table(request.headers.get("Accept", "")):
             return json_response(table(route.rt, items, str(rv), next_token))
         meta: dict[str, Any] = {"resourceVersion": str(rv)}
         if next_token:
             meta["continue"] = next_token
-            meta["remainingItemCount"] = len(
-                self.store.list(route.rt, route.namespace, matcher, copy_obj=False)
-            ) - len(items)
+            if remaining is not None:  # Kubernetes leaves it unset for a selector
+                meta["remainingItemCount"] = remaining
         body = {
             "kind": f"{route.rt.kind}List",
             "apiVersion": route.rt.api_version,

@@ -7,6 +7,7 @@ controller manager) and watchers (the API server's watch streams) are told of ev
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import collections
 import json
@@ -103,6 +104,7 @@ class Store:
 
     def __init__(self, path: Path | None = None, history: int = 2000) -> None:
         self._objects: dict[str, dict[tuple[str, str], Obj]] = {}
+        self._keys: dict[str, builtins.list[tuple[str, str]]] = {}  # each bucket's keys, sorted (lazily)
         self._rv = 0
         self._history: collections.deque[WatchEvent] = collections.deque(maxlen=history)
         self._listeners: list[Callable[[WatchEvent], None]] = []
@@ -195,14 +197,69 @@ class Store:
     ) -> builtins.list[Obj]:
         """Objects of ``rt`` (in ``namespace`` if given), sorted by namespace then name."""
         bucket = self._objects.get(rt.key, {})
+        keys, start, end = self._range(rt, namespace)
         out = []
-        for (ns, _), obj in sorted(bucket.items(), key=lambda kv: kv[0]):
-            if namespace and rt.namespaced and ns != namespace:
-                continue
+        for key in keys[start:end]:
+            obj = bucket[key]
             if matcher is not None and not matcher(obj):
                 continue
             out.append(jsonfast.clone(obj) if copy_obj else obj)
         return out
+
+    def _range(
+        self, rt: ResourceType, namespace: str | None
+    ) -> tuple[builtins.list[tuple[str, str]], int, int]:
+        """The bucket's sorted keys and the slice of them in ``namespace`` (all without one)."""
+        keys = self._keys.get(rt.key)
+        if keys is None:
+            keys = self._keys[rt.key] = sorted(self._objects.get(rt.key, {}))
+        if not (namespace and rt.namespaced):
+            return keys, 0, len(keys)
+        # keys sort by (namespace, name): one namespace's are contiguous
+        return (
+            keys,
+            bisect.bisect_left(keys, (namespace, "")),
+            bisect.bisect_left(keys, (namespace + "\0", "")),
+        )
+
+    def _added(self, rkey: str, key: tuple[str, str]) -> None:
+        if (keys := self._keys.get(rkey)) is not None:
+            bisect.insort(keys, key)
+
+    def _removed(self, rkey: str, key: tuple[str, str]) -> None:
+        keys = self._keys.get(rkey)
+        if keys is not None:
+            i = bisect.bisect_left(keys, key)
+            if i < len(keys) and keys[i] == key:
+                del keys[i]
+
+    def page(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        matcher: Callable[[Obj], bool] | None,
+        *,
+        after: tuple[str, str] | None,
+        limit: int,
+    ) -> tuple[builtins.list[Obj], int | None]:
+        """A list page: up to ``limit`` matching objects after the key ``after`` (namespace, name), in
+        order, not copied, and how many remain after it — counted only without a ``matcher`` (as the
+        Kubernetes API leaves ``remainingItemCount`` unset for a selector); it stops at the first match
+        past the page, so a selective page does not read every object."""
+        bucket = self._objects.get(rt.key, {})
+        keys, start, end = self._range(rt, namespace)
+        if after is not None:
+            start = max(start, bisect.bisect_right(keys, after))
+        out: builtins.list[Obj] = []
+        for i in range(start, end):
+            obj = bucket[keys[i]]
+            if matcher is not None and not matcher(obj):
+                continue
+            if len(out) == limit:
+                # more exist: how many only without a selector (Kubernetes leaves it unknown with one)
+                return out, (end - i if matcher is None else None)
+            out.append(obj)
+        return out, 0
 
     # ----- writes --------------------------------------------------------------------------------
     def assign_generated_name(self, rt: ResourceType, obj: Obj, namespace: str | None = None) -> None:
@@ -276,6 +333,7 @@ class Store:
         rv = self._next_rv()
         meta["resourceVersion"] = str(rv)
         bucket[(ns, name)] = obj
+        self._added(rt.key, (ns, name))
         self._persist(rt, obj, ns, name)
         self._emit(WatchEvent("ADDED", rt, obj, rv))
         return jsonfast.clone(obj)
@@ -340,6 +398,7 @@ class Store:
         new["metadata"]["resourceVersion"] = str(rv)
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
             del bucket[(ns, name)]
+            self._removed(rt.key, (ns, name))
             self._persist(rt, None, ns, name)
             self._emit(WatchEvent("DELETED", rt, new, rv, old))
             return jsonfast.clone(new)
@@ -405,6 +464,7 @@ class Store:
             rv = self._next_rv()
             gone["metadata"]["resourceVersion"] = str(rv)
             del bucket[(ns, name)]
+            self._removed(rt.key, (ns, name))
             self._persist(rt, None, ns, name)
             self._emit(WatchEvent("DELETED", rt, gone, rv, old))
             result = gone

@@ -95,6 +95,17 @@ def test_create_get_list_metadata(runtime: RuntimeHandle, namespace: str) -> Non
         page2 = c.get(url, params={"limit": 2, "continue": page1["metadata"]["continue"]}).json()
         names = [o["metadata"]["name"] for o in page1["items"] + page2["items"]]
         assert len(names) == 3 and len(set(names)) == 3 and not page2["metadata"].get("continue")
+        assert page1["metadata"]["remainingItemCount"] == 1
+        # A page with a selector: Kubernetes leaves remainingItemCount unset (the count is unknown).
+        sel1 = c.get(url, params={"limit": 1, "labelSelector": "team"}).json()
+        assert [o["metadata"]["name"] for o in sel1["items"]] == ["a"] and sel1["metadata"]["continue"]
+        assert "remainingItemCount" not in sel1["metadata"]
+        sel2 = c.get(
+            url, params={"limit": 1, "labelSelector": "team", "continue": sel1["metadata"]["continue"]}
+        )
+        assert [o["metadata"]["name"] for o in sel2.json()["items"]] == ["b"]
+        assert not sel2.json()["metadata"].get("continue")  # nothing matches after it
+        assert c.get(url, params={"limit": 1, "continue": "bad"}).status_code == 400
         # All namespaces.
         every = c.get("/apis/kubeflow.org/v1/pytorchjobs").json()["items"]
         assert {o["metadata"]["name"] for o in every if o["metadata"]["namespace"] == namespace} == set(names)
