@@ -78,21 +78,29 @@ def vae_loss(
     return rec + beta * kl, rec, kl
 
 
-def score_terms(model: torch.nn.Module, x: torch.Tensor, batch: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row (reconstruction MSE through the latent mean, KL of the latent posterior from the prior)."""
+def score_terms(
+    model: torch.nn.Module, x: torch.Tensor, batch: int = 65536, *, with_kl: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row (reconstruction MSE through the latent mean, KL of the latent posterior from the prior);
+    the KL is empty when ``with_kl`` is False (a score without it need not pay for it)."""
     import numpy as np
     import torch
 
     mse, kl = [], []
-    model.eval()
+    if model.training:  # eval() walks every module: a serving request must not pay it each time
+        model.eval()
     with torch.inference_mode():
         for i in range(0, x.shape[0], batch):
             xb = x[i : i + batch]
             recon, mu, logvar = model(xb)
             mse.append((recon.float() - xb).pow(2).mean(1).cpu().numpy())
-            kl.append(
-                (-0.5 * (1 + logvar.float() - mu.float().pow(2) - logvar.float().exp())).sum(1).cpu().numpy()
-            )
+            if with_kl:
+                kl.append(
+                    (-0.5 * (1 + logvar.float() - mu.float().pow(2) - logvar.float().exp()))
+                    .sum(1)
+                    .cpu()
+                    .numpy()
+                )
     empty = np.zeros(0, dtype=np.float32)
     return (np.concatenate(mse) if mse else empty), (np.concatenate(kl) if kl else empty)
 
@@ -113,8 +121,9 @@ def anomaly_scores(
     model: torch.nn.Module, x: torch.Tensor, score: dict[str, float] | None = None, batch: int = 65536
 ) -> np.ndarray:
     """Per-row anomaly scores as the artifact's ``score`` entry says (None: the reconstruction MSE)."""
-    mse, kl = score_terms(model, x, batch)
-    if not score or not score.get("mix"):
+    mixed = bool(score and score.get("mix"))
+    mse, kl = score_terms(model, x, batch, with_kl=mixed)
+    if not score or not mixed:
         return mse
     mix = float(score["mix"])
     return (1.0 - mix) * mse / float(score["mse_scale"]) + mix * kl / float(score["kl_scale"])

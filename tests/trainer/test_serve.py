@@ -87,6 +87,23 @@ def test_v1_scores_match_the_model_and_flags_follow_threshold(
     assert (flags == (scores >= body["threshold"])).all()
 
 
+def test_the_served_trace_scores_as_the_eager_model_does(pipeline: Any, test_rows: pd.DataFrame) -> None:
+    import torch
+
+    from trainer.model import anomaly_scores, scale
+
+    scorer = AnomalyScorer(str(pipeline.evaluation / "model.pt"))
+    assert scorer.forward is not scorer.model  # the trace serves
+    for n in (1, 7, 200):  # any batch size, not only the traced one
+        rows = test_rows[scorer.features].to_numpy()[:n]
+        x = torch.from_numpy(scale(rows, scorer.scaler))
+        for score in (scorer.artifact.get("score"), {"mix": 0.5, "mse_scale": 0.4, "kl_scale": 5.0}):
+            eager = anomaly_scores(scorer.model, x, score)
+            traced = anomaly_scores(scorer.forward, x, score)
+            assert traced.shape == (n,)
+            np.testing.assert_allclose(traced, eager, rtol=1e-6, atol=1e-7)
+
+
 def test_v1_accepts_raw_channel_rows(server: str, pipeline: Any, test_rows: pd.DataFrame) -> None:
     scorer = AnomalyScorer(str(pipeline.evaluation / "model.pt"))
     rows = test_rows[scorer.channels].to_numpy()[:48]
