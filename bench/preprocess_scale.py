@@ -7,6 +7,7 @@ The pandas reference loads everything into one DataFrame and does the same resam
 Prints figures and writes bench/results/preprocess_scale.json.
 
     .venv-trainer/bin/python bench/preprocess_scale.py [--quick] [--sizes 1000000,10000000] [--scheduler local]
+        [--pandas all]
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default=None, help="comma-separated row counts (default 1000000,10000000)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--scheduler", default="auto", help="preprocess --scheduler (auto, local, threads)")
+    p.add_argument(
+        "--pandas",
+        choices=("first", "all"),
+        default="first",
+        help="the pandas reference at the first size or all",
+    )
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
         [100_000, 1_000_000] if args.quick else [1_000_000, 10_000_000]
@@ -115,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"dask ({picked}) {rows:>11,} rows: {wall:7.1f}s {rows / wall:12,.0f} rows/s  peak {peak / 2**20:7.0f} MiB"
                 f"   (ingest {rows / t_ing:,.0f} rows/s, peak {peak_ing / 2**20:.0f} MiB)"
             )
-            if rows == sizes[0]:
+            if rows == sizes[0] or args.pandas == "all":
                 ref_out = os.path.join(tmp, f"pandas-{rows}")
                 wall_p, peak_p, _ = tree_peak_rss([py, "-c", PANDAS_REFERENCE, raw, ref_out])
                 results["pandas"][str(rows)] = {

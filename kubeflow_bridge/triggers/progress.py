@@ -210,7 +210,10 @@ class ProgressReporter:
                 await follower
 
     async def report(self, *, final: bool = False) -> None:
-        obj = await self.client.get(self.kind, self.name, namespace=self.namespace)
+        # The wait's shared watch already holds the object: a thousand waits read it without a request.
+        obj = None if final else self.client.watched(self.kind, self.name, namespace=self.namespace)
+        if obj is None:
+            obj = await self.client.get(self.kind, self.name, namespace=self.namespace)
         if obj is None:
             return
         line = progress_line(self.kind.kind, obj)
@@ -218,7 +221,9 @@ class ProgressReporter:
         if line != self._last_line or now - self._last_logged >= HEARTBEAT:
             self.log.info("%s", line)
             self._last_line, self._last_logged = line, now
-        if self.kind.kind in STREAMED_KINDS and not final:
+        spec = obj.get("spec") or {}
+        suspended = spec.get("suspend") or (spec.get("runPolicy") or {}).get("suspend")
+        if self.kind.kind in STREAMED_KINDS and not final and not suspended:  # a suspended job has no pods
             await self._follow_master()
 
     async def _follow_master(self) -> None:

@@ -116,6 +116,11 @@ class SharedWatch:
             )
         return sub
 
+    def latest(self, name: str) -> dict[str, Any] | None:
+        """The newest version of ``name`` this watch delivered to a waiter (None when nobody waits on it
+        or nothing arrived yet): what a waiter's companion reads instead of a GET."""
+        return next((sub.obj for sub in self._subs.get(name, ()) if sub.obj is not None), None)
+
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.name)
         if subs is not None:

@@ -177,6 +177,57 @@ async def test_async_shared_watch_survives_runtime_faults(runtime: dict[str, Any
         await client.close()
 
 
+async def test_progress_of_many_waits_reads_the_shared_watch_not_the_api(
+    runtime: dict[str, Any], namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A triggerer's waits log progress from their shared watch: no request per wait per interval (20
+    waits reporting every 0.2 s would otherwise send ~200 GETs and pod lists in 2 s)."""
+    import logging
+
+    import aiohttp
+
+    from kubeflow_bridge.clients.kube import AsyncKubeflowObjectClient
+    from kubeflow_bridge.triggers.progress import ProgressReporter
+
+    client = await AsyncKubeflowObjectClient.from_kubeconfig(runtime["kubeconfig"])
+    names = [f"p{i}" for i in range(20)]
+    for name in names:
+        job = pytorchjob(name, "print('never runs')")
+        job["spec"]["runPolicy"] = {"suspend": True}
+        await client.create(PYTORCHJOB, job, namespace=namespace)
+    sent: list[str] = []
+    original = aiohttp.ClientSession._request
+
+    async def counting(self: Any, method: str, url: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(f"{method} {url}")
+        return await original(self, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "_request", counting)
+    logs = [logging.getLogger(f"test.progress.{name}") for name in names]
+    waits = [
+        asyncio.ensure_future(client.wait(PYTORCHJOB, n, namespace=namespace, timeout=60)) for n in names
+    ]
+    reporters = [
+        ProgressReporter(client, PYTORCHJOB, n, namespace, log, interval=0.2)
+        for n, log in zip(names, logs, strict=True)
+    ]
+    try:
+        await asyncio.sleep(1.0)  # the shared watch lists once and delivers every object
+        loops = [asyncio.ensure_future(r.run()) for r in reporters]
+        steady_from = len(sent)
+        await asyncio.sleep(2.0)
+        steady = sent[steady_from:]
+        assert len(steady) <= 2, steady  # at most the watch's own reconnect, not one read per wait
+        assert all(r._last_line.startswith(f"PyTorchJob {namespace}/p") for r in reporters)
+        for loop in loops:
+            loop.cancel()
+    finally:
+        for wait in waits:
+            wait.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+        await client.close()
+
+
 def _compiled_pipeline(tmp_path: Path) -> Path:
     pytest.importorskip("kfp")  # the trainer environment has the SDK (the client itself does not need it)
     import importlib.util

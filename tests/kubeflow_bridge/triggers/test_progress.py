@@ -108,6 +108,9 @@ class FakeClient:
         status = self.states[min(self.gets - 1, len(self.states) - 1)]
         return {"metadata": {"name": name, "namespace": namespace}, "status": status}
 
+    def watched(self, kind: Any, name: str, *, namespace: str) -> None:
+        return None  # no shared watch here: the reporter reads with get()
+
     async def job_pods(self, kind: Any, name: str, *, namespace: str, role: str) -> list[dict[str, Any]]:
         return [
             {"metadata": {"name": f"{name}-master-0", "namespace": namespace}, "status": {"phase": "Running"}}
