@@ -1,7 +1,7 @@
 """Preprocess scaling: rows/s and peak memory of the Dask preprocess at 1M and 10M rows, vs plain pandas at 1M.
 
-Each run is a fresh subprocess (`python -m trainer preprocess`, ``--scheduler auto`` by default: Dask's threads
-below 5M rows, a LocalCluster of 2 workers from there); peak memory is
+Each run is a fresh subprocess (`python -m trainer preprocess`, ``--scheduler auto`` by default: Dask's
+threads; ``--scheduler local`` for a LocalCluster of ``--workers``); peak memory is
 the largest summed RSS of its whole process tree (scheduler and workers included), sampled every 0.1 s.
 The pandas reference loads everything into one DataFrame and does the same resample/rolling/split/scale.
 Prints figures and writes bench/results/preprocess_scale.json.
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             from trainer.preprocess import pick_scheduler
 
-            picked = pick_scheduler(args.scheduler, raw)
+            picked = pick_scheduler(args.scheduler)
             results["dask"][str(rows)] = {
                 "rows": rows,
                 "scheduler": picked,

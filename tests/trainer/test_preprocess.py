@@ -167,16 +167,11 @@ def test_preprocess_reports_events_per_split(raw: Path, tmp_path: Path) -> None:
         assert first == 0  # no split starts inside an event
 
 
-def test_auto_picks_threads_below_the_size_threshold_and_a_cluster_above_with_the_same_output(
-    raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    assert preprocess.pick_scheduler("auto", str(raw)) == "threads"  # 12,000 rows: no cluster to start
-    assert preprocess.pick_scheduler("tcp://127.0.0.1:8786", str(raw)) == "tcp://127.0.0.1:8786"
-    monkeypatch.setattr(preprocess, "AUTO_CLUSTER_ROWS", 10_000)
-    assert preprocess.pick_scheduler("auto", str(raw)) == "local"
+def test_auto_runs_on_threads_and_a_local_cluster_gives_the_same_output(raw: Path, tmp_path: Path) -> None:
+    assert preprocess.pick_scheduler("auto") == "threads"
+    assert preprocess.pick_scheduler("tcp://127.0.0.1:8786") == "tcp://127.0.0.1:8786"
     clustered, threaded = tmp_path / "clustered", tmp_path / "threaded"
-    preprocess.run(_args(raw, clustered, scheduler="auto", workers=1))
-    monkeypatch.setattr(preprocess, "AUTO_CLUSTER_ROWS", 10**9)
+    preprocess.run(_args(raw, clustered, scheduler="local", workers=1))
     preprocess.run(_args(raw, threaded, scheduler="auto", workers=1))
     for split in preprocess.SPLITS:
         pd.testing.assert_frame_equal(_split(clustered, split), _split(threaded, split))

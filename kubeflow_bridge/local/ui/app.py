@@ -245,10 +245,7 @@ async def compare_runs(request: web.Request) -> web.Response:
 
 async def task_log(request: web.Request) -> web.Response:
     run_id, pod = request.match_info["run_id"], request.match_info["pod"]
-    text = await _reader(request)._get(
-        f"{_reader(request).sources.kfp_url}/k8s/pod/logs?runid={quote(run_id)}&podname={quote(pod)}",
-        text=True,
-    )
+    text = await _reader(request).task_log(run_id, pod)
     return _page(f"{pod} log", pages.log_page(text, None))
 
 

@@ -90,7 +90,9 @@ def _inputs(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return dict(((spec.get("root") or {}).get("inputDefinitions") or {}).get("parameters") or {})
 
 
-def _shown(value: Any) -> str:
+def _shown(value: Any, ptype: str) -> str:
+    if ptype == "NUMBER_INTEGER" and isinstance(value, float) and value.is_integer():
+        value = int(value)  # KFP compiles an int default as a double (1.0)
     return value if isinstance(value, str) else json.dumps(value)
 
 
@@ -101,13 +103,13 @@ def clone_form(
     given = (run.get("runtime_config") or {}).get("parameters") or {}
     rows = []
     for name, definition in sorted(_inputs(spec).items()):
+        ptype = str(definition.get("parameterType", "STRING"))
         if values is not None:
             current = values.get(f"param.{name}", "")
         elif name in given:
-            current = _shown(given[name])
+            current = _shown(given[name], ptype)
         else:
-            current = _shown(definition["defaultValue"]) if "defaultValue" in definition else ""
-        ptype = str(definition.get("parameterType", "STRING"))
+            current = _shown(definition["defaultValue"], ptype) if "defaultValue" in definition else ""
         rows.append(
             [
                 f"<label for='p-{escape(name)}'>{escape(name)}</label>",

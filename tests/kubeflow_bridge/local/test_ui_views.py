@@ -168,6 +168,50 @@ def test_clone_needs_a_login_and_the_uis_own_form_and_refuses_bad_input_before_c
     assert fx.tasks_by_name(new)["score"]["output_parameters"]["Output"] == 10
 
 
+def test_a_run_of_an_uploaded_pipeline_shows_its_graph_and_clones_to_the_same_version(
+    secured: RuntimeHandle, tmp_path: Path
+) -> None:
+    """A run made from a pipeline version carries no spec: the page reads the version's, as the KFP UI does."""
+    package = tmp_path / "ui.yaml"
+    compiler.Compiler().compile(ui_pipeline, str(package))
+    with _api(secured) as api:
+        uploaded = api.post(
+            "/apis/v2beta1/pipelines/upload",
+            params={"name": "ui-views-uploaded"},
+            files={"uploadfile": ("ui.yaml", package.read_bytes())},
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        pid = uploaded.json()["pipeline_id"]
+        (version,) = api.get(f"/apis/v2beta1/pipelines/{pid}/versions").json()["pipeline_versions"]
+        ref = {"pipeline_id": pid, "pipeline_version_id": version["pipeline_version_id"]}
+        made = api.post(
+            "/apis/v2beta1/runs", json={"display_name": "from a version", "pipeline_version_reference": ref}
+        )
+        assert made.status_code == 200, made.text
+        run = fx.wait_run(api, made.json()["run_id"], timeout=120)
+    assert not run.get("pipeline_spec")
+    with _browser(secured) as ui:
+        page = ui.get(f"/_/pipeline/runs/details/{run['run_id']}")
+        assert "data-task='score' data-state='SUCCEEDED'" in page.text
+        login = ui.post("/_/login", data={"token": secured.own_token})
+        assert login.status_code == 303
+        form = ui.get(f"/_/pipeline/runs/clone/{run['run_id']}")
+        token = re.search(r"name='form_token' value='([0-9a-f]+)'", form.text)
+        assert token and "value='1'" in form.text  # the pipeline's default, from the version's spec
+        fields = {
+            "form_token": token.group(1),
+            "display_name": "again",
+            "param.scale": "2",
+            "param.label": "v",
+        }
+        cloned = ui.post(f"/_/pipeline/runs/clone/{run['run_id']}", data=fields)
+    assert cloned.status_code == 303, cloned.text
+    with _api(secured) as api:
+        again = fx.wait_run(api, cloned.headers["location"].rsplit("/", 1)[1], timeout=120)
+    assert again["pipeline_version_reference"] == ref and again["state"] == "SUCCEEDED"
+    assert again["runtime_config"]["parameters"] == {"scale": 2, "label": "v"}
+
+
 def test_clone_run_in_chromium_from_the_kfp_ui_route(
     secured: RuntimeHandle, finished_run: dict[str, Any], ui_drivers: Path, tmp_path: Path
 ) -> None:
