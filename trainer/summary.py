@@ -1,7 +1,9 @@
 """The ``TRAINER_SUMMARY {json}`` contract: the last stdout line of every step.
 
 Fields: ``step``, ``status`` ("succeeded" | "failed"), ``started_at`` / ``finished_at`` (RFC 3339 UTC),
-``compute_seconds`` (wall-clock seconds of the step), ``outputs`` (name -> URI), ``metrics``
+``compute_seconds`` (wall-clock seconds of the step's work), ``import_seconds`` (the process's start-up
+before it: interpreter and library imports; absent when the step ran inside another program),
+``outputs`` (name -> URI), ``metrics``
 (name -> number), ``params`` (the step's arguments, secrets never included) and ``error`` on failure.
 Orchestrators (Airflow operators, KFP components, the local runtime) parse it to get small outputs.
 """
@@ -39,6 +41,7 @@ class StepSummary:
     metrics: dict[str, float | int | None] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     started_at: str = field(default_factory=utc_now)
+    import_seconds: float | None = None
     _t0: float = field(default_factory=time.perf_counter, repr=False)
 
     def as_dict(self, *, error: str | None = None) -> dict[str, Any]:
@@ -48,6 +51,7 @@ class StepSummary:
             "started_at": self.started_at,
             "finished_at": utc_now(),
             "compute_seconds": round(time.perf_counter() - self._t0, 3),
+            **({} if self.import_seconds is None else {"import_seconds": self.import_seconds}),
             "outputs": self.outputs,
             "metrics": self.metrics,
             "params": self.params,

@@ -132,3 +132,27 @@ def test_nab_series_with_its_known_anomaly_windows(tmp_path: Path) -> None:
 def test_nab_window_outside_the_series_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ingest.IngestError, match="selects no NAB rows"):
         ingest.run(_args(tmp_path / "nab", source="nab", start="2020-01-01", end="2020-02-01"))
+
+
+def test_a_step_process_reports_its_start_up_apart_from_its_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+    import sys
+
+    from trainer.__main__ import main, preload
+
+    done = subprocess.run(
+        [sys.executable, "-m", "trainer", "ingest", "--out", str(tmp_path / "a"), "--rows", "2000"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    summary = json.loads(done.stdout.strip().splitlines()[-1].removeprefix("TRAINER_SUMMARY "))
+    # its own process: the interpreter and pandas/pyarrow imported before the work's clock starts
+    assert summary["import_seconds"] > 0 and summary["compute_seconds"] >= 0
+    # called inside another program there is no start-up of its own to report
+    assert main(["ingest", "--out", str(tmp_path / "b"), "--rows", "2000"]) == 0
+    inner = json.loads(capsys.readouterr().out.strip().splitlines()[-1].removeprefix("TRAINER_SUMMARY "))
+    assert "import_seconds" not in inner
+    s3_args = argparse.Namespace(data="s3://bucket/raw", out="s3://bucket/prep")
+    assert preload("train", s3_args) == ["numpy", "pandas", "pyarrow.parquet", "torch", "boto3"]
+    assert "torch" in sys.modules and "boto3" in sys.modules
