@@ -3,7 +3,8 @@
 ``plugins/kubeflow_bridge_plugin.py`` mounts them beside the how-to under ``/kubeflow-bridge`` and adds
 them to the UI as external views: a "Kubeflow" tab on each DAG run (``/runs/{dag_id}/{run_id}``: every
 task's state, the Kubeflow pages its operators linked, its small outputs, and the evaluation report one
-click away) and "Orchestrator comparison" in the navigation (``/comparison``: the latest
+click away; ``?task=<id>``: one task's own tab, its evaluation report embedded) and "Orchestrator
+comparison" in the navigation (``/comparison``: the latest
 ``reports/comparison.html``, whose history comes from MLflow).
 
 They read Airflow's metadata database (the API server's own) and, for each object a task created (its
@@ -18,7 +19,7 @@ import html
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from kubeflow_bridge.docs_app import URL_PREFIX
 
@@ -140,14 +141,20 @@ def report_link(output: Any, dashboard: str) -> str | None:
     return f"{dashboard}/pipeline/artifacts/get?source=s3&bucket={parts.netloc}&key={parts.path.lstrip('/')}"
 
 
-def render_run(dag_id: str, run_id: str, rows: list[dict[str, Any]], dashboard: str) -> str:
+def render_run(
+    dag_id: str, run_id: str, rows: list[dict[str, Any]], dashboard: str, task: str | None = None
+) -> str:
+    """The run's tasks; with ``task`` (a task's own tab), that task only, its evaluation report embedded."""
     esc = html.escape
     body = []
-    for row in rows:
+    shown = [r for r in rows if r["task_id"] == task] if task else rows
+    reports = []
+    for row in shown:
         links = " · ".join(f"<a href='{esc(url)}'>{esc(kind)}</a>" for kind, url in row["links"].items())
         report = report_link(row["output"], dashboard)
         if report:
             links += (" · " if links else "") + f"<a href='{esc(report)}'>evaluation report</a>"
+            reports.append(report)
         output = json.dumps(row["output"], default=str)
         if len(output) > 400:
             output = output[:400] + "…"
@@ -162,13 +169,23 @@ def render_run(dag_id: str, run_id: str, rows: list[dict[str, Any]], dashboard: 
             f"<tr><th>{esc(row['task_id'])}</th><td>{esc(row['state'])}</td><td>{made}</td><td>{links}</td>"
             f"<td><code>{esc(output if row['output'] is not None else '')}</code></td></tr>"
         )
+    title = f"{dag_id} / {run_id}" + (f" / {task}" if task else "")
+    embedded = "".join(
+        f"<iframe class='report' src='{esc(r)}' style='width:100%;height:640px;border:1px solid #ddd'></iframe>"
+        for r in reports
+        if task
+    )
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(dag_id)} {esc(run_id)}: Kubeflow</title>"
-        f"<style>{_STYLE}</style></head><body><h1>{esc(dag_id)} / {esc(run_id)}</h1>"
-        f"<p>What each task ran on Kubeflow. <a href='{URL_PREFIX}/comparison'>Orchestrator comparison</a></p>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}: Kubeflow</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{esc(title)}</h1>"
+        f"<p>What {'this task' if task else 'each task'} ran on Kubeflow. "
+        + (f"<a href='{URL_PREFIX}/runs/{quote(dag_id)}/{quote(run_id)}'>All tasks</a> · " if task else "")
+        + f"<a href='{URL_PREFIX}/comparison'>Orchestrator comparison</a></p>"
         "<table><tr><th>task</th><th>state</th><th>object, its state now</th><th>Kubeflow</th><th>output</th></tr>"
         + "".join(body)
-        + "</table></body></html>"
+        + "</table>"
+        + embedded
+        + "</body></html>"
     )
 
 
@@ -189,13 +206,15 @@ def add_run_views(app: Any, reports_dir: Path) -> None:
     from fastapi.responses import HTMLResponse
 
     @app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse)
-    def run_page(dag_id: str, run_id: str) -> HTMLResponse:
+    def run_page(dag_id: str, run_id: str, task: str | None = None) -> HTMLResponse:
         try:
             rows = run_rows(dag_id, run_id)
         except LookupError as exc:
             return HTMLResponse(html.escape(str(exc)), status_code=404)
-        add_object_states(rows)
-        return HTMLResponse(render_run(dag_id, run_id, rows, dashboard_url()))
+        if task and not any(r["task_id"] == task for r in rows):
+            return HTMLResponse(html.escape(f"no task {task!r} in run {run_id!r}"), status_code=404)
+        add_object_states([r for r in rows if not task or r["task_id"] == task])
+        return HTMLResponse(render_run(dag_id, run_id, rows, dashboard_url(), task))
 
     @app.get("/comparison", response_class=HTMLResponse)
     def comparison() -> HTMLResponse:

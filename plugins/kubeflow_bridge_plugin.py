@@ -1,5 +1,5 @@
 """Airflow plugin: kubeflow-bridge's operator extra links, its how-to page in the Airflow UI, a
-"Kubeflow" tab on each DAG run and the orchestrator comparison (:mod:`kubeflow_bridge.run_views`), and the
+"Kubeflow" tab on each DAG run and task instance and the orchestrator comparison (:mod:`kubeflow_bridge.run_views`), and the
 API server's check of a DAG run's conf at submit (:mod:`kubeflow_bridge.conf_check`).
 
 The provider's ``extra-links`` already register the links where the package is installed as a provider;
@@ -54,6 +54,12 @@ class KubeflowBridgePlugin(AirflowPlugin):
             "href": f"{URL_PREFIX}/runs/{{DAG_ID}}/{{RUN_ID}}",
             "destination": "dag_run",
             "url_route": "kubeflow",
+        },
+        {  # each task's own: its object, links and output, the evaluation report embedded
+            "name": "Kubeflow",
+            "href": f"{URL_PREFIX}/runs/{{DAG_ID}}/{{RUN_ID}}?task={{TASK_ID}}",
+            "destination": "task_instance",
+            "url_route": "kubeflow-task",
         },
         {
             "name": "Orchestrator comparison",

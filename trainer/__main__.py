@@ -14,7 +14,7 @@ STEPS = ("ingest", "preprocess", "train", "evaluate", "serve")
 #: work and ``import_seconds`` the process's start-up (what a warm interpreter would save).
 PRELOAD = {
     "ingest": ("numpy", "pandas", "pyarrow.parquet"),
-    "preprocess": ("pandas", "pyarrow.parquet", "dask.dataframe", "distributed"),
+    "preprocess": ("pandas", "pyarrow.parquet", "dask.dataframe"),
     "train": ("numpy", "pandas", "pyarrow.parquet", "torch"),
     "evaluate": ("numpy", "pandas", "pyarrow.parquet", "torch"),
 }

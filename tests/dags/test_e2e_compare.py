@@ -164,10 +164,14 @@ def test_compare_dag_runs_both_orchestrators_and_writes_the_report(
         # The plugin's "Kubeflow" tab of the retraining run: each task's Kubeflow pages and the
         # evaluation report, one click away; the comparison in the navigation.
         views = {
-            v["name"]: v for p in api.get("/api/v2/plugins").json()["plugins"] for v in p["external_views"]
+            (v["name"], v["destination"]): v["href"]
+            for p in api.get("/api/v2/plugins").json()["plugins"]
+            for v in p["external_views"]
         }
-        assert views["Kubeflow"]["destination"] == "dag_run"
-        assert views["Kubeflow"]["href"] == "/kubeflow-bridge/runs/{DAG_ID}/{RUN_ID}"
+        assert views[("Kubeflow", "dag_run")] == "/kubeflow-bridge/runs/{DAG_ID}/{RUN_ID}"
+        assert (
+            views[("Kubeflow", "task_instance")] == "/kubeflow-bridge/runs/{DAG_ID}/{RUN_ID}?task={TASK_ID}"
+        )
         tab = api.get(f"/kubeflow-bridge/runs/anomaly_retraining/{quote(airflow_run_id)}")
         assert tab.status_code == 200, tab.text
         hrefs = re.findall(r"href='([^']+)'", tab.text)
@@ -183,7 +187,13 @@ def test_compare_dag_runs_both_orchestrators_and_writes_the_report(
         (report,) = [h for h in hrefs if "/pipeline/artifacts/get?" in h]
         shown = httpx.get(html.unescape(report), timeout=30)
         assert shown.status_code == 200 and "<svg" in shown.text and "evaluation" in shown.text
-        compared = api.get(views["Orchestrator comparison"]["href"])
+        # the evaluate task's own tab: that task only, its report embedded (the plot, no click away)
+        evaluate = api.get(f"/kubeflow-bridge/runs/anomaly_retraining/{quote(airflow_run_id)}?task=evaluate")
+        assert evaluate.status_code == 200 and evaluate.text.count("<tr><th>") == 2, (
+            evaluate.text
+        )  # the header and one task
+        assert f"<iframe class='report' src='{report}'" in evaluate.text
+        compared = api.get(views[("Orchestrator comparison", "nav")])
         assert compared.status_code == 200 and "Same workflow, two orchestrators" in compared.text
 
     # The waiting tasks reported their progress into their task logs (the triggerer's lines sit beside

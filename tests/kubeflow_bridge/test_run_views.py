@@ -24,6 +24,10 @@ def test_the_run_page_lists_each_tasks_kubeflow_pages_and_the_report() -> None:
         in page
     )
     assert "&lt;x&gt;" in page and "<x>" not in page  # escaped
+    # a task's own tab: that task only, its report embedded
+    evaluate = render_run("dag", "run 1", rows, "http://d", task="evaluate")
+    assert evaluate.count("<tr><th>") == 2 and "<iframe class='report' src='http://d/pipeline/" in evaluate
+    assert "<iframe" not in page and "/kubeflow-bridge/runs/dag/run%201'>All tasks" in evaluate
     assert report_link({"outputs": {"report": "/local/report.html"}}, "http://d") is None
     assert report_link({"outputs": {"report": "s3://b/k.html"}}, "") is None  # no dashboard known
 
