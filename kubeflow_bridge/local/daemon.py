@@ -164,6 +164,7 @@ class Runtime:
         from kubeflow_bridge.local.training.pytorchjob import PyTorchJobController
         from kubeflow_bridge.local.training.v1jobs import (
             JAXJobController,
+            MPIJobController,
             TFJobController,
             XGBoostJobController,
         )
@@ -173,7 +174,7 @@ class Runtime:
         self.manager.add(JobController())
         self.manager.add(StorageSecretController())
         self.manager.add(PyTorchJobController())
-        for controller in (TFJobController(), XGBoostJobController(), JAXJobController()):
+        for controller in (TFJobController(), XGBoostJobController(), JAXJobController(), MPIJobController()):
             self.manager.add(controller)
         trainjob.install(self)
         katib.install(self)

@@ -37,7 +37,7 @@ class _TrainingJobOperator(KubeflowObjectOperator):
             )
 
     def check_v1_job(self, manifest: dict[str, Any]) -> None:
-        """A v1 job (PyTorchJob, TFJob, XGBoostJob, JAXJob) as the training operator's webhook would
+        """A v1 job (PyTorchJob, TFJob, XGBoostJob, JAXJob, MPIJob) as the training operator's webhook would
         take it, on this cluster's GPUs."""
         from kubeflow_bridge.resources.training import validate_pytorchjob
         from kubeflow_bridge.resources.v1jobs import V1_KINDS, validate_v1
@@ -399,7 +399,7 @@ class TrainJobOperator(_TrainingJobOperator):
 
 class TrainingJobOperator(_TrainingJobOperator):
     """Create a training job from its manifest, a Kubeflow Trainer v2 TrainJob or a Training Operator v1
-    job (PyTorchJob, TFJob, XGBoostJob, JAXJob), and wait for it; the master's log (node 0, a TFJob's
+    job (PyTorchJob, TFJob, XGBoostJob, JAXJob, MPIJob), and wait for it; the master's log (node 0, a TFJob's
     Chief or else Worker 0) goes to the task log.
 
     The kind comes from the rendered manifest, so one task can run either API: the retraining DAG's
@@ -425,6 +425,7 @@ class TrainingJobOperator(_TrainingJobOperator):
         "TFJob": "kubeflow.org/v1",
         "XGBoostJob": "kubeflow.org/v1",
         "JAXJob": "kubeflow.org/v1",
+        "MPIJob": "kubeflow.org/v1",
     }
     operator_extra_links = (TrainJobLink(), PyTorchJobLink())
 

@@ -333,10 +333,10 @@ def check_run_policy(causes: Causes, rp: str, run_policy: Any) -> None:
 
 
 def check_replica_template(
-    causes: Causes, path: str, rtype: str, replica: dict[str, Any], container_name: str
+    causes: Causes, path: str, rtype: str, replica: dict[str, Any], container_name: str | None
 ) -> None:
     """A v1 replica spec's restart policy and pod template: containers with images, one of them named
-    ``container_name`` (the one the operator configures)."""
+    ``container_name`` (the one the operator configures; None: any name)."""
     expect_enum(causes, f"{path}.restartPolicy", replica.get("restartPolicy"), RESTART_POLICIES)
     template: Any = replica.get("template")
     if not expect(causes, f"{path}.template", template, dict, required=True):
@@ -350,9 +350,8 @@ def check_replica_template(
     if not expect(causes, cpath, containers, list, required=True):
         return
     if not containers:
-        causes.append(
-            FieldCause(cpath, f"must list at least the {container_name!r} container", "FieldValueRequired")
-        )
+        wanted = f"the {container_name!r} container" if container_name else "one container"
+        causes.append(FieldCause(cpath, f"must list at least {wanted}", "FieldValueRequired"))
         return
     for i, container in enumerate(containers):
         check_container(causes, f"{cpath}[{i}]", container)
@@ -362,7 +361,9 @@ def check_replica_template(
                     f"{cpath}[{i}].image", "is required: the container image to run", "FieldValueRequired"
                 )
             )
-    if not any(isinstance(c, dict) and c.get("name") == container_name for c in containers):
+    if container_name and not any(
+        isinstance(c, dict) and c.get("name") == container_name for c in containers
+    ):
         causes.append(
             FieldCause(
                 cpath,

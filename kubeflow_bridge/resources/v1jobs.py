@@ -1,10 +1,10 @@
-"""The other Training Operator v1.9 jobs (kubeflow.org/v1): TFJob, XGBoostJob, JAXJob.
+"""The other Training Operator v1.9 jobs (kubeflow.org/v1): TFJob, XGBoostJob, JAXJob, MPIJob.
 
 Their validators are the operator's webhooks (replica types, a container of the kind's name with an
 image, the lead replica's count) plus what makes a job finishable (a TFJob needs a Chief, Master or
 Worker); their defaults are the operator's (``SetDefaults_<Kind>``: one replica and the kind's restart
-policy per replica, cleanPodPolicy None, the kind's port on its container). PyTorchJob is
-:mod:`.training`.
+policy per replica, cleanPodPolicy None, the kind's port on its container; an MPIJob's Worker defaults
+to 0 replicas and its containers may have any name). PyTorchJob is :mod:`.training`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class V1Kind:
         kind: The kind.
         replica_key: Its replica specs' field (``tfReplicaSpecs``).
         replica_types: Replica types, in the order the operator creates them.
-        container: The container the operator configures (env, port).
+        container: The container the operator configures (env, port); None: any (MPIJob's first).
         port: That container's default port (``<kind>-port``).
         restart_policy: The default restart policy of a replica.
         leads: Replica types whose success is the job's, in preference order (the first one present).
@@ -37,7 +37,7 @@ class V1Kind:
     kind: str
     replica_key: str
     replica_types: tuple[str, ...]
-    container: str
+    container: str | None
     port: int
     restart_policy: str
     leads: tuple[str, ...]
@@ -52,7 +52,10 @@ XGBOOSTJOB = V1Kind(
     "XGBoostJob", "xgbReplicaSpecs", ("Master", "Worker"), "xgboost", 9999, "Never", ("Master",), ("Master",)
 )
 JAXJOB = V1Kind("JAXJob", "jaxReplicaSpecs", ("Worker",), "jax", 6666, "Never", ("Worker",))
-V1_KINDS = {k.kind: k for k in (TFJOB, XGBOOSTJOB, JAXJOB)}
+MPIJOB = V1Kind(
+    "MPIJob", "mpiReplicaSpecs", ("Launcher", "Worker"), None, 9999, "Never", ("Launcher",), ("Launcher",)
+)
+V1_KINDS = {k.kind: k for k in (TFJOB, XGBOOSTJOB, JAXJOB, MPIJOB)}
 
 
 def apply_v1_defaults(obj: dict[str, Any]) -> None:
@@ -63,17 +66,21 @@ def apply_v1_defaults(obj: dict[str, Any]) -> None:
         return
     run_policy = spec.setdefault("runPolicy", {})
     if isinstance(run_policy, dict):
+        if kind is MPIJOB:  # its deprecated spec.cleanPodPolicy counts too; runPolicy's wins
+            spec["cleanPodPolicy"] = run_policy["cleanPodPolicy"] = (
+                run_policy.get("cleanPodPolicy") or spec.get("cleanPodPolicy") or "None"
+            )
         run_policy.setdefault("cleanPodPolicy", "None")
     if kind is TFJOB:
         spec.setdefault("successPolicy", "")
-    for replica in (spec.get(kind.replica_key) or {}).values():
+    for rtype, replica in (spec.get(kind.replica_key) or {}).items():
         if not isinstance(replica, dict):
             continue
-        replica.setdefault("replicas", 1)
+        replica.setdefault("replicas", 0 if kind is MPIJOB and rtype == "Worker" else 1)
         replica.setdefault("restartPolicy", kind.restart_policy)
         pod = (replica.get("template") or {}).get("spec") or {}
         for container in pod.get("containers") or [] if isinstance(pod, dict) else []:
-            if isinstance(container, dict) and container.get("name") == kind.container:
+            if kind.container and isinstance(container, dict) and container.get("name") == kind.container:
                 ports = container.setdefault("ports", [])
                 if isinstance(ports, list) and not any(
                     isinstance(p, dict) and p.get("name") == f"{kind.kind.lower()}-port" for p in ports
@@ -82,7 +89,7 @@ def apply_v1_defaults(obj: dict[str, Any]) -> None:
 
 
 def validate_v1(obj: dict[str, Any]) -> None:
-    """Check a TFJob, XGBoostJob or JAXJob as the training operator's webhook would.
+    """Check a TFJob, XGBoostJob, JAXJob or MPIJob as the training operator's webhook would.
 
     Raises:
         ValidationError: listing every problem found, each saying what to fix.
@@ -120,6 +127,9 @@ def _check_spec(causes: Causes, path: str, spec: dict[str, Any], kind: V1Kind) -
             )
     if kind is TFJOB:
         expect_enum(causes, f"{path}.successPolicy", spec.get("successPolicy"), TF_SUCCESS_POLICIES)
+    if kind is MPIJOB:
+        expect_min(causes, f"{path}.slotsPerWorker", spec.get("slotsPerWorker"), 1)
+        expect_enum(causes, f"{path}.cleanPodPolicy", spec.get("cleanPodPolicy"), ("None", "Running", "All"))
     check_run_policy(causes, f"{path}.runPolicy", spec.get("runPolicy"))
 
 

@@ -24,7 +24,7 @@ MAX_LOG_LINES = 5000
 #: Lines kept of a restarted replica's log for the failure report.
 LAST_WORDS_LINES = 30
 #: The kinds whose master pod's log is streamed.
-STREAMED_KINDS = ("PyTorchJob", "TFJob", "XGBoostJob", "JAXJob", "TrainJob")
+STREAMED_KINDS = ("PyTorchJob", "TFJob", "XGBoostJob", "JAXJob", "MPIJob", "TrainJob")
 
 
 def _condition(obj: dict[str, Any]) -> str:
@@ -112,6 +112,7 @@ LINES = {
     "TFJob": job_line,
     "XGBoostJob": job_line,
     "JAXJob": job_line,
+    "MPIJob": job_line,
     "TrainJob": trainjob_line,
     "InferenceService": inference_service_line,
 }

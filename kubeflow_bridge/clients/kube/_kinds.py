@@ -43,8 +43,9 @@ PYTORCHJOB = ResourceKind("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob")
 TFJOB = ResourceKind("kubeflow.org", "v1", "tfjobs", "TFJob")
 XGBOOSTJOB = ResourceKind("kubeflow.org", "v1", "xgboostjobs", "XGBoostJob")
 JAXJOB = ResourceKind("kubeflow.org", "v1", "jaxjobs", "JAXJob")
+MPIJOB = ResourceKind("kubeflow.org", "v1", "mpijobs", "MPIJob")
 #: The training operator v1 kinds (replica specs, the operator's pod labels, runPolicy.suspend).
-V1_JOB_KINDS = (PYTORCHJOB, TFJOB, XGBOOSTJOB, JAXJOB)
+V1_JOB_KINDS = (PYTORCHJOB, TFJOB, XGBOOSTJOB, JAXJOB, MPIJOB)
 TRAINJOB = ResourceKind("trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob")
 TRAININGRUNTIME = ResourceKind("trainer.kubeflow.org", "v1alpha1", "trainingruntimes", "TrainingRuntime")
 CLUSTERTRAININGRUNTIME = ResourceKind(
@@ -57,7 +58,7 @@ JOB = ResourceKind("batch", "v1", "jobs", "Job")
 POD = ResourceKind("", "v1", "pods", "Pod")
 
 ALL_KINDS: tuple[ResourceKind, ...] = (
-    PYTORCHJOB, TFJOB, XGBOOSTJOB, JAXJOB, TRAINJOB, TRAININGRUNTIME, CLUSTERTRAININGRUNTIME, EXPERIMENT, TRIAL, INFERENCESERVICE, JOB, POD,
+    PYTORCHJOB, TFJOB, XGBOOSTJOB, JAXJOB, MPIJOB, TRAINJOB, TRAININGRUNTIME, CLUSTERTRAININGRUNTIME, EXPERIMENT, TRIAL, INFERENCESERVICE, JOB, POD,
 )  # fmt: skip
 
 

@@ -184,7 +184,7 @@ def _kind_of(obj: dict[str, Any]) -> ResourceKind:
         return EXPERIMENT
     if kind == "TrainJob":
         return TRAINJOB
-    if kind in ("TFJob", "XGBoostJob", "JAXJob"):
+    if kind in ("TFJob", "XGBoostJob", "JAXJob", "MPIJob"):
         return kind_named(kind)
     return PYTORCHJOB
 

@@ -92,7 +92,7 @@ def classify(
 
 
 def _v1_job(obj: dict[str, Any]) -> Classification | None:
-    """A training operator v1 job (PyTorchJob, TFJob, XGBoostJob, JAXJob): its Failed or Succeeded
+    """A training operator v1 job (PyTorchJob, TFJob, XGBoostJob, JAXJob, MPIJob): its Failed or Succeeded
     condition."""
     # setCondition is a no-op once Failed is True, so Failed wins; Restarting is not terminal.
     kind = str(obj.get("kind") or "PyTorchJob")
@@ -190,6 +190,7 @@ _HANDLERS: dict[str, Any] = {
     "TFJob": _v1_job,
     "XGBoostJob": _v1_job,
     "JAXJob": _v1_job,
+    "MPIJob": _v1_job,
     "TrainJob": _trainjob,
     "Experiment": _experiment,
     "Trial": _trial,

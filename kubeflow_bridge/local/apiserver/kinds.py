@@ -84,6 +84,7 @@ TFJOB = ResourceType(
 )
 XGBOOSTJOB = ResourceType("kubeflow.org", "v1", "xgboostjobs", "XGBoostJob", categories=("all", "kubeflow"))
 JAXJOB = ResourceType("kubeflow.org", "v1", "jaxjobs", "JAXJob", categories=("all", "kubeflow"))
+MPIJOB = ResourceType("kubeflow.org", "v1", "mpijobs", "MPIJob", categories=("all", "kubeflow"))
 # Kubeflow Trainer v2.3 (its CRDs declare no short names or categories)
 TRAINJOB = ResourceType("trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob")
 TRAININGRUNTIME = ResourceType(
@@ -139,6 +140,7 @@ ALL_TYPES: tuple[ResourceType, ...] = (
     TFJOB,
     XGBOOSTJOB,
     JAXJOB,
+    MPIJOB,
     TRAINJOB,
     TRAININGRUNTIME,
     CLUSTERTRAININGRUNTIME,

@@ -27,6 +27,7 @@ MODELS = {
     "TFJob": ("kubeflow.training", "KubeflowOrgV1TFJob"),
     "XGBoostJob": ("kubeflow.training", "KubeflowOrgV1XGBoostJob"),
     "JAXJob": ("kubeflow.training", "KubeflowOrgV1JAXJob"),
+    "MPIJob": ("kubeflow.training", "KubeflowOrgV1MPIJob"),
     "InferenceService": ("kserve", "V1beta1InferenceService"),
 }
 _LEAVES = {"object", "str", "int", "float", "bool", "datetime", "date", "bytearray"}

@@ -101,6 +101,7 @@ COLUMNS: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
     "tfjobs": ([("State", "string")], lambda o: [_last_condition(o)]),
     "xgboostjobs": ([("State", "string")], lambda o: [_last_condition(o)]),
     "jaxjobs": ([("State", "string")], lambda o: [_last_condition(o)]),
+    "mpijobs": ([("State", "string")], lambda o: [_last_condition(o)]),
     "trainjobs": ([("State", "string")], lambda o: [_last_condition(o)]),
     "experiments": (
         [("Type", "string"), ("Status", "string")],

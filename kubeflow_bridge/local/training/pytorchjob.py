@@ -148,6 +148,9 @@ class ReplicaJobController(Controller):
         done = lead_status.get("succeeded", 0)
         return done >= 1 if lead == "Master" else done >= total
 
+    def _pod_name(self, job_name: str, rtype: str, index: int) -> str:
+        return f"{job_name}-{rtype.lower()}-{index}"
+
     def _pod_body(self, job: Obj, rtype: str, index: int, port: Any) -> Obj:
         meta, spec = job["metadata"], job["spec"]
         replicas = spec[self.replica_key]
@@ -171,7 +174,7 @@ class ReplicaJobController(Controller):
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {
-                "name": f"{meta['name']}-{rtype.lower()}-{index}",
+                "name": self._pod_name(meta["name"], rtype, index),
                 "labels": labels,
                 "annotations": dict(pmeta.get("annotations") or {}),
             },
@@ -243,7 +246,7 @@ class ReplicaJobController(Controller):
             if rtype not in replicas:
                 continue
             for i in range(int(replicas[rtype].get("replicas", 1))):
-                pname = f"{name}-{rtype.lower()}-{i}"
+                pname = self._pod_name(name, rtype, i)
                 if pname not in by_name:
                     pod = self.ctx.create(
                         POD, self._pod_body(job, rtype, i, port), namespace=req.namespace, owner=job

@@ -12,14 +12,24 @@ replica is a process on this host):
   ``WORKER_ADDRS``/``WORKER_PORT``. It succeeds with its Master.
 - JAXJob: ``COORDINATOR_ADDRESS``/``COORDINATOR_PORT`` (Worker 0), ``NUM_PROCESSES``, ``PROCESS_ID``
   (what ``jax.distributed.initialize`` takes). It succeeds when every Worker has.
+- MPIJob: Workers (``sleep 365d`` when their container has no command), then ``<job>-launcher``, whose
+  ``mpirun`` starts the ranks through ``OMPI_MCA_plm_rsh_agent`` (``kubexec.sh``) on the hosts of
+  ``OMPI_MCA_orte_default_hostfile`` (``<job>-worker-<i> slots=<slotsPerWorker>``), both in the ConfigMap
+  ``<job>-config``. It succeeds or fails with its Launcher. On a cluster kubexec.sh is ``kubectl exec
+  <worker> -- /bin/sh -c``; every pod here is a process on this host, so the local kubexec.sh runs the
+  command on this host, beside the launcher and with its env, and the env names the ConfigMap's files by
+  their paths under the state folder (``mpi/<namespace>/<job>/``), as there are no volumes to mount at
+  ``/etc/mpi``. Open MPI 5 reads neither variable from the env (its PRRTE takes ``--mca plm_rsh_agent``
+  and ``--hostfile``): pass them on mpirun's command line, as the tests do.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from kubeflow_bridge.local.apiserver.kinds import JAXJOB, TFJOB, XGBOOSTJOB, ResourceType
+from kubeflow_bridge.local.apiserver.kinds import CONFIGMAP, JAXJOB, MPIJOB, TFJOB, XGBOOSTJOB, ResourceType
 from kubeflow_bridge.local.apiserver.store import Obj
 from kubeflow_bridge.local.training.pytorchjob import L_INDEX, L_TYPE, ReplicaJobController
 from kubeflow_bridge.resources import v1jobs
@@ -146,3 +156,85 @@ class JAXJobController(_V1Controller):
             {"name": "NUM_PROCESSES", "value": str(total)},
             {"name": "PROCESS_ID", "value": str(index)},
         ]
+
+
+#: The local rsh agent (see the module docstring): ``kubexec.sh <pod> <command...>``.
+KUBEXEC = """#!/bin/sh
+# kubexec.sh <pod> <command...>: on a cluster, kubectl exec <pod> -- /bin/sh -c "<command>".
+# The local runtime's pods are processes on this host: the command runs here.
+POD_NAME=$1
+shift
+exec /bin/sh -c "$*"
+"""
+
+
+class MPIJobController(_V1Controller):
+    name = "mpijobs"
+    kinds = (MPIJOB,)
+    rt: ResourceType = MPIJOB
+    spec_of = v1jobs.MPIJOB
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order = ("Worker", "Launcher")  # the workers first, as the operator creates them
+
+    def _pod_name(self, job_name: str, rtype: str, index: int) -> str:
+        return f"{job_name}-launcher" if rtype == "Launcher" else f"{job_name}-worker-{index}"
+
+    def _pod_body(self, job: Obj, rtype: str, index: int, port: Any) -> Obj:
+        body = super()._pod_body(job, rtype, index, port)
+        first = (body["spec"].get("containers") or [{}])[0]
+        if rtype == "Worker" and not first.get("command"):
+            first["command"], first["args"] = ["sleep"], ["365d"]  # kept alive for the launcher's ranks
+        return body
+
+    def _config(self, job: Obj) -> Path:
+        """The ConfigMap ``<job>-config`` (hostfile, kubexec.sh) and its files' folder, made once."""
+        meta, spec = job["metadata"], job["spec"]
+        folder = Path(self.ctx.state_dir) / "mpi" / meta["namespace"] / meta["name"]
+        slots = int(spec.get("slotsPerWorker") or 1)
+        workers = int((spec[self.replica_key].get("Worker") or {}).get("replicas", 0))
+        hosts = "".join(f"{meta['name']}-worker-{i} slots={slots}\n" for i in range(workers))
+        data = {"hostfile": hosts, "kubexec.sh": KUBEXEC}
+        folder.mkdir(parents=True, exist_ok=True)
+        for file, text in data.items():
+            (folder / file).write_text(text)
+        (folder / "kubexec.sh").chmod(0o755)
+        if self.ctx.get(CONFIGMAP, meta["namespace"], f"{meta['name']}-config") is None:
+            body = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"{meta['name']}-config", "labels": {"app": meta["name"]}},
+                "data": data,
+            }
+            self.ctx.create(CONFIGMAP, body, namespace=meta["namespace"], owner=job)
+        return folder
+
+    def _env(self, job: Obj, rtype: str, index: int, port: Any) -> list[dict[str, str]]:
+        if rtype != "Launcher":
+            return []
+        folder = self._config(job)
+        containers = job["spec"][self.replica_key]["Launcher"]["template"]["spec"]["containers"]
+        given = {e.get("name") for c in containers for e in c.get("env") or []}
+        env = [
+            {"name": "OMPI_MCA_plm_rsh_agent", "value": str(folder / "kubexec.sh")},
+            {"name": "OMPI_MCA_orte_default_hostfile", "value": str(folder / "hostfile")},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+        ]
+        # Intel MPI's Hydra: the same agent, unless the launcher sets its own
+        env += [
+            {"name": name, "value": value}
+            for name, value in (
+                ("I_MPI_HYDRA_BOOTSTRAP", "rsh"),
+                ("I_MPI_HYDRA_BOOTSTRAP_EXEC", str(folder / "kubexec.sh")),
+            )
+            if name not in given
+        ]
+        gpus = any(
+            "gpu" in key for c in containers for key in ((c.get("resources") or {}).get("limits") or {})
+        )
+        if not gpus:
+            env += [
+                {"name": n, "value": ""} for n in ("NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES")
+            ]
+        return env

@@ -20,6 +20,7 @@ JOB_KINDS = {
     "tfjobs": ("TFJob", *_V1),
     "xgboostjobs": ("XGBoostJob", *_V1),
     "jaxjobs": ("JAXJob", *_V1),
+    "mpijobs": ("MPIJob", *_V1),
 }
 KATIB = "apis/kubeflow.org/v1beta1"
 KSERVE = "apis/serving.kserve.io/v1beta1"

@@ -62,7 +62,7 @@ def index() -> str:
         "<li><a href='/_/pipeline/#/runs'>Pipeline runs</a> (KFP)</li>"
         "<li>Katib: <code>/_/katib/experiment/&lt;namespace&gt;/&lt;name&gt;</code></li>"
         "<li>Training jobs: <code>/_/trainjobs/details/&lt;namespace&gt;/&lt;name&gt;</code> "
-        "(also pytorchjobs, tfjobs, xgboostjobs, jaxjobs)</li>"
+        "(also pytorchjobs, tfjobs, xgboostjobs, jaxjobs, mpijobs)</li>"
         "<li>Models: <code>/_/models/details/&lt;namespace&gt;/&lt;name&gt;</code></li></ul>"
     )
 

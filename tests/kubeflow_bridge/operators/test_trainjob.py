@@ -159,12 +159,55 @@ def test_training_job_operator_runs_the_kind_its_manifest_names(
     assert result["replica_statuses"]["Chief"]["succeeded"] == 1  # the Chief decides
     assert "task chief 0" in capsys.readouterr().out
 
+    # An MPIJob: the launcher's mpirun runs its ranks on the workers; its log is the task's.
+    mpirun = (
+        'mpirun --allow-run-as-root --bind-to none --mca plm_rsh_agent "$OMPI_MCA_plm_rsh_agent" '
+        "--hostfile \"$OMPI_MCA_orte_default_hostfile\" -np 2 sh -c 'echo rank $OMPI_COMM_WORLD_RANK'"
+    )
+    image = "kubeflow-bridge/trainer:latest"
+    mpi = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "MPIJob",
+        "spec": {
+            "runPolicy": {"cleanPodPolicy": "Running"},
+            "mpiReplicaSpecs": {
+                "Launcher": {
+                    "template": {
+                        "spec": {
+                            "containers": [{"name": "l", "image": image, "command": ["sh", "-c", mpirun]}]
+                        }
+                    }
+                },
+                "Worker": {
+                    "replicas": 2,
+                    "template": {"spec": {"containers": [{"name": "w", "image": image}]}},
+                },
+            },
+        },
+    }
+    result = TrainingJobOperator(
+        task_id="train_mpi", job=mpi, deferrable=False, poll_interval=1, timeout=120
+    ).execute(ctx("manual__mpi"))
+    assert (result["kind"], result["state"], result["reason"]) == ("MPIJob", "succeeded", "MPIJobSucceeded")
+    assert result["replica_statuses"]["Launcher"]["succeeded"] == 1  # the launcher decides
+    out = capsys.readouterr().out
+    assert "rank 0" in out and "rank 1" in out
+
 
 @pytest.mark.parametrize(
     ("job", "message"),
     [
         ("not a manifest", "job must be a TrainJob"),
-        ({"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "spec": {}}, "not 'MPIJob'"),
+        ({"apiVersion": "kubeflow.org/v1", "kind": "PaddleJob", "spec": {}}, "not 'PaddleJob'"),
+        # mpi-operator's v2beta1 MPIJob is not the Training Operator's
+        (
+            {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "spec": {}},
+            "has apiVersion 'kubeflow.org/v1'",
+        ),
+        (
+            {"apiVersion": "kubeflow.org/v1", "kind": "MPIJob", "spec": {"mpiReplicaSpecs": {"Worker": {}}}},
+            "needs a Launcher",
+        ),
         (
             {"apiVersion": "kubeflow.org/v1", "kind": "XGBoostJob", "spec": {"xgbReplicaSpecs": {}}},
             "needs a Master",
