@@ -329,6 +329,19 @@ def test_mpijob_spec_clean_pod_policy_stops_its_workers_when_the_launcher_ends(
     )
 
 
+def test_mpijob_fails_with_its_launcher(runtime: RuntimeHandle, namespace: str, tmp_path: Path) -> None:
+    image = "kubeflow-bridge/trainer:latest"
+    crash = {"name": "launcher", "image": image, "command": ["sh", "-c", "echo mpirun: no route; exit 3"]}
+    _apply(runtime, namespace, tmp_path, _mpijob("lost", {"template": {"spec": {"containers": [crash]}}}))
+    kubectl(
+        runtime, namespace, "wait", "--for=condition=Failed", "mpijob/lost", "--timeout=120s", timeout=150
+    )
+    job = json.loads(kubectl(runtime, namespace, "get", "mpijob", "lost", "-o", "json").stdout)
+    failed = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "MPIJobFailed" and "Launcher" in failed["message"], failed
+    assert job["status"]["replicaStatuses"]["Launcher"]["failed"] == 1
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
