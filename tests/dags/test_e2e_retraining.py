@@ -242,12 +242,10 @@ LINKS_PROBE = """
 
 @pytest.mark.e2e
 def test_extra_links_open_the_runtimes_pages(
-    local_runtime: Any, airflow_env: dict[str, str], ui_drivers: Path, tmp_path: Path
+    local_runtime: Any, airflow_env: dict[str, str], run_ui_driver: Any, tmp_path: Path
 ) -> None:
     """The links the retraining DAG's and kfp_in_airflow's tasks recorded (the tests above ran them) open
     the runtime's UI in Chromium: the KFP run graph, the Katib plot, the TrainJob's pods and the model."""
-    import shutil
-
     links = _probe(airflow_env, LINKS_PROBE)
     pages = [
         {"name": "run", "url": links["kfp_in_airflow.run_pipeline"], "follow_log": "log"},
@@ -264,14 +262,7 @@ def test_extra_links_open_the_runtimes_pages(
     assert all(p["url"].startswith(f"{dashboard}/_/") for p in pages), links
     for page in pages:
         page["screenshot"] = str(tmp_path / f"{page['name']}.png")
-    spec = tmp_path / "pages.json"
-    spec.write_text(json.dumps({"chromium": shutil.which("chromium"), "pages": pages}))
-    done = subprocess.run(
-        ["node", str(ui_drivers / "pages.js"), str(spec)], cwd=ui_drivers, capture_output=True, text=True,
-        timeout=240,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = run_ui_driver("pages.js", {"pages": pages}, tmp_path)
     # The KFP run: every task in the graph with its state, the evaluation report rendered, a task's log.
     run = seen["run"]
     assert "/_/pipeline/runs/details/" in run["url"]

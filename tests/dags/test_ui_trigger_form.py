@@ -28,7 +28,6 @@ from kubeflow_bridge import workflow
 from .conftest import AirflowStandalone
 
 REPO = Path(__file__).resolve().parents[2]
-UI_DIR = Path(__file__).resolve().parent / "ui"
 DAG_ID = "anomaly_retraining"
 WINDOW_END = "2026-11-01T00:00:00+00:00"
 START_TIMEOUT_S = 120.0
@@ -113,7 +112,7 @@ def drive_form(
         )
     )
     done = subprocess.run(
-        ["node", str(driver), str(spec)], cwd=UI_DIR, capture_output=True, text=True, timeout=120
+        ["node", str(driver), str(spec)], cwd=driver.parent, capture_output=True, text=True, timeout=120
     )
     if done.returncode != 0:
         pytest.fail(f"the browser run failed (screenshot: {screenshot}):\n{done.stderr[-3000:]}")

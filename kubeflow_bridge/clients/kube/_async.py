@@ -35,7 +35,7 @@ from kubeflow_bridge.clients.kube._errors import (
     to_api_error,
 )
 from kubeflow_bridge.clients.kube._kinds import POD, ResourceKind
-from kubeflow_bridge.clients.kube._watch import active_watches, credentials_fingerprint, shared_watch
+from kubeflow_bridge.clients.kube._watch import latest_watched, shared_watch
 
 log = logging.getLogger(__name__)
 
@@ -337,19 +337,7 @@ class AsyncKubeflowObjectClient:
     def watched(self, kind: ResourceKind, name: str, *, namespace: str) -> dict[str, Any] | None:
         """The object as the shared watch last delivered it while a :meth:`wait` on it runs in this loop,
         without a request; None otherwise (then :meth:`get` it)."""
-        config = self.api_client.configuration
-        mine = (
-            config.host,
-            credentials_fingerprint(config),
-            kind.group,
-            kind.version,
-            kind.plural,
-            namespace,
-        )
-        for watch in active_watches():
-            if watch.key == mine and (obj := watch.latest(name)) is not None:
-                return obj
-        return None
+        return latest_watched(self.api_client.configuration, kind, namespace, name)
 
     async def job_logs(
         self,

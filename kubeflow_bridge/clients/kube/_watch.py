@@ -324,7 +324,17 @@ def shared_watch(
     """The process-wide shared watch of (API server, credentials, kind, namespace) in the running loop."""
     loop = asyncio.get_running_loop()
     registry = _REGISTRY.setdefault(loop, {})
-    key = (
+    key = _key(configuration, kind, namespace)
+    watch = registry.get(key)
+    if watch is None:
+        watch = registry[key] = SharedWatch(
+            key, configuration, kind, namespace, retry=retry, reload_credentials=reload_credentials
+        )
+    return watch
+
+
+def _key(configuration: Any, kind: ResourceKind, namespace: str) -> tuple[str, ...]:
+    return (
         configuration.host,
         credentials_fingerprint(configuration),
         kind.group,
@@ -332,12 +342,14 @@ def shared_watch(
         kind.plural,
         namespace,
     )
-    watch = registry.get(key)
-    if watch is None:
-        watch = registry[key] = SharedWatch(
-            key, configuration, kind, namespace, retry=retry, reload_credentials=reload_credentials
-        )
-    return watch
+
+
+def latest_watched(
+    configuration: Any, kind: ResourceKind, namespace: str, name: str
+) -> dict[str, Any] | None:
+    """The newest version of an object a running shared watch of this loop delivered to a waiter."""
+    watch = _REGISTRY.get(asyncio.get_running_loop(), {}).get(_key(configuration, kind, namespace))
+    return None if watch is None else watch.latest(name)
 
 
 def active_watches() -> list[SharedWatch]:
@@ -347,4 +359,12 @@ def active_watches() -> list[SharedWatch]:
     return []
 
 
-__all__ = ["SharedWatch", "Subscription", "WatchStats", "active_watches", "http_status", "shared_watch"]
+__all__ = [
+    "SharedWatch",
+    "Subscription",
+    "WatchStats",
+    "active_watches",
+    "http_status",
+    "latest_watched",
+    "shared_watch",
+]

@@ -2,10 +2,7 @@
 runtime started as `local up` starts it (token auth on), over HTTP and in headless Chromium."""
 
 # No `from __future__ import annotations` here: kfp reads the components' annotations as types.
-import json
 import re
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -213,27 +210,16 @@ def test_a_run_of_an_uploaded_pipeline_shows_its_graph_and_clones_to_the_same_ve
 
 
 def test_clone_run_in_chromium_from_the_kfp_ui_route(
-    secured: RuntimeHandle, finished_run: dict[str, Any], ui_drivers: Path, tmp_path: Path
+    secured: RuntimeHandle, finished_run: dict[str, Any], run_ui_driver: Any, tmp_path: Path
 ) -> None:
     """The KFP UI's clone route, the login page, the form, and the new run's page, as a user clicks."""
     assert secured.kfp is not None
-    spec = tmp_path / "clone.json"
-    spec.write_text(
-        json.dumps(
-            {
-                "chromium": shutil.which("chromium"),
-                "url": f"{secured.kfp}/_/pipeline/#/runs/new?cloneFromRun={finished_run['run_id']}",
-                "token": secured.own_token,
-                "params": {"scale": 4},
-            }
-        )
-    )
-    done = subprocess.run(
-        ["node", str(ui_drivers / "clone.js"), str(spec)], cwd=ui_drivers, capture_output=True, text=True,
-        timeout=180,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    spec = {
+        "url": f"{secured.kfp}/_/pipeline/#/runs/new?cloneFromRun={finished_run['run_id']}",
+        "token": secured.own_token,
+        "params": {"scale": 4},
+    }
+    seen = run_ui_driver("clone.js", spec, tmp_path, timeout=180)
     assert seen["login"] is True and seen["form"] == "Clone ui views"
     assert seen["title"] == "Clone of ui views" and "/_/pipeline/runs/details/" in seen["url"]
     new_id = seen["url"].rsplit("/", 1)[1]
