@@ -28,4 +28,23 @@ async function openBrowser(executablePath, viewport) {
   return { page, close };
 }
 
-module.exports = { openBrowser, TIMEOUT_MS };
+// A driver's whole run: read the spec (argv[2]), open the browser, `drive(page, spec)`, close it, print
+// what drive returned as one JSON line; any error goes to stderr with exit code 1.
+function runDriver(viewport, drive) {
+  (async () => {
+    const spec = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+    const { page, close } = await openBrowser(spec.chromium, viewport);
+    let result;
+    try {
+      result = await drive(page, spec);
+    } finally {
+      await close();
+    }
+    console.log(JSON.stringify(result));
+  })().catch((err) => {
+    console.error(err && err.stack ? err.stack : String(err));
+    process.exit(1);
+  });
+}
+
+module.exports = { openBrowser, runDriver, TIMEOUT_MS };

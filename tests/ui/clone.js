@@ -5,40 +5,28 @@
 // Prints one JSON line: {login: whether the login page was shown, form: the clone form's title,
 // url: the page the submitted form led to, title, text}.
 "use strict";
-const fs = require("fs");
-const { openBrowser, TIMEOUT_MS } = require("./browser");
+const { runDriver, TIMEOUT_MS } = require("./browser");
 
-async function main() {
-  const spec = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
-  const { page, close } = await openBrowser(spec.chromium, { width: 1200, height: 900 });
+runDriver({ width: 1200, height: 900 }, async (page, spec) => {
   const out = { login: false };
-  try {
-    await page.goto(spec.url);
-    await page.waitForURL((u) => !u.hash, { timeout: TIMEOUT_MS });
-    await page.locator("h1").waitFor();
-    if ((await page.locator("h1").innerText()) === "Log in") {
-      out.login = true;
-      await page.locator("input[name=token]").fill(spec.token);
-      await page.getByRole("button", { name: "Log in" }).click();
-      await page.waitForURL((u) => u.pathname.includes("/runs/clone/"), { timeout: TIMEOUT_MS });
-    }
-    out.form = await page.locator("h1").innerText();
-    for (const [name, value] of Object.entries(spec.params)) {
-      await page.locator(`#p-${name}`).fill(String(value));
-    }
-    await page.getByRole("button", { name: "Start the run" }).click();
-    await page.waitForURL((u) => u.pathname.includes("/runs/details/"), { timeout: TIMEOUT_MS });
-    await page.locator("h1").waitFor();
-    out.url = page.url();
-    out.title = await page.locator("h1").innerText();
-    out.text = (await page.locator("body").innerText()).slice(0, 20000);
-  } finally {
-    await close();
+  await page.goto(spec.url);
+  await page.waitForURL((u) => !u.hash, { timeout: TIMEOUT_MS });
+  await page.locator("h1").waitFor();
+  if ((await page.locator("h1").innerText()) === "Log in") {
+    out.login = true;
+    await page.locator("input[name=token]").fill(spec.token);
+    await page.getByRole("button", { name: "Log in" }).click();
+    await page.waitForURL((u) => u.pathname.includes("/runs/clone/"), { timeout: TIMEOUT_MS });
   }
-  console.log(JSON.stringify(out));
-}
-
-main().catch((err) => {
-  console.error(err && err.stack ? err.stack : String(err));
-  process.exit(1);
+  out.form = await page.locator("h1").innerText();
+  for (const [name, value] of Object.entries(spec.params)) {
+    await page.locator(`#p-${name}`).fill(String(value));
+  }
+  await page.getByRole("button", { name: "Start the run" }).click();
+  await page.waitForURL((u) => u.pathname.includes("/runs/details/"), { timeout: TIMEOUT_MS });
+  await page.locator("h1").waitFor();
+  out.url = page.url();
+  out.title = await page.locator("h1").innerText();
+  out.text = (await page.locator("body").innerText()).slice(0, 20000);
+  return out;
 });

@@ -5,8 +5,7 @@
 // [{task, state}], points, iframes: [text of each rendered visualization], log: text of the first log
 // link followed}}.
 "use strict";
-const fs = require("fs");
-const { openBrowser, TIMEOUT_MS } = require("./browser");
+const { runDriver, TIMEOUT_MS } = require("./browser");
 
 async function visit(page, spec) {
   await page.goto(spec.url);
@@ -40,21 +39,10 @@ async function visit(page, spec) {
   return out;
 }
 
-async function main() {
-  const spec = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
-  const { page, close } = await openBrowser(spec.chromium, { width: 1300, height: 900 });
+runDriver({ width: 1300, height: 900 }, async (page, spec) => {
   const result = {};
-  try {
-    for (const one of spec.pages) {
-      result[one.name] = await visit(page, one);
-    }
-  } finally {
-    await close();
+  for (const one of spec.pages) {
+    result[one.name] = await visit(page, one);
   }
-  console.log(JSON.stringify(result));
-}
-
-main().catch((err) => {
-  console.error(err && err.stack ? err.stack : String(err));
-  process.exit(1);
+  return result;
 });
