@@ -4,8 +4,12 @@ Runs (1) the bare trainer steps in sequence by a script (ingest, preprocess, tra
 hyperparameters, evaluate) on the same parameters the DAG and the pipeline use, (2) DAG parse time per
 DAG file against a DAG file that only imports airflow.sdk, and, when the local runtime is up (its env
 file sourced: KUBECONFIG and KUBEFLOW_BRIDGE_KFP_ENDPOINT set) and ``--orchestrators`` is given,
-(3) ``airflow dags test anomaly_retraining`` and (4) the KFP pipeline through the runtime's KFP API.
-Prints each wall time and the ratios Airflow/bare and KFP/bare; writes
+(3) ``airflow dags test anomaly_retraining`` twice, with the trigger hold on (``[kubeflow_bridge]
+trigger_fire_delay``'s default) and off (0), and (4) the KFP pipeline through the runtime's KFP API.
+Each orchestrated run is read back by the comparison (``kubeflow-bridge compare``), which splits every
+step into compute (the trainer's ``compute_seconds``, Katib's trial span...) and orchestration overhead.
+Prints each wall time, the ratios to the bare steps, the overhead per step, the run's wall/compute ratio
+and the compute a run would need for that ratio to be 1.10 (ten times its overhead); writes
 bench/results/orchestration_overhead.json.
 
     .venv-trainer/bin/python bench/orchestration_overhead.py [--rows 20000] [--orchestrators]
@@ -105,15 +109,51 @@ def _runtime_ready() -> str | None:
     return None
 
 
-def airflow_run(rows: int) -> dict[str, Any]:
-    """``airflow dags test anomaly_retraining`` with the bench's rows; wall time."""
+def comparison_of(argv: list[str]) -> dict[str, Any]:
+    """The comparison's view of one run (``kubeflow-bridge compare ARGV``): per-step compute and overhead."""
+    with tempfile.TemporaryDirectory() as out:
+        proc = subprocess.run(
+            [str(CONTROL_PYTHON), "-m", "kubeflow_bridge.compare.cli", *argv, "--out", out],
+            capture_output=True, text=True, check=False, cwd=ROOT,
+        )  # fmt: skip
+        report = Path(out) / "comparison.json"
+        if proc.returncode != 0 or not report.exists():
+            return {"error": (proc.stderr or proc.stdout)[-2000:]}
+        run: dict[str, Any] = json.loads(report.read_text())["runs"][0]
+    return overhead_figures(run)
+
+
+def overhead_figures(run: dict[str, Any]) -> dict[str, Any]:
+    """Overhead per step (steps whose compute is known), the run's wall/compute and the 1.10 size."""
+    per_step = {
+        s["step"]: round(s["overhead_seconds"], 2)
+        for s in run["steps"]
+        if s.get("overhead_seconds") is not None
+    }
+    wall, overhead = run.get("wall_seconds"), run.get("overhead_seconds")
+    figures: dict[str, Any] = {"state": run.get("state"), "step_overhead_seconds": per_step}
+    if per_step:
+        figures["mean_step_overhead_seconds"] = round(sum(per_step.values()) / len(per_step), 2)
+    if wall and overhead is not None and wall > overhead:
+        figures["wall_over_compute"] = round(wall / (wall - overhead), 2)
+        figures["overhead_seconds"] = round(overhead, 1)
+        figures["compute_for_1_10_seconds"] = round(10 * overhead, 0)  # (C + O) / C = 1.10 at C = 10 O
+    return figures
+
+
+def airflow_run(rows: int, *, hold: bool = True) -> dict[str, Any]:
+    """``airflow dags test anomaly_retraining`` with the bench's rows (trigger hold on or off); wall time."""
     conf = json.dumps({"rows": rows, "artifact_root": workflow.DEFAULTS["artifact_root"]})
+    env = dict(os.environ)
+    if not hold:
+        env["AIRFLOW__KUBEFLOW_BRIDGE__TRIGGER_FIRE_DELAY"] = "0"
     t0 = time.perf_counter()
     proc = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "airflow"), "dags", "test", "anomaly_retraining", "--conf", conf],
-        capture_output=True, text=True, check=False, cwd=ROOT,
+        capture_output=True, text=True, check=False, cwd=ROOT, env=env,
     )  # fmt: skip
-    return {"wall_seconds": time.perf_counter() - t0, "exit_code": proc.returncode}
+    result = {"wall_seconds": time.perf_counter() - t0, "exit_code": proc.returncode}
+    return {**result, **comparison_of(["--airflow-dag-id", "anomaly_retraining"])}
 
 
 def kfp_run(rows: int) -> dict[str, Any]:
@@ -129,7 +169,9 @@ def kfp_run(rows: int) -> dict[str, Any]:
     body = build_run_request(display_name="bench-overhead", pipeline_spec=spec, parameters={"rows": rows})
     run = client.create_run(body)
     outcome = client.wait_for_run(run["run_id"], timeout=3600)
-    return {"wall_seconds": time.perf_counter() - t0, "state": getattr(outcome, "state", str(outcome))}
+    result = {"wall_seconds": time.perf_counter() - t0, "final": getattr(outcome, "state", str(outcome))}
+    host = os.environ["KUBEFLOW_BRIDGE_KFP_ENDPOINT"]
+    return {**result, **comparison_of(["--kfp-run-id", run["run_id"], "--kfp-host", host])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,11 +198,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"orchestrated runs skipped: {why_not}")
     else:
         result["airflow"] = airflow_run(args.rows)
+        result["airflow_hold_off"] = airflow_run(args.rows, hold=False)
         result["kfp"] = kfp_run(args.rows)
-        for side in ("airflow", "kfp"):
-            wall = result[side]["wall_seconds"]
-            result[side]["ratio_to_bare"] = wall / bare
-            print(f"{side}: {wall:.1f}s, {wall / bare:.2f}x bare")
+        for side in ("airflow", "airflow_hold_off", "kfp"):
+            figures = result[side]
+            wall = figures["wall_seconds"]
+            figures["ratio_to_bare"] = wall / bare
+            print(f"{side}: {wall:.1f}s, {wall / bare:.2f}x bare", end="")
+            if "mean_step_overhead_seconds" in figures:
+                print(
+                    f"; overhead per step {figures['mean_step_overhead_seconds']:.2f}s "
+                    f"({', '.join(f'{k} {v:.1f}' for k, v in figures['step_overhead_seconds'].items())})"
+                    f"; wall/compute {figures.get('wall_over_compute')}; 1.10 at "
+                    f"{figures.get('compute_for_1_10_seconds')}s of compute per run"
+                )
+            else:
+                print(f"; no comparison: {figures.get('error', '')[-300:]}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS}")

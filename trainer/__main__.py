@@ -62,11 +62,23 @@ def process_seconds() -> float:
         return 0.0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run(
+    argv: Sequence[str] | None = None, *, whole_process: bool | None = None
+) -> tuple[int, dict[str, Any]]:
+    """Run one step: its exit code (0, or 2 for bad input) and its summary (also printed on stdout).
+
+    ``whole_process``: this process exists to run the step (default: when ``argv`` is None), so the
+    step's libraries are imported before its clock starts and the process's start-up is its
+    ``import_seconds``; a program calling a step as a library (False) counts neither.
+
+    Raises:
+        SystemExit: The arguments do not parse (argparse has printed the usage and the error).
+    """
     from trainer.summary import StepSummary
 
     args = build_parser().parse_args(argv)
-    if argv is None:  # a process of its own: its start-up is the step's import time
+    whole = argv is None if whole_process is None else whole_process
+    if whole:
         preload(args.step, args)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
@@ -75,21 +87,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     params = {k: v for k, v in vars(args).items() if k not in ("summary_out", "log_level", "step")}
     summary = StepSummary(step=args.step, params=params)
-    if argv is None:
+    if whole:
         summary.import_seconds = round(process_seconds(), 3)
-    run: Callable[[argparse.Namespace], dict[str, Any] | None] = _module(args.step).run
+    step: Callable[[argparse.Namespace], dict[str, Any] | None] = _module(args.step).run
     try:
-        result = run(args) or {}
+        result = step(args) or {}
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
         # Bad input: one clear line on stderr, the summary on stdout, exit 2 (nothing was published).
         print(f"error: {args.step}: {exc}", file=sys.stderr, flush=True)
-        summary.emit(None, error=str(exc))
-        return 2
+        return 2, summary.emit(None, error=str(exc))
     summary.outputs.update(result.get("outputs", {}))
     summary.metrics.update(result.get("metrics", {}))
     if result.get("rank", 0) == 0:
-        summary.emit(args.summary_out)
-    return 0
+        return 0, summary.emit(args.summary_out)
+    return 0, summary.as_dict()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m trainer``'s entry point; the exit code."""
+    return run(argv)[0]
 
 
 if __name__ == "__main__":

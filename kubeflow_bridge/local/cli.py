@@ -61,6 +61,12 @@ def add_parser(sub: Any) -> None:
         "<state>/token, and HTTPS for the Kubernetes API)",
     )
     up.add_argument(
+        "--no-warm",
+        action="store_true",
+        help="start every pod and KFP component cold (default: the trainer image's are forked from a "
+        "pre-imported interpreter once it is ready; also KUBEFLOW_BRIDGE_WARM=0)",
+    )
+    up.add_argument(
         "--faults", default="{}", help="fault-injection settings as JSON, e.g. '{\"error_rate\": 0.1}'"
     )
     up.add_argument("--foreground", action="store_true", help="run in this process until Ctrl-C")
@@ -162,6 +168,8 @@ def daemon_argv(paths: StatePaths, args: argparse.Namespace) -> list[str]:
         argv.append("--kfp-multi-user")
     if getattr(args, "no_auth", False):
         argv.append("--no-auth")
+    if getattr(args, "no_warm", False):
+        argv.append("--no-warm")
     return argv
 
 

@@ -33,10 +33,12 @@ from kubeflow_bridge.local.apiserver.kinds import NAMESPACE, KindRegistry
 from kubeflow_bridge.local.apiserver.server import ApiServer
 from kubeflow_bridge.local.apiserver.store import Store
 from kubeflow_bridge.local.controllers.base import ControllerContext, ControllerManager
-from kubeflow_bridge.local.images import ImageMap, trainer_python
+from kubeflow_bridge.local.images import TRAINER_IMAGE, ImageMap, trainer_python
 from kubeflow_bridge.local.paths import KFP_NAMESPACE, S3Info, StatePaths, write_client_files
 from kubeflow_bridge.local.processes import MARKER, ProcessManager, sweep_pid_files
 from kubeflow_bridge.local.tracking import TrackingServer
+from kubeflow_bridge.local.warm import WarmPool, ZygoteInfo
+from kubeflow_bridge.local.warm import enabled as warm_starts_enabled
 
 log = logging.getLogger("kubeflow_bridge.local")
 
@@ -98,6 +100,7 @@ class Runtime:
         tls: bool | None = None,
         kfp_multi_user: bool = False,
         auth: bool = True,
+        warm: bool | None = None,
     ) -> None:
         self.paths = StatePaths(state_dir.resolve())
         self.kfp_multi_user = kfp_multi_user
@@ -121,7 +124,12 @@ class Runtime:
         self.kinds = KindRegistry()
         self.store = Store(self.paths.db, history=history)
         self.admission = Admission()
-        self.processes = ProcessManager(self.paths.procs)
+        warm_on = warm_starts_enabled() if warm is None else warm
+        from kubeflow_bridge.local.controllers.pod import BASE_ENV_KEYS
+
+        base_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+        pool = WarmPool(self.paths.root / "warm", {**base_env, MARKER: str(self.paths.root)})
+        self.processes = ProcessManager(self.paths.procs, pool if warm_on else None)
         self.api = ApiServer(
             self.store,
             self.admission,
@@ -148,6 +156,14 @@ class Runtime:
         self._runner: web.AppRunner | None = None
         self._kfp_runner: web.AppRunner | None = None
         self._kfp_sock: socket.socket | None = None
+
+    def _component_zygote(self) -> ZygoteInfo | None:
+        """The trainer environment's zygote once ready (KFP components fork from it); starts it if none."""
+        pool = self.processes.warm
+        if pool is None:
+            return None
+        rule = self.ctx.images.rule_for(TRAINER_IMAGE)
+        return pool.ready(trainer_python(self.ctx.images), rule.preload) if rule.preload else None
 
     def _ensure_namespaces(self) -> None:
         for ns in DEFAULT_NAMESPACES:
@@ -256,6 +272,7 @@ class Runtime:
             images_file=self.paths.images,
             multi_user=self.kfp_multi_user,
             faults=self.faults,  # one token and one set of injected faults for both APIs
+            warm=self._component_zygote,
         )
         from kubeflow_bridge.local.ui import UiSources, add_ui_routes
 
@@ -409,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         "--no-auth", action="store_true", help="serve both APIs without a token (plain HTTP; tests only)"
     )
     p.add_argument("--history", type=int, default=2000)
+    p.add_argument("--no-warm", action="store_true", help="start every process cold (no zygotes)")
     p.add_argument("--bookmark-interval", type=float, default=5.0)
     p.add_argument("--announce", action="store_true", help="print the endpoints once serving")
     p.add_argument(
@@ -436,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             tls=args.tls,
             kfp_multi_user=args.kfp_multi_user,
             auth=not args.no_auth,
+            warm=False if args.no_warm else None,
         )
         asyncio.run(serve(runtime, args.announce))
     except ports.PortTaken as err:

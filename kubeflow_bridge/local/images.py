@@ -8,7 +8,8 @@ entrypoint (torch and torchrun live there);
 ``alpine``, ``ubuntu``, ``debian``, ``bash``) -> the host shell. A YAML/JSON file
 (``<state>/images.yaml`` or ``KUBEFLOW_BRIDGE_IMAGES``) of ``[{pattern: ..., venv: path}]`` or
 ``{pattern: venv-path}`` entries is tried before the defaults; ``venv: "@self"`` means the runtime's
-interpreter, ``venv: "@host"`` the host's commands as they are.
+interpreter, ``venv: "@host"`` the host's commands as they are; ``preload: [module, ...]`` names the
+libraries a warm interpreter of that environment imports once (:mod:`kubeflow_bridge.local.warm`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class ImageRule:
     venv: str  # a folder holding bin/python, "@self" or "@host"
     entrypoint: tuple[str, ...] = ()  # the image's ENTRYPOINT
     cmd: tuple[str, ...] = ()  # the image's CMD (replaced by a container's args)
+    preload: tuple[str, ...] = ()  # libraries a warm interpreter imports once (kubeflow_bridge.local.warm)
 
     def argv(self, command: list[str], args: list[str], path: str) -> list[str]:
         """What a container runs, as the kubelet combines command/args with ENTRYPOINT/CMD.
@@ -56,13 +58,31 @@ class ImageRule:
         return [*(self.cmd or ("python",)), *args]
 
 
+#: What the trainer's steps and the workflow's KFP components import (seconds of start-up each, cold).
+TRAINER_PRELOAD = (
+    "numpy",
+    "pandas",
+    "pyarrow.parquet",
+    "dask.dataframe",
+    "torch",
+    "boto3",
+    "trainer.ingest",
+    "trainer.preprocess",
+    "trainer.train",
+    "trainer.evaluate",
+    "kfp.dsl.executor_main",
+    "kubeflow_bridge.pipelines.steps",
+)
+
 DEFAULT_RULES: tuple[ImageRule, ...] = (
     # docker/trainer.Dockerfile: ENTRYPOINT ["python", "-m", "trainer"], CMD ["--help"]
     *(
-        ImageRule(p, str(REPO_ROOT / ".venv-trainer"), ("python", "-m", "trainer"), ("--help",))
+        ImageRule(
+            p, str(REPO_ROOT / ".venv-trainer"), ("python", "-m", "trainer"), ("--help",), TRAINER_PRELOAD
+        )
         for p in ("kubeflow-bridge/trainer:*", "*/trainer:*", "trainer:*")
     ),
-    ImageRule("pytorch/pytorch:*", str(REPO_ROOT / ".venv-trainer"), cmd=("python3",)),
+    ImageRule("pytorch/pytorch:*", str(REPO_ROOT / ".venv-trainer"), cmd=("python3",), preload=("torch",)),
     ImageRule("python:*", SELF, cmd=("python3",)),
     ImageRule("*/python:*", SELF, cmd=("python3",)),
     *(ImageRule(p, HOST, cmd=("sh",)) for name in _SHELL_IMAGES for p in (f"{name}:*", f"*/{name}:*")),
@@ -97,6 +117,7 @@ class ImageMap:
                     str(entry["venv"]),
                     tuple(str(a) for a in entry.get("entrypoint") or ()),
                     tuple(str(a) for a in entry.get("cmd") or ()),
+                    tuple(str(a) for a in entry.get("preload") or ()),
                 )
             )
         return cls(rules)

@@ -14,6 +14,18 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
+
+from kubeflow_bridge.local.warm import WarmPool
+
+
+class Process(Protocol):
+    """What a started process offers: an ``asyncio.subprocess.Process`` or a zygote's ``WarmProcess``."""
+
+    @property
+    def pid(self) -> int: ...
+
+    async def wait(self) -> int: ...
 
 
 def free_port() -> int:
@@ -37,7 +49,7 @@ class ManagedProcess:
     """A started process (leader of its own process group)."""
 
     name: str
-    proc: asyncio.subprocess.Process
+    proc: Process
     log_path: Path | None
     pid_file: Path | None
     returncode: int | None = None
@@ -78,12 +90,14 @@ class ProcessManager:
 
     Args:
         procs_dir: Folder for one pid file per running process (``local down`` sweeps it).
+        warm: The zygotes that start ``python`` processes of preloading environments warm (None: all cold).
     """
 
-    def __init__(self, procs_dir: Path) -> None:
+    def __init__(self, procs_dir: Path, warm: WarmPool | None = None) -> None:
         self.procs_dir = procs_dir
         procs_dir.mkdir(parents=True, exist_ok=True)
         self.running: dict[int, ManagedProcess] = {}
+        self.warm = warm
 
     async def spawn(
         self,
@@ -93,8 +107,12 @@ class ProcessManager:
         env: Mapping[str, str],
         cwd: str | None = None,
         log_path: Path | None = None,
+        preload: Sequence[str] = (),
     ) -> ManagedProcess:
         """Start ``argv`` in a new session (its own process group) with stdout+stderr to ``log_path``.
+
+        ``preload``: the libraries of ``argv[0]``'s environment worth a zygote
+        (:mod:`kubeflow_bridge.local.warm`); the process is forked from it when it is ready.
 
         Raises:
             OSError: The executable cannot be started (not found, not executable).
@@ -104,15 +122,7 @@ class ProcessManager:
             log_path.parent.mkdir(parents=True, exist_ok=True)
         out = open(target, "ab", buffering=0)  # noqa: SIM115 - handed to the child
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                env=dict(env),
-                cwd=cwd,
-                start_new_session=True,
-            )
+            proc = await self._start(argv, env, cwd, out.fileno(), preload)
         finally:
             out.close()
         pid_file = self.procs_dir / str(proc.pid)
@@ -124,6 +134,23 @@ class ProcessManager:
             asyncio.get_running_loop().create_task(_index_log_times(mp, log_path))
         return mp
 
+    async def _start(
+        self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, out: int, preload: Sequence[str]
+    ) -> Process:
+        zygote = self.warm.ready(argv[0], preload) if self.warm is not None and preload else None
+        if zygote is not None and zygote.accepts(argv, env) and self.warm is not None:
+            with contextlib.suppress(OSError):  # the zygote went away: start cold
+                return await self.warm.spawn(zygote, argv, env, cwd=cwd, stdout=out)
+        return await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
+
     async def _reap(self, mp: ManagedProcess) -> None:
         await mp.wait()
         self.running.pop(mp.pid, None)
@@ -131,6 +158,8 @@ class ProcessManager:
     async def stop_all(self, grace: float = 3.0) -> None:
         """Terminate every running process group (daemon shutdown)."""
         await asyncio.gather(*(mp.terminate(grace, "Shutdown") for mp in list(self.running.values())))
+        if self.warm is not None:
+            await self.warm.stop()
 
 
 LOG_TIME_INTERVAL = 0.2

@@ -2,7 +2,7 @@
 
 The components in :mod:`kubeflow_bridge.pipelines.pipeline` are thin: KFP serializes a lightweight
 component's source, so each one imports this module and calls one function. Here the trainer steps run
-as ``python -m trainer ...`` subprocesses (exactly what an Airflow pod runs) and the Kubeflow objects
+in the component's own process (the work an Airflow pod's ``python -m trainer ...`` does) and the Kubeflow objects
 (Katib Experiment, TrainJob or PyTorchJob, InferenceService) are created through the bridge core
 (:mod:`kubeflow_bridge.resources` builders, :class:`~kubeflow_bridge.clients.kube.KubeflowObjectClient`
 with ``$KUBECONFIG``) with the same builders the Airflow operators use.
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -36,34 +34,37 @@ class StepFailed(RuntimeError):
     """A step of the workflow failed; the message says which and why."""
 
 
-def run_trainer(
-    argv: list[str], *, timeout: float | None = None, env: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    """Run ``python -m trainer <argv>``, echo its output, and return its TRAINER_SUMMARY.
+def run_trainer(argv: list[str], *, env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Run the trainer step ``argv`` (``python -m trainer <argv>``'s work) in this component's process.
 
+    One process per component: the step's output goes to the component's log as it is written, and its
+    libraries' import time is the component's start-up (``import_seconds``), not compute.
     ``env``: more env entries (``{name, value}``; ``valueFrom`` entries are what this component's own
-    env already holds, from its Secret, and are left to it).
+    env already holds, from its Secret, and are left to it), set for the step and restored after.
 
     Raises:
-        StepFailed: Non-zero exit (with the last lines of stderr) or no summary.
+        StepFailed: Bad arguments, a step that failed (with its error), or no summary.
     """
     import os
 
-    cmd = [sys.executable, "-m", "trainer", *argv]
+    from trainer.__main__ import run as run_step
+
     started = time.perf_counter()
     extra = {e["name"]: str(e["value"]) for e in env or [] if "value" in e}
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, check=False, env={**os.environ, **extra}
-    )
-    sys.stdout.write(proc.stdout)
-    sys.stderr.write(proc.stderr[-20000:])
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise StepFailed(f"trainer {argv[0]} exited {proc.returncode}:\n{tail}")
+    saved = {name: os.environ.get(name) for name in extra}
+    os.environ.update(extra)
     try:
-        summary = workflow.parse_trainer_summary(proc.stdout)
-    except ValueError as exc:
-        raise StepFailed(f"trainer {argv[0]}: {exc}") from exc
+        code, summary = run_step(argv, whole_process=True)
+    except SystemExit as exc:  # argparse has printed the usage and what is wrong
+        raise StepFailed(f"trainer {argv[0]}: bad arguments (exit {exc.code}); see the usage above") from None
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    if code != 0:
+        raise StepFailed(f"trainer {argv[0]} exited {code}: {summary.get('error', 'no error recorded')}")
     log.info("trainer %s finished in %.1fs", argv[0], time.perf_counter() - started)
     return summary
 

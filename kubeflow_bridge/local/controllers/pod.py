@@ -382,7 +382,8 @@ class PodController(Controller):
         meta = pod["metadata"]
         command = [_expand(a, env) for a in (c.get("command") or [])]
         args = [_expand(a, env) for a in (c.get("args") or [])]
-        argv = self.ctx.images.rule_for(c["image"]).argv(command, args, env.get("PATH", ""))
+        rule = self.ctx.images.rule_for(c["image"])
+        argv = rule.argv(command, args, env.get("PATH", ""))
         if self.crash_rule is not None and self.crash_rule[0].search(meta["name"]):
             _pattern, code, message = self.crash_rule
             argv = ["python", "-c", f"import sys; print({message!r}, file=sys.stderr); sys.exit({code})"]
@@ -407,6 +408,7 @@ class PodController(Controller):
             env=env,
             cwd=workdir,
             log_path=log_path,
+            preload=rule.preload,
         )
 
     async def _watch_exit(self, pod: Obj, container: str, mp: ManagedProcess) -> None:

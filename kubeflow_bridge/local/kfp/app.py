@@ -21,6 +21,7 @@ from kubeflow_bridge.local.kfp.runs_api import add_routes as add_run_routes
 from kubeflow_bridge.local.kfp.runs_api import scheduler_loop
 from kubeflow_bridge.local.kfp.spec import parse_package, unwrap_spec, validate_spec
 from kubeflow_bridge.local.kfp.store import Store, public
+from kubeflow_bridge.local.warm import ZygoteInfo
 
 log = logging.getLogger(__name__)
 BASE = "/apis/v2beta1"
@@ -422,8 +423,11 @@ def create_kfp_app(
     images_file: Path | None = None,
     multi_user: bool = False,
     faults: Faults | None = None,
+    warm: Callable[[], ZygoteInfo | None] | None = None,
 ) -> web.Application:
     """Builds the local KFP v2beta1 API application (see the package docstring for mounting it).
+
+    ``warm``: the runtime's ready zygote for the trainer environment, if any (components forked from it).
 
     ``faults`` is the runtime's (shared with its Kubernetes API): its token check guards every call
     but ``healthz`` while auth is on, and its injected faults apply to this API too.
@@ -443,6 +447,7 @@ def create_kfp_app(
             python=trainer_python or sys.executable,
             max_parallel=max_parallel_runs,
             images_file=images_file,
+            warm=warm,
         )
     except ApiError as exc:
         store.close()

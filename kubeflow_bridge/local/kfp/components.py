@@ -212,6 +212,34 @@ def plan_launch(image: str, command: list[str], images: ImageMap, envs: PackageE
     return Launch(list(preamble.command), overlay)
 
 
+# The shell program the KFP SDK wraps every lightweight component in (after the pip preamble).
+_LAUNCHER = re.compile(
+    r'program_path=\$\(mktemp -d\)\s+printf "%s" "\$0" > "\$program_path/ephemeral_component\.py"\s+'
+    r"(?P<runtime>_KFP_RUNTIME=true\s+)?(?P<python>\S+) -m kfp\.dsl\.executor_main\s+"
+    r'--component_module_path\s+"\$program_path/ephemeral_component\.py"\s+"\$@"\s*'
+)
+
+
+def without_shell(command: list[str]) -> tuple[list[str], dict[str, str]] | None:
+    """The Python command line (and env) the SDK's ``sh -ec`` launcher of a lightweight component runs.
+
+    The launcher writes the component's source to a new temporary folder and runs
+    ``python3 -m kfp.dsl.executor_main`` on it; this does the same without the shell, so the component
+    can be forked from a warm interpreter. None for any other command.
+    """
+    if len(command) < 4 or command[0] != "sh" or command[1] not in ("-c", "-ec", "-e"):
+        return None
+    match = _LAUNCHER.fullmatch(command[2])
+    if match is None:
+        return None
+    import tempfile
+
+    module = Path(tempfile.mkdtemp()) / "ephemeral_component.py"
+    module.write_text(command[3], encoding="utf-8")
+    argv = [match["python"], "-m", "kfp.dsl.executor_main", "--component_module_path", str(module)]
+    return [*argv, *command[4:]], ({"_KFP_RUNTIME": "true"} if match["runtime"] else {})
+
+
 def _with_python(command: list[str], python: str) -> list[str]:
     """``python3`` -> the environment's interpreter, everywhere but in the component's source."""
     out: list[str] = []

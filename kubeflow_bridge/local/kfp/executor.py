@@ -23,10 +23,11 @@ import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from kubeflow_bridge.local.images import ImageMap
 from kubeflow_bridge.local.kfp.platform import PLATFORM_KEY, executors, task_env
+from kubeflow_bridge.local.warm import WARM_ENV, SyncWarmProcess, ZygoteInfo, start_sync
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*)$")
@@ -145,22 +146,21 @@ def _install_hooks(
     counter = {"n": 0}
     counter_lock = threading.Lock()
 
+    zygote = ZygoteInfo.from_env(os.environ)
+
     def run_local_subprocess(full_command: list[str], env_vars: dict[str, str] | None = None) -> int:
-        import os
         import subprocess
 
         env = {**os.environ, **(env_vars or {})}
+        env.pop(WARM_ENV, None)
         captured: list[str] = getattr(local, "lines", [])
         log_path: Path | None = getattr(local, "log_path", None)
         log = log_path.open("a", encoding="utf-8") if log_path is not None else None
-        with subprocess.Popen(
-            full_command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            env=env,
-        ) as process:
+        warm = _start_warm(zygote, full_command, env) if zygote is not None else None
+        process: _WarmComponent | subprocess.Popen[str] = warm or subprocess.Popen(
+            full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
+        )
+        with process:
             assert process.stdout is not None
             for line in iter(process.stdout.readline, ""):
                 print(line, end="", flush=True)
@@ -299,6 +299,49 @@ def _install_hooks(
     task_executor.execute_single_task = execute_single_task
     subprocess_task_handler.run_local_subprocess = run_local_subprocess
     return executed
+
+
+class _WarmComponent:
+    """A component forked from the runtime's zygote, read as ``subprocess.Popen(stdout=PIPE, text=True)``."""
+
+    def __init__(self, process: SyncWarmProcess, stdout: IO[str]) -> None:
+        self.process = process
+        self.stdout = stdout
+
+    def wait(self) -> int:
+        return self.process.wait()
+
+    def __enter__(self) -> _WarmComponent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stdout.close()
+
+
+def _start_warm(zygote: ZygoteInfo, command: list[str], env: dict[str, str]) -> _WarmComponent | None:
+    """Fork a lightweight component from the zygote; None when it must start cold (any other command,
+    another start-up env, the zygote gone). It dies with this executor, as it would in its process group."""
+    from kubeflow_bridge.local.kfp.components import without_shell
+
+    direct = without_shell(command)
+    if direct is None:
+        return None
+    argv, extra = direct
+    env = {**env, **extra}
+    if not zygote.accepts(argv, env):
+        import shutil
+
+        shutil.rmtree(Path(argv[4]).parent, ignore_errors=True)
+        return None
+    read_end, write_end = os.pipe()
+    try:
+        process = start_sync(zygote, argv, env, cwd=os.getcwd(), stdout=write_end, parent=os.getpid())
+    except OSError:
+        os.close(read_end)
+        return None
+    finally:
+        os.close(write_end)
+    return _WarmComponent(process, open(read_end, encoding="utf-8", errors="replace"))
 
 
 def _platform_env(

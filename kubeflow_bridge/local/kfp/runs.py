@@ -21,6 +21,7 @@ from typing import Any
 
 from kubeflow_bridge.local.kfp.query import ApiError, bad_request, now_ts, rfc3339
 from kubeflow_bridge.local.kfp.store import Store
+from kubeflow_bridge.local.warm import WARM_ENV, ZygoteInfo
 
 TERMINAL = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
 _EXECUTOR_MODULE = "kubeflow_bridge.local.kfp.executor"
@@ -174,8 +175,10 @@ class RunExecutor:
         python: str,
         max_parallel: int = 4,
         images_file: Path | None = None,
+        warm: Callable[[], ZygoteInfo | None] | None = None,
     ) -> None:
         self._store = store
+        self._warm = warm  # the ready zygote for the components (kubeflow_bridge.local.warm), if any
         self._runs_dir = state_dir / "runs"
         self._cache_root = state_dir / "cache"  # kfp.local's task cache, shared by runs as KFP's is
         self._envs_root = state_dir / "envs"  # packages_to_install environments, by requirement set
@@ -267,6 +270,9 @@ class RunExecutor:
                 run_id,
             ]
             env = {**os.environ, **self._env, "KFP_RUN_ID": run_id, "PYTHONUNBUFFERED": "1"}
+            zygote = self._warm() if self._warm is not None else None
+            if zygote is not None:
+                env[WARM_ENV] = zygote.to_env()
             with (attempt_dir / "executor.log").open("ab") as log:
                 proc = await asyncio.create_subprocess_exec(
                     *cmd, cwd=str(attempt_dir), env=env, stdout=log, stderr=log, start_new_session=True
