@@ -8,7 +8,8 @@ cold start gives: its own session and process group, its env (``os.environ``), w
 ``sys.argv``, stdio on its log, exit code, fresh random state.
 
 The first such process of an environment starts cold and starts the zygote beside it; later ones are
-warm once it is ready. A request whose start-up env (:data:`START_UP_ENV`: what the interpreter or a
+warm once it is ready. A zygote whose project sources (imported files outside installed packages, such as
+``trainer/``) changed is retired and started again, so an edit takes effect as it would with cold starts. A request whose start-up env (:data:`START_UP_ENV`: what the interpreter or a
 preloaded library reads once, at start or import) differs from the zygote's starts cold, as does any
 other command line. ``KUBEFLOW_BRIDGE_WARM=0`` (or ``local up --no-warm``) turns warm starts off.
 """
@@ -209,7 +210,19 @@ class WarmProcess:
 class _Zygote:
     info: ZygoteInfo
     proc: asyncio.subprocess.Process
+    started: float = field(default_factory=time.time)
     ready: bool = False
+    sources: list[str] = field(default_factory=list)  # project files it imported (edits retire it)
+
+    def stale(self) -> bool:
+        """A source it imported changed since it started (a cold process would run the new code)."""
+        for path in self.sources:
+            try:
+                if os.stat(path).st_mtime >= self.started:
+                    return True
+            except OSError:
+                return True
+        return False
 
 
 @dataclass
@@ -233,9 +246,13 @@ class WarmPool:
             asyncio.get_running_loop().create_task(self._start(key))
             return None
         zygote = self.zygotes[key]
-        if zygote is not None and zygote.ready and zygote.proc.returncode is None:
-            return zygote.info
-        return None
+        if zygote is None or not zygote.ready or zygote.proc.returncode is not None:
+            return None
+        if zygote.stale():
+            zygote.proc.kill()  # its children run on; the next request starts a new one
+            del self.zygotes[key]
+            return None
+        return zygote.info
 
     async def _start(self, key: tuple[str, tuple[str, ...]]) -> None:
         python, preload = key
@@ -258,8 +275,10 @@ class WarmPool:
             )
         zygote = self.zygotes[key] = _Zygote(info, proc)
         assert proc.stdout is not None
-        with contextlib.suppress(TimeoutError):
-            zygote.ready = (await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT)).strip() == b"ready"
+        with contextlib.suppress(TimeoutError, ValueError):
+            word, _, sources = (await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT)).partition(b" ")
+            zygote.sources = [str(path) for path in json.loads(sources or b"[]")]
+            zygote.ready = word.strip() == b"ready"
         if not zygote.ready:
             print(f"warm start: the zygote for {python} did not start (see {log.name})", file=sys.stderr)
 

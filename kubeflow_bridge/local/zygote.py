@@ -5,7 +5,8 @@ Python environment can run it)::
 
     <venv>/bin/python zygote.py SOCKET MODULE[,MODULE...]
 
-It imports the modules, listens on the Unix socket ``SOCKET`` and prints ``ready`` on stdout. Each
+It imports the modules, listens on the Unix socket ``SOCKET`` and prints ``ready`` on stdout, with the
+JSON list of the imported source files that are not installed packages (the client watches them). Each
 connection asks for one process: a JSON line ``{"argv": [...], "env": {...}, "cwd": "..."}`` sent with
 three file descriptors (stdin, stdout, stderr). The zygote forks; the child starts a session of its
 own (its own process group, as the runtime's other processes), takes the descriptors, the env, the
@@ -244,7 +245,20 @@ def main() -> None:
         os.unlink(sock_path)
     listener.bind(sock_path)
     listener.listen(64)
-    print("ready", flush=True)
+    # the sources outside the interpreter's own and its environment's packages (a project's editable
+    # install, e.g. trainer/): the client retires this zygote when one changes, so edits take effect
+    installed = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix})
+    own = sorted(
+        {
+            path
+            for module in list(sys.modules.values())
+            if isinstance(path := getattr(module, "__file__", None), str)
+            and os.path.isabs(path)  # (torch's _ops and _classes name bare file names)
+            and not path.startswith(installed)
+            and os.path.exists(path)
+        }
+    )
+    print("ready " + json.dumps(own), flush=True)
     request, fds = _serve(listener)
     _become(request, fds)
     code = 1

@@ -143,6 +143,41 @@ def test_dies_with_its_parent(zygote: tuple[WarmPool, ZygoteInfo], tmp_path: Pat
     assert time.monotonic() - started < 5
 
 
+def test_an_edited_project_source_retires_the_zygote(tmp_path: Path) -> None:
+    """Cold starts run the code as it is now; so do warm ones: an edit starts a new zygote."""
+    project = tmp_path / "project"
+    project.mkdir()
+    module = project / "stepcode.py"
+    module.write_text("VERSION = 1\n")
+    pool = WarmPool(tmp_path / "warm", {**BASE_ENV, "PYTHONPATH": str(project)})
+    probe = [PYTHON, "-c", "import stepcode; print(stepcode.VERSION)"]
+
+    async def ready() -> ZygoteInfo:
+        while (info := pool.ready(PYTHON, ("stepcode",))) is None:
+            await asyncio.sleep(0.05)
+        return info
+
+    async def version(info: ZygoteInfo) -> str:
+        out = tmp_path / f"v-{time.monotonic_ns()}.log"
+        with out.open("wb") as fh:
+            proc = await pool.spawn(
+                info, probe, {**BASE_ENV, "PYTHONPATH": str(project)}, cwd=None, stdout=fh.fileno()
+            )
+        assert await proc.wait() == 0
+        return out.read_text().strip()
+
+    async def scenario() -> None:
+        first = await asyncio.wait_for(ready(), 60)
+        assert await version(first) == "1"
+        module.write_text("VERSION = 22\n")  # another size: a same-second edit of one size keeps its .pyc
+        assert pool.ready(PYTHON, ("stepcode",)) is None, "a zygote with the old code must not serve"
+        second = await asyncio.wait_for(ready(), 60)
+        assert await version(second) == "22"
+        await pool.stop()
+
+    asyncio.run(scenario())
+
+
 def test_what_starts_cold() -> None:
     info = ZygoteInfo(PYTHON, "/nonexistent.sock", {"LANG": "C.UTF-8"})
     assert info.accepts([PYTHON, "-m", "trainer", "train"], {"LANG": "C.UTF-8", "OTHER": "1"})
