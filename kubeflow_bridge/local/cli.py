@@ -168,8 +168,8 @@ def daemon_argv(paths: StatePaths, args: argparse.Namespace) -> list[str]:
         argv.append("--kfp-multi-user")
     if getattr(args, "no_auth", False):
         argv.append("--no-auth")
-    if getattr(args, "no_warm", False):
-        argv.append("--no-warm")
+    # `local up` is for running steps: their zygote starts with the runtime (tests' runtimes start it lazily)
+    argv.append("--no-warm" if getattr(args, "no_warm", False) else "--prewarm")
     return argv
 
 

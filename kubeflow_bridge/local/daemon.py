@@ -157,7 +157,7 @@ class Runtime:
         self._kfp_runner: web.AppRunner | None = None
         self._kfp_sock: socket.socket | None = None
 
-    def _component_zygote(self) -> ZygoteInfo | None:
+    def trainer_zygote(self) -> ZygoteInfo | None:
         """The trainer environment's zygote once ready (KFP components fork from it); starts it if none."""
         pool = self.processes.warm
         if pool is None:
@@ -272,7 +272,7 @@ class Runtime:
             images_file=self.paths.images,
             multi_user=self.kfp_multi_user,
             faults=self.faults,  # one token and one set of injected faults for both APIs
-            warm=self._component_zygote,
+            warm=self.trainer_zygote,
         )
         from kubeflow_bridge.local.ui import UiSources, add_ui_routes
 
@@ -389,12 +389,14 @@ class Runtime:
             self.paths.info_file.unlink()
 
 
-async def serve(runtime: Runtime, announce: bool = False) -> None:
+async def serve(runtime: Runtime, announce: bool = False, prewarm: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await runtime.start()
+    if prewarm:
+        runtime.trainer_zygote()  # start the trainer environment's zygote now, not at the first step
     if announce:
         info = json.loads(runtime.paths.info_file.read_text())
         print(f"serving: API {info['api']}  KFP {info['kfp']}  S3 {info['s3']}  (Ctrl-C stops)", flush=True)
@@ -427,6 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--history", type=int, default=2000)
     p.add_argument("--no-warm", action="store_true", help="start every process cold (no zygotes)")
+    p.add_argument(
+        "--prewarm",
+        action="store_true",
+        help="start the trainer environment's zygote at start-up (`local up`)",
+    )
     p.add_argument("--bookmark-interval", type=float, default=5.0)
     p.add_argument("--announce", action="store_true", help="print the endpoints once serving")
     p.add_argument(
@@ -456,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
             auth=not args.no_auth,
             warm=False if args.no_warm else None,
         )
-        asyncio.run(serve(runtime, args.announce))
+        asyncio.run(serve(runtime, args.announce, args.prewarm and not args.no_warm))
     except ports.PortTaken as err:
         log.error("cannot start: %s", err)
         return 1

@@ -107,12 +107,14 @@ class ProcessManager:
         env: Mapping[str, str],
         cwd: str | None = None,
         log_path: Path | None = None,
+        python: str = "",
         preload: Sequence[str] = (),
     ) -> ManagedProcess:
         """Start ``argv`` in a new session (its own process group) with stdout+stderr to ``log_path``.
 
-        ``preload``: the libraries of ``argv[0]``'s environment worth a zygote
-        (:mod:`kubeflow_bridge.local.warm`); the process is forked from it when it is ready.
+        ``python`` and ``preload``: the interpreter of the environment ``argv`` runs in and the libraries
+        worth a zygote of it (:mod:`kubeflow_bridge.local.warm`); the process is forked from that
+        zygote when it is ready and can run ``argv``.
 
         Raises:
             OSError: The executable cannot be started (not found, not executable).
@@ -122,7 +124,7 @@ class ProcessManager:
             log_path.parent.mkdir(parents=True, exist_ok=True)
         out = open(target, "ab", buffering=0)  # noqa: SIM115 - handed to the child
         try:
-            proc = await self._start(argv, env, cwd, out.fileno(), preload)
+            proc = await self._start(argv, env, cwd, out.fileno(), python, preload)
         finally:
             out.close()
         pid_file = self.procs_dir / str(proc.pid)
@@ -135,12 +137,20 @@ class ProcessManager:
         return mp
 
     async def _start(
-        self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, out: int, preload: Sequence[str]
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str | None,
+        out: int,
+        python: str,
+        preload: Sequence[str],
     ) -> Process:
-        zygote = self.warm.ready(argv[0], preload) if self.warm is not None and preload else None
-        if zygote is not None and zygote.accepts(argv, env) and self.warm is not None:
-            with contextlib.suppress(OSError):  # the zygote went away: start cold
-                return await self.warm.spawn(zygote, argv, env, cwd=cwd, stdout=out)
+        if self.warm is not None and python and preload:
+            zygote = self.warm.ready(python, preload)
+            command = zygote.command(argv, env) if zygote is not None else None
+            if zygote is not None and command is not None:
+                with contextlib.suppress(OSError):  # the zygote went away: start cold
+                    return await self.warm.spawn(zygote, command, env, cwd=cwd, stdout=out)
         return await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,

@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -65,13 +66,39 @@ def enabled() -> bool:
     return os.environ.get("KUBEFLOW_BRIDGE_WARM", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def runs_warm(argv: Sequence[str], python: str) -> bool:
-    """Whether ``argv`` is a command line a zygote of ``python`` runs as the interpreter would."""
-    if len(argv) < 2 or argv[0] != python:
+def warm_argv(argv: Sequence[str], python: str, path: str = "") -> list[str] | None:
+    """``argv`` as a zygote of ``python`` runs it, or None when it must start cold.
+
+    ``python -m MODULE``, ``python -c CODE`` and ``python SCRIPT`` as they are; a console script of
+    ``python``'s environment (``torchrun``, found on ``path``, its ``#!`` line naming an interpreter
+    of that environment's ``bin``) as ``python SCRIPT``, which is what its ``#!`` line runs. Interpreter
+    options (``-u``, ``-X``...) and every other program start cold.
+    """
+    if not argv:
+        return None
+    if argv[0] != python:
+        script = argv[0] if os.path.isabs(argv[0]) else shutil.which(argv[0], path=path)
+        if script is None or not _console_script_of(script, python):
+            return None
+        return [python, script, *argv[1:]]
+    if len(argv) >= 3 and argv[1] in ("-m", "-c"):
+        return list(argv)
+    if len(argv) >= 2 and argv[1].endswith(".py") and not argv[1].startswith("-"):
+        return list(argv)
+    return None
+
+
+def _console_script_of(script: str, python: str) -> bool:
+    try:
+        with open(script, "rb") as fh:
+            first = fh.readline(512)
+    except OSError:
         return False
-    if argv[1] in ("-m", "-c"):
-        return len(argv) >= 3
-    return argv[1].endswith(".py") and not argv[1].startswith("-")
+    if not first.startswith(b"#!"):
+        return False
+    interpreter = first[2:].strip().split(b" ")[0].decode(errors="replace")
+    same_bin = os.path.dirname(interpreter) == os.path.dirname(python)
+    return same_bin and os.path.basename(interpreter).startswith("python")
 
 
 @dataclass(frozen=True)
@@ -88,8 +115,11 @@ class ZygoteInfo:
     socket: str
     env: dict[str, str]
 
-    def accepts(self, argv: Sequence[str], env: Mapping[str, str]) -> bool:
-        return runs_warm(argv, self.python) and all(env.get(k) == self.env.get(k) for k in START_UP_ENV)
+    def command(self, argv: Sequence[str], env: Mapping[str, str]) -> list[str] | None:
+        """The command line to fork for ``argv`` with ``env`` (:func:`warm_argv`); None: start it cold."""
+        if any(env.get(k) != self.env.get(k) for k in START_UP_ENV):
+            return None
+        return warm_argv(argv, self.python, env.get("PATH", ""))
 
     def to_env(self) -> str:
         return json.dumps({"python": self.python, "socket": self.socket, "env": self.env})

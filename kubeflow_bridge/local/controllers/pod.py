@@ -408,6 +408,7 @@ class PodController(Controller):
             env=env,
             cwd=workdir,
             log_path=log_path,
+            python=python,
             preload=rule.preload,
         )
 

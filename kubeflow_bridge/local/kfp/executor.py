@@ -326,12 +326,13 @@ def _start_warm(zygote: ZygoteInfo, command: list[str], env: dict[str, str]) -> 
     direct = without_shell(command)
     if direct is None:
         return None
-    argv, extra = direct
+    command, extra = direct
     env = {**env, **extra}
-    if not zygote.accepts(argv, env):
+    argv = zygote.command(command, env)
+    if argv is None:
         import shutil
 
-        shutil.rmtree(Path(argv[4]).parent, ignore_errors=True)
+        shutil.rmtree(Path(command[4]).parent, ignore_errors=True)
         return None
     read_end, write_end = os.pipe()
     try:

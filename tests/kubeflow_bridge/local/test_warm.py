@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from kubeflow_bridge.local.images import TRAINER_IMAGE, ImageMap
-from kubeflow_bridge.local.warm import START_UP_ENV, WarmPool, ZygoteInfo, runs_warm, start_sync
+from kubeflow_bridge.local.warm import START_UP_ENV, WarmPool, ZygoteInfo, start_sync, warm_argv
 
 from .conftest import RuntimeHandle, python_pod, wait_for
 
@@ -180,13 +180,20 @@ def test_an_edited_project_source_retires_the_zygote(tmp_path: Path) -> None:
 
 def test_what_starts_cold() -> None:
     info = ZygoteInfo(PYTHON, "/nonexistent.sock", {"LANG": "C.UTF-8"})
-    assert info.accepts([PYTHON, "-m", "trainer", "train"], {"LANG": "C.UTF-8", "OTHER": "1"})
-    assert not info.accepts([PYTHON, "-m", "trainer"], {"LANG": "C.UTF-8", "OMP_NUM_THREADS": "1"})
-    assert not info.accepts([PYTHON, "-m", "trainer"], {}), "a different locale reads differently at start-up"
-    assert not runs_warm(["/usr/bin/python3", "-c", "pass"], PYTHON)  # another interpreter
-    assert not runs_warm([PYTHON, "-u", "-c", "pass"], PYTHON)  # interpreter options
-    assert not runs_warm(["sh", "-c", "python -c pass"], PYTHON)
-    assert runs_warm([PYTHON, "script.py", "--x"], PYTHON)
+    env = {"LANG": "C.UTF-8", "OTHER": "1", "PATH": str(Path(PYTHON).parent)}
+    assert info.command([PYTHON, "-m", "trainer", "train"], env) == [PYTHON, "-m", "trainer", "train"]
+    # a console script of the environment runs as its #! line does: python SCRIPT
+    torchrun = str(Path(PYTHON).parent / "torchrun")
+    assert info.command(["torchrun", "-m", "trainer"], env) == [PYTHON, torchrun, "-m", "trainer"]
+    assert info.command([PYTHON, "-m", "trainer"], {**env, "OMP_NUM_THREADS": "1"}) is None
+    assert info.command([PYTHON, "-m", "trainer"], {}) is None, (
+        "a different locale reads differently at start-up"
+    )
+    assert warm_argv(["/usr/bin/python3", "-c", "pass"], PYTHON) is None  # another interpreter
+    assert warm_argv([PYTHON, "-u", "-c", "pass"], PYTHON) is None  # interpreter options
+    assert warm_argv(["sh", "-c", "python -c pass"], PYTHON, "/bin:/usr/bin") is None  # not a Python script
+    assert warm_argv(["torchrun"], PYTHON, "/bin:/usr/bin") is None  # not this environment's
+    assert warm_argv([PYTHON, "script.py", "--x"], PYTHON) == [PYTHON, "script.py", "--x"]
     assert {"PYTHONHASHSEED", "OMP_NUM_THREADS", "LD_PRELOAD"} <= set(START_UP_ENV)
     with pytest.raises(OSError):
         start_sync(info, [PYTHON, "-c", "pass"], {}, cwd=None, stdout=1)
