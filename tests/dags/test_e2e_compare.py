@@ -1,6 +1,6 @@
 """``compare_orchestrators`` end to end: Airflow (scheduler) and KFP on the same inputs, then the report.
 
-The DAG triggers ``anomaly_retraining`` and waits for it (TriggerDagRunOperator), which needs a
+The DAG triggers ``anomaly_retraining`` and waits for it (TriggerDagRunOperator's way), which needs a
 scheduler, so this test runs it under ``airflow standalone`` (LocalExecutor, cron schedules off so only
 the runs we trigger execute) against a local runtime of its own.
 """

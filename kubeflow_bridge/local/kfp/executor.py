@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import re
+import subprocess
 import sys
 import threading
 import traceback
@@ -149,18 +150,12 @@ def _install_hooks(
     zygote = ZygoteInfo.from_env(os.environ)
 
     def run_local_subprocess(full_command: list[str], env_vars: dict[str, str] | None = None) -> int:
-        import subprocess
-
         env = {**os.environ, **(env_vars or {})}
         env.pop(WARM_ENV, None)
         captured: list[str] = getattr(local, "lines", [])
         log_path: Path | None = getattr(local, "log_path", None)
         log = log_path.open("a", encoding="utf-8") if log_path is not None else None
-        warm = _start_warm(zygote, full_command, env) if zygote is not None else None
-        process: _WarmComponent | subprocess.Popen[str] = warm or subprocess.Popen(
-            full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
-        )
-        with process:
+        with _start_component(zygote, full_command, env) as process:
             assert process.stdout is not None
             for line in iter(process.stdout.readline, ""):
                 print(line, end="", flush=True)
@@ -318,31 +313,35 @@ class _WarmComponent:
         self.stdout.close()
 
 
-def _start_warm(zygote: ZygoteInfo, command: list[str], env: dict[str, str]) -> _WarmComponent | None:
-    """Fork a lightweight component from the zygote; None when it must start cold (any other command,
-    another start-up env, the zygote gone). It dies with this executor, as it would in its process group."""
+def _start_component(
+    zygote: ZygoteInfo | None, command: list[str], env: dict[str, str]
+) -> _WarmComponent | subprocess.Popen[str]:
+    """Start a task's process, its output on a pipe.
+
+    A lightweight component's ``sh -ec`` launcher is run as the ``python -m kfp.dsl.executor_main``
+    command it wraps (one process per component, not a shell and its Python), forked from the
+    zygote when there is one that can run it: the fork dies with this executor, as a child in its process
+    group would. Anything else runs as it is.
+    """
     from kubeflow_bridge.local.kfp.components import without_shell
 
     direct = without_shell(command)
-    if direct is None:
-        return None
-    command, extra = direct
-    env = {**env, **extra}
-    argv = zygote.command(command, env)
-    if argv is None:
-        import shutil
-
-        shutil.rmtree(Path(command[4]).parent, ignore_errors=True)
-        return None
-    read_end, write_end = os.pipe()
-    try:
-        process = start_sync(zygote, argv, env, cwd=os.getcwd(), stdout=write_end, parent=os.getpid())
-    except OSError:
-        os.close(read_end)
-        return None
-    finally:
-        os.close(write_end)
-    return _WarmComponent(process, open(read_end, encoding="utf-8", errors="replace"))
+    if direct is not None:
+        command, extra = direct
+        env = {**env, **extra}
+        argv = zygote.command(command, env) if zygote is not None else None
+        if zygote is not None and argv is not None:
+            read_end, write_end = os.pipe()
+            try:
+                warm = start_sync(zygote, argv, env, cwd=os.getcwd(), stdout=write_end, parent=os.getpid())
+                return _WarmComponent(warm, open(read_end, encoding="utf-8", errors="replace"))
+            except OSError:  # the zygote is gone: start it cold
+                os.close(read_end)
+            finally:
+                os.close(write_end)
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
+    )
 
 
 def _platform_env(
