@@ -165,6 +165,25 @@ def import_kserve() -> Any:
     return kserve
 
 
+#: The routes a predictor serves most (V1 predict, V2 infer): matched first.
+INFERENCE_PATHS = ("/v1/models/{model_name}:predict", "/v2/models/{model_name}/infer")
+
+
+def _inference_first(routes: list[Any]) -> bool:
+    """Reorder ``routes`` (and the routers included in it) so the inference routes match first; whether
+    it holds one. Only the order changes: each path matches one route as before."""
+
+    def holds(route: Any) -> bool:
+        inner = getattr(getattr(route, "original_router", None), "routes", None)  # an included router
+        if isinstance(inner, list):
+            return _inference_first(inner)
+        return getattr(route, "path", "") in INFERENCE_PATHS
+
+    hot = [route for route in routes if holds(route)]
+    routes[:] = hot + [route for route in routes if route not in hot]
+    return bool(hot)
+
+
 def start_model_server(models: list[Any], *, host: str, port: int) -> None:
     """Serve `models` with kserve's ModelServer (V1 and V2 REST) on host:port only."""
     kserve = import_kserve()
@@ -172,11 +191,17 @@ def start_model_server(models: list[Any], *, host: str, port: int) -> None:
     from kserve.protocol.rest.server import RESTServer
 
     class LoopbackRESTServer(RESTServer):  # type: ignore[misc]
-        """kserve binds 0.0.0.0; bind only the configured host."""
+        """kserve binds 0.0.0.0; bind only the configured host. The inference routes go first: each
+        request is matched against the routes in order (twice: routing and the timing middleware's
+        metric name), and kserve registers ~40, V2's infer late among them."""
 
         def __init__(self, *a: Any, **kw: Any) -> None:
             super().__init__(*a, **kw)
             self.config.host = host
+
+        def _register_endpoints(self, app: Any) -> None:
+            super()._register_endpoints(app)
+            _inference_first(app.router.routes)
 
     ms.RESTServer = LoopbackRESTServer
     kserve.ModelServer(

@@ -178,3 +178,39 @@ def test_corrupt_artifact_fails_at_load(tmp_path: Path, tools: Any) -> None:
     assert "is not a readable model artifact" in res.stderr
     with pytest.raises(ValueError, match=r"--model .*absent\.pt.*no such file"):
         AnomalyScorer(str(tmp_path / "absent.pt"))
+
+
+def test_inference_routes_match_first_and_every_route_still_answers(server: str) -> None:
+    import fastapi
+
+    from trainer.serve import INFERENCE_PATHS, _inference_first, import_kserve
+
+    import_kserve()
+    from kserve.model_repository import ModelRepository
+    from kserve.protocol.dataplane import DataPlane
+    from kserve.protocol.rest.server import RESTServer
+
+    app = fastapi.FastAPI()
+    rest = RESTServer.__new__(RESTServer)  # only its route registration, on a bare app
+    rest.dataplane, rest.model_repository_extension = DataPlane(ModelRepository()), None
+    rest._register_endpoints(app)
+    assert _inference_first(app.router.routes), (
+        "kserve's inference routes were not found: the order is kserve's"
+    )
+
+    def first_paths(routes: list[Any]) -> list[str]:
+        head = routes[0]
+        inner = getattr(getattr(head, "original_router", None), "routes", None)
+        return first_paths(inner) if isinstance(inner, list) else [getattr(head, "path", "")]
+
+    assert first_paths(app.router.routes)[0] in INFERENCE_PATHS
+    # the served app: only the order changed, every route kserve registers still answers
+    for path in (
+        "/",
+        "/v1/models",
+        f"/v1/models/{NAME}",
+        "/v2/health/live",
+        f"/v2/models/{NAME}/ready",
+        "/metrics",
+    ):
+        assert httpx.get(f"{server}{path}", timeout=10).status_code == 200, path
