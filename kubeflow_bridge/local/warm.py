@@ -157,7 +157,8 @@ def _request(
 
 
 def _exit_code(line: bytes, pid: int) -> int:
-    """The ``exit N`` line's code; without one (the zygote died) wait until the process is gone."""
+    """The ``exit N`` line's code; without one (the zygote was killed) wait until the process is gone and
+    report it killed: its status went with the zygote."""
     if line.startswith(b"exit "):
         return int(line.split()[1])
     while True:
@@ -267,6 +268,7 @@ class WarmPool:
     folder: Path
     base_env: dict[str, str]
     zygotes: dict[tuple[str, tuple[str, ...]], _Zygote | None] = field(default_factory=dict)
+    retired: list[_Zygote] = field(default_factory=list)  # stale, ending once their children have
 
     def ready(self, python: str, preload: Sequence[str]) -> ZygoteInfo | None:
         """The zygote for ``python`` + ``preload`` if it is ready; else start it (once) and return None."""
@@ -279,7 +281,8 @@ class WarmPool:
         if zygote is None or not zygote.ready or zygote.proc.returncode is not None:
             return None
         if zygote.stale():
-            zygote.proc.kill()  # its children run on; the next request starts a new one
+            zygote.proc.terminate()  # retire: it ends after its children; the next call starts a new one
+            self.retired.append(zygote)
             del self.zygotes[key]
             return None
         return zygote.info
@@ -330,11 +333,20 @@ class WarmPool:
             raise OSError(f"the zygote at {info.socket} did not start the process")
         return WarmProcess(int(line.split()[1]), reader, writer)
 
-    async def stop(self) -> None:
-        """Terminate the zygotes (their children are the runtime's processes, stopped on their own)."""
-        for zygote in self.zygotes.values():
-            if zygote is not None and zygote.proc.returncode is None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Retire the zygotes and wait for them (the runtime stops their children first); kill one that
+        is still there after ``grace`` seconds."""
+        zygotes = [z for z in (*self.zygotes.values(), *self.retired) if z is not None]
+        for zygote in zygotes:
+            if zygote.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    zygote.proc.terminate()
+        for zygote in zygotes:
+            try:
+                await asyncio.wait_for(zygote.proc.wait(), grace)
+            except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     zygote.proc.kill()
                 await zygote.proc.wait()
         self.zygotes.clear()
+        self.retired.clear()

@@ -12,7 +12,8 @@ three file descriptors (stdin, stdout, stderr). The zygote forks; the child star
 own (its own process group, as the runtime's other processes), takes the descriptors, the env, the
 working directory and ``sys.argv``, and runs ``python -m MODULE``, ``python -c CODE`` or
 ``python SCRIPT`` as the interpreter would, exiting as it would. The zygote answers ``pid N`` at once and
-``exit CODE`` when the child ends (CODE as ``Popen.returncode``: negative for a signal).
+``exit CODE`` when the child ends (CODE as ``Popen.returncode``: negative for a signal). SIGTERM
+retires it: it takes no more requests and exits when its last child has.
 :mod:`kubeflow_bridge.local.warm` is the client and decides which requests may come here.
 """
 
@@ -56,11 +57,21 @@ def _serve(listener: socket.socket) -> tuple[dict[str, Any], list[int]]:
     os.set_blocking(wake_r, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
+    # SIGTERM retires: no more requests; the zygote ends once its children have, so each exit
+    # code still reaches whoever waits for it
+    retiring: list[bool] = []
+    signal.signal(signal.SIGTERM, lambda *_: retiring.append(True))
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
     children: dict[int, socket.socket] = {}
     while True:
+        if retiring:
+            if listener.fileno() >= 0:
+                selector.unregister(listener)
+                listener.close()
+            if not children:
+                raise SystemExit(0)
         for key, _ in selector.select():
             if key.fileobj is listener:
                 conn, _addr = listener.accept()
@@ -75,8 +86,9 @@ def _serve(listener: socket.socket) -> tuple[dict[str, Any], list[int]]:
                 if pid == 0:
                     signal.set_wakeup_fd(-1)
                     selector.close()
-                    for fd in (wake_r, wake_w, listener.fileno(), conn.fileno()):
+                    for fd in (wake_r, wake_w, conn.fileno()):
                         os.close(fd)
+                    listener.close()
                     for other in children.values():
                         other.close()
                     return request, fds

@@ -169,10 +169,21 @@ def test_an_edited_project_source_retires_the_zygote(tmp_path: Path) -> None:
     async def scenario() -> None:
         first = await asyncio.wait_for(ready(), 60)
         assert await version(first) == "1"
+        with (tmp_path / "long.log").open("wb") as fh:
+            running = await pool.spawn(
+                first,
+                [PYTHON, "-c", "import time, sys; time.sleep(2); sys.exit(5)"],
+                BASE_ENV,
+                cwd=None,
+                stdout=fh.fileno(),
+            )
         module.write_text("VERSION = 22\n")  # another size: a same-second edit of one size keeps its .pyc
         assert pool.ready(PYTHON, ("stepcode",)) is None, "a zygote with the old code must not serve"
         second = await asyncio.wait_for(ready(), 60)
         assert await version(second) == "22"
+        # the retired zygote still reports what ran from it, then ends
+        assert await running.wait() == 5
+        await asyncio.wait_for(pool.retired[0].proc.wait(), 10)
         await pool.stop()
 
     asyncio.run(scenario())
