@@ -90,6 +90,15 @@ def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1, what:
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def group_gone(pgid: int) -> bool:
+    """Whether no process of the group ``pgid`` is left."""
+    try:
+        os.killpg(pgid, 0)
+        return False
+    except ProcessLookupError:
+        return True
+
+
 def python_pod(
     name: str, code: str, *, restart: str = "Never", image: str = "python:3.11", **spec: Any
 ) -> dict[str, Any]:

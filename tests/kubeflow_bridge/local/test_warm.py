@@ -19,7 +19,7 @@ import pytest
 from kubeflow_bridge.local.images import TRAINER_IMAGE, ImageMap
 from kubeflow_bridge.local.warm import START_UP_ENV, WarmPool, ZygoteInfo, start_sync, warm_argv
 
-from .conftest import RuntimeHandle, python_pod, wait_for
+from .conftest import RuntimeHandle, group_gone, python_pod, wait_for
 
 PYTHON = ImageMap().resolve(TRAINER_IMAGE)[0]
 BASE_ENV = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
@@ -241,15 +241,7 @@ def test_trainer_pods_start_warm_once_the_zygote_is_ready(runtime: RuntimeHandle
         pid = int(wait_for(lambda: c.get(f"{pods}/k/log").text.strip(), timeout=30, what="pid"))
         os.killpg(pid, 0)
         c.delete(f"{pods}/k").raise_for_status()
-
-        def gone() -> bool:
-            try:
-                os.killpg(pid, 0)
-                return False
-            except ProcessLookupError:
-                return True
-
-        wait_for(gone, timeout=15, what="process group gone")
+        wait_for(lambda: group_gone(pid), timeout=15, what="process group gone")
         # another image stays cold (nothing preloaded)
         c.post(pods, json=python_pod("cold", PRELOADED)).raise_for_status()
         assert wait_for(lambda: finished(c, "cold"), timeout=60, what="pod end") == "Succeeded"

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from .conftest import RuntimeHandle, python_pod, wait_for
+from .conftest import RuntimeHandle, group_gone, python_pod, wait_for
 
 
 def _pod(c: httpx.Client, ns: str, name: str) -> dict[str, Any]:
@@ -177,15 +177,7 @@ def test_delete_kills_process_group(runtime: RuntimeHandle, namespace: str) -> N
         )
         os.killpg(pid, 0)
         c.delete(f"/api/v1/namespaces/{namespace}/pods/k").raise_for_status()
-
-        def gone() -> bool:
-            try:
-                os.killpg(pid, 0)
-                return False
-            except ProcessLookupError:
-                return True
-
-        wait_for(gone, timeout=15, what="process group gone")
+        wait_for(lambda: group_gone(pid), timeout=15, what="process group gone")
 
 
 def test_restart_on_failure(runtime: RuntimeHandle, namespace: str, tmp_path: Any) -> None:
