@@ -28,6 +28,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
 #: Read by the interpreter at start-up or by a preloaded library at import: a process whose value
@@ -204,10 +205,10 @@ class SyncWarmProcess:
 
     pid: int
     sock: socket.socket
-    reader: object
+    reader: IO[bytes]
 
     def wait(self) -> int:
-        line = self.reader.readline()  # type: ignore[attr-defined]
+        line = self.reader.readline()
         self.sock.close()
         return _exit_code(line, self.pid)
 
