@@ -43,7 +43,7 @@ def run_trainer(argv: list[str], *, env: list[dict[str, Any]] | None = None) -> 
     env already holds, from its Secret, and are left to it), set for the step and restored after.
 
     Raises:
-        StepFailed: Bad arguments, a step that failed (with its error), or no summary.
+        StepFailed: Bad arguments, or a step that failed (with its error).
     """
     import os
 
