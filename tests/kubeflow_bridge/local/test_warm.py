@@ -184,9 +184,14 @@ def test_an_edited_project_source_retires_the_zygote(tmp_path: Path) -> None:
         # the retired zygote still reports what ran from it, then ends
         assert await running.wait() == 5
         await asyncio.wait_for(pool.retired[0].proc.wait(), 10)
-        await pool.stop()
 
-    asyncio.run(scenario())
+    async def scenario_then_stop() -> None:
+        try:
+            await scenario()
+        finally:  # a failed assertion must not leave zygotes running
+            await pool.stop()
+
+    asyncio.run(scenario_then_stop())
 
 
 def test_what_starts_cold() -> None:
