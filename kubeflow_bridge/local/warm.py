@@ -63,7 +63,7 @@ WARM_ENV = "KUBEFLOW_BRIDGE_WARM_ZYGOTE"
 
 
 def enabled() -> bool:
-    """Warm starts are on unless ``KUBEFLOW_BRIDGE_WARM`` is ``0``/``false``/``no``."""
+    """Warm starts are on unless ``KUBEFLOW_BRIDGE_WARM`` is ``0``/``false``/``no``/``off``."""
     return os.environ.get("KUBEFLOW_BRIDGE_WARM", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
